@@ -1,0 +1,37 @@
+"""Losses under one masked convention: a label of -1 (unknown) never contributes.
+
+Each function documents the paper equation it implements.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["known_mask", "masked_bce", "masked_l1"]
+
+
+def known_mask(labels: torch.Tensor) -> torch.Tensor:
+    """Float mask of known labels (label >= 0)."""
+    return (labels >= 0).to(torch.float32)
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor,
+               pos_weight: "torch.Tensor | None" = None) -> torch.Tensor:
+    """Binary cross-entropy averaged over known (label >= 0) entries only.
+
+    ``L = -1/|K| Σ_{(b,k)∈K} [w_k y log σ(z) + (1-y) log(1-σ(z))]`` with K the known entries.
+    Returns 0 (with a gradient path) when nothing is known.
+    """
+    mask = known_mask(labels)
+    target = labels.clamp(min=0).to(logits.dtype)
+    per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
+    denom = mask.sum()
+    return (per * mask).sum() / denom.clamp(min=1.0)
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over known (target >= 0) entries only."""
+    mask = known_mask(target)
+    per = (pred - target.clamp(min=0).to(pred.dtype)).abs()
+    return (per * mask).sum() / mask.sum().clamp(min=1.0)

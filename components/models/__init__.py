@@ -1,0 +1,11 @@
+"""AU models: one file per family, each registering its variants by name.
+
+Adding a model is one new file plus its import here.
+"""
+
+from components.models.base import AUModel, InputSpec
+from components.models.registry import build_model, list_models, model_info, register_model
+
+from components.models import baseline  # noqa: F401  (registers baseline_*)
+
+__all__ = ["AUModel", "InputSpec", "build_model", "list_models", "model_info", "register_model"]

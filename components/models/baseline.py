@@ -1,0 +1,94 @@
+"""Baseline: backbone + global average pooling + linear head, trained with masked BCE.
+
+This is the ablation baseline of paper 001 (Yu et al., §4.3, "Baseline" row of the ablation
+table) and paper 003 (SEV-Net, §4.3 ablation, "ResNet" row): the backbone's pooled feature and
+one fully connected layer with one logit per AU. An optional intensity head regresses 0-5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from components.models.backbones import BACKBONES, build_backbone
+from components.models.base import AUModel, InputSpec
+from components.models.registry import register_model
+
+__all__ = ["BaselineConfig", "BaselineModel"]
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    backbone: str = "resnet18"
+    """Backbone network (torchvision architecture, built without downloading weights)."""
+    image_size: int = 112
+    """Input crop side in pixels."""
+    channels: str = "rgb"
+    """Input channels: rgb, gray or gray+sobel."""
+    mask: bool = False
+    """Apply the background mask to the input."""
+    pretrained: str = ""
+    """Optional local path to torchvision weights for the backbone."""
+    dropout: float = 0.0
+    """Dropout before the head."""
+    intensity_head: bool = False
+    """Add a regression head for AU intensity (0-5)."""
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone {self.backbone!r} not in {list(BACKBONES)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class BaselineModel(AUModel):
+    family = "baseline"
+    paper = "ablation baseline of papers 001 (§4.3) and 003 (§4.3)"
+
+    def __init__(self, aus: Sequence[int], config: BaselineConfig) -> None:
+        super().__init__(aus, config)
+        spec = self.input_spec()
+        self.features, width = build_backbone(config.backbone, spec.num_channels, config.pretrained)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(width, self.num_aus)
+        self.intensity = nn.Linear(width, self.num_aus) if config.intensity_head else None
+
+    def input_spec(self) -> InputSpec:
+        c = self.config
+        return InputSpec(image_size=c.image_size, channels=c.channels, mask=c.mask)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feat = self.dropout(self.pool(self.features(batch["image"])).flatten(1))
+        out = {"logits": self.head(feat)}
+        if self.intensity is not None:
+            out["intensity"] = 5.0 * torch.sigmoid(self.intensity(feat))
+        return out
+
+
+def _build(aus: Sequence[int], base: BaselineConfig, kwargs: dict[str, Any]) -> BaselineModel:
+    return BaselineModel(aus, replace(base, **kwargs))
+
+
+@register_model("baseline_resnet18_112", family="baseline", tags=("small",),
+                paper="ablation baseline of papers 001 and 003",
+                description="ResNet-18 at 112 px + linear head (demo and test default)")
+def baseline_resnet18_112(aus: Sequence[int], **kwargs: Any) -> BaselineModel:
+    return _build(aus, BaselineConfig(), kwargs)
+
+
+@register_model("baseline_mobilenetv3_112", family="baseline", tags=("small",),
+                paper="ablation baseline of papers 001 and 003",
+                description="MobileNetV3-Large at 112 px + linear head (fastest CPU member)")
+def baseline_mobilenetv3_112(aus: Sequence[int], **kwargs: Any) -> BaselineModel:
+    return _build(aus, BaselineConfig(backbone="mobilenet_v3_large"), kwargs)
+
+
+@register_model("baseline_resnet18_224", family="baseline",
+                paper="ablation baseline of papers 001 and 003",
+                description="ResNet-18 at 224 px + linear head (the papers' input size)")
+def baseline_resnet18_224(aus: Sequence[int], **kwargs: Any) -> BaselineModel:
+    return _build(aus, BaselineConfig(image_size=224), kwargs)

@@ -1,0 +1,94 @@
+"""Feature-store schema (preprocess → train): versioned, with the AU list in Parquet metadata.
+
+Every input frame lands in exactly one of ``<store>/frames/`` (``FRAMES_SCHEMA``) or
+``<store>/rejects/`` (``REJECTS_SCHEMA``). Model-input transforms (mask, gray, Sobel) are not
+stored: they run after augmentation (``components.faces.transforms``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import pyarrow as pa
+
+__all__ = ["SCHEMA_VERSION", "FRAMES_SCHEMA", "REJECTS_SCHEMA", "store_metadata", "read_store_metadata",
+           "REJECT_REASONS"]
+
+SCHEMA_VERSION = 1
+
+FRAMES_SCHEMA = pa.schema([
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("subject", pa.string(), nullable=False),
+    pa.field("group", pa.string(), nullable=False),
+    pa.field("video", pa.string(), nullable=False),
+    pa.field("frame", pa.int32(), nullable=False),
+    pa.field("frame_order", pa.int32(), nullable=False),
+    pa.field("timestamp", pa.float64(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("face_id", pa.int16(), nullable=False),
+    pa.field("labels", pa.list_(pa.int8()), nullable=False),
+    pa.field("intensities", pa.list_(pa.int8()), nullable=False),
+    pa.field("image", pa.binary(), nullable=False),
+    pa.field("image_size", pa.int16(), nullable=False),
+    pa.field("landmarks", pa.list_(pa.float32()), nullable=False),
+    pa.field("det_score", pa.float32(), nullable=False),
+    pa.field("tracked", pa.bool_(), nullable=False),
+    pa.field("landmark_diff", pa.list_(pa.float32()), nullable=False),
+    pa.field("diff_valid", pa.list_(pa.bool_()), nullable=False),
+])
+"""One row per face per frame.
+
+- labels: int8 per AU of the store's AU list, 1/0/-1 (unknown);
+- intensities: int8 0-5 per AU, -1 unknown; empty list where the dataset has none;
+- image: JPEG of the aligned crop (image_size × image_size, RGB);
+- landmarks: 136 float32, (x0, y0, x1, y1, ...) in crop pixel coordinates;
+- tracked: landmarks carried from the previous frame rather than a fresh detection;
+- landmark_diff: len(diff_steps) × 136 float32, diff_t = l_{t+s} − l_{t−s} (crop coords);
+- diff_valid: per step, False where t−s or t+s fell outside the video (edge, clamped).
+"""
+
+REJECTS_SCHEMA = pa.schema([
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("dataset", pa.string(), nullable=False),
+    pa.field("subject", pa.string(), nullable=False),
+    pa.field("video", pa.string(), nullable=False),
+    pa.field("frame", pa.int32(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("reason", pa.string(), nullable=False),
+    pa.field("detail", pa.string(), nullable=False),
+])
+
+REJECT_REASONS = ("unreadable", "missing image", "no face", "landmark failure", "label mismatch")
+
+
+def store_metadata(aus: Sequence[int], diff_steps: Sequence[int], image_size: int,
+                   extra: "dict[str, Any] | None" = None) -> dict[bytes, bytes]:
+    """Parquet key-value metadata of a feature store file."""
+    meta = {
+        "facsflow.schema_version": str(SCHEMA_VERSION),
+        "facsflow.aus": json.dumps([int(a) for a in aus]),
+        "facsflow.diff_steps": json.dumps([int(s) for s in diff_steps]),
+        "facsflow.image_size": str(int(image_size)),
+    }
+    for k, v in (extra or {}).items():
+        meta[f"facsflow.{k}"] = v if isinstance(v, str) else json.dumps(v)
+    return {k.encode(): v.encode() for k, v in meta.items()}
+
+
+def read_store_metadata(schema: pa.Schema) -> dict[str, Any]:
+    """Decode facsflow metadata from a Parquet schema; raises if the version is unknown."""
+    raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()
+           if k.decode().startswith("facsflow.")}
+    if "facsflow.schema_version" not in raw:
+        raise ValueError("not a facsflow feature store file (no facsflow.schema_version metadata)")
+    version = int(raw["facsflow.schema_version"])
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"feature store schema version {version}; this facsflow reads {SCHEMA_VERSION}")
+    return {
+        "schema_version": version,
+        "aus": tuple(json.loads(raw["facsflow.aus"])),
+        "diff_steps": tuple(json.loads(raw["facsflow.diff_steps"])),
+        "image_size": int(raw["facsflow.image_size"]),
+    }

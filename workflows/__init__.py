@@ -1,0 +1,1 @@
+"""facsflow workflows: thin Ray entrypoints, one per stage (``python -m workflows.<stage>``)."""
