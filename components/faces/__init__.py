@@ -1,0 +1,48 @@
+"""Ray-free face pipeline: detection, 68-point landmarks, tracking, alignment, model-input
+transforms (background mask, grayscale, Sobel) and temporal landmark differences."""
+
+from components.faces.align import (
+    STABLE_POINTS,
+    TEMPLATE_68,
+    AlignedFace,
+    align_face,
+    crop_template,
+    similarity_transform,
+    transform_points,
+)
+from components.faces.detectors import (
+    DlibHogDetector,
+    FaceDetector,
+    MtcnnDetector,
+    build_detector,
+)
+from components.faces.landmarks import (
+    DlibLandmarker,
+    FanLandmarker,
+    LandmarkModel,
+    build_landmarker,
+    dlib_predictor_path,
+    fan_weights_path,
+)
+from components.faces.types import Face
+
+__all__ = [
+    "Face",
+    "FaceDetector",
+    "DlibHogDetector",
+    "MtcnnDetector",
+    "build_detector",
+    "LandmarkModel",
+    "DlibLandmarker",
+    "FanLandmarker",
+    "build_landmarker",
+    "dlib_predictor_path",
+    "fan_weights_path",
+    "TEMPLATE_68",
+    "STABLE_POINTS",
+    "AlignedFace",
+    "similarity_transform",
+    "transform_points",
+    "crop_template",
+    "align_face",
+]
