@@ -109,13 +109,16 @@ def crop_template(size: int = 112, margin: float = 0.25) -> np.ndarray:
 
     ``margin`` pads the unit-square template by that fraction of its side on every side
     (0.25: the face spans the middle 2/3 of the crop, with room for the forehead above the
-    brows that the background mask keeps). Crop coordinates span [0, size).
+    brows that the background mask keeps). Coordinates follow OpenCV's pixel-centre
+    convention (pixel i covers [i - 0.5, i + 0.5)), so the padded square spans
+    [-0.5, size - 0.5] and the template's mirror axis x = 0.5 lands on (size - 1) / 2, the axis
+    a horizontal flip of the crop mirrors about.
     """
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")
     if not 0.0 <= margin < 2.0:
         raise ValueError(f"margin must be in [0, 2), got {margin}")
-    return ((TEMPLATE_68 + margin) / (1.0 + 2.0 * margin) * size).astype(np.float32)
+    return ((TEMPLATE_68 + margin) / (1.0 + 2.0 * margin) * size - 0.5).astype(np.float32)
 
 
 def align_face(
