@@ -24,6 +24,16 @@ from components.faces.landmarks import (
     dlib_predictor_path,
     fan_weights_path,
 )
+from components.faces.pipeline import FacePipeline, FacePipelineConfig, FaceResult
+from components.faces.tracking import FaceTracker, box_iou, canonical_box, shape_residual
+from components.faces.transforms import (
+    background_mask,
+    hflip_sample,
+    landmark_diffs,
+    model_input,
+    sobel_magnitude,
+    to_gray,
+)
 from components.faces.types import Face
 
 __all__ = [
@@ -45,4 +55,17 @@ __all__ = [
     "transform_points",
     "crop_template",
     "align_face",
+    "background_mask",
+    "to_gray",
+    "sobel_magnitude",
+    "model_input",
+    "landmark_diffs",
+    "hflip_sample",
+    "FaceTracker",
+    "canonical_box",
+    "shape_residual",
+    "box_iou",
+    "FacePipelineConfig",
+    "FaceResult",
+    "FacePipeline",
 ]

@@ -1,0 +1,183 @@
+"""The face pipeline: detect, fit landmarks, track and align, for still images and videos.
+
+One ``FacePipeline`` holds its models (loaded once in ``__init__``) and a ``FaceTracker``.
+Ray-free; preprocessing actors, the ``Predictor`` and Serve replicas each own one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Literal
+
+import cv2
+import numpy as np
+
+from components.faces.align import AlignedFace, align_face
+from components.faces.detectors import FaceDetector, build_detector, check_rgb
+from components.faces.landmarks import LandmarkModel, build_landmarker
+from components.faces.tracking import FaceTracker, canonical_box
+from components.faces.types import Face
+
+__all__ = ["FacePipelineConfig", "FaceResult", "FacePipeline"]
+
+
+@dataclass
+class FacePipelineConfig:
+    """How faces are found, followed and cropped (saved with every feature store and run)."""
+
+    detector: Literal["dlib", "mtcnn"] = "dlib"
+    """Face detector: 'dlib' (HOG, fast, frontal) or 'mtcnn' (facenet-pytorch, more poses)."""
+    landmarker: Literal["dlib", "fan"] = "dlib"
+    """68-point landmark model: 'dlib' (regression trees) or 'fan' (2D-FAN-4; weights must be
+    pre-seeded in the torch hub cache)."""
+    detect_every: int = 6
+    """Run the detector on frames whose index is a multiple of this; refit landmarks between."""
+    policy: Literal["largest", "tracked", "all"] = "tracked"
+    """'tracked': one face, followed by IoU; 'largest': the largest at each detection; 'all'."""
+    align_size: int = 112
+    """Side of the aligned face crop in pixels."""
+    margin: float = 0.25
+    """Padding around the template in the aligned crop, as a fraction of the face size."""
+    detect_scale: float = 1.0
+    """Resize factor of the frame before detection (0.5 halves each side: faster)."""
+    dlib_upsample: int = 1
+    """dlib detector: upsamplings of the image before detection (1 finds faces >= 40 px)."""
+    mtcnn_min_face_size: int = 20
+    """MTCNN: smallest face side searched for, in pixels."""
+    mtcnn_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    """MTCNN: P-, R- and O-net acceptance thresholds."""
+    min_score: float = 0.9
+    """MTCNN: smallest face probability kept."""
+    device: str = "cpu"
+    """Torch device for MTCNN and FAN ('cpu', 'cuda', 'cuda:1')."""
+    min_iou: float = 0.3
+    """Least IoU for a detection and a tracked face to count as the same face."""
+    max_missed: int = 1
+    """Detection frames a tracked face may go unconfirmed before it is dropped."""
+    refit_on_detect: bool = True
+    """On detection frames refit landmarks in the landmark-derived box (uniform box convention)."""
+    realign_prealigned: bool = False
+    """For pre-aligned dataset crops (Aff-Wild2 cropped_aligned): warp them onto our template
+    too, instead of keeping the dataset's own alignment (only resized to ``align_size``)."""
+
+    def __post_init__(self) -> None:
+        if self.detector not in ("dlib", "mtcnn"):
+            raise ValueError(f"detector must be 'dlib' or 'mtcnn', got {self.detector!r}")
+        if self.landmarker not in ("dlib", "fan"):
+            raise ValueError(f"landmarker must be 'dlib' or 'fan', got {self.landmarker!r}")
+        if self.policy not in ("largest", "tracked", "all"):
+            raise ValueError(f"policy must be 'largest', 'tracked' or 'all', got {self.policy!r}")
+        if self.detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {self.detect_every}")
+        if self.align_size < 16:
+            raise ValueError(f"align_size must be >= 16, got {self.align_size}")
+        if not 0.0 <= self.margin < 2.0:
+            raise ValueError(f"margin must be in [0, 2), got {self.margin}")
+        if not 0.0 < self.detect_scale <= 4.0:
+            raise ValueError(f"detect_scale must be in (0, 4], got {self.detect_scale}")
+        if self.dlib_upsample < 0:
+            raise ValueError(f"dlib_upsample must be >= 0, got {self.dlib_upsample}")
+        if self.mtcnn_min_face_size < 1:
+            raise ValueError(f"mtcnn_min_face_size must be >= 1, got {self.mtcnn_min_face_size}")
+        if len(self.mtcnn_thresholds) != 3 or not all(0 < t < 1 for t in self.mtcnn_thresholds):
+            raise ValueError(f"mtcnn_thresholds must be 3 values in (0, 1), got {self.mtcnn_thresholds}")
+        if not 0.0 <= self.min_score <= 1.0:
+            raise ValueError(f"min_score must be in [0, 1], got {self.min_score}")
+        if not 0.0 <= self.min_iou <= 1.0:
+            raise ValueError(f"min_iou must be in [0, 1], got {self.min_iou}")
+        if self.max_missed < 0:
+            raise ValueError(f"max_missed must be >= 0, got {self.max_missed}")
+
+    def detector_options(self) -> dict[str, Any]:
+        """Constructor options of the configured detector."""
+        if self.detector == "dlib":
+            return {"upsample": self.dlib_upsample}
+        return {"min_face_size": self.mtcnn_min_face_size, "thresholds": tuple(self.mtcnn_thresholds),
+                "device": self.device, "min_score": self.min_score}
+
+    def landmarker_options(self) -> dict[str, Any]:
+        """Constructor options of the configured landmark model."""
+        return {} if self.landmarker == "dlib" else {"device": self.device}
+
+
+@dataclass
+class FaceResult:
+    """One face in one frame: where it is in the image and its aligned crop."""
+
+    face: Face
+    """Box, score, landmarks (image pixels), face id and whether it was tracked."""
+    aligned: AlignedFace
+    """Aligned crop, landmarks in crop pixels, image-to-crop matrix."""
+
+
+class FacePipeline:
+    """Detect, landmark, track and align faces as ``config`` says; models load here, once."""
+
+    def __init__(
+        self,
+        config: FacePipelineConfig | None = None,
+        detector: FaceDetector | None = None,
+        landmarker: LandmarkModel | None = None,
+    ) -> None:
+        """``detector`` / ``landmarker`` may be given to share already loaded models."""
+        self.config = config or FacePipelineConfig()
+        c = self.config
+        self.detector = detector or build_detector(c.detector, **c.detector_options())
+        self.landmarker = landmarker or build_landmarker(c.landmarker, **c.landmarker_options())
+        self.tracker = FaceTracker(
+            self.detector, self.landmarker, detect_every=c.detect_every, policy=c.policy,
+            min_iou=c.min_iou, detect_scale=c.detect_scale, max_missed=c.max_missed,
+            refit_on_detect=c.refit_on_detect,
+        )
+
+    def _results(self, rgb: np.ndarray, faces: list[Face]) -> list[FaceResult]:
+        c = self.config
+        return [FaceResult(f, align_face(rgb, f.landmarks, c.align_size, c.margin)) for f in faces]
+
+    def process_image(self, rgb: np.ndarray) -> list[FaceResult]:
+        """Every face of a still image (all detections, largest first, ids 0, 1, ...)."""
+        rgb = check_rgb(rgb)
+        faces = self.tracker.detect(rgb)
+        lms = self.tracker.fit_detections(rgb, faces)
+        for i, (f, lm) in enumerate(zip(faces, lms)):
+            f.landmarks, f.face_id = lm, i
+        return self._results(rgb, faces)
+
+    def reset(self) -> None:
+        """Forget tracked faces: call before each new video."""
+        self.tracker.reset()
+
+    def step(self, rgb: np.ndarray, index: int) -> list[FaceResult]:
+        """Faces of frame ``index`` of the current video (frames in order)."""
+        rgb = check_rgb(rgb, f"frame {index}")
+        return self._results(rgb, self.tracker.step(rgb, index))
+
+    def process_frames(self, frames: Iterable[np.ndarray]) -> Iterator[list[FaceResult]]:
+        """Faces of each frame of one video, in order (resets the tracker first)."""
+        self.reset()
+        for index, rgb in enumerate(frames):
+            yield self.step(rgb, index)
+
+    def prealigned(self, crop: np.ndarray) -> list[FaceResult]:
+        """One face from a crop that a dataset already aligned (the face fills the crop).
+
+        Landmarks are fitted inside the whole crop as the box, then refitted inside the
+        landmark-derived box. Unless ``realign_prealigned``, the aligned crop is the input
+        resized to ``align_size`` (its matrix a pure scale). Score is 1.0 (no detector ran).
+        """
+        crop = check_rgb(crop, "pre-aligned crop")
+        h, w = crop.shape[:2]
+        whole = np.array([[0, 0, w, h]], dtype=np.float32)
+        lm = self.landmarker.fit(crop, whole)[0]
+        lm = self.landmarker.fit(crop, canonical_box(lm)[None])[0]
+        face = Face(box=whole[0], score=1.0, landmarks=lm)
+        size = self.config.align_size
+        if self.config.realign_prealigned:
+            return [FaceResult(face, align_face(crop, lm, size, self.config.margin))]
+        sx, sy = size / w, size / h
+        # Pixel-centre convention: x' = (x + 0.5) * s - 0.5.
+        matrix = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]], dtype=np.float32)
+        resized = crop if (h, w) == (size, size) else cv2.resize(
+            crop, (size, size), interpolation=cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR)
+        crop_lm = (lm * np.array([sx, sy], dtype=np.float32) + matrix[:, 2]).astype(np.float32)
+        return [FaceResult(face, AlignedFace(crop=np.ascontiguousarray(resized), landmarks=crop_lm, matrix=matrix))]
