@@ -9,3 +9,5 @@ from components.models.registry import build_model, list_models, model_info, reg
 from components.models import baseline  # noqa: F401  (registers baseline_*)
 
 __all__ = ["AUModel", "InputSpec", "build_model", "list_models", "model_info", "register_model"]
+from components.models import lrp_arl_ff  # noqa: F401,E402  (registers lrp_arl_ff*)
+from components.models import sev_net  # noqa: F401,E402  (registers sev_net*)

@@ -1,0 +1,205 @@
+"""SEV-Net: semantic embedding of AU descriptions guiding attention over visual features.
+
+Paper 003: Yang et al., "Exploiting semantic embedding and visual feature for facial action unit
+detection" (CVPR 2021). Section by section:
+
+- §3.1 image encoding: ResNet-18 (§4.2) gives V = {V_1..V_{w×h}}, V_i ∈ R^{d_v} (7×7×512 at
+  224 px; 4×4×512 at 112 px for the small variant).
+- §3.2 intra-AU encoder: each AU's catalogue description through a frozen pre-trained sentence
+  encoder, mean over its token outputs (``components.text_encoder``). Computed once, never per
+  forward, and kept in the ``text_embeddings`` buffer.
+- §3.2 inter-AU encoder: a 2-layer transformer encoder (eqs. 2–3: post-norm, GELU feed-forward)
+  across the AU sentence embeddings, then a linear projection R^{d_w} → R^{d_v} (w̄_k).
+- §3.3 cross-modality attention: z_k^i = ReLU(cos(V_i, w̄_k)) (eq. 4), α_k^i = z_k^i / Σ_i z_k^i
+  (eq. 5), x_k = Σ_i α_k^i V_i (eq. 6).
+- §3.4 one classifier f_C: R^{d_v} → R shared by all AUs; BCE (eq. 7), masked for -1 labels.
+
+Departures: the default intra-AU encoder is all-MiniLM-L6-v2 (384-d, bundled offline) rather than
+BERT-Large (select ``encoder='bert-large-nli-mean-tokens'`` with ``inter_heads`` dividing 1024,
+e.g. 16, when that model is on disk); the descriptions are our own words (components.au), not
+the paper's FACS summaries. Eq. 5 is undefined when every cosine of an AU is ≤ 0 (all z = 0):
+we then use uniform weights α = 1/(w·h), i.e. average pooling, so the output stays finite and the
+classifier still sees the face. The ablation ``text=False`` drops the whole text branch and
+learns one query vector per AU in R^{d_v} instead.
+
+Text embeddings are encoded lazily on the first forward (or by ``prepare_text()``), then stored
+with the weights: a checkpoint loaded with ``torch.load(weights_only=True)`` carries them, so
+serving needs no sentence encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from components.models.backbones import BACKBONES, build_backbone
+from components.models.base import AUModel, InputSpec
+from components.models.registry import register_model
+from components.text_encoder import DEFAULT_ENCODER, ENCODER_DIMS, encode_au_texts
+
+__all__ = ["SevNetConfig", "SevNetModel", "cross_modality_attention"]
+
+_PAPER = "Yang et al., SEV-Net, CVPR 2021 (paper 003)"
+
+
+@dataclass(frozen=True)
+class SevNetConfig:
+    backbone: str = "resnet18"
+    """Visual backbone (the paper uses ResNet-18)."""
+    image_size: int = 224
+    """Input crop side in pixels (224 in the paper: a 7x7 map)."""
+    pretrained: str = ""
+    """Optional local path to torchvision weights for the backbone."""
+    text: bool = True
+    """Use the AU-description branch; False is the 'no text' ablation (learned AU queries)."""
+    encoder: str = DEFAULT_ENCODER
+    """Frozen intra-AU sentence encoder: a name of components.text_encoder or a local folder."""
+    text_dim: int = 0
+    """Embedding size of ``encoder``; 0 = the known size of a named encoder."""
+    inter_layers: int = 2
+    """Inter-AU transformer encoder layers (2 in the paper)."""
+    inter_heads: int = 6
+    """Inter-AU attention heads (6 in the paper); must divide the text embedding size."""
+    inter_ff: int = 1024
+    """Inter-AU feed-forward hidden size (1024 in the paper)."""
+    inter_dropout: float = 0.1
+    """Dropout inside the inter-AU transformer."""
+    intensity_head: bool = False
+    """Add a shared regression head for AU intensity (0-5) on the attended features x_k."""
+
+    def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone {self.backbone!r} not in {list(BACKBONES)}")
+        if self.text and self.text_dim <= 0 and self.encoder not in ENCODER_DIMS:
+            raise ValueError(f"encoder {self.encoder!r} has no known size: set text_dim "
+                             f"(known: {ENCODER_DIMS})")
+        dim = self.embedding_dim
+        if self.text and dim % self.inter_heads:
+            raise ValueError(f"inter_heads={self.inter_heads} must divide the text embedding "
+                             f"size {dim} of encoder {self.encoder!r}")
+        if self.inter_layers < 1 or self.inter_ff < 1:
+            raise ValueError(f"inter_layers and inter_ff must be >= 1, got {self.inter_layers}, "
+                             f"{self.inter_ff}")
+        if not 0.0 <= self.inter_dropout < 1.0:
+            raise ValueError(f"inter_dropout must be in [0, 1), got {self.inter_dropout}")
+
+    @property
+    def embedding_dim(self) -> int:
+        """d_w, the size of one intra-AU embedding."""
+        return self.text_dim if self.text_dim > 0 else ENCODER_DIMS.get(self.encoder, 0)
+
+
+def cross_modality_attention(visual: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Paper 003 §3.3, eqs. 4–6, for every face and AU.
+
+    Args:
+        visual: (B, L, d_v) visual features V_i at the L = w·h locations.
+        queries: (n, d_v) projected AU embeddings w̄_k.
+
+    Returns:
+        (x, α): x (B, n, d_v) with x_k = Σ_i α_k^i V_i (eq. 6), and α (B, n, L) where
+        α_k^i = z_k^i / Σ_i z_k^i (eq. 5), z_k^i = ReLU(cos(V_i, w̄_k)) (eq. 4). Where Σ_i z_k^i
+        = 0 (every cosine ≤ 0, or zero vectors) α_k^i = 1/L: uniform weights, documented guard.
+    """
+    v = nn.functional.normalize(visual, dim=-1)
+    w = nn.functional.normalize(queries, dim=-1)
+    z = torch.relu(torch.einsum("bld,nd->bnl", v, w))
+    total = z.sum(-1, keepdim=True)
+    # The clamp keeps the unused branch of `where` finite, so gradients stay NaN-free.
+    alpha = torch.where(total > 0, z / total.clamp_min(torch.finfo(z.dtype).tiny),
+                        torch.full_like(z, 1.0 / z.shape[-1]))
+    return alpha @ visual, alpha
+
+
+class SevNetModel(AUModel):
+    """Paper 003: backbone → cross-modality attention guided by AU text → shared classifier."""
+
+    family = "sev-net"
+    paper = _PAPER
+
+    def __init__(self, aus: Sequence[int], config: SevNetConfig) -> None:
+        super().__init__(aus, config)
+        c = config
+        self.features, width = build_backbone(c.backbone, 3, c.pretrained)
+        if c.text:
+            dim = c.embedding_dim
+            self.register_buffer("text_embeddings", torch.zeros(self.num_aus, dim))
+            self.register_buffer("text_ready", torch.zeros((), dtype=torch.bool))
+            layer = nn.TransformerEncoderLayer(dim, c.inter_heads, dim_feedforward=c.inter_ff,
+                                               dropout=c.inter_dropout, activation="gelu",
+                                               batch_first=True)
+            self.inter_au = nn.TransformerEncoder(layer, c.inter_layers, enable_nested_tensor=False)
+            self.project = nn.Linear(dim, width)
+            self._text_checked = False
+            self.register_load_state_dict_post_hook(_recheck_text)
+        else:
+            self.queries = nn.Parameter(torch.randn(self.num_aus, width) * width ** -0.5)
+        self.classifier = nn.Linear(width, 1)
+        self.intensity = nn.Linear(width, 1) if c.intensity_head else None
+
+    def input_spec(self) -> InputSpec:
+        return InputSpec(image_size=self.config.image_size, channels="rgb")
+
+    @torch.no_grad()
+    def prepare_text(self) -> None:
+        """Encode the AU descriptions once into ``text_embeddings`` unless already there.
+
+        A model restored from a checkpoint already holds them and never loads the encoder.
+        """
+        if not self.config.text or self._text_checked:
+            return
+        if not bool(self.text_ready):
+            emb = encode_au_texts(self.aus, self.config.encoder)
+            if emb.shape != self.text_embeddings.shape:
+                raise ValueError(f"encoder {self.config.encoder!r} gives {tuple(emb.shape)} "
+                                 f"embeddings, the model expects {tuple(self.text_embeddings.shape)}: "
+                                 "set text_dim to the encoder's size")
+            self.text_embeddings.copy_(emb)
+            self.text_ready.fill_(True)
+        self._text_checked = True
+
+    def au_queries(self) -> torch.Tensor:
+        """w̄_k for every AU (n, d_v): inter-AU transformer + projection, or learned queries."""
+        if not self.config.text:
+            return self.queries
+        self.prepare_text()
+        return self.project(self.inter_au(self.text_embeddings.unsqueeze(0)).squeeze(0))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        fmap = self.features(batch["image"])
+        b, d, h, w = fmap.shape
+        x, alpha = cross_modality_attention(fmap.flatten(2).transpose(1, 2), self.au_queries())
+        out = {"logits": self.classifier(x).squeeze(-1), "attention": alpha.view(b, -1, h, w)}
+        if self.intensity is not None:
+            out["intensity"] = 5.0 * torch.sigmoid(self.intensity(x).squeeze(-1))
+        return out
+
+
+def _recheck_text(module: nn.Module, incompatible_keys: Any) -> None:
+    # A freshly loaded state dict may hold other (or not yet encoded) embeddings.
+    module._text_checked = False
+
+
+def _build(aus: Sequence[int], base: SevNetConfig, kwargs: dict[str, Any]) -> SevNetModel:
+    return SevNetModel(aus, replace(base, **kwargs))
+
+
+@register_model("sev_net_small", family="sev-net", paper=_PAPER, tags=("small",),
+                description="ResNet-18 at 112 px (4x4 map) + MiniLM AU text + cross-modality attention")
+def sev_net_small(aus: Sequence[int], **kwargs: Any) -> SevNetModel:
+    return _build(aus, SevNetConfig(image_size=112), kwargs)
+
+
+@register_model("sev_net_no_text", family="sev-net", paper=_PAPER, tags=("small",),
+                description="ablation of sev_net_small without the text branch (learned AU queries)")
+def sev_net_no_text(aus: Sequence[int], **kwargs: Any) -> SevNetModel:
+    return _build(aus, SevNetConfig(image_size=112, text=False), kwargs)
+
+
+@register_model("sev_net", family="sev-net", paper=_PAPER,
+                description="the paper's size: ResNet-18 at 224 px (7x7x512) + MiniLM AU text")
+def sev_net(aus: Sequence[int], **kwargs: Any) -> SevNetModel:
+    return _build(aus, SevNetConfig(), kwargs)
