@@ -1,0 +1,139 @@
+"""From feature-store rows to model batches: decode, augment, then the family's input transform.
+
+Runs on CPU inside Ray Data (training, evaluation, batch prediction) so accelerators do not wait.
+The order is fixed: augmentation first (random crop, horizontal flip with the left/right landmark
+swap, colour jitter), then ``components.faces.transforms.model_input`` (mask, gray, Sobel), the
+same function serving calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
+from components.faces.transforms import hflip_sample, model_input
+from components.models.base import InputSpec
+from components.preprocessing import decode_jpeg
+
+__all__ = ["AugmentConfig", "BatchBuilder"]
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (never applied at evaluation or prediction)."""
+
+    crop_jitter: float = 0.06
+    """Random translation of the crop, as a fraction of its side (random crop)."""
+    scale_jitter: float = 0.06
+    """Random zoom in/out, as a fraction."""
+    flip: bool = True
+    """Random horizontal flip with the left/right landmark swap (bilateral AUs keep labels)."""
+    brightness: float = 0.2
+    """Colour jitter: brightness factor range ±."""
+    contrast: float = 0.2
+    """Colour jitter: contrast factor range ±."""
+
+    def __post_init__(self) -> None:
+        for name in ("crop_jitter", "scale_jitter", "brightness", "contrast"):
+            v = getattr(self, name)
+            if not 0.0 <= v < 0.5:
+                raise ValueError(f"{name} must be in [0, 0.5), got {v}")
+
+
+def _affine_jitter(img: np.ndarray, lms: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
+    import cv2
+
+    s = img.shape[0]
+    scale = 1.0 + rng.uniform(-cfg.scale_jitter, cfg.scale_jitter)
+    tx, ty = rng.uniform(-cfg.crop_jitter, cfg.crop_jitter, size=2) * s
+    c = (s - 1) / 2.0
+    m = np.array([[scale, 0, (1 - scale) * c + tx], [0, scale, (1 - scale) * c + ty]], np.float32)
+    out = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+    return out, (lms @ m[:, :2].T + m[:, 2]).astype(np.float32)
+
+
+def _colour_jitter(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    b = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
+    c = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
+    f = img.astype(np.float32)
+    mean = f.mean()
+    return np.clip((f - mean) * c + mean * b, 0, 255).astype(np.uint8)
+
+
+class BatchBuilder:
+    """Callable on a columnar batch (dict of numpy arrays) of feature-store rows.
+
+    Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
+    steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
+    float32 with -1 unknown, intensity (B,n_AU) float32 (-1 where the store has none), and the
+    id columns sample_id, subject, video, frame_order as passthrough.
+    """
+
+    def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,
+                 augment: "AugmentConfig | None" = None, seed: int = 0,
+                 au_index: "Sequence[int] | None" = None) -> None:
+        missing = [s for s in spec.diff_steps if s not in store_diff_steps]
+        if missing:
+            raise ValueError(
+                f"the model needs landmark differences for steps {missing} but the feature store "
+                f"has {list(store_diff_steps)}: preprocess with store.diff_steps including them"
+            )
+        self.spec = spec
+        self.diff_index = [list(store_diff_steps).index(s) for s in spec.diff_steps]
+        self.n_store_steps = len(store_diff_steps)
+        self.n_aus = n_aus
+        self.au_index = list(au_index) if au_index is not None else None
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+
+    def _labels(self, col: Any, key: str) -> np.ndarray:
+        out = np.full((len(col), self.n_aus), -1.0, np.float32)
+        for i, v in enumerate(col):
+            if v is not None and len(v):
+                arr = np.asarray(v, np.float32)
+                out[i] = arr[self.au_index] if self.au_index is not None else arr
+        return out
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        spec = self.spec
+        crops = batch.get("crop")
+        n = len(crops) if crops is not None else len(batch["image"])
+        images = np.zeros((n, spec.num_channels, spec.image_size, spec.image_size), np.float32)
+        lms_out = np.zeros((n, 68, 2), np.float32)
+        flipped = np.zeros(n, bool)
+        for i in range(n):
+            img = crops[i] if crops is not None else decode_jpeg(batch["image"][i])
+            lms = np.asarray(batch["landmarks"][i], np.float32).reshape(68, 2)
+            if self.augment is not None:
+                img, lms = _affine_jitter(img, lms, self.rng, self.augment)
+                if self.augment.flip and self.rng.random() < 0.5:
+                    img, lms = hflip_sample(img, lms)
+                    flipped[i] = True
+                img = _colour_jitter(img, self.rng, self.augment)
+            scale = spec.image_size / img.shape[0]
+            images[i] = model_input(img, lms, spec)
+            lms_out[i] = lms * scale
+        k = len(self.diff_index)
+        diffs = np.zeros((n, k, 68, 2), np.float32)
+        valid = np.zeros((n, k), bool)
+        if k and "landmark_diff" in batch:
+            for i in range(n):
+                d = np.asarray(batch["landmark_diff"][i], np.float32).reshape(self.n_store_steps, 68, 2)
+                v = np.asarray(batch["diff_valid"][i], bool)
+                d = d[self.diff_index]
+                if flipped[i]:  # mirror the motion too: swap left/right points, negate x
+                    d = d[:, list(LEFT_RIGHT_LANDMARK_PERMUTATION)] * np.array([-1.0, 1.0], np.float32)
+                diffs[i] = d
+                valid[i] = v[self.diff_index]
+        out = {
+            "image": images, "landmarks": lms_out, "landmark_diff": diffs, "diff_valid": valid,
+            "labels": self._labels(batch.get("labels", [None] * n), "labels"),
+            "intensity": self._labels(batch.get("intensities", [None] * n), "intensities"),
+        }
+        for key in ("sample_id", "subject", "video", "frame_order"):
+            if key in batch:
+                out[key] = np.asarray(batch[key])
+        return out

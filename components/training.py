@@ -1,0 +1,138 @@
+"""Small, Ray-free training pieces: optimiser and schedule builders, one train step, one eval pass.
+
+The Ray Train loop (workflows/train.py) wires these together; a plain PyTorch loop (the
+benchmarks' reference) calls the very same functions, so their comparison measures Ray alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Literal
+
+import numpy as np
+import torch
+
+from components.models.base import AUModel
+
+__all__ = ["OptimConfig", "build_optimizer", "build_scheduler", "autocast_context", "train_step",
+           "predict_batches", "to_device"]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser, schedule, precision and clipping."""
+
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    """Optimiser (papers 001/003 use Adam/AdamW; 004 uses SGD)."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    weight_decay: float = 1e-4
+    """Weight decay."""
+    momentum: float = 0.9
+    """SGD momentum."""
+    schedule: Literal["none", "step", "epoch_decay", "cosine"] = "cosine"
+    """'step': ×gamma every step_epochs (paper 003); 'epoch_decay': ×gamma every epoch (paper 001)."""
+    step_epochs: int = 10
+    """Epochs between decays for the step schedule."""
+    gamma: float = 0.1
+    """Decay factor for step / epoch_decay."""
+    amp: Literal["none", "bf16", "fp16"] = "bf16"
+    """Autocast precision on GPU (ignored on CPU: float32)."""
+    grad_clip: float = 5.0
+    """Clip the global gradient norm to this value (0: off)."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.grad_clip < 0:
+            raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch scheduler (``.step()`` once per epoch)."""
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.gamma)
+    if cfg.schedule == "epoch_decay":
+        return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def autocast_context(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16/fp16 autocast on CUDA; a no-op on CPU (one code path for every flag)."""
+    if device.type != "cuda" or amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """Tensors to ``device``; numpy float arrays become tensors; strings stay as they are."""
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, np.ndarray) and v.dtype.kind in "fiub":
+            v = torch.from_numpy(v)
+        out[k] = v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+    return out
+
+
+def train_step(model: torch.nn.Module, batch: dict[str, Any], opt: torch.optim.Optimizer,
+               scaler: "torch.amp.GradScaler", cfg: OptimConfig, device: torch.device) -> dict[str, float]:
+    """One optimisation step; returns the loss parts as floats.
+
+    ``model`` may be wrapped in DDP; the family's ``loss`` is read from the unwrapped module.
+    """
+    core: AUModel = getattr(model, "module", model)
+    model.train()
+    batch = to_device(batch, device)
+    opt.zero_grad(set_to_none=True)
+    with autocast_context(device, cfg.amp):
+        outputs = model(batch)
+        parts = core.loss({k: v.float() for k, v in outputs.items()}, batch)
+    scaler.scale(parts["loss"]).backward()
+    if cfg.grad_clip > 0:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    return {k: float(v.detach()) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def predict_batches(model: torch.nn.Module, batches: Iterable[dict[str, Any]], device: torch.device,
+                    amp: str = "none") -> dict[str, np.ndarray]:
+    """Run the model over batches; return probs (N, n_AU), labels, and passthrough id columns."""
+    model.eval()
+    probs, labels, intens, ids = [], [], [], {"sample_id": [], "subject": [], "video": [], "frame_order": []}
+    for batch in batches:
+        tb = to_device(batch, device)
+        with autocast_context(device, amp):
+            out = model(tb)
+        probs.append(torch.sigmoid(out["logits"].float()).cpu().numpy())
+        if "intensity" in out:
+            intens.append(out["intensity"].float().cpu().numpy())
+        labels.append(np.asarray(batch["labels"].cpu() if isinstance(batch["labels"], torch.Tensor) else batch["labels"]))
+        for k in ids:
+            if k in batch:
+                v = batch[k]
+                ids[k].extend(v.tolist() if hasattr(v, "tolist") else list(v))
+    if not probs:
+        return {"probs": np.zeros((0, 0), np.float32), "labels": np.zeros((0, 0), np.float32)}
+    res = {"probs": np.concatenate(probs), "labels": np.concatenate(labels)}
+    if intens:
+        res["intensity"] = np.concatenate(intens)
+    res.update({k: np.asarray(v) for k, v in ids.items() if v})
+    return res

@@ -1,0 +1,196 @@
+"""Feature store → Ray Datasets for training, validation, test and prediction.
+
+Subjects are split by fold (``components.datasets.folds``); a split selects whole Parquet files,
+since the store is laid out as ``frames/<dataset>/<subject>/<video>.parquet``. Decoding,
+augmentation and the model's input transform run as Ray Data tasks on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow.dataset as pads
+
+from components import storage
+from components.batches import AugmentConfig, BatchBuilder
+from components.models.base import InputSpec
+
+__all__ = ["SplitConfig", "Split", "store_info", "load_split", "fold_count", "frames_files",
+           "transformed_dataset", "store_fingerprint"]
+
+COLUMNS = ["sample_id", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
+           "diff_valid", "labels", "intensities"]
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How subjects are split into train, validation and test."""
+
+    fold: int = 0
+    """Fold number (0-based) whose test subjects are held out."""
+    folds: str = "auto"
+    """'auto': the dataset's standard fold lists where it has them, else k-fold by identity group;
+    'kfold': always k-fold by identity group."""
+    k: int = 3
+    """Folds for k-fold by identity group."""
+    val_fraction: float = 0.2
+    """Share of the training identity groups carved out for validation."""
+    seed: int = 0
+    """Seed of the k-fold and validation assignment."""
+
+    def __post_init__(self) -> None:
+        if self.fold < 0 or self.k < 2:
+            raise ValueError(f"fold must be >= 0 and k >= 2, got fold={self.fold}, k={self.k}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.folds not in ("auto", "kfold"):
+            raise ValueError(f"folds must be 'auto' or 'kfold', got {self.folds!r}")
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
+
+
+def store_info(store: str) -> dict[str, Any]:
+    """The store's ``store.json`` (dataset, AU list, diff steps, image size, schema version)."""
+    uri = storage.join(store, "store.json")
+    if not storage.exists(uri):
+        from workflows.runtime import UserError
+
+        raise UserError(f"not a feature store (no store.json): {store}; run `facsflow preprocess` first")
+    return json.loads(storage.read_text(uri))
+
+
+def frames_files(store: str) -> list[str]:
+    return storage.list_files(storage.join(store, "frames"), ".parquet")
+
+
+def subject_groups(store: str) -> dict[str, str]:
+    """subject → identity group, read from the store's id columns only."""
+    fs, path = storage.resolve(storage.join(store, "frames"))
+    files = [storage.resolve(f)[1] for f in frames_files(store)]
+    if not files:
+        return {}
+    table = pads.dataset(files, filesystem=fs, format="parquet").to_table(columns=["subject", "group"])
+    subj = table.column("subject").to_pylist()
+    grp = table.column("group").to_pylist()
+    return dict(sorted(set(zip(subj, grp))))
+
+
+@dataclass
+class Split:
+    """Subjects of train, validation and test for one fold, and the fold definition's hash."""
+
+    fold: int
+    train: list[str]
+    val: list[str]
+    test: list[str]
+    fold_hash: str
+    source: str = ""
+    files: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fold": self.fold, "train": self.train, "val": self.val, "test": self.test,
+                "fold_hash": self.fold_hash, "source": self.source}
+
+    def datasets(self, info: dict[str, Any], cfg: Any, train: bool = True) -> dict[str, Any]:
+        """Ray Datasets {train, val} (training) or {test} transformed for ``cfg.model``."""
+        from components.models.registry import build_model
+
+        spec = build_model(cfg.model, info["aus"], **cfg.model_kwargs).input_spec()
+        names = ("train", "val") if train else ("test",)
+        shuffled = shuffled_labels(self.files["train"], cfg.seed) if getattr(cfg, "shuffle_labels", False) else None
+        return {n: transformed_dataset(self.files[n], info, spec, cfg.augment if n == "train" else None,
+                                       cfg.data_cpus, cfg.seed, label_override=shuffled if n == "train" else None)
+                for n in names}
+
+
+def _split_files(store: str, subjects: list[str]) -> list[str]:
+    wanted = {_safe(s) for s in subjects}
+    return [f for f in frames_files(store) if f.rsplit("/", 2)[-2] in wanted]
+
+
+def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
+    """Split the store's subjects for ``cfg.fold``; test subjects never reach train or val."""
+    from components.datasets.folds import split_subjects
+
+    groups = subject_groups(store)
+    parts = split_subjects(info["dataset"], groups, fold=cfg.fold, k=cfg.k, val_fraction=cfg.val_fraction,
+                           seed=cfg.seed, standard=cfg.folds == "auto")
+    split = Split(cfg.fold, sorted(parts["train"]), sorted(parts["val"]), sorted(parts["test"]),
+                  parts["fold_hash"], parts.get("source", ""))
+    for name in ("train", "val", "test"):
+        split.files[name] = _split_files(store, getattr(split, name))
+        if name != "test" and not split.files[name]:
+            from workflows.runtime import UserError
+
+            raise UserError(f"fold {cfg.fold}: no {name} frames in {store} (subjects {getattr(split, name)})")
+    return split
+
+
+def fold_count(store: str, cfg: SplitConfig) -> int:
+    from components.datasets.folds import count_folds
+
+    return count_folds(store_info(store)["dataset"], subject_groups(store), k=cfg.k,
+                       standard=cfg.folds == "auto")
+
+
+def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int], n_aus: int,
+               augment: "dict[str, Any] | None", seed: int,
+               label_override: "dict[str, Any] | None" = None) -> dict[str, np.ndarray]:
+    from components.configuration import from_dict
+
+    aug = from_dict(AugmentConfig, augment) if augment is not None else None
+    # Augmentation draws fresh randomness each epoch (Ray Data re-executes the pipeline);
+    # evaluation transforms are deterministic.
+    rng_seed = None if aug is not None else seed
+    if label_override is not None:
+        batch = dict(batch)
+        batch["labels"] = [label_override[str(s)] for s in batch["sample_id"]]
+        batch["intensities"] = [[] for _ in batch["sample_id"]]
+    return BatchBuilder(InputSpec.from_dict(spec), diff_steps, n_aus, aug, seed=rng_seed)(batch)
+
+
+def shuffled_labels(files: list[str], seed: int) -> dict[str, list[int]]:
+    """Control experiment: every training row gets the labels of another training row (one
+    permutation over the whole training set), so base rates stay and image-label pairs break."""
+    fs, _ = storage.resolve(files[0])
+    table = pads.dataset([storage.resolve(f)[1] for f in files], filesystem=fs,
+                         format="parquet").to_table(columns=["sample_id", "labels"])
+    ids = table.column("sample_id").to_pylist()
+    labels = table.column("labels").to_pylist()
+    perm = np.random.default_rng(seed).permutation(len(ids))
+    return {i: labels[j] for i, j in zip(ids, perm)}
+
+
+def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
+                        augment: "AugmentConfig | None", data_cpus: float, seed: int,
+                        label_override: "dict[str, Any] | None" = None) -> Any:
+    """Read Parquet files and map them to model batches on CPU tasks."""
+    import ray.data
+
+    from components.configuration import to_dict
+
+    fs, _ = storage.resolve(files[0]) if files else (None, None)
+    paths = [storage.resolve(f)[1] for f in files]
+    ds = ray.data.read_parquet(paths, filesystem=fs, columns=COLUMNS)
+    return ds.map_batches(
+        _transform, batch_size=32, batch_format="numpy", num_cpus=data_cpus,
+        fn_kwargs={"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]),
+                   "n_aus": len(info["aus"]), "augment": to_dict(augment) if augment else None,
+                   "seed": seed, "label_override": label_override})
+
+
+def store_fingerprint(store: str) -> str:
+    """Hash of store.json and the names and sizes of its files (cheap, changes with the data)."""
+    fs, _ = storage.resolve(store)
+    h = hashlib.sha256(storage.read_text(storage.join(store, "store.json")).encode())
+    for f in frames_files(store):
+        info = fs.get_file_info(storage.resolve(f)[1])
+        h.update(f"{f.rsplit('/', 3)[-3:]}:{info.size}".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,167 @@
+"""Evaluate trained runs on their held-out test subjects and write the report.
+
+``python -m workflows.evaluate --runs RUNS... --out DIR [--tune-thresholds]``
+
+Each run is evaluated on its own fold's test subjects with the same ``Predictor`` that serving
+uses. Thresholds are 0.5, or tuned per AU on the run's validation subjects (never on test) with
+``--tune-thresholds``; the evaluation output owns them (``thresholds.json``), and the ensemble
+manifest copies the ones it uses. The report (JSON, Markdown, HTML with plots) shows every model
+per fold and averaged over folds, beside the trivial predictors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from components import storage
+
+log = logging.getLogger("facsflow.evaluate")
+
+__all__ = ["EvaluateConfig", "find_runs", "run_evaluation", "main"]
+
+
+@dataclass
+class EvaluateConfig:
+    """One evaluation."""
+
+    runs: tuple[str, ...] = ()
+    """Run folders (or folders holding runs)."""
+    out: str = ""
+    """Where the report goes."""
+    tune_thresholds: bool = False
+    """Tune per-AU thresholds on each run's validation subjects."""
+    bootstrap: int = 1000
+    """Bootstrap replicates over test subjects for confidence intervals (0: none)."""
+    actors: int = 1
+    """Prediction actors."""
+    actor_cpus: float = 1.0
+    """CPUs per prediction actor."""
+    seed: int = 0
+    """Seed of the bootstrap."""
+
+
+def find_runs(paths: "list[str] | tuple[str, ...]") -> list[str]:
+    """Run folders (holding run.json) among ``paths`` and their direct children."""
+    found: list[str] = []
+    for p in paths:
+        if storage.exists(storage.join(p, "run.json")):
+            found.append(p.rstrip("/"))
+            continue
+        fs, path = storage.resolve(p)
+        import pyarrow.fs as pafs
+
+        if fs.get_file_info(path).type != pafs.FileType.Directory:
+            from workflows.runtime import UserError
+
+            raise UserError(f"run folder not found: {p}")
+        for info in sorted(fs.get_file_info(pafs.FileSelector(path)), key=lambda i: i.path):
+            child = storage.join(p, info.base_name)
+            if info.type == pafs.FileType.Directory and storage.exists(storage.join(child, "run.json")):
+                found.append(child)
+    if not found:
+        from workflows.runtime import UserError
+
+        raise UserError(f"no finished runs (run.json) under {list(paths)}; run `facsflow train` first")
+    return found
+
+
+def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cfg: EvaluateConfig) -> dict[str, Any]:
+    from workflows.data import _split_files
+    from workflows.inference import predict_store_files
+
+    files = _split_files(run["preprocess_store"], run["split"][split_name])
+    return predict_store_files(files, run["best_checkpoint"], "checkpoint", list(info["diff_steps"]),
+                               cfg.actors, cfg.actor_cpus)
+
+
+def evaluate_run(run_dir: str, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Test-set evaluation of one run (thresholds from its validation subjects when asked)."""
+    from components.report import evaluate_model_outputs
+    from workflows.data import store_info
+
+    run = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
+    train_cfg = json.loads(storage.read_text(storage.join(run_dir, "split.json")))
+    run["split"] = train_cfg
+    ckpt_store = _store_of(run)
+    run["preprocess_store"] = ckpt_store
+    info = store_info(ckpt_store)
+    test = predict_split(run, info, "test", cfg)
+    if not len(test.get("probs", [])):
+        from workflows.runtime import UserError
+
+        raise UserError(f"{run_dir}: no test frames for fold {run['split']['fold']}")
+    kw: dict[str, Any] = {}
+    if cfg.tune_thresholds:
+        val = predict_split(run, info, "val", cfg)
+        kw = {"val_probs": val["probs"], "val_labels": val["labels"], "val_subjects": val["subject"]}
+    ev = evaluate_model_outputs(run["model"], test["probs"], test["labels"], test["subject"], info["aus"],
+                                fold=run["split"]["fold"], dataset=info["dataset"], n_boot=cfg.bootstrap,
+                                seed=cfg.seed, **kw)
+    ev["run"] = run_dir
+    ev["checkpoint"] = run["best_checkpoint"]
+    return ev
+
+
+def _store_of(run: dict[str, Any]) -> str:
+    from components.checkpoint import load_checkpoint
+
+    return load_checkpoint(run["best_checkpoint"])["preprocess"]["store"]
+
+
+def run_evaluation(cfg: EvaluateConfig) -> dict[str, Any]:
+    from components.report import build_results, write_report
+    from workflows.provenance import git_commit
+
+    evals = [evaluate_run(r, cfg) for r in find_runs(list(cfg.runs))]
+    results = build_results(evals, n_boot=cfg.bootstrap, seed=cfg.seed)
+    paths = write_report(cfg.out, results, {"git_commit": git_commit(), "runs": [e["run"] for e in evals],
+                                            "threshold_policy": "validation-tuned" if cfg.tune_thresholds else "0.5"})
+    thresholds = {e["run"]: {"checkpoint": e["checkpoint"], "thresholds": list(e["thresholds"]),
+                             "source": e["threshold_source"], "model": e["model"], "fold": e["fold"]}
+                  for e in evals}
+    storage.write_json(storage.join(cfg.out, "thresholds.json"), thresholds)
+    return {"results": results, "paths": {k: str(v) for k, v in paths.items() if k != "plots"},
+            "thresholds": thresholds}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="facsflow evaluate",
+        description="Evaluate trained runs on their held-out test subjects: per-AU F1, mean F1, "
+                    "accuracy, ABAW score, bootstrap CIs, trivial predictors; report.md/.html/.json.")
+    p.add_argument("--runs", nargs="+", required=True, help="run folders, or folders of runs")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--tune-thresholds", action="store_true",
+                   help="tune per-AU thresholds on validation subjects (never on test)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (0: no CIs)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
+    return p
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    from workflows.runtime import configure_logging, ray_session
+
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    cfg = EvaluateConfig(runs=tuple(args.runs), out=args.out, tune_thresholds=args.tune_thresholds,
+                         bootstrap=args.bootstrap)
+    with ray_session(args.address):
+        res = run_evaluation(cfg)
+    for name, m in res["results"]["models"].items():
+        mf = m["summary"]["mean_f1"]
+        print(f"{name}: test mean F1 {mf['mean']:.3f}" + (f" ± {mf['std']:.3f}" if mf.get("std") else ""))
+    triv = res["results"]["trivial"]
+    print(f"best trivial predictor ({triv['best']}): mean F1 "
+          f"{triv['summary'][triv['best']]['mean_f1']['mean']:.3f}")
+    print(f"report: {res['paths']['md']} , {res['paths']['html']} , {res['paths']['json']}")
+    return 0
+
+
+if __name__ == "__main__":
+    from workflows.runtime import run_main
+
+    raise SystemExit(run_main(main))

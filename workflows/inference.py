@@ -1,0 +1,66 @@
+"""Ray Data inference over feature-store rows with the one ``Predictor`` (class UDF: models load
+once per actor). Used by evaluation and ensemble selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from components import storage
+
+__all__ = ["StoreRowsPredictor", "predict_store_files"]
+
+_COLUMNS = ["sample_id", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
+            "diff_valid", "labels", "intensities"]
+
+
+class StoreRowsPredictor:
+    """Ray Data class UDF: a Predictor built once per actor, applied to store rows."""
+
+    def __init__(self, source: str, kind: str, diff_steps: list[int], video: bool = True) -> None:
+        from components.predictor import Predictor
+        from workflows.runtime import torch_single_thread
+
+        torch_single_thread()
+        self.predictor = (Predictor.from_checkpoint(source) if kind == "checkpoint"
+                          else Predictor.from_manifest(source))
+        self.diff_steps = diff_steps
+        self.video = video
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        ans = self.predictor.predict_aligned(batch, video=self.video, store_diff_steps=self.diff_steps)
+        n = len(batch["sample_id"])
+        labels = np.stack([np.asarray(v, np.float32) for v in batch["labels"]]) if n else np.zeros((0, 0))
+        out = {"sample_id": np.asarray(batch["sample_id"]), "subject": np.asarray(batch["subject"]),
+               "probs": ans["probs"].astype(np.float32), "labels": labels}
+        for name, p in ans["member_probs"].items():
+            out[f"member:{name}"] = p.astype(np.float32)
+        if "intensity" in ans:
+            out["intensity_pred"] = ans["intensity"].astype(np.float32)
+        ints = [np.asarray(v, np.float32) for v in batch["intensities"]]
+        if ints and all(len(v) for v in ints):
+            out["intensity_true"] = np.stack(ints)
+        return out
+
+
+def predict_store_files(files: list[str], source: str, kind: str, diff_steps: list[int],
+                        actors: int = 1, actor_cpus: float = 1.0, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Predict every row of the given feature-store files; arrays sorted by sample_id."""
+    import ray.data
+
+    if not files:
+        return {}
+    fs, _ = storage.resolve(files[0])
+    ds = ray.data.read_parquet([storage.resolve(f)[1] for f in files], filesystem=fs, columns=_COLUMNS)
+    out = ds.map_batches(StoreRowsPredictor, batch_size=batch_size, batch_format="numpy",
+                         fn_constructor_kwargs={"source": source, "kind": kind, "diff_steps": diff_steps},
+                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
+                         num_cpus=actor_cpus)
+    parts: dict[str, list[np.ndarray]] = {}
+    for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+        for k, v in batch.items():
+            parts.setdefault(k, []).append(v)
+    res = {k: np.concatenate(v) for k, v in parts.items()}
+    order = np.argsort(res["sample_id"], kind="stable")
+    return {k: v[order] for k, v in res.items()}

@@ -1,0 +1,317 @@
+"""Train one model (or every fold) on the feature store with Ray Train (TorchTrainer, DDP).
+
+``python -m workflows.train --model NAME --data STORE --out RUNS [--fold K|all] [--workers N]
+[--gpu] [--config YAML]``
+
+Data come straight from the Parquet store through Ray Data: decoding, augmentation and the
+model's input transform run on CPU in Ray Data; workers read their shard with
+``iter_torch_batches``. Every epoch reports validation metrics and a full checkpoint from every
+rank; the best k by validation mean F1 and the latest are kept; a worker failure resumes from the
+latest checkpoint, and starting a finished run again returns its result instead of retraining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from components import storage
+from components.batches import AugmentConfig
+from components.configuration import load_yaml, save_yaml, to_dict
+from components.training import OptimConfig
+from workflows.data import SplitConfig, load_split, store_info
+
+log = logging.getLogger("facsflow.train")
+
+__all__ = ["TrainConfig", "run_training", "main"]
+
+
+@dataclass
+class TrainConfig:
+    """One training run; saved as ``train.yaml`` in the run folder."""
+
+    model: str = "baseline_resnet18_112"
+    """Registered model name (``facsflow models`` lists them)."""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the model's constructor config, e.g. {dropout: 0.2}."""
+    data: str = ""
+    """Feature store (local path or URI)."""
+    out: str = ""
+    """Runs folder; each run is <out>/<name>/."""
+    name: str = ""
+    """Run name (default: <model>-fold<k>)."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """Fold and validation split by subject."""
+    epochs: int = 8
+    """Maximum epochs."""
+    batch_size: int = 32
+    """Batch size per worker."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser, schedule, precision and clipping."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Training-time augmentation."""
+    workers: int = 2
+    """DDP workers."""
+    gpu: bool = False
+    """One GPU per worker (NCCL); otherwise CPU with gloo."""
+    worker_cpus: float = 1.0
+    """CPUs per training worker."""
+    data_cpus: float = 0.5
+    """CPUs per Ray Data transform task (decode, augment, input transform)."""
+    shuffle_buffer: int = 512
+    """Local shuffle buffer (rows) per worker."""
+    early_stop_patience: int = 4
+    """Stop after this many epochs without a better validation mean F1 (0: never)."""
+    keep_best: int = 2
+    """Checkpoints kept by validation mean F1 (the latest is always kept too)."""
+    max_failures: int = 2
+    """Worker-group restarts allowed after failures (resume from the latest checkpoint)."""
+    seed: int = 0
+    """Random seed (model init, augmentation, shuffling)."""
+    max_steps_per_epoch: int = 0
+    """Cap on optimiser steps per epoch (0: the whole shard)."""
+    shuffle_labels: bool = False
+    """Control experiment: permute training labels within each batch (breaks image-label pairs,
+    keeps base rates); a model trained so must not beat the trivial predictors."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.workers < 1:
+            raise ValueError("epochs, batch_size and workers must be >= 1")
+        if self.keep_best < 1:
+            raise ValueError(f"keep_best must be >= 1, got {self.keep_best}")
+
+    def run_name(self) -> str:
+        return self.name or f"{self.model}-fold{self.split.fold}"
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train loop: one per worker; thin glue around components.training."""
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    from components.checkpoint import CHECKPOINT_FILE, make_checkpoint, save_checkpoint
+    from components.configuration import from_dict
+    from components.metrics import evaluate_occurrence
+    from components.models.registry import build_model
+    from components.training import build_optimizer, build_scheduler, predict_batches, train_step
+    from workflows.runtime import torch_single_thread
+
+    cfg: TrainConfig = from_dict(TrainConfig, config["train"])
+    if not cfg.gpu:
+        torch_single_thread()
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    torch.manual_seed(cfg.seed)
+    aus = config["aus"]
+    model = build_model(cfg.model, aus, **cfg.model_kwargs)
+    opt = build_optimizer(model.parameters(), cfg.optim)
+    sched = build_scheduler(opt, cfg.optim, cfg.epochs)
+    device = ray.train.torch.get_device()
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.optim.amp == "fp16")
+    start_epoch, best, stale = 0, -1.0, 0
+    history: list[dict[str, Any]] = []
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
+        model.load_state_dict(state["state_dict"], strict=True)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch = state["epoch"] + 1
+        best = state["train_state"]["best"]
+        stale = state["train_state"]["stale"]
+        history = state["train_state"]["history"]
+        if rank == 0:
+            print(f"[{cfg.run_name()}] resumed from epoch {state['epoch']} checkpoint; continuing at epoch {start_epoch}")
+
+    model = ray.train.torch.prepare_model(model)
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    for epoch in range(start_epoch, cfg.epochs):
+        if stale and cfg.early_stop_patience and stale >= cfg.early_stop_patience:
+            break
+        t0 = time.perf_counter()
+        losses, seen = [], 0
+        for step, batch in enumerate(train_shard.iter_torch_batches(
+                batch_size=cfg.batch_size, local_shuffle_buffer_size=cfg.shuffle_buffer,
+                local_shuffle_seed=cfg.seed + epoch, drop_last=True,
+                dtypes=torch.float32)):
+            if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
+                break
+            parts = train_step(model, batch, opt, scaler, cfg.optim, device)
+            losses.append(parts["loss"])
+            seen += len(batch["labels"])
+        sched.step()
+        train_s = time.perf_counter() - t0
+        val = predict_batches(model, val_shard.iter_torch_batches(batch_size=cfg.batch_size * 2,
+                                                                   dtypes=torch.float32), device, cfg.optim.amp)
+        res = evaluate_occurrence(val["probs"], val["labels"], aus)
+        mean_f1 = float(res["mean_f1"])
+        improved = mean_f1 > best
+        best, stale = (mean_f1, 0) if improved else (best, stale + 1)
+        metrics = {"epoch": epoch, "train_loss": float(sum(losses) / max(1, len(losses))),
+                   "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]),
+                   "best_val_mean_f1": best, "samples_per_s": seen / max(train_s, 1e-9),
+                   "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"]}
+        history.append(metrics)
+        if rank == 0:
+            print(f"[{cfg.run_name()}] epoch {epoch + 1}/{cfg.epochs} loss {metrics['train_loss']:.4f} "
+                  f"val mean F1 {mean_f1:.3f} (best {best:.3f}) {metrics['samples_per_s']:.1f} samples/s")
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                state = make_checkpoint(
+                    model, cfg.model, epoch=epoch, preprocess=config["preprocess"],
+                    provenance=config["provenance"], train_config=config["train"],
+                    metrics=metrics, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                    scaler=scaler.state_dict())
+                state["train_state"] = {"best": best, "stale": stale, "history": history}
+                save_checkpoint(state, tmp)
+                storage.write_text(storage.join(config["run_dir"], "metrics.jsonl"),
+                                   "".join(json.dumps(h) + "\n" for h in history))
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint)
+        if config.get("fail_at_epoch") == epoch and rank == 1 and not os.path.exists(config["fail_marker"]):
+            # Fault-injection hook for tests: kill this worker once, after a checkpoint.
+            open(config["fail_marker"], "w").close()
+            os._exit(1)
+
+
+def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_marker: str = "") -> dict[str, Any]:
+    """Train one run (one fold) on the connected Ray cluster; return its summary."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    from workflows.provenance import provenance
+
+    info = store_info(cfg.data)
+    run_dir = storage.join(cfg.out, cfg.run_name())
+    done_marker = storage.join(run_dir, "run.json")
+    if storage.exists(done_marker):
+        summary = json.loads(storage.read_text(done_marker))
+        log.info("run %s already finished: reusing its result (delete %s to retrain)", cfg.run_name(), run_dir)
+        summary["reused"] = True
+        return summary
+    split = load_split(cfg.data, info, cfg.split)
+    datasets = split.datasets(info, cfg, train=True)
+    config = {
+        "train": to_dict(cfg), "aus": list(info["aus"]), "run_dir": run_dir,
+        "preprocess": {"store": cfg.data, "image_size": info["image_size"], "diff_steps": info["diff_steps"],
+                       "dataset": info["dataset"]},
+        "provenance": provenance(cfg.seed, cfg.data, split.fold_hash),
+        "fail_at_epoch": fail_at_epoch, "fail_marker": fail_marker,
+    }
+    storage.makedirs(run_dir)
+    if not storage.is_remote(run_dir):
+        save_yaml(cfg, storage.join(run_dir, "train.yaml"))
+    storage.write_json(storage.join(run_dir, "split.json"), split.to_dict())
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
+                                               resources_per_worker={"CPU": cfg.worker_cpus}),
+        run_config=ray.train.RunConfig(
+            name=cfg.run_name(), storage_path=_storage_path(cfg.out),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.keep_best, checkpoint_score_attribute="val_mean_f1",
+                checkpoint_score_order="max"),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
+        datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
+    )
+    t0 = time.perf_counter()
+    result = trainer.fit()
+    best = _best_checkpoint(result)
+    history = [json.loads(line) for line in storage.read_text(storage.join(run_dir, "metrics.jsonl")).splitlines()]
+    summary = {"run": cfg.run_name(), "run_dir": run_dir, "model": cfg.model,
+               "best_checkpoint": best, "latest_checkpoint": result.checkpoint.path if result.checkpoint else None,
+               "best_val_mean_f1": max(h["val_mean_f1"] for h in history), "epochs_run": len(history),
+               "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
+    storage.write_json(done_marker, summary)
+    return summary
+
+
+def _storage_path(out: str) -> str:
+    return out if storage.is_remote(out) else os.path.abspath(out)
+
+
+def _best_checkpoint(result: Any) -> str:
+    pairs = [(m.get("val_mean_f1", -1.0), c) for c, m in (result.best_checkpoints or [])]
+    if not pairs:
+        raise RuntimeError("training reported no checkpoint")
+    score, ckpt = max(pairs, key=lambda p: p[0])
+    return ckpt.path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="facsflow train",
+        description="Train a registered AU model on a feature store with Ray Train (DDP). "
+                    "Each fold is a run in <out>/<model>-fold<k>/ with checkpoints, metrics and config.")
+    p.add_argument("--model", help="registered model name (see `facsflow models`)")
+    p.add_argument("--data", help="feature store written by `facsflow preprocess`")
+    p.add_argument("--out", help="runs folder")
+    p.add_argument("--fold", help="fold number, or 'all' for every fold (default 0)")
+    p.add_argument("--workers", type=int, help="DDP workers (default 2)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker")
+    p.add_argument("--epochs", type=int, help="maximum epochs")
+    p.add_argument("--config", help="YAML with a TrainConfig (e.g. the best config `facsflow tune` wrote)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set optim.lr=3e-4 (repeatable)")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    over = list(args.set)
+    for key, val in (("model", args.model), ("data", args.data), ("out", args.out),
+                     ("workers", args.workers), ("epochs", args.epochs)):
+        if val is not None:
+            over.append(f"{key}={val}")
+    if args.gpu:
+        over.append("gpu=true")
+    if args.fold is not None and args.fold != "all":
+        over.append(f"split.fold={args.fold}")
+    cfg = load_yaml(TrainConfig, args.config, over)
+    from workflows.runtime import UserError
+
+    if not cfg.data or not cfg.out:
+        raise UserError("train needs --data STORE and --out RUNS (or both in --config)")
+    return cfg
+
+
+def main(argv: "list[str] | None" = None) -> int:
+    from dataclasses import replace
+
+    from workflows.runtime import configure_logging, ray_session
+
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    cfg = config_from_args(args)
+    with ray_session(args.address):
+        folds = [cfg.split.fold]
+        if args.fold == "all":
+            from workflows.data import fold_count
+
+            folds = list(range(fold_count(cfg.data, cfg.split)))
+        for k in folds:
+            run_cfg = replace(cfg, split=replace(cfg.split, fold=k), name=cfg.name if len(folds) == 1 else "")
+            summary = run_training(run_cfg)
+            print(f"run {summary['run']}: best validation mean F1 {summary['best_val_mean_f1']:.3f}; "
+                  f"best checkpoint {summary['best_checkpoint']}; run folder {summary['run_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    from workflows.runtime import run_main
+
+    raise SystemExit(run_main(main))
