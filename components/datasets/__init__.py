@@ -7,3 +7,6 @@ from components.datasets.base import (
 
 __all__ = ["DatasetAdapter", "FrameRecord", "LayoutError", "VideoUnit", "build_adapter",
            "list_adapters", "register_adapter", "sample_id"]
+
+# Importing the adapter modules registers them under their --dataset names.
+from components.datasets import affwild2, bp4d, disfa, manifest, media  # noqa: E402,F401

@@ -44,7 +44,11 @@ class FrameRecord:
     timestamp: float
     """Seconds from the start of the video (frame / fps; frame order for image folders)."""
     source: str
-    """Where the pixels are: an image path, a video path, or ``zip_path::member``."""
+    """Where the pixels are: an image path, a video path, or ``zip_path::member``.
+
+    Empty (with ``source_kind='image'``) for a labelled frame that has no pixels (image
+    missing from the copy, label line past the video's end): preprocessing writes it to the
+    rejects with reason "missing image" instead of dropping it silently."""
     source_kind: SourceKind
     """'image', 'video' (decode frame ``video_frame``) or 'zip' (member of a zip archive)."""
     labels: tuple[int, ...] = ()
