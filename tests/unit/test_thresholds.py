@@ -1,0 +1,39 @@
+"""Per-AU threshold tuning picks the hand-computed best grid value; ties go towards 0.5."""
+
+import numpy as np
+import pytest
+
+from components.thresholds import DEFAULT_GRID, apply_thresholds, tune_thresholds
+
+pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("error")]
+
+
+def test_tune_thresholds_constructed_example():
+    # AU a: probs 0.1 0.3 0.45 0.6 0.8 0.9, labels 0 1 1 0 1 1. F1 by threshold:
+    #   0.05-0.10: TP4 FP2 -> 0.800    0.15-0.30: TP4 FP1 -> 0.889 (best)
+    #   0.35-0.45: TP3 FP1 FN1 -> 0.750  0.50-0.60: TP2 FP1 FN2 -> 0.571
+    #   0.65-0.80: TP2 FN2 -> 0.667    0.85-0.90: 0.4    0.95: 0
+    #   best plateau 0.15..0.30 -> the value closest to 0.5: 0.30.
+    # AU b: probs 0.2 0.4 0.6 0.8, labels 0 0 1 1 (+ 2 unknown rows): F1 = 1 for thresholds
+    #   0.45..0.60 -> closest to 0.5 is 0.5 itself.
+    # AU c: no positive in validation -> default 0.5.
+    probs = np.array([[0.1, 0.2, 0.9], [0.3, 0.4, 0.8], [0.45, 0.6, 0.1],
+                      [0.6, 0.8, 0.2], [0.8, 0.99, 0.3], [0.9, 0.01, 0.4]])
+    labels = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, -1], [1, -1, 0], [1, -1, 0]])
+    np.testing.assert_allclose(tune_thresholds(probs, labels), [0.30, 0.5, 0.5])
+
+
+def test_grid_and_apply():
+    np.testing.assert_allclose(DEFAULT_GRID[[0, 9, 18]], [0.05, 0.5, 0.95])
+    assert DEFAULT_GRID.size == 19
+    out = apply_thresholds(np.array([[0.5, 0.49], [0.2, 0.8]]), [0.5, 0.5])
+    np.testing.assert_array_equal(out, [[1, 0], [0, 1]])
+    np.testing.assert_array_equal(apply_thresholds(np.array([[0.3, 0.7]]), [0.2, 0.8]), [[1, 0]])
+    with pytest.raises(ValueError, match="do not fit"):
+        apply_thresholds(np.zeros((2, 3)), [0.5, 0.5])
+
+
+def test_refuses_test_subjects():
+    with pytest.raises(ValueError, match="validation subjects only"):
+        tune_thresholds(np.zeros((2, 1)), np.zeros((2, 1), int),
+                        val_subjects=["s1", "s2"], test_subjects=["s2", "s3"])
