@@ -1,0 +1,124 @@
+"""Fold definitions: the literal BP4D / DISFA 3-fold lists, ABAW's split, k-fold by group,
+train/val/test carving that never splits a group and never leaks test subjects."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from components.datasets.folds import (FOLDS_DIR, FoldSpec, fold_hash, kfold_by_group,
+                                       load_folds, split_subjects)
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("dataset, sizes, first_test, codebase_folds", [
+    ("bp4d", (14, 14, 13), "F001", (3, 2, 1)),
+    ("disfa", (9, 9, 9), "SN002", (3, 2, 1)),
+])
+def test_standard_three_fold_lists(dataset: str, sizes: tuple, first_test: str,
+                                   codebase_folds: tuple) -> None:
+    spec = load_folds(dataset)
+    assert spec.kind == "subjects" and spec.n_folds == 3
+    assert tuple(len(f) for f in spec.folds) == sizes
+    everyone = [s for f in spec.folds for s in f]
+    assert len(set(everyone)) == sum(sizes)                 # 41 BP4D, 27 DISFA, no repeats
+    assert spec.folds[0][0] == first_test
+    assert tuple(spec.their_fold("me-graphau", k) for k in (1, 2, 3)) == codebase_folds
+    for fold in (1, 2, 3):
+        parts = split_subjects(spec, fold, everyone)
+        assert sorted(parts["test"]) == sorted(spec.folds[fold - 1])
+        assert not set(parts["test"]) & (set(parts["train"]) | set(parts["val"]))
+        assert not set(parts["train"]) & set(parts["val"])
+        assert sorted(parts["train"] + parts["val"] + parts["test"]) == sorted(everyone)
+        # val_fraction 0.2 of the 27 / 28 training subjects, whole subjects
+        assert len(parts["val"]) == round(0.2 * (sum(sizes) - sizes[fold - 1]))
+
+
+def test_bp4d_subject_names_and_disfa_serials() -> None:
+    bp4d, disfa = load_folds("bp4d"), load_folds("disfa")
+    names = {s for f in bp4d.folds for s in f}
+    assert {s[0] for s in names} == {"F", "M"}
+    assert len([s for s in names if s[0] == "F"]) == 23     # F001-F023 and M001-M018
+    assert names == {f"F{i:03d}" for i in range(1, 24)} | {f"M{i:03d}" for i in range(1, 19)}
+    serials = sorted(int(s[2:]) for f in disfa.folds for s in f)
+    assert serials == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 16, 17, 18, 21, 23, 24, 25,
+                       26, 27, 28, 29, 30, 31, 32]
+
+
+def test_subjects_missing_from_the_data_are_ignored_unlisted_ones_rejected() -> None:
+    spec = load_folds("disfa")
+    parts = split_subjects(spec, 1, ["SN002", "SN010", "SN013", "SN003"])
+    assert parts["test"] == ["SN002", "SN010"]
+    with pytest.raises(ValueError, match=r"subject\(s\) \['SN099'\] are in no fold list"):
+        split_subjects(spec, 1, ["SN002", "SN099"])
+    with pytest.raises(ValueError, match="fold 4 outside 1..3"):
+        split_subjects(spec, 4, ["SN002"])
+
+
+def test_kfold_by_group_hand_worked() -> None:
+    # counts a:3 b:2 c:2 d:1 → a→fold1 [3,0]; b→fold2 [3,2]; c→fold2 [3,4]; d→fold1 [4,4]
+    items = ["a", "a", "a", "b", "b", "c", "c", "d"]
+    for seed in range(5):
+        assert kfold_by_group(items, 2, seed) == [["a", "d"], ["b", "c"]]
+    with pytest.raises(ValueError, match="k=5 folds for 4 groups"):
+        kfold_by_group(items, 5)
+
+
+def test_groups_are_never_split_by_kfold_or_validation() -> None:
+    subjects = [f"s{i}" for i in range(12)]
+    groups = {s: f"g{i // 3}" for i, s in enumerate(subjects)}     # 4 families of 3
+    spec = FoldSpec(dataset="synthetic", kind="kfold", k=2, val_fraction=0.34, seed=7)
+    seen_test: list[str] = []
+    for fold in (1, 2):
+        parts = split_subjects(spec, fold, subjects, groups)
+        seen_test += parts["test"]
+        for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+            assert not {groups[s] for s in parts[a]} & {groups[s] for s in parts[b]}
+        assert len(parts["test"]) == 6 and len(parts["val"]) == 3
+    assert sorted(seen_test) == sorted(subjects)             # every subject tested once
+
+
+def test_fold_list_that_splits_a_group_is_refused() -> None:
+    spec = FoldSpec(dataset="x", kind="subjects", folds=(("a", "b"), ("c", "d")))
+    with pytest.raises(ValueError, match=r"group\(s\) \['twins'\] have subjects in both"):
+        split_subjects(spec, 1, ["a", "b", "c", "d"], groups={"b": "twins", "c": "twins"})
+    with pytest.raises(ValueError, match="subject 'a' in folds 1 and 2"):
+        FoldSpec(dataset="x", kind="subjects", folds=(("a",), ("a", "b")))
+
+
+def test_abaw_official_split() -> None:
+    spec = load_folds("affwild2")
+    assert (spec.kind, spec.n_folds, spec.test_split) == ("split", 1, "validation")
+    subjects = [f"v{i}" for i in range(20)] + ["w1", "w2"]
+    splits = {s: "train" for s in subjects[:20]} | {"w1": "validation", "w2": "validation"}
+    parts = split_subjects(spec, 1, subjects, splits=splits)
+    assert parts["test"] == ["w1", "w2"]
+    assert len(parts["val"]) == 2 and len(parts["train"]) == 18    # 0.1 of 20 train videos
+    with pytest.raises(ValueError, match=r"no split for subject\(s\) \['w3'\]"):
+        split_subjects(spec, 1, subjects + ["w3"], splits=splits)
+
+
+def test_default_kfold_and_yaml_path(tmp_path: Path) -> None:
+    spec = load_folds("synthetic", default_k=4)
+    assert (spec.kind, spec.k) == ("kfold", 4)
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("dataset: mine\nkind: subjects\nfolds: [[a, b], [c]]\n")
+    assert load_folds(custom).folds == (("a", "b"), ("c",))
+    custom.write_text("dataset: mine\nkind: subjects\nfold: [[a]]\n")
+    with pytest.raises(ValueError, match=r"mine.yaml: unknown keys \['fold'\]"):
+        load_folds(custom)
+    assert sorted(p.stem for p in FOLDS_DIR.glob("*.yaml")) == ["affwild2", "bp4d", "disfa"]
+
+
+def test_fold_hash_is_stable_and_tracks_the_definition() -> None:
+    spec = load_folds("bp4d")
+    assert fold_hash(spec) == fold_hash(load_folds("bp4d"))
+    assert len(fold_hash(spec)) == 16
+    assert fold_hash(dataclasses.replace(spec, source="other words")) == fold_hash(spec)
+    moved = (spec.folds[0][1:], spec.folds[1] + spec.folds[0][:1], spec.folds[2])
+    assert fold_hash(dataclasses.replace(spec, folds=moved)) != fold_hash(spec)
+    assert fold_hash(dataclasses.replace(spec, val_fraction=0.1)) != fold_hash(spec)
+    assert fold_hash(spec) != fold_hash(load_folds("disfa"))
