@@ -149,6 +149,16 @@ def process_unit(unit: VideoUnit, pipeline: Any, store: StoreConfig, chunk: "Chu
     rejects: list[dict[str, Any]] = []
     faces_by_pos: dict[int, list[Any]] = {}
 
+    if n == 0:
+        # A source that yielded no frame at all (an unopenable video) is still accounted for.
+        detail = "; ".join(unit.meta.get("warnings", [])) or "no decodable frame"
+        rej = pa.Table.from_pylist([{
+            "sample_id": sample_id(unit.dataset, unit.subject, unit.video, -1), "dataset": unit.dataset,
+            "subject": unit.subject, "video": unit.video, "frame": -1,
+            "source": str(unit.meta.get("path", unit.video)), "reason": "unreadable", "detail": detail[:500]}],
+            schema=REJECTS_SCHEMA)
+        return UnitResult(FRAMES_SCHEMA.empty_table(), rej, {"unit": unit.key, "chunk": chunk.index,
+                                                             "frames_in": 0, "rows": 0, "rejects": 1})
     pipeline.reset()
     for pos, rgb, reason, detail in _iter_pixels(unit, lo, hi):
         if rgb is None:
