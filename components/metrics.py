@@ -10,10 +10,13 @@ Conventions (the same everywhere in facsflow):
 - F1 is the positive-class F1, ``2TP / (2TP + FP + FN)``. It is **undefined (NaN)** exactly
   when ``2TP + FP + FN == 0``: the AU has no positive label and no positive prediction among
   its known entries (or no known entries at all). An AU with no positives but some false
-  positives gets F1 = 0, as the formula says. Undefined AUs are left out of ``mean_f1``
-  (the unweighted mean over AUs, as in SEV-Net Sec. 4.1 and ABAW), and
-  ``evaluate_occurrence`` reports how many and which were left out. Nothing here divides by
-  zero or emits a NumPy warning.
+  positives gets F1 = 0, as the formula says.
+- ``mean_f1`` is the unweighted mean over AUs (SEV-Net Sec. 4.1, ABAW) of the AUs that have
+  at least one positive label among the evaluated samples. An AU without positives (in a
+  fold, say) cannot measure detection, so it is left out **for every predictor alike**: the
+  set is fixed by the labels, never by the predictions, and models and trivial predictors
+  are averaged over the same AUs. ``evaluate_occurrence`` lists the AUs left out.
+  Nothing here divides by zero or emits a NumPy warning.
 - ``accuracy`` (total accuracy, ABAW 2020/2021, paper 004 Eq. 2) is the fraction of correct
   known entries over all AUs together; ``mean_accuracy`` is the unweighted mean of per-AU
   accuracies. ABAW score = 0.5 * mean F1 + 0.5 * total accuracy (paper 002 Sec. 1,
@@ -39,6 +42,7 @@ __all__ = [
     "accuracy_per_au",
     "total_accuracy",
     "mean_f1",
+    "mean_over_scored_aus",
     "abaw_score",
     "nanmean",
     "safe_divide",
@@ -156,9 +160,16 @@ def total_accuracy(preds: np.ndarray, labels: np.ndarray) -> float:
     return correct / known if known else float("nan")
 
 
+def mean_over_scored_aus(per_au: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of a per-AU score over the AUs with at least one positive label (NaN if none)."""
+    labels = check_labels(labels)
+    scored = (labels == 1).any(axis=0)
+    return nanmean(np.asarray(per_au, dtype=float)[scored])
+
+
 def mean_f1(preds: np.ndarray, labels: np.ndarray) -> float:
-    """Unweighted mean of the defined per-AU F1 values (undefined AUs left out)."""
-    return nanmean(f1_per_au(preds, labels))
+    """Unweighted mean F1 over the AUs that have a positive label (see module doc)."""
+    return mean_over_scored_aus(f1_per_au(preds, labels), labels)
 
 
 def abaw_score(preds: np.ndarray, labels: np.ndarray) -> float:
@@ -236,7 +247,7 @@ def evaluate_occurrence(
         }
         for k, a in enumerate(aus)
     }
-    mf1 = nanmean(f1)
+    mf1 = mean_over_scored_aus(f1, labels)
     tacc = total_accuracy(preds, labels)
     return {
         "aus": list(aus),
@@ -247,7 +258,7 @@ def evaluate_occurrence(
         "accuracy": _f(tacc),
         "mean_accuracy": _f(nanmean(acc)),
         "abaw": _f(0.5 * mf1 + 0.5 * tacc),
-        "f1_excluded_aus": [au_name(a) for a, v in zip(aus, f1) if not np.isfinite(v)],
+        "f1_excluded_aus": [au_name(a) for a, n in zip(aus, c["tp"] + c["fn"]) if n == 0],
     }
 
 
@@ -293,7 +304,7 @@ def trivial_report(labels: np.ndarray, aus: Sequence[int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, f1, acc in (("all_positive", all_positive_f1(labels), acc_pos),
                           ("base_rate_random", base_rate_random_f1(labels), acc_rand)):
-        mf1 = nanmean(f1)
+        mf1 = mean_over_scored_aus(f1, labels)
         out[name] = {
             "f1": {au_name(a): _f(v) for a, v in zip(aus, f1)},
             "mean_f1": _f(mf1),
@@ -327,8 +338,9 @@ def aggregate_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Returns ``{'n_folds', 'aus', 'mean_f1': {'mean', 'std', 'n'}, 'accuracy': ...,
     'mean_accuracy': ..., 'abaw': ..., 'per_au': {'AU1': {'f1': {'mean', 'std', 'n'}, ...}}}``.
-    A fold where a value is undefined (e.g. an AU without positives) is left out of that
-    value's mean; ``n`` says how many folds it has. ``std`` is None with fewer than 2 folds.
+    A fold where a value is undefined, or where an AU has no positive label (for its F1,
+    precision and recall), is left out of that value's mean; ``n`` says how many folds count.
+    ``std`` is None with fewer than 2 folds.
     """
     if not folds:
         raise ValueError("aggregate_folds: no folds given")
@@ -340,8 +352,11 @@ def aggregate_folds(folds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"n_folds": len(folds), "aus": aus}
     for key in _FOLD_SCALARS:
         out[key] = mean_std([f.get(key) for f in folds])
+    # A fold where the AU has no positive label does not score its detection (module doc).
     out["per_au"] = {
-        au_name(a): {m: mean_std([f["per_au"][au_name(a)].get(m) for f in folds])
+        au_name(a): {m: mean_std([f["per_au"][au_name(a)].get(m)
+                                  if m == "accuracy" or f["per_au"][au_name(a)]["n_positive"]
+                                  else None for f in folds])
                      for m in _FOLD_PER_AU}
         for a in aus
     }

@@ -113,8 +113,10 @@ def _statistics(counts: np.ndarray) -> dict[str, np.ndarray]:
     """Occurrence statistics from summed counts of shape (4, ..., n_AU)."""
     tp, fp, fn, tn = counts
     f1 = f1_from_counts(tp, fp, fn)
-    ok = np.isfinite(f1)
-    mean_f1 = safe_divide(np.where(ok, f1, 0.0).sum(axis=-1), ok.sum(axis=-1))
+    # Mean over the AUs with a positive label in this (re)sample, as metrics.mean_f1 does;
+    # those always have a defined F1.
+    ok = (tp + fn) > 0
+    mean_f1 = safe_divide(np.where(ok, np.nan_to_num(f1), 0.0).sum(axis=-1), ok.sum(axis=-1))
     acc = safe_divide((tp + tn).sum(axis=-1), (tp + fp + fn + tn).sum(axis=-1))
     return {"mean_f1": mean_f1, "accuracy": acc, "abaw": 0.5 * mean_f1 + 0.5 * acc}
 

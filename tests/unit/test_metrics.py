@@ -69,10 +69,18 @@ def test_au_without_positives_is_undefined_and_left_out_without_warning():
     assert out["per_au"]["AU2"]["f1"] is None
     assert out["f1_excluded_aus"] == ["AU2"]
     assert out["mean_f1"] == pytest.approx(2 / 3)
-    # One false positive on an AU without positives: F1 = 0/(0+1+0) = 0, defined.
+    # One false positive on an AU without positives: F1 = 0/(0+1+0) = 0, defined, but the AU
+    # still has no positive label, so it stays out of the mean, as for every predictor.
     preds[0, 1] = 1
     assert f1_per_au(preds, labels)[1] == 0.0
-    assert mean_f1(preds, labels) == pytest.approx(1 / 3)
+    assert mean_f1(preds, labels) == pytest.approx(2 / 3)
+    # The trivial predictors are averaged over the same AU: all-positive F1 on AU1 is
+    # 2 * 0.6 / 1.6 = 0.75 (AU2's 0 is reported but not averaged).
+    rep = trivial_report(labels, [1, 2])
+    assert rep["all_positive"]["f1"] == {"AU1": pytest.approx(0.75), "AU2": 0.0}
+    assert rep["all_positive"]["mean_f1"] == pytest.approx(0.75)
+    assert rep["base_rate_random"]["f1"]["AU2"] is None
+    assert rep["base_rate_random"]["mean_f1"] == pytest.approx(0.6)
 
 
 def test_all_unknown_au_gives_nan_everywhere_quietly():
@@ -112,11 +120,12 @@ def test_base_rate_random_undefined_when_au_never_occurs():
 
 def test_aggregate_folds_mean_and_sample_std():
     labels = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
-    fold_a = evaluate_occurrence(np.array([[1, 0], [0, 0], [1, 0], [0, 0]]), labels, [1, 2])
+    fold_a = evaluate_occurrence(np.array([[1, 1], [0, 0], [1, 0], [0, 0]]), labels, [1, 2])
     labels_b = np.array([[1, 1], [0, 0], [1, 0], [0, 1]])
     fold_b = evaluate_occurrence(np.array([[1, 1], [1, 0], [0, 0], [0, 1]]), labels_b, [1, 2])
-    # Fold a: AU1 F1 1, AU2 undefined -> mean_f1 1. Fold b: AU1 TP1 FP1 FN1 -> 0.5, AU2 1
-    # -> mean 0.75. Over folds: mean 0.875, std sqrt(2 * 0.125^2 / 1) = 0.1767767.
+    # Fold a: AU1 F1 1; AU2 has no positive (one FP: F1 0) and is not scored -> mean_f1 1.
+    # Fold b: AU1 TP1 FP1 FN1 -> 0.5, AU2 1 -> mean 0.75.
+    # Over folds: mean 0.875, std sqrt(2 * 0.125^2 / 1) = 0.1767767.
     agg = aggregate_folds([fold_a, fold_b])
     assert agg["n_folds"] == 2
     assert agg["mean_f1"] == pytest.approx({"mean": 0.875, "std": 0.1767766953, "n": 2})
