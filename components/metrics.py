@@ -72,7 +72,7 @@ def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
             raise ValueError(f"{name}: NaN found; use -1 for unknown labels")
         if not np.all(arr == np.round(arr)):
             raise ValueError(f"{name}: non-integer label values; expected -1, 0 or 1")
-    bad = ~np.isin(arr, (-1, 0, 1))
+    bad = (arr < -1) | (arr > 1) if arr.dtype.kind in "iub" else ~np.isin(arr, (-1, 0, 1))
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ValueError(

@@ -31,7 +31,7 @@ def pr_curve(scores: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray] | 
     n_pos = int(y.sum())
     if n_pos == 0:
         return None
-    order = np.argsort(-s, kind="mergesort")
+    order = np.argsort(-s)
     s, y = s[order], y[order]
     # Last index of each run of equal scores: a threshold admits all samples tied at it.
     last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]
