@@ -27,6 +27,7 @@ from typing import Any, Iterator, Sequence
 
 from components.au import DATASET_AUS, validate_au_list
 from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
+from components.datasets.folds import read_groups
 from components.datasets.media import VIDEO_EXTS, find_dirs, index_frame_files, natural_key
 from components.datasets.video_io import video_frame_count
 
@@ -87,14 +88,16 @@ class AffWild2Adapter:
 
     Options: ``mode`` ('cropped' or 'video'), ``images`` (the cropped_aligned folder if not
     under the root), ``videos`` (folder of raw videos, default the root), ``aus`` (default the
-    12 ABAW AUs), ``fps`` (cropped mode: timestamps = (frame - 1) / fps; 0 → frame order).
+    12 ABAW AUs), ``fps`` (cropped mode: timestamps = (frame - 1) / fps; 0 → frame order),
+    ``groups`` (CSV of video → identity group, see ``folds.read_groups``).
     """
 
     name = "affwild2"
 
     def __init__(self, root: Path, mode: str = "cropped", images: "str | Path | None" = None,
                  videos: "str | Path | None" = None, aus: "Sequence[int] | None" = None,
-                 fps: float = 0.0, verify_count: bool = True) -> None:
+                 fps: float = 0.0, verify_count: bool = True,
+                 groups: "str | Path | None" = None) -> None:
         if mode not in ("cropped", "video"):
             raise ValueError(f"affwild2: mode must be 'cropped' or 'video', not {mode!r}")
         self.root = Path(root)
@@ -104,6 +107,7 @@ class AffWild2Adapter:
         self.aus = validate_au_list(aus) if aus else DATASET_AUS["affwild2"]
         self.fps = float(fps)
         self.verify_count = verify_count
+        self.groups = read_groups(groups) if groups else {}
 
     def label_files(self) -> list[tuple[str, str, Path]]:
         """(video name, split, path) of every annotation file, sorted by video name."""
@@ -200,7 +204,8 @@ class AffWild2Adapter:
         for w in warnings:
             log.warning("%s", w)
         return VideoUnit("affwild2", name, name, self.aus, frames, prealigned=True,
-                         fps=self.fps, meta=self._meta(name, split, path, warnings))
+                         fps=self.fps, meta=self._meta(name, split, path, warnings),
+                         group=self.groups.get(name, ""))
 
     def _video_unit(self, name: str, split: str, path: Path, videos: dict[str, Path]) -> VideoUnit:
         warnings: list[str] = []
@@ -233,4 +238,5 @@ class AffWild2Adapter:
                 video_frame=f - 1 if has_pixels else -1))
         for w in warnings:
             log.warning("%s", w)
-        return VideoUnit("affwild2", name, name, self.aus, frames, fps=fps, meta=meta)
+        return VideoUnit("affwild2", name, name, self.aus, frames, fps=fps, meta=meta,
+                         group=self.groups.get(name, ""))

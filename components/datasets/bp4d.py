@@ -29,6 +29,7 @@ from typing import Any, Iterator, Sequence
 
 from components.au import DATASET_AUS, validate_au_list
 from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
+from components.datasets.folds import read_groups
 from components.datasets.media import find_dirs, frame_number, index_frame_files, natural_key
 from components.datasets.video_io import ZIP_SEP
 
@@ -122,13 +123,15 @@ class BP4DAdapter:
 
     Options: ``images`` (folder to search for frames instead of the root), ``aus`` (AU list,
     default ``DATASET_AUS[name]``), ``fps`` (25, the BP4D capture rate), ``zips`` (also look
-    inside zip archives for frames).
+    inside zip archives for frames), ``groups`` (CSV of subject → identity group, see
+    ``folds.read_groups``; default each subject its own group).
     """
 
     name = "bp4d"
 
     def __init__(self, root: Path, images: "str | Path | None" = None,
-                 aus: "Sequence[int] | None" = None, fps: float = 25.0, zips: bool = True) -> None:
+                 aus: "Sequence[int] | None" = None, fps: float = 25.0, zips: bool = True,
+                 groups: "str | Path | None" = None) -> None:
         self.root = Path(root)
         self.images = Path(images) if images else None
         if self.images is not None and not self.images.is_dir():
@@ -136,6 +139,7 @@ class BP4DAdapter:
         self.aus = validate_au_list(aus) if aus else DATASET_AUS[self.name]
         self.fps = float(fps)
         self.zips = zips
+        self.groups = read_groups(groups) if groups else {}
 
     def _label_dir(self, name: str) -> "Path | None":
         found = find_dirs(self.root, name, max_depth=3)
@@ -282,7 +286,8 @@ class BP4DAdapter:
             log.warning("%s", w)
         meta: dict[str, Any] = {"label_file": str(path), "warnings": warnings,
                                 "unlabelled_images": len(set(index) - set(labels))}
-        return VideoUnit(self.name, subject, task, self.aus, frames, fps=self.fps, meta=meta)
+        return VideoUnit(self.name, subject, task, self.aus, frames, fps=self.fps, meta=meta,
+                         group=self.groups.get(subject, ""))
 
 
 @register_adapter("bp4d+")

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 
 from components.au import DATASET_AUS, validate_au_list
 from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
+from components.datasets.folds import read_groups
 from components.datasets.media import find_dirs, natural_key
 from components.datasets.video_io import video_frame_count
 
@@ -70,14 +71,16 @@ class DISFAAdapter:
     """DISFA: one unit per subject (``video`` = the camera name), frames of the ``_comp`` video.
 
     Options: ``camera`` ('left' or 'right'), ``aus`` (default the 8 AUs of the 3-fold protocol),
-    ``verify_count`` (check the container's frame count by reading its last frame).
+    ``verify_count`` (check the container's frame count by reading its last frame), ``groups``
+    (CSV of subject → identity group, see ``folds.read_groups``).
     """
 
     name = "disfa"
 
     def __init__(self, root: Path, camera: str = "left", aus: "Sequence[int] | None" = None,
-                 verify_count: bool = True) -> None:
+                 verify_count: bool = True, groups: "str | Path | None" = None) -> None:
         self.root = Path(root)
+        self.groups = read_groups(groups) if groups else {}
         if camera not in _CAMERAS:
             raise ValueError(f"disfa: camera must be 'left' or 'right', not {camera!r}")
         self.camera = camera
@@ -155,4 +158,5 @@ class DISFAAdapter:
             log.warning("%s", w)
         meta: dict[str, Any] = {"camera": self.camera, "labels_dir": str(sdir),
                                 "video_path": str(video) if video else "", "warnings": warnings}
-        return VideoUnit("disfa", subject, self.camera, self.aus, frames, fps=fps, meta=meta)
+        return VideoUnit("disfa", subject, self.camera, self.aus, frames, fps=fps, meta=meta,
+                         group=self.groups.get(subject, ""))

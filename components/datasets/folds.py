@@ -16,6 +16,7 @@ subjects are never in train or val. ``fold_hash`` identifies the definition for 
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import json
@@ -26,9 +27,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import yaml
 
+from components.datasets.base import LayoutError
 from components.datasets.media import natural_key
 
-__all__ = ["FoldSpec", "FOLDS_DIR", "load_folds", "kfold_by_group", "split_subjects", "fold_hash"]
+__all__ = ["FoldSpec", "FOLDS_DIR", "load_folds", "kfold_by_group", "split_subjects", "fold_hash",
+           "read_groups"]
 
 FOLDS_DIR = Path(__file__).resolve().parent / "folds"
 """Where the shipped fold YAMLs live."""
@@ -218,3 +221,32 @@ def fold_hash(spec: FoldSpec) -> str:
     }
     blob = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def read_groups(path: "str | Path") -> dict[str, str]:
+    """Identity groups from a CSV with a ``group`` column and a ``subject`` and/or ``video``
+    column (e.g. the synthetic generator's ``synth_meta/videos.csv``): name → group.
+
+    Adapters take it as ``groups=PATH`` for layouts whose files carry no identity (BP4D, DISFA,
+    Aff-Wild2), looking a unit up by subject, then by video. A name given two different groups
+    is a LayoutError naming the file and line.
+    """
+    path = Path(path)
+    out: dict[str, tuple[str, int]] = {}
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c for c in ("subject", "video") if c in (reader.fieldnames or [])]
+        if "group" not in (reader.fieldnames or []) or not cols:
+            raise LayoutError(f"{path}: line 1: needs a 'group' column and a 'subject' or "
+                              "'video' column")
+        for row in reader:
+            group = (row["group"] or "").strip()
+            for c in cols:
+                name = (row[c] or "").strip()
+                if not name or not group:
+                    continue
+                seen = out.setdefault(name, (group, reader.line_num))
+                if seen[0] != group:
+                    raise LayoutError(f"{path}: line {reader.line_num}: {name!r} in group "
+                                      f"{group!r}, but in {seen[0]!r} at line {seen[1]}")
+    return {k: v[0] for k, v in out.items()}

@@ -122,3 +122,18 @@ def test_fold_hash_is_stable_and_tracks_the_definition() -> None:
     assert fold_hash(dataclasses.replace(spec, folds=moved)) != fold_hash(spec)
     assert fold_hash(dataclasses.replace(spec, val_fraction=0.1)) != fold_hash(spec)
     assert fold_hash(spec) != fold_hash(load_folds("disfa"))
+
+
+def test_read_groups_maps_subjects_and_videos(tmp_path: Path) -> None:
+    from components.datasets import LayoutError
+    from components.datasets.folds import read_groups
+
+    table = tmp_path / "videos.csv"
+    table.write_text("subject,video,group\nS001,1-30-64x64,face0\nS002,2-30-64x64,face0\n"
+                     "S003,3-30-64x64,face1\n")
+    assert read_groups(table) == {"S001": "face0", "1-30-64x64": "face0", "S002": "face0",
+                                  "2-30-64x64": "face0", "S003": "face1", "3-30-64x64": "face1"}
+    table.write_text("subject,group\nS001,face0\nS001,face1\n")
+    with pytest.raises(LayoutError, match=r"videos.csv: line 3: 'S001' in group 'face1', but "
+                                          r"in 'face0' at line 2"):
+        read_groups(table)
