@@ -21,6 +21,7 @@ from components.datasets.base import FrameRecord, LayoutError
 
 __all__ = [
     "FrameReadError",
+    "MissingFrameError",
     "FrameCount",
     "ZIP_SEP",
     "decode_image",
@@ -36,12 +37,16 @@ ZIP_SEP = "::"
 """Separator between a zip archive path and a member name in ``FrameRecord.source``."""
 
 
-class FrameReadError(ValueError):
+class FrameReadError(OSError):
     """A frame whose pixels cannot be read; ``reason`` is a feature-store reject reason."""
 
-    def __init__(self, message: str, reason: str = "unreadable") -> None:
-        super().__init__(message)
-        self.reason = reason
+    reason = "unreadable"
+
+
+class MissingFrameError(FrameReadError, FileNotFoundError):
+    """No pixels for the frame at all (empty source, missing file or zip member)."""
+
+    reason = "missing image"
 
 
 def decode_image(data: bytes, where: str) -> np.ndarray:
@@ -67,14 +72,13 @@ def _open_zip(path: str) -> zipfile.ZipFile:
 def _read_zip_member(source: str) -> bytes:
     archive, _, member = source.partition(ZIP_SEP)
     if not Path(archive).is_file():
-        raise FrameReadError(f"{archive}: zip archive not found", reason="missing image")
+        raise MissingFrameError(f"{archive}: zip archive not found")
     try:
         with _ZIP_LOCK:
             zf = _open_zip(archive)
         return zf.read(member)
     except KeyError:
-        raise FrameReadError(f"{source}: no such member in the archive",
-                             reason="missing image") from None
+        raise MissingFrameError(f"{source}: no such member in the archive") from None
     except (zipfile.BadZipFile, OSError) as err:
         raise FrameReadError(f"{archive}: unreadable zip archive ({err})") from None
 
@@ -84,23 +88,23 @@ def read_frame_source(record: FrameRecord) -> np.ndarray:
 
     Images and zip members are decoded directly; a 'video' record is decoded by seeking to
     ``video_frame`` (slow: the preprocess actor streams videos with ``iter_video_frames``).
-    Raises ``FrameReadError`` naming the file: reason 'missing image' for an empty source, a
-    missing file or member, 'unreadable' for anything that does not decode.
+    Raises ``FrameReadError`` naming the file, with ``reason`` 'unreadable' for anything that
+    does not decode, or its subclass ``MissingFrameError`` (also a ``FileNotFoundError``),
+    reason 'missing image', for an empty source or a missing file or zip member.
     """
     src = record.source
     if not src:
-        raise FrameReadError(f"frame {record.frame}: no image for this labelled frame",
-                             reason="missing image")
+        raise MissingFrameError(f"frame {record.frame}: no image for this labelled frame")
     if record.source_kind == "zip":
         return decode_image(_read_zip_member(src), src)
     if record.source_kind == "image":
         path = Path(src)
         if not path.is_file():
-            raise FrameReadError(f"{src}: image file not found", reason="missing image")
+            raise MissingFrameError(f"{src}: image file not found")
         return decode_image(path.read_bytes(), src)
     if record.source_kind == "video":
         if not Path(src).is_file():
-            raise FrameReadError(f"{src}: video file not found", reason="missing image")
+            raise MissingFrameError(f"{src}: video file not found")
         frames = iter(iter_video_frames(src, record.video_frame, record.video_frame + 1))
         try:
             for _, rgb in frames:

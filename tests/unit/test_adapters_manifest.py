@@ -136,5 +136,7 @@ def test_read_frame_source_errors_name_the_file(tmp_path: Path) -> None:
         with pytest.raises(FrameReadError, match=message) as err:
             read_frame_source(record)
         assert err.value.reason == reason
+        # preprocessing maps FileNotFoundError to the "missing image" reject
+        assert isinstance(err.value, FileNotFoundError) == (reason == "missing image")
     rgb = read_frame_source(FrameRecord(1, 0.0, f"{tmp_path / 's.zip'}::T1/1.png", "zip"))
     assert rgb[0, 0].tolist() == [30, 20, 10]              # BGR written, RGB read
