@@ -28,7 +28,7 @@ from typing import Any, Iterator, Sequence
 from components.au import DATASET_AUS, validate_au_list
 from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
 from components.datasets.folds import read_groups
-from components.datasets.media import VIDEO_EXTS, find_dirs, index_frame_files, natural_key
+from components.datasets.media import VIDEO_EXTS, find_dir, index_frame_files, natural_key
 from components.datasets.video_io import video_frame_count
 
 __all__ = ["AffWild2Adapter", "read_abaw_labels", "SPLITS"]
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 SPLITS = {"train_set": "train", "validation_set": "validation"}
 """Annotation folder (lower case) → the split name put in ``meta['split']``."""
 
+_USUAL_SETS = ("annotations/AU_Detection_Challenge", "AU_Detection_Challenge")
+_HEAVY = ("cropped_aligned", "videos", "batch1", "batch2")
+"""Folders of frames or videos: never listed while looking for the annotations."""
 _HEADER_AU = re.compile(r"^\s*AU0*(\d+)\s*$", re.IGNORECASE)
 _FACE_SUFFIX = re.compile(r"^(?P<base>.+)_(?P<face>left|right)$")
 
@@ -111,12 +114,13 @@ class AffWild2Adapter:
 
     def label_files(self) -> list[tuple[str, str, Path]]:
         """(video name, split, path) of every annotation file, sorted by video name."""
-        sets = find_dirs(self.root, "AU_Detection_Challenge", 4) or find_dirs(self.root, "AU_Set", 4)
-        if not sets:
+        sets = (find_dir(self.root, "AU_Detection_Challenge", _USUAL_SETS, 4, _HEAVY)
+                or find_dir(self.root, "AU_Set", ("annotations/AU_Set", "AU_Set"), 4, _HEAVY))
+        if sets is None:
             raise LayoutError(f"{self.root}: no annotations/AU_Detection_Challenge (or AU_Set) "
                               "folder")
         found: dict[str, tuple[str, str, Path]] = {}
-        for d in sorted(sets[0].iterdir()):
+        for d in sorted(sets.iterdir()):
             split = SPLITS.get(d.name.lower())
             if split is None or not d.is_dir():
                 continue
@@ -126,7 +130,7 @@ class AffWild2Adapter:
                                       f"{found[path.stem][2]}")
                 found[path.stem] = (path.stem, split, path)
         if not found:
-            raise LayoutError(f"{sets[0]}: no Train_Set/Validation_Set label files")
+            raise LayoutError(f"{sets}: no Train_Set/Validation_Set label files")
         return sorted(found.values(), key=lambda t: natural_key(t[0]))
 
     def _cropped_dir(self) -> Path:
@@ -134,11 +138,12 @@ class AffWild2Adapter:
             if not self.images.is_dir():
                 raise FileNotFoundError(f"affwild2: images folder not found: {self.images}")
             return self.images
-        found = find_dirs(self.root, "cropped_aligned", 3)
-        if not found:
+        found = find_dir(self.root, "cropped_aligned", ("cropped_aligned",), 3,
+                         ("annotations", "videos"))
+        if found is None:
             raise LayoutError(f"{self.root}: no cropped_aligned folder (pass images=DIR, or "
                               "mode='video' for raw videos)")
-        return found[0]
+        return found
 
     def _video_index(self) -> dict[str, Path]:
         base = self.videos or self.root

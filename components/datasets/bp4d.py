@@ -30,7 +30,7 @@ from typing import Any, Iterator, Sequence
 from components.au import DATASET_AUS, validate_au_list
 from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
 from components.datasets.folds import read_groups
-from components.datasets.media import find_dirs, frame_number, index_frame_files, natural_key
+from components.datasets.media import find_dir, frame_number, index_frame_files, natural_key
 from components.datasets.video_io import ZIP_SEP
 
 __all__ = ["BP4DAdapter", "BP4DPlusAdapter", "read_occurrence_csv", "read_intensity_csv"]
@@ -142,8 +142,7 @@ class BP4DAdapter:
         self.groups = read_groups(groups) if groups else {}
 
     def _label_dir(self, name: str) -> "Path | None":
-        found = find_dirs(self.root, name, max_depth=3)
-        return found[0] if found else None
+        return find_dir(self.root, name, (f"AUCoding/{name}", name), max_depth=3)
 
     def _label_files(self) -> list[tuple[str, str, Path]]:
         occ = self._label_dir("AU_OCC")

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 from components.au import DATASET_AUS, validate_au_list
 from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
 from components.datasets.folds import read_groups
-from components.datasets.media import find_dirs, natural_key
+from components.datasets.media import find_dir, natural_key
 from components.datasets.video_io import video_frame_count
 
 __all__ = ["DISFAAdapter", "DISFA_CODED_AUS", "OCCURRENCE_THRESHOLD", "read_disfa_labels"]
@@ -92,8 +92,7 @@ class DISFAAdapter:
         self.verify_count = verify_count
 
     def _dir(self, name: str) -> "Path | None":
-        found = find_dirs(self.root, name, max_depth=3)
-        return found[0] if found else None
+        return find_dir(self.root, name, (name,), max_depth=3)
 
     def units(self) -> Iterator[VideoUnit]:
         """One unit per subject folder of ActionUnit_Labels, in natural order (SN001, SN002...)."""

@@ -23,6 +23,7 @@ __all__ = [
     "FrameIndex",
     "index_frame_files",
     "find_dirs",
+    "find_dir",
     "MediaAdapter",
 ]
 
@@ -80,16 +81,25 @@ def index_frame_files(folder: "str | Path", names: "Iterable[str] | None" = None
     return index
 
 
-def find_dirs(root: "str | Path", name: str, max_depth: int = 4) -> list[Path]:
-    """Directories called ``name`` (case-insensitive) under ``root``, shallowest first, sorted."""
+def find_dirs(root: "str | Path", name: str, max_depth: int = 4,
+              skip: Iterable[str] = ()) -> list[Path]:
+    """Directories called ``name`` (case-insensitive) at the shallowest depth under ``root``
+    (0 = root itself) where there is one, sorted.
+
+    A breadth-first search that stops at the first depth with a match, never lists a folder
+    deeper than ``max_depth - 1`` and never enters folders named in ``skip``: frame folders
+    hold thousands of files and listing them to look for a label folder would dominate.
+    """
     root = Path(root)
-    found: list[Path] = []
+    skipped = {s.lower() for s in skip}
     frontier = [root]
-    for _ in range(max_depth + 1):
+    for depth in range(max_depth + 1):
+        found = sorted(d for d in frontier if d.name.lower() == name.lower())
+        if found or depth == max_depth:
+            return found
         nxt: list[Path] = []
         for d in frontier:
-            if d.name.lower() == name.lower():
-                found.append(d)
+            if d.name.lower() in skipped:
                 continue
             try:
                 entries = sorted(os.scandir(d), key=lambda e: e.name)
@@ -97,7 +107,19 @@ def find_dirs(root: "str | Path", name: str, max_depth: int = 4) -> list[Path]:
                 continue
             nxt.extend(Path(e.path) for e in entries if e.is_dir())
         frontier = nxt
-    return found
+    return []
+
+
+def find_dir(root: "str | Path", name: str, usual: Iterable[str] = (), max_depth: int = 4,
+             skip: Iterable[str] = ()) -> "Path | None":
+    """The folder ``name``: the first of the ``usual`` relative paths that exists, else the
+    first ``find_dirs`` match, else None."""
+    root = Path(root)
+    for rel in usual:
+        if (root / rel).is_dir():
+            return root / rel
+    found = find_dirs(root, name, max_depth, skip)
+    return found[0] if found else None
 
 
 @register_adapter("media")

@@ -140,3 +140,24 @@ def test_read_frame_source_errors_name_the_file(tmp_path: Path) -> None:
         assert isinstance(err.value, FileNotFoundError) == (reason == "missing image")
     rgb = read_frame_source(FrameRecord(1, 0.0, f"{tmp_path / 's.zip'}::T1/1.png", "zip"))
     assert rgb[0, 0].tolist() == [30, 20, 10]              # BGR written, RGB read
+
+
+def test_frame_files_indexed_by_number_and_label_folders_found_shallow(tmp_path: Path) -> None:
+    from components.datasets.media import find_dirs, frame_number, index_frame_files
+
+    assert [frame_number(n) for n in ("7.jpg", "0007.PNG", "00007.jpeg", "frame_0007.jpg",
+                                      "7.txt", "a7.jpg")] == [7, 7, 7, 7, None, None]
+    for name in ("0007.jpg", "7.jpg", "12.png", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    index = index_frame_files(tmp_path)
+    assert {n: p.name for n, p in index.items()} == {7: "0007.jpg", 12: "12.png"}
+    assert index.duplicates == ["7.jpg"]
+
+    (tmp_path / "a" / "AU_OCC").mkdir(parents=True)
+    (tmp_path / "b" / "c" / "AU_OCC").mkdir(parents=True)
+    (tmp_path / "frames" / "AU_OCC").mkdir(parents=True)
+    assert find_dirs(tmp_path, "au_occ") == [tmp_path / "a" / "AU_OCC",
+                                              tmp_path / "frames" / "AU_OCC"]
+    assert find_dirs(tmp_path, "AU_OCC", skip=("a", "frames")) == [
+        tmp_path / "b" / "c" / "AU_OCC"]
+    assert find_dirs(tmp_path, "AU_OCC", max_depth=1) == []
