@@ -15,8 +15,11 @@ under ``min_face`` pixels, a centre outside the frame, a scale change beyond
 shape that a similarity cannot bring within ``max_shape_residual`` of the mean shape.
 
 Which frames detect depends only on the frame index and ``detect_every`` (and on losses), never
-on how videos are split among workers, as long as each worker tracks a whole video (or a chunk
-that starts with a fresh tracker at a detection frame).
+on how videos are split among workers. On a detection frame the landmarks depend on that frame
+alone (detector box, fit, refit in the canonical box), so a fresh tracker started anywhere
+gives the same faces as a whole-video run from its first detection frame on (for the same
+chosen face): chunks that overlap their predecessor by at least ``detect_every`` frames, with
+the overlap discarded, reproduce the whole-video result.
 """
 
 from __future__ import annotations
@@ -109,8 +112,8 @@ class FaceTracker:
             policy: 'tracked', 'largest' or 'all' (see the class docstring).
             min_iou: least IoU between a detection and a tracked face's box to call them one face.
             detect_scale: detect on the frame resized by this factor (< 1 is faster; boxes are
-                scaled back). 0.5 on 640x360 video with dlib upsample=1 finds the same faces
-                (>= 40 px at full size) at about a quarter of the cost of upsample=1 at full size.
+                scaled back). 0.5 with dlib upsample=1 costs about a quarter of 1.0 and finds
+                faces >= 80 px at full size (enough for 640x360 talking-head video).
             max_missed: detection frames a tracked face may go unconfirmed before it is dropped.
             min_face: smallest plausible face-box side in pixels on tracked frames.
             max_scale_change: largest plausible box-side ratio between consecutive frames.

@@ -18,7 +18,7 @@ from components.faces import (
     crop_template,
 )
 from components.faces.align import STABLE_POINTS
-from conftest import require_media
+from tests.conftest import require_media
 
 pytestmark = pytest.mark.unit
 
@@ -139,6 +139,18 @@ def test_tracking_keeps_one_face_with_landmarks_on_every_frame(detectors, dlib_l
     assert (iod > 40).all()  # a ~220 px face
     step = np.linalg.norm(np.diff(lms[:, list(STABLE_POINTS)], axis=0), axis=2).mean(1) / iod[1:]
     assert step.max() < 0.2  # no jump to another face or a lost fit
+
+
+def test_chunked_tracking_matches_whole_video_after_first_detection(detectors, dlib_landmarks):
+    """A worker that starts mid-video agrees with a whole-video run from its first detection frame."""
+    frames = _frames("WolfgangLanger_Pexels.mp4", limit=40)
+    whole = FaceTracker(detectors["dlib"], dlib_landmarks, detect_every=6)
+    full = [whole.step(f, i) for i, f in enumerate(frames)]
+    chunk = FaceTracker(detectors["dlib"], dlib_landmarks, detect_every=6)
+    part = {i: chunk.step(frames[i], i) for i in range(21, 40)}
+    for i in range(24, 40):  # 24 is the first multiple of 6 in the chunk
+        np.testing.assert_array_equal(part[i][0].landmarks, full[i][0].landmarks)
+    assert not np.array_equal(part[21][0].landmarks, full[21][0].landmarks)
 
 
 def test_all_policy_keeps_ids_for_five_faces(detectors, dlib_landmarks):
