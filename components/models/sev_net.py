@@ -17,7 +17,10 @@ detection" (CVPR 2021). Section by section:
 Departures: the default intra-AU encoder is all-MiniLM-L6-v2 (384-d, bundled offline) rather than
 BERT-Large (select ``encoder='bert-large-nli-mean-tokens'`` with ``inter_heads`` dividing 1024,
 e.g. 16, when that model is on disk); the descriptions are our own words (components.au), not
-the paper's FACS summaries. Eq. 5 is undefined when every cosine of an AU is ≤ 0 (all z = 0):
+the paper's FACS summaries; ``center_text`` (on by default, off = the paper) subtracts the mean
+AU embedding before the inter-AU encoder, because descriptions written in one style embed close
+together (cosine ~0.6-0.7) and every AU would otherwise start with nearly the same attention
+map; on a tiny fixed batch the text model then learns as fast as the no-text ablation. Eq. 5 is undefined when every cosine of an AU is ≤ 0 (all z = 0):
 we then use uniform weights α = 1/(w·h), i.e. average pooling, so the output stays finite and the
 classifier still sees the face. The ablation ``text=False`` drops the whole text branch and
 learns one query vector per AU in R^{d_v} instead.
@@ -55,6 +58,10 @@ class SevNetConfig:
     """Optional local path to torchvision weights for the backbone."""
     text: bool = True
     """Use the AU-description branch; False is the 'no text' ablation (learned AU queries)."""
+    center_text: bool = True
+    """Subtract the mean over this model's AUs from the intra-AU embeddings before the inter-AU
+    encoder (our addition; False is the paper). Descriptions share wording, so raw embeddings
+    are ~0.6-0.7 cosine-similar and all AUs would start with nearly the same attention map."""
     encoder: str = DEFAULT_ENCODER
     """Frozen intra-AU sentence encoder: a name of components.text_encoder or a local folder."""
     text_dim: int = 0
@@ -166,7 +173,10 @@ class SevNetModel(AUModel):
         if not self.config.text:
             return self.queries
         self.prepare_text()
-        return self.project(self.inter_au(self.text_embeddings.unsqueeze(0)).squeeze(0))
+        text = self.text_embeddings
+        if self.config.center_text and self.num_aus > 1:
+            text = text - text.mean(0, keepdim=True)
+        return self.project(self.inter_au(text.unsqueeze(0)).squeeze(0))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         fmap = self.features(batch["image"])
