@@ -9,6 +9,7 @@ what the wrapper sends is what ``ray job submit`` would send, and writes token f
 their owner only.
 
 ``python -m cluster.auth save [--path P] < token`` stores a token you were given;
+``python -m cluster.auth generate --path P`` makes a new random one for a cluster you start;
 ``python -m cluster.auth where`` says which source would be used (never prints the token).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import stat
 import sys
 import urllib.error
@@ -24,8 +26,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["AuthError", "Token", "default_token_path", "find_token", "save_token", "cluster_auth_mode",
-           "missing_token_message", "main"]
+__all__ = ["AuthError", "Token", "default_token_path", "find_token", "save_token", "generate_token",
+           "cluster_auth_mode", "missing_token_message", "main"]
 
 HOW_TO_GET = ("get it from the cluster's owner (on the head node: `ray get-auth-token`; on KubeRay: "
               "the Secret named in the RayCluster's authOptions) and set RAY_AUTH_TOKEN, or store it with "
@@ -97,6 +99,14 @@ def save_token(token: str, path: "Path | str | None" = None) -> Path:
     return target
 
 
+def generate_token(path: "Path | str") -> Path:
+    """Write a new random 256-bit token (hex) to ``path`` with mode 600, refusing to overwrite one."""
+    target = Path(path).expanduser()
+    if target.exists():
+        raise AuthError(f"{target} already exists: keep it (clusters started with it need it) or remove it first")
+    return save_token(secrets.token_hex(32), target)
+
+
 def cluster_auth_mode(address: str, timeout_s: float = 10.0) -> str:
     """``"token"`` or ``"disabled"``, from the dashboard's public ``/api/authentication_mode``.
 
@@ -129,11 +139,16 @@ def main(argv: "list[str] | None" = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("save", help="store a token read from stdin, readable by you only")
     s.add_argument("--path", help="file to write (default: ~/.ray/auth_token)")
+    g = sub.add_parser("generate", help="write a new random token, readable by you only")
+    g.add_argument("--path", required=True, help="file to create (e.g. ~/.ray/facsflow-aws-token)")
     sub.add_parser("where", help="print which source Ray would read the token from")
     args = p.parse_args(argv)
     try:
         if args.command == "save":
             print(f"token saved to {save_token(sys.stdin.read(), args.path)} (mode 600)")
+            return 0
+        if args.command == "generate":
+            print(f"new token written to {generate_token(args.path)} (mode 600)")
             return 0
         token = find_token()
     except AuthError as e:
