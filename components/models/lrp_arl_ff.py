@@ -253,6 +253,13 @@ class LrpArlFfModel(AUModel):
     def input_spec(self) -> InputSpec:
         return InputSpec(image_size=self.config.image_size, channels="rgb")
 
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """Config to rebuild this architecture, with ``pretrained`` emptied: the weights it
+        initialised travel in the state dict, so a serving machine need not hold that file."""
+        kwargs = super().constructor_kwargs()
+        kwargs["pretrained"] = ""
+        return kwargs
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["image"]
         if self.config.arcface_input:
@@ -280,7 +287,8 @@ class LrpArlFfModel(AUModel):
             out["intensity"] = 5.0 * torch.sigmoid((nodes * self.intensity).sum(-1))
         return out
 
-    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def loss(self, outputs: dict[str, torch.Tensor],
+             batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Eq. 3: BCE (eq. 1) + circle_weight · circle (eq. 2) on the fused logits, masked."""
         parts = {"bce": masked_bce(outputs["logits"], batch["labels"]),
                  "circle": multilabel_circle_loss(outputs["logits"], batch["labels"])}

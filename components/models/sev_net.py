@@ -20,9 +20,10 @@ e.g. 16, when that model is on disk); the descriptions are our own words (compon
 the paper's FACS summaries; ``center_text`` (on by default, off = the paper) subtracts the mean
 AU embedding before the inter-AU encoder, because descriptions written in one style embed close
 together (cosine ~0.6-0.7) and every AU would otherwise start with nearly the same attention
-map; on a tiny fixed batch the text model then learns as fast as the no-text ablation. Eq. 5 is undefined when every cosine of an AU is ≤ 0 (all z = 0):
-we then use uniform weights α = 1/(w·h), i.e. average pooling, so the output stays finite and the
-classifier still sees the face. The ablation ``text=False`` drops the whole text branch and
+map; on a tiny fixed batch the text model then learns as fast as the no-text ablation.
+Eq. 5 is undefined when every cosine of an AU is ≤ 0 (all z = 0): we then use uniform
+weights α = 1/(w·h), i.e. average pooling, so the output stays finite and the classifier still
+sees the face. The ablation ``text=False`` drops the whole text branch and
 learns one query vector per AU in R^{d_v} instead.
 
 Text embeddings are encoded lazily on the first forward (or by ``prepare_text()``), then stored
@@ -99,7 +100,8 @@ class SevNetConfig:
         return self.text_dim if self.text_dim > 0 else ENCODER_DIMS.get(self.encoder, 0)
 
 
-def cross_modality_attention(visual: torch.Tensor, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def cross_modality_attention(visual: torch.Tensor,
+                             queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Paper 003 §3.3, eqs. 4–6, for every face and AU.
 
     Args:
@@ -149,6 +151,13 @@ class SevNetModel(AUModel):
 
     def input_spec(self) -> InputSpec:
         return InputSpec(image_size=self.config.image_size, channels="rgb")
+
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """Config to rebuild this architecture, with ``pretrained`` emptied: the weights it
+        initialised travel in the state dict, so a serving machine need not hold that file."""
+        kwargs = super().constructor_kwargs()
+        kwargs["pretrained"] = ""
+        return kwargs
 
     @torch.no_grad()
     def prepare_text(self) -> None:

@@ -146,6 +146,10 @@ def test_pretrained_backbone_loads_from_a_local_file(tmp_path: Path) -> None:
     torch.save(donor.backbone.state_dict(), path)
     model = build_model("lrp_arl_ff_small", AUS8, pretrained=str(path))
     assert torch.equal(model.backbone.conv1.weight, donor.backbone.conv1.weight)
+    # A checkpoint rebuilds without the file: its weights are in the state dict.
+    path.unlink()
+    again = build_model("lrp_arl_ff_small", AUS8, **model.constructor_kwargs())
+    again.load_state_dict(model.state_dict(), strict=True)
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         build_model("lrp_arl_ff_small", AUS8, pretrained=str(tmp_path / "absent.pth"))
 
