@@ -1,0 +1,418 @@
+"""Pairwise-rank: pseudo-intensities from a siamese ranking network, their uncertainty, and a
+video-level mapping to AU labels (paper 004, Saito et al., "Action units recognition using
+improved pairwise deep architecture", ABAW 2021).
+
+Three networks, trained one after the other (§3, Fig. 1):
+1. pseudo-intensity network f (§3.1): a CNN (VGG16 in the paper) scoring a face; trained as a
+   siamese pair on two frames of the same video with different labels, with the ranking hinge
+   max(0, m - r_ij (f(x_i) - f(x_j))), m = 1 (``components.losses_ranking.ranking_hinge``);
+2. uncertainty network h (§3.2): a second CNN giving σ = softplus(h(x)) + ε, trained on the same
+   pairs with f frozen to minimise the probability of misordering (sign-corrected, see
+   ``components.losses_ranking``);
+3. mapping network (§3.3): fully connected layers (shaped like the VGG16 classifier: FC, ReLU,
+   dropout) on the frame's pseudo-intensity ŷ, its σ and statistics G of both over the frames of
+   the same video around it, trained with MAE against the labels (occurrence in [0, 1] and,
+   optionally, intensity 0-5).
+``set_stage`` freezes all but the stage's network; ``loss_rank``, ``loss_uncertainty`` and
+``loss_mapping`` are the three steps; ``components.models.pairwise_training.fit_pairwise`` runs
+them as one call. At inference it is one model: ``forward`` returns ``logits`` (the logit of the
+mapped occurrence probability, thresholded at 0 ⇔ 0.5), ``pseudo_intensity``, ``sigma`` and
+``intensity`` when configured.
+
+Batch keys read: ``image`` (B, C, S, S); ``labels`` (B, n_AU); ``intensity`` (B, n_AU) when
+ranking or mapping intensities; video context for G, first match wins:
+- ``window`` (B, T, C, S, S): T context frames around each frame (``InputSpec.window``), G over them;
+- ``video_index`` or ``video`` (B,): video ids (int tensor, or strings as ``BatchBuilder`` passes
+  them), with optional ``frame_index`` or ``frame_order`` (B,): G over the batch's frames of the
+  same video within ±``window_frames``//2 frames (all of them when ``whole_video``). Training
+  batches of the rank and uncertainty stages need video ids (pairs come from one video, §3.1);
+- neither (``context_fallback``): 'batch' treats the whole batch as one video in frame order,
+  which is what the Predictor's video path passes (one face track per batch); 'frame' uses the
+  frame alone (G degenerates to ŷ, σ and zero spread), for unrelated stills.
+
+Departures (README): one trunk per network with one output per AU (the paper's description is
+per AU; a pair is ordered independently for each AU where both labels are known and differ);
+global average pooling and a linear layer replace the VGG16 classifier in f and h; σ = softplus(h)
++ ε instead of the raw h; the uncertainty loss sign is corrected; G is ours (mean, standard
+deviation, minimum, maximum and σ⁻²-weighted mean of ŷ; mean and standard deviation of σ) as the
+paper names only "probability distribution and variance"; the mapping FCN width is a config
+and it starts with a BatchNorm over its inputs (ŷ has no fixed scale; training batches need
+B > 1). The siamese pair runs as one forward pass over the concatenated images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from components.losses import masked_l1
+from components.losses_ranking import misordering_loss, ranking_hinge, sigma_from_raw
+from components.models.backbones import BACKBONES, build_backbone
+from components.models.base import AUModel, InputSpec
+from components.models.registry import register_model
+
+__all__ = ["PairwiseRankConfig", "PairwiseRankModel", "window_statistics", "group_ids", "pair_indices",
+           "batch_video_ids", "batch_frame_index", "STAGES", "N_FRAME_FEATURES"]
+
+STAGES: tuple[str, ...] = ("rank", "uncertainty", "mapping")
+"""Training steps of paper 004 in order (§3.1, §3.2, §3.3)."""
+
+N_FRAME_FEATURES = 9
+"""Mapping inputs per AU: ŷ, σ and the 7 statistics of ``window_statistics``."""
+
+
+@dataclass(frozen=True)
+class PairwiseRankConfig:
+    backbone: str = "vgg16"
+    """CNN of the pseudo-intensity network f and of the uncertainty network h (paper: VGG16)."""
+    image_size: int = 224
+    """Input crop side in pixels (VGG16: 224)."""
+    channels: Literal["rgb", "gray", "gray+sobel"] = "rgb"
+    """Input channels; the paper fine-tunes ImageNet VGG16 on RGB."""
+    mask: bool = False
+    """Apply the background mask to the input."""
+    pretrained: str = ""
+    """Local path to torchvision weights for f's backbone (paper: ImageNet VGG16); empty: random."""
+    uncertainty_pretrained: str = ""
+    """Local path to torchvision weights for h's backbone; empty: random."""
+    uncertainty: bool = True
+    """Use the uncertainty network (§3.2); False is last year's framework (the paper's P2 row
+    drops it for some AUs): σ features are zero and the uncertainty stage is skipped."""
+    uncertainty_backbone: Literal["separate", "shared"] = "separate"
+    """'separate': h has its own CNN (the paper); 'shared': h is a linear head on f's frozen
+    features (half the compute, our option)."""
+    margin: float = 1.0
+    """Margin m of the ranking and misordering losses (paper: 1)."""
+    sigma_eps: float = 1e-3
+    """Floor ε of σ = softplus(h) + ε."""
+    rank_target: Literal["occurrence", "intensity"] = "occurrence"
+    """Which labels order the pairs (eq. 1): occurrence (0/1) or intensity (0-5, batch['intensity'])."""
+    window: int = 8
+    """Context frames per sample the loader delivers in batch['window'] (InputSpec.window)."""
+    window_frames: int = 75
+    """With batch['video_index'] and ['frame_index']: G over frames within ±window_frames//2
+    (75 frames = 3 s at 25 fps, "a time window of a few seconds", §3)."""
+    whole_video: bool = False
+    """With video ids: G over all the batch's frames of the same video (the paper's N_k frames)."""
+    context_fallback: Literal["batch", "frame"] = "batch"
+    """Context for G when the batch has no video ids: 'batch' (one video, rows in frame order)
+    or 'frame' (each frame alone)."""
+    mapping_hidden: tuple[int, ...] = (256, 256)
+    """Widths of the mapping FCN's hidden layers (VGG16 classifier shape, narrower)."""
+    mapping_dropout: float = 0.5
+    """Dropout after each hidden mapping layer (as in the VGG16 classifier)."""
+    intensity_head: bool = False
+    """The mapping also regresses intensity 0-5 (MAE where batch['intensity'] is known)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mapping_hidden", tuple(int(w) for w in self.mapping_hidden))
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone {self.backbone!r} not in {list(BACKBONES)}")
+        if self.uncertainty_backbone not in ("separate", "shared"):
+            raise ValueError(f"uncertainty_backbone must be separate or shared, got {self.uncertainty_backbone!r}")
+        if self.context_fallback not in ("batch", "frame"):
+            raise ValueError(f"context_fallback must be batch or frame, got {self.context_fallback!r}")
+        if self.rank_target not in ("occurrence", "intensity"):
+            raise ValueError(f"rank_target must be occurrence or intensity, got {self.rank_target!r}")
+        if self.margin <= 0 or self.sigma_eps < 0:
+            raise ValueError(f"margin must be > 0 and sigma_eps >= 0, got {self.margin}, {self.sigma_eps}")
+        if self.window < 0 or self.window_frames < 1:
+            raise ValueError(f"window must be >= 0 and window_frames >= 1, got {self.window}, {self.window_frames}")
+        if any(w < 1 for w in self.mapping_hidden) or not 0.0 <= self.mapping_dropout < 1.0:
+            raise ValueError(f"bad mapping_hidden {self.mapping_hidden} or mapping_dropout {self.mapping_dropout}")
+
+
+def group_ids(video_ids: "torch.Tensor | Sequence[Any]", device: "torch.device | None" = None) -> torch.Tensor:
+    """Video ids (int tensor, or any hashable sequence such as strings) as int64 group ids (B,)."""
+    if isinstance(video_ids, torch.Tensor):
+        return video_ids.reshape(-1).to(device=device, dtype=torch.long)
+    _, inverse = np.unique(np.asarray([str(v) for v in video_ids]), return_inverse=True)
+    return torch.as_tensor(inverse, dtype=torch.long, device=device)
+
+
+VIDEO_KEYS = ("video_index", "video")
+FRAME_KEYS = ("frame_index", "frame_order")
+
+
+def batch_video_ids(batch: "dict[str, Any]", device: "torch.device | None" = None) -> "torch.Tensor | None":
+    """Group ids (B,) from batch['video_index'] or batch['video'], or None when neither is there."""
+    for key in VIDEO_KEYS:
+        if key in batch:
+            return group_ids(batch[key], device)
+    return None
+
+
+def batch_frame_index(batch: "dict[str, Any]", device: "torch.device | None" = None) -> "torch.Tensor | None":
+    """Frame numbers (B,) from batch['frame_index'] or batch['frame_order'], or None."""
+    for key in FRAME_KEYS:
+        if key in batch:
+            return torch.as_tensor(np.asarray(batch[key]) if not isinstance(batch[key], torch.Tensor)
+                                   else batch[key]).reshape(-1).to(device=device, dtype=torch.long)
+    return None
+
+
+def pair_indices(video_ids: "torch.Tensor | Sequence[Any]", targets: torch.Tensor, max_pairs: "int | None" = None,
+                 generator: "torch.Generator | None" = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training pairs of paper 004 §3.1 from one batch: (idx_i, idx_j, r).
+
+    Every pair i < j of frames from the same video that is ordered for at least one AU; ``r``
+    (P, n_AU) float is sign(y_i - y_j) per AU (eq. 1), 0 where the labels are equal or either is
+    unknown (< 0). With ``max_pairs``, a random subset of that size (``generator`` for
+    reproducibility).
+    """
+    vid = group_ids(video_ids, targets.device)
+    if targets.ndim != 2 or len(vid) != targets.shape[0]:
+        raise ValueError(f"pair_indices: need video ids (B,) and targets (B, n_AU), got {len(vid)} and "
+                         f"{tuple(targets.shape)}")
+    ii, jj = torch.triu_indices(len(vid), len(vid), offset=1, device=targets.device)
+    yi, yj = targets[ii], targets[jj]
+    known = (yi >= 0) & (yj >= 0)
+    r = torch.sign(yi - yj) * known
+    keep = (vid[ii] == vid[jj]) & (r != 0).any(1)
+    ii, jj, r = ii[keep], jj[keep], r[keep]
+    if max_pairs is not None and len(ii) > max_pairs:
+        pick = torch.randperm(len(ii), generator=generator)[:max_pairs].to(ii.device)
+        ii, jj, r = ii[pick], jj[pick], r[pick]
+    return ii, jj, r.to(torch.float32)
+
+
+def window_statistics(y: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Feature extractor G of paper 004 §3.3 over each frame's context (ours, README).
+
+    ``y``, ``sigma`` (B, N, K): pseudo-intensities and uncertainties of N context frames per
+    sample; ``mask`` (B, N): which context frames count (at least one per row). Returns
+    (B, K, 7): mean, standard deviation (population), min and max of ŷ, the σ⁻²-weighted mean
+    of ŷ (occluded frames count less in the neutral-level estimate, §3), mean and standard
+    deviation of σ.
+    """
+    m = mask.to(y.dtype)[..., None]                             # (B, N, 1)
+    if bool((m.sum(1) == 0).any()):
+        raise ValueError("window_statistics: a frame has no context frame (empty mask row)")
+    n = m.sum(1)
+
+    def mean_std(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = (v * m).sum(1) / n
+        var = (((v - mu[:, None]) ** 2) * m).sum(1) / n
+        return mu, torch.sqrt(var + 1e-12)       # the floor keeps the gradient finite at var = 0
+
+    y_mean, y_std = mean_std(y)
+    s_mean, s_std = mean_std(sigma)
+    big = torch.finfo(y.dtype).max
+    y_min = torch.where(m > 0, y, torch.full_like(y, big)).amin(1)
+    y_max = torch.where(m > 0, y, torch.full_like(y, -big)).amax(1)
+    w = m / sigma.clamp(min=1e-6) ** 2
+    y_wmean = (w * y).sum(1) / w.sum(1)
+    return torch.stack([y_mean, y_std, y_min, y_max, y_wmean, s_mean, s_std], -1)
+
+
+class _ScoreNet(nn.Module):
+    """Backbone, global average pooling and one linear output per AU."""
+
+    def __init__(self, backbone: str, in_channels: int, pretrained: str, n_out: int) -> None:
+        super().__init__()
+        self.features, width = build_backbone(backbone, in_channels, pretrained)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(width, n_out)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.features(x)).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+class PairwiseRankModel(AUModel):
+    """Siamese pseudo-intensity network f, uncertainty network h and mapping FCN (paper 004)."""
+
+    family = "pairwise-rank"
+    paper = "Saito et al., improved pairwise deep architecture (ABAW 2021), paper 004"
+
+    def __init__(self, aus: Sequence[int], config: PairwiseRankConfig) -> None:
+        super().__init__(aus, config)
+        c, k = config, self.num_aus
+        n_in = self.input_spec().num_channels
+        self.rank_net = _ScoreNet(c.backbone, n_in, c.pretrained, k)
+        self.uncertainty_net: "nn.Module | None" = None
+        if c.uncertainty and c.uncertainty_backbone == "separate":
+            self.uncertainty_net = _ScoreNet(c.backbone, n_in, c.uncertainty_pretrained, k)
+        elif c.uncertainty:
+            self.uncertainty_net = nn.Linear(self.rank_net.head.in_features, k)
+        # ŷ has no fixed scale (only its order is trained), so the mapping standardises its
+        # inputs first (our addition; running statistics at inference).
+        layers: list[nn.Module] = [nn.BatchNorm1d(k * N_FRAME_FEATURES)]
+        width = k * N_FRAME_FEATURES
+        for h in c.mapping_hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True), nn.Dropout(c.mapping_dropout)]
+            width = h
+        layers.append(nn.Linear(width, 2 * k if c.intensity_head else k))
+        self.mapping = nn.Sequential(*layers)
+        self.stage: "str | None" = None
+
+    # ----- declaration and stage control ---------------------------------------------------------
+    def input_spec(self) -> InputSpec:
+        c = self.config
+        return InputSpec(image_size=c.image_size, channels=c.channels, mask=c.mask, window=c.window)
+
+    def stages(self) -> tuple[str, ...]:
+        """The training steps this configuration runs, in order."""
+        return STAGES if self.config.uncertainty else tuple(s for s in STAGES if s != "uncertainty")
+
+    def _parts(self) -> dict[str, "nn.Module | None"]:
+        return {"rank": self.rank_net, "uncertainty": self.uncertainty_net, "mapping": self.mapping}
+
+    def set_stage(self, stage: "str | None") -> None:
+        """Train only the stage's network: 'rank' (f), 'uncertainty' (h, f frozen, §3.2) or
+        'mapping' (f and h frozen, §3.3); None makes everything trainable. Frozen networks get
+        ``requires_grad=False`` and stay in eval mode (fixed BatchNorm statistics)."""
+        if stage is not None and stage not in self.stages():
+            raise ValueError(f"stage must be one of {self.stages()} or None, got {stage!r}")
+        self.stage = stage
+        for name, part in self._parts().items():
+            if part is not None:
+                part.requires_grad_(stage is None or name == stage)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "PairwiseRankModel":
+        super().train(mode)
+        if self.stage is not None:
+            for name, part in self._parts().items():
+                if part is not None and name != self.stage:
+                    part.eval()
+        return self
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the current stage trains (for the stage's optimizer)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    # ----- the networks --------------------------------------------------------------------------
+    def _check_images(self, x: torch.Tensor, where: str) -> torch.Tensor:
+        s, ch = self.config.image_size, self.input_spec().num_channels
+        if x.ndim != 4 or x.shape[1:] != (ch, s, s):
+            raise ValueError(f"pairwise-rank: {where} must be (B, {ch}, {s}, {s}), got {tuple(x.shape)}")
+        return x
+
+    def score(self, images: torch.Tensor) -> tuple[torch.Tensor, "torch.Tensor | None"]:
+        """(ŷ = f(x), σ = softplus(h(x)) + ε or None without uncertainty), each (B, n_AU)."""
+        if self.uncertainty_net is None:
+            return self.rank_net(images), None
+        if self.config.uncertainty_backbone == "shared":
+            feat = self.rank_net.embed(images)
+            return self.rank_net.head(feat), sigma_from_raw(self.uncertainty_net(feat), self.config.sigma_eps)
+        y = self.rank_net(images)
+        return y, sigma_from_raw(self.uncertainty_net(images), self.config.sigma_eps)
+
+    def _context(self, batch: dict[str, Any], y: torch.Tensor, sigma: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Context values (B, N, K) and mask (B, N) for G; see the module docstring for the keys."""
+        b = y.shape[0]
+        if "window" in batch:
+            win = batch["window"]
+            if win.ndim != 5 or win.shape[0] != b:
+                raise ValueError(f"pairwise-rank: batch['window'] must be (B, T, C, S, S), got {tuple(win.shape)}")
+            wy, ws = self.score(self._check_images(win.flatten(0, 1), "batch['window'] frames"))
+            ws = torch.zeros_like(wy) if ws is None else ws
+            t = win.shape[1]
+            return wy.unflatten(0, (b, t)), ws.unflatten(0, (b, t)), y.new_ones(b, t)
+        vid = batch_video_ids(batch, y.device)
+        if vid is None and self.config.context_fallback == "frame":
+            return y[:, None], sigma[:, None], y.new_ones(b, 1)
+        if vid is not None and len(vid) != b:
+            raise ValueError(f"pairwise-rank: {len(vid)} video ids for a batch of {b} frames")
+        mask = torch.ones(b, b, dtype=torch.bool, device=y.device) if vid is None else vid[:, None] == vid[None, :]
+        fi = batch_frame_index(batch, y.device)
+        if fi is None and vid is None:
+            fi = torch.arange(b, device=y.device)     # one video, rows in frame order
+        if fi is not None and not self.config.whole_video:
+            mask &= (fi[:, None] - fi[None, :]).abs() <= self.config.window_frames // 2
+        return y[None].expand(b, -1, -1), sigma[None].expand(b, -1, -1), mask
+
+    def mapping_features(self, batch: dict[str, Any], y: torch.Tensor, sigma: "torch.Tensor | None") -> torch.Tensor:
+        """Mapping input (B, n_AU * 9): per AU [ŷ, σ, G(...)] (§3.3, the set D_t)."""
+        s = torch.zeros_like(y) if sigma is None else sigma
+        cy, cs, mask = self._context(batch, y, s)
+        if sigma is None:
+            cs = torch.ones_like(cy)        # equal weights in the weighted mean; σ features zeroed below
+        stats = window_statistics(cy, cs, mask)
+        if sigma is None:
+            stats = torch.cat([stats[..., :5], torch.zeros_like(stats[..., 5:])], -1)
+        return torch.cat([y[..., None], s[..., None], stats], -1).flatten(1)
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        y, sigma = self.score(self._check_images(batch["image"], "batch['image']"))
+        z = self.mapping(self.mapping_features(batch, y, sigma))
+        k = self.num_aus
+        out = {"logits": z[:, :k], "pseudo_intensity": y}
+        if sigma is not None:
+            out["sigma"] = sigma
+        if self.config.intensity_head:
+            out["intensity"] = 5.0 * torch.sigmoid(z[:, k:])
+        return out
+
+    # ----- the three training steps --------------------------------------------------------------
+    def ranking_targets(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The labels y of eq. 1 that order pairs: batch['labels'] or batch['intensity']."""
+        key = "intensity" if self.config.rank_target == "intensity" else "labels"
+        if key not in batch:
+            raise KeyError(f"pairwise-rank with rank_target={self.config.rank_target!r} needs batch[{key!r}]")
+        return batch[key]
+
+    def _pair_images(self, batch_i: dict[str, Any], batch_j: dict[str, Any], r: torch.Tensor) -> torch.Tensor:
+        xi = self._check_images(batch_i["image"], "batch_i['image']")
+        xj = self._check_images(batch_j["image"], "batch_j['image']")
+        if xi.shape[0] != xj.shape[0] or r.shape != (xi.shape[0], self.num_aus):
+            raise ValueError(f"pairwise-rank: pair batches of {xi.shape[0]} and {xj.shape[0]} images need "
+                             f"r of shape ({xi.shape[0]}, {self.num_aus}), got {tuple(r.shape)}")
+        return torch.cat([xi, xj])      # one pass through the shared (siamese) weights
+
+    def loss_rank(self, batch_i: dict[str, Any], batch_j: dict[str, Any], r: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Step 1 (§3.1): ranking hinge of f on pairs (x_i, x_j) with orders r (P, n_AU)."""
+        y = self.rank_net(self._pair_images(batch_i, batch_j, r))
+        yi, yj = y.chunk(2)
+        loss = ranking_hinge(yi, yj, r, self.config.margin)
+        return {"loss": loss, "rank_hinge": loss.detach()}
+
+    def loss_uncertainty(self, batch_i: dict[str, Any], batch_j: dict[str, Any], r: torch.Tensor
+                         ) -> dict[str, torch.Tensor]:
+        """Step 2 (§3.2): misordering probability trains h; ŷ = f(x) is frozen (detached)."""
+        if self.uncertainty_net is None:
+            raise RuntimeError("pairwise-rank built with uncertainty=False has no uncertainty step")
+        y, sigma = self.score(self._pair_images(batch_i, batch_j, r))
+        yi, yj = y.detach().chunk(2)
+        si, sj = sigma.chunk(2)
+        loss = misordering_loss(yi, yj, si, sj, r, self.config.margin)
+        return {"loss": loss, "misordering": loss.detach(), "sigma_mean": sigma.detach().mean()}
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Step 3 (§3.3) loss: MAE of the mapped occurrence probability (and intensity) on known labels."""
+        parts = {"mapping_mae": masked_l1(torch.sigmoid(outputs["logits"]), batch["labels"])}
+        if "intensity" in outputs and "intensity" in batch:
+            parts["intensity_mae"] = masked_l1(outputs["intensity"], batch["intensity"])
+        parts["loss"] = sum(parts.values())
+        return parts
+
+    def loss_mapping(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Step 3 (§3.3): forward (G over the batch's video context) and the mapping MAE."""
+        return self.loss(self(batch), batch)
+
+
+def _build(aus: Sequence[int], base: PairwiseRankConfig, kwargs: dict[str, Any]) -> PairwiseRankModel:
+    return PairwiseRankModel(aus, replace(base, **kwargs))
+
+
+_PAPER_REF = "Saito et al., improved pairwise deep architecture (paper 004)"
+
+
+@register_model("pairwise_rank_small", family="pairwise-rank", paper=_PAPER_REF, tags=("small",),
+                description="ResNet-18 f and h at 112 px, mapping FCN 64-64 on ŷ, σ and window statistics")
+def pairwise_rank_small(aus: Sequence[int], **kwargs: Any) -> PairwiseRankModel:
+    return _build(aus, PairwiseRankConfig(backbone="resnet18", image_size=112, mapping_hidden=(64, 64)), kwargs)
+
+
+@register_model("pairwise_rank", family="pairwise-rank", paper=_PAPER_REF,
+                description="VGG16 f and h at 224 px (the paper), mapping FCN 1024-1024")
+def pairwise_rank(aus: Sequence[int], **kwargs: Any) -> PairwiseRankModel:
+    return _build(aus, PairwiseRankConfig(mapping_hidden=(1024, 1024)), kwargs)
