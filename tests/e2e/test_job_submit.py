@@ -25,15 +25,12 @@ from typing import Iterator
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import require_media
+from cluster.auth import save_token
+from tests.conftest import require_media
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # cluster/ is run from the checkout, not installed
-    sys.path.insert(0, str(ROOT))
-
-from cluster.auth import save_token  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 TOKEN = "facsflow-e2e-0123456789abcdef0123456789abcdef"
 

@@ -31,8 +31,6 @@ import yaml
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # cluster/ is run from the checkout, not installed
-    sys.path.insert(0, str(ROOT))
 
 CLUSTER = ROOT / "cluster"
 CRDS = Path(os.environ.get("FACSFLOW_KUBERAY_CRDS", ROOT.parent / "shared" / "kuberay-crds"))
