@@ -257,6 +257,13 @@ class PairwiseRankModel(AUModel):
         c = self.config
         return InputSpec(image_size=c.image_size, channels=c.channels, mask=c.mask, window=c.window)
 
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """Config to rebuild this architecture with the pretrained paths emptied: the weights
+        they initialised travel in the state dict, so a serving machine need not hold the files."""
+        kwargs = super().constructor_kwargs()
+        kwargs["pretrained"] = kwargs["uncertainty_pretrained"] = ""
+        return kwargs
+
     def stages(self) -> tuple[str, ...]:
         """The training steps this configuration runs, in order."""
         return STAGES if self.config.uncertainty else tuple(s for s in STAGES if s != "uncertainty")

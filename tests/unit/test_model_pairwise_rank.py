@@ -184,6 +184,19 @@ def test_rebuild_and_paper_declaration() -> None:
         PairwiseRankConfig(backbone="vgg19")
 
 
+def test_checkpoint_config_does_not_need_the_pretrained_files(tmp_path) -> None:
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    model = build_model("pairwise_rank_small", AUS, **TINY, pretrained=str(weights),
+                        uncertainty_pretrained=str(weights))
+    kwargs = model.constructor_kwargs()
+    assert kwargs["pretrained"] == kwargs["uncertainty_pretrained"] == ""
+    weights.unlink()
+    build_model("pairwise_rank_small", AUS, **kwargs).load_state_dict(model.state_dict(), strict=True)
+
+
 @pytest.fixture(scope="module")
 def trained() -> dict:
     """One three-step run on a toy set with occluded frames (5-10 s on one CPU thread)."""
