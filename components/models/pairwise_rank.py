@@ -17,7 +17,9 @@ Three networks, trained one after the other (§3, Fig. 1):
 ``loss_mapping`` are the three steps; ``components.models.pairwise_training.fit_pairwise`` runs
 them as one call. At inference it is one model: ``forward`` returns ``logits`` (the logit of the
 mapped occurrence probability, thresholded at 0 ⇔ 0.5), ``pseudo_intensity``, ``sigma`` and
-``intensity`` when configured.
+``intensity`` when configured. A generic loop that only calls ``forward`` and ``loss`` trains
+all three networks end to end on the mapping MAE, which is not the paper's schedule: drive
+training with ``fit_pairwise`` or ``pairwise_step``.
 
 Batch keys read: ``image`` (B, C, S, S); ``labels`` (B, n_AU); ``intensity`` (B, n_AU) when
 ranking or mapping intensities; video context for G, first match wins:

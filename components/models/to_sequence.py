@@ -293,7 +293,8 @@ class ToSequenceModel(AUModel):
         """H^c (B, feature_dim): the last GRU state over the CNN regions in raster order (eq. 1)."""
         s = self.config.image_size
         if image.ndim != 4 or image.shape[1:] != (2, s, s):
-            raise ValueError(f"to-sequence: batch['image'] must be (B, 2, {s}, {s}) gray+sobel, got {tuple(image.shape)}")
+            raise ValueError(f"to-sequence: batch['image'] must be (B, 2, {s}, {s}) gray+sobel, "
+                             f"got {tuple(image.shape)}")
         seq = self.regions(self.cnn(image)).flatten(2).transpose(1, 2)   # (B, g*g, C)
         if not self.config.region_gru:
             return self.static_proj(seq.mean(1))

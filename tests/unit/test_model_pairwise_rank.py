@@ -61,7 +61,8 @@ def test_pair_indices_literal() -> None:
     assert r.tolist() == [[1.0, 0.0], [-1.0, 0.0]]
     ii2, jj2, r2 = pair_indices(["a", "a", "a", "b"], labels)       # string ids as BatchBuilder passes
     assert ii2.tolist() == [0, 1] and torch.equal(r2, r)
-    sub = pair_indices(torch.zeros(6), torch.arange(6.0)[:, None], max_pairs=4, generator=torch.Generator().manual_seed(0))
+    sub = pair_indices(torch.zeros(6), torch.arange(6.0)[:, None], max_pairs=4,
+                       generator=torch.Generator().manual_seed(0))
     assert len(sub[0]) == 4 and (sub[2] == -1).all()        # y_i < y_j for every i < j
 
 
