@@ -84,7 +84,7 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     out = {}
     for k, v in batch.items():
         if isinstance(v, np.ndarray) and v.dtype.kind in "fiub":
-            v = torch.from_numpy(v)
+            v = torch.from_numpy(np.ascontiguousarray(v) if v.flags.writeable else v.copy())
         out[k] = v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v
     return out
 

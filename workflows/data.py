@@ -31,8 +31,8 @@ COLUMNS = ["sample_id", "subject", "video", "frame_order", "image", "landmarks",
 class SplitConfig:
     """How subjects are split into train, validation and test."""
 
-    fold: int = 0
-    """Fold number (0-based) whose test subjects are held out."""
+    fold: int = 1
+    """Fold number (1-based, as the fold lists number them) whose test subjects are held out."""
     folds: str = "auto"
     """'auto': the dataset's standard fold lists where it has them, else k-fold by identity group;
     'kfold': always k-fold by identity group."""
@@ -44,7 +44,7 @@ class SplitConfig:
     """Seed of the k-fold and validation assignment."""
 
     def __post_init__(self) -> None:
-        if self.fold < 0 or self.k < 2:
+        if self.fold < 1 or self.k < 2:
             raise ValueError(f"fold must be >= 0 and k >= 2, got fold={self.fold}, k={self.k}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
@@ -115,15 +115,41 @@ def _split_files(store: str, subjects: list[str]) -> list[str]:
     return [f for f in frames_files(store) if f.rsplit("/", 2)[-2] in wanted]
 
 
+def fold_spec(dataset: str, cfg: SplitConfig) -> Any:
+    """The dataset's fold definition ('auto'), or k-fold by identity group ('kfold')."""
+    from dataclasses import replace
+
+    from components.datasets.folds import FoldSpec, load_folds
+
+    if cfg.folds == "auto":
+        spec = load_folds(dataset, default_k=cfg.k, seed=cfg.seed)
+    else:
+        spec = FoldSpec(dataset=dataset, kind="kfold", k=cfg.k, seed=cfg.seed)
+    return replace(spec, val_fraction=cfg.val_fraction)
+
+
+def subject_splits(store: str) -> dict[str, str]:
+    """subject → official split (e.g. ABAW train/validation), from the store's subjects.json."""
+    uri = storage.join(store, "subjects.json")
+    if not storage.exists(uri):
+        return {}
+    return {s: v.get("split", "") for s, v in json.loads(storage.read_text(uri)).items() if v.get("split")}
+
+
 def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
     """Split the store's subjects for ``cfg.fold``; test subjects never reach train or val."""
-    from components.datasets.folds import split_subjects
+    from components.datasets.folds import fold_hash, split_subjects
 
     groups = subject_groups(store)
-    parts = split_subjects(info["dataset"], groups, fold=cfg.fold, k=cfg.k, val_fraction=cfg.val_fraction,
-                           seed=cfg.seed, standard=cfg.folds == "auto")
+    spec = fold_spec(info["dataset"], cfg)
+    try:
+        parts = split_subjects(spec, cfg.fold, list(groups), groups, subject_splits(store))
+    except ValueError as e:
+        from workflows.runtime import UserError
+
+        raise UserError(f"cannot split {store} into folds: {e}") from None
     split = Split(cfg.fold, sorted(parts["train"]), sorted(parts["val"]), sorted(parts["test"]),
-                  parts["fold_hash"], parts.get("source", ""))
+                  fold_hash(spec), getattr(spec, "source", ""))
     for name in ("train", "val", "test"):
         split.files[name] = _split_files(store, getattr(split, name))
         if name != "test" and not split.files[name]:
@@ -134,10 +160,8 @@ def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
 
 
 def fold_count(store: str, cfg: SplitConfig) -> int:
-    from components.datasets.folds import count_folds
-
-    return count_folds(store_info(store)["dataset"], subject_groups(store), k=cfg.k,
-                       standard=cfg.folds == "auto")
+    """Number of folds of the store's dataset under ``cfg``."""
+    return int(fold_spec(store_info(store)["dataset"], cfg).n_folds)
 
 
 def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int], n_aus: int,
@@ -153,7 +177,9 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
         batch = dict(batch)
         batch["labels"] = [label_override[str(s)] for s in batch["sample_id"]]
         batch["intensities"] = [[] for _ in batch["sample_id"]]
-    return BatchBuilder(InputSpec.from_dict(spec), diff_steps, n_aus, aug, seed=rng_seed)(batch)
+    out = BatchBuilder(InputSpec.from_dict(spec), diff_steps, n_aus, aug, seed=rng_seed)(batch)
+    # Training reads tensors only (iter_torch_batches cannot convert string id columns).
+    return {k: v for k, v in out.items() if v.dtype.kind in "fiub"}
 
 
 def shuffled_labels(files: list[str], seed: int) -> dict[str, list[int]]:

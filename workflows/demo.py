@@ -111,9 +111,9 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
 
     print("[1/7] generating a synthetic AU dataset from real face photos ...")
     data = work / "data"
-    synth = generate(SynthConfig(out=str(data), layout="manifest", faces=_faces_dir(cfg, work), seed=cfg.seeds[0],
+    synth = generate(SynthConfig(out=str(data), layout="manifest", faces=_faces_dir(cfg, work) or None, seed=cfg.seeds[0],
                                  subjects_per_identity=cfg.subjects_per_identity,
-                                 videos_per_subject=cfg.videos_per_subject, frames=cfg.frames_per_video))
+                                 videos_per_subject=cfg.videos_per_subject, frames_per_video=cfg.frames_per_video))
     artefacts["dataset"] = str(data)
     print(f"      {synth}")
 

@@ -115,7 +115,9 @@ def plan_items(cfg: PreprocessConfig) -> tuple[list[dict[str, Any]], tuple[int, 
     adapter = build_adapter(cfg.dataset, cfg.root, **cfg.adapter_options)
     items: list[dict[str, Any]] = []
     total = 0
+    subjects: dict[str, dict[str, str]] = {}
     for unit in adapter.units():
+        subjects.setdefault(unit.subject, {"group": unit.group, "split": str(unit.meta.get("split", ""))})
         chunks = plan_chunks(len(unit.frames), cfg.store.chunk_frames)
         total += len(unit.frames)
         for chunk in chunks:
@@ -123,6 +125,7 @@ def plan_items(cfg: PreprocessConfig) -> tuple[list[dict[str, Any]], tuple[int, 
             if cfg.resume and storage.exists(storage.join(cfg.out, "_markers", f"{stem}.json")):
                 continue
             items.append({"item": pickle.dumps((unit, chunk)), "stem": stem, "frames": chunk.stop - chunk.start})
+    storage.write_json(storage.join(cfg.out, "subjects.json"), subjects)
     return items, tuple(adapter.aus), total
 
 

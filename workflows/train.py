@@ -189,6 +189,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_marker: str = "") -> dict[str, Any]:
     """Train one run (one fold) on the connected Ray cluster; return its summary."""
+    import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -203,6 +204,9 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
         summary["reused"] = True
         return summary
     split = load_split(cfg.data, info, cfg.split)
+    # One line per epoch from the loop is the progress a person follows; per-epoch Ray Data
+    # progress bars from every worker would drown it.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     datasets = split.datasets(info, cfg, train=True)
     config = {
         "train": to_dict(cfg), "aus": list(info["aus"]), "run_dir": run_dir,
@@ -260,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="registered model name (see `facsflow models`)")
     p.add_argument("--data", help="feature store written by `facsflow preprocess`")
     p.add_argument("--out", help="runs folder")
-    p.add_argument("--fold", help="fold number, or 'all' for every fold (default 0)")
+    p.add_argument("--fold", help="fold number (1-based), or 'all' for every fold (default 1)")
     p.add_argument("--workers", type=int, help="DDP workers (default 2)")
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
     p.add_argument("--epochs", type=int, help="maximum epochs")
@@ -302,7 +306,7 @@ def main(argv: "list[str] | None" = None) -> int:
         if args.fold == "all":
             from workflows.data import fold_count
 
-            folds = list(range(fold_count(cfg.data, cfg.split)))
+            folds = list(range(1, fold_count(cfg.data, cfg.split) + 1))
         for k in folds:
             run_cfg = replace(cfg, split=replace(cfg.split, fold=k), name=cfg.name if len(folds) == 1 else "")
             summary = run_training(run_cfg)
