@@ -20,6 +20,14 @@ from components.datasets.synth import SynthConfig, SynthSummary
 __all__ = ["build_parser", "config_from_args", "main", "describe"]
 
 
+def _metavar(name: str, hint: object) -> str:
+    if typing.get_origin(hint) is tuple:
+        return "AU,AU,..."
+    if name in ("out", "faces"):
+        return "DIR"
+    return {int: "N", float: "X"}.get(hint, "VALUE")  # type: ignore[call-overload]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """One flag per ``SynthConfig`` field, its help the field's docstring."""
     p = argparse.ArgumentParser(
@@ -36,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif typing.get_origin(hint) is typing.Literal:
             p.add_argument(flag, dest=name, choices=typing.get_args(hint), default=None, help=docs.get(name))
         else:
-            p.add_argument(flag, dest=name, default=None, metavar=name.split("_")[-1].upper(), help=docs.get(name))
+            p.add_argument(flag, dest=name, default=None, metavar=_metavar(name, hint), help=docs.get(name))
     return p
 
 
