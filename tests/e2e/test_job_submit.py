@@ -224,3 +224,36 @@ def test_preprocess_job_writes_the_feature_store(head: Head) -> None:
     rejects = pq.ParquetDataset(str(store / "rejects")).read()
     assert frames.num_rows + rejects.num_rows == 2
     assert frames.num_rows == 1 and rejects.num_rows == 1
+
+
+def test_generated_serve_config_is_accepted_by_a_real_serve(head: Head) -> None:
+    """`serve deploy` of the generated config on the token cluster: the controller builds
+    workflows.serve:build_app with our args and starts our deployment, whose replica then reports
+    the (deliberately) missing ensemble, proving the args reached it."""
+    config = head.work / "serve_config.yaml"
+    missing = head.work / "no-ensemble-here"
+    gen = subprocess.run([sys.executable, "-m", "cluster.serve_config", "--ensemble", str(missing),
+                          "--host", "127.0.0.1", "--port", str(_free_port()), "--max-replicas", "1",
+                          "--out", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert gen.returncode == 0, gen.stderr
+    env = head.client_env(RAY_AUTH_MODE="token")
+    dep = subprocess.run([str(VENV_BIN / "serve"), "deploy", str(config), "-a", head.url], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert dep.returncode == 0, dep.stderr[-2000:]
+    req = urllib.request.Request(f"{head.url}/api/serve/applications/",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                app = json.loads(r.read()).get("applications", {}).get("facsflow", {})
+            if app.get("status") in ("DEPLOY_FAILED", "RUNNING") or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        deployment = app.get("deployments", {}).get("AUService", {})
+        assert app.get("status") == "DEPLOY_FAILED", app
+        assert "ensemble manifest not found" in json.dumps(deployment), deployment
+        assert str(missing) in json.dumps(deployment)
+    finally:
+        subprocess.run([str(VENV_BIN / "serve"), "shutdown", "-y", "-a", head.url], cwd=ROOT, env=env,
+                       capture_output=True, timeout=120)
