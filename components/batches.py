@@ -8,6 +8,7 @@ same function serving calls.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -69,7 +70,8 @@ class BatchBuilder:
     Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown, intensity (B,n_AU) float32 (-1 where the store has none), and the
-    id columns sample_id, subject, video, frame_order as passthrough.
+    id columns sample_id, subject, video, frame_order as passthrough, and video_index (CRC32 of
+    the video id) for families that pair or window frames within a video.
     """
 
     def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,
@@ -136,4 +138,7 @@ class BatchBuilder:
         for key in ("sample_id", "subject", "video", "frame_order"):
             if key in batch:
                 out[key] = np.asarray(batch[key])
+        if "video" in batch:
+            # A numeric video id that survives tensor conversion (pairs and windows are per video).
+            out["video_index"] = np.array([zlib.crc32(str(v).encode()) for v in batch["video"]], np.int64)
         return out

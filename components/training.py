@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 import torch
@@ -90,22 +90,40 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def train_step(model: torch.nn.Module, batch: dict[str, Any], opt: torch.optim.Optimizer,
-               scaler: "torch.amp.GradScaler", cfg: OptimConfig, device: torch.device) -> dict[str, float]:
+               scaler: "torch.amp.GradScaler", cfg: OptimConfig, device: torch.device,
+               loss_fn: "Callable[[dict[str, Any]], dict[str, torch.Tensor] | None] | None" = None,
+               sync_grads: bool = False) -> dict[str, float]:
     """One optimisation step; returns the loss parts as floats.
 
     ``model`` may be wrapped in DDP; the family's ``loss`` is read from the unwrapped module.
+    ``loss_fn(batch)`` replaces forward + loss for multi-step families (it may return None when
+    a batch holds nothing to learn from: a zero loss keeps every rank's collectives in step).
+    ``sync_grads`` all-reduces gradients by hand for a model that is not DDP-wrapped.
     """
     core: AUModel = getattr(model, "module", model)
     model.train()
     batch = to_device(batch, device)
     opt.zero_grad(set_to_none=True)
     with autocast_context(device, cfg.amp):
-        outputs = model(batch)
-        parts = core.loss({k: v.float() for k, v in outputs.items()}, batch)
+        if loss_fn is None:
+            outputs = model(batch)
+            parts = core.loss({k: v.float() for k, v in outputs.items()}, batch)
+        else:
+            parts = loss_fn(batch)
+    params = [p for g in opt.param_groups for p in g["params"]]
+    if parts is None:
+        parts = {"loss": sum(p.sum() * 0.0 for p in params)}
     scaler.scale(parts["loss"]).backward()
+    if sync_grads and torch.distributed.is_available() and torch.distributed.is_initialized():
+        world = torch.distributed.get_world_size()
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= world
     if cfg.grad_clip > 0:
         scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
     scaler.step(opt)
     scaler.update()
     return {k: float(v.detach()) for k, v in parts.items()}

@@ -70,13 +70,16 @@ def init_ray(address: "str | None" = None, num_cpus: "int | None" = None,
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                  logging_level=logging.WARNING, log_to_driver=True,
                  runtime_env={"env_vars": env_vars, **(runtime_env or {})})
+        _owner_only(Path.home() / ".ray" / "auth_token")
     else:
+        # On a cluster the job's runtime env (cluster/runtime_env.yaml) sets the environment; a
+        # second env_vars here would conflict with it inside `ray job submit` drivers.
         try:
-            ray.init(address=addr, logging_level=logging.WARNING,
-                     runtime_env={"env_vars": env_vars, **(runtime_env or {})})
+            ray.init(address=addr, logging_level=logging.WARNING, runtime_env=runtime_env)
         except Exception as e:  # noqa: BLE001 - translate Ray's connection errors for the user
             text = str(e)
-            if "token" in text.lower() or "auth" in text.lower() or "unauthenticated" in text.lower():
+            if any(k in text.lower() for k in ("authentication token", "unauthenticated", "auth_token",
+                                                "missing authentication", "invalid authentication")):
                 raise UserError(
                     f"the Ray cluster at {addr} requires an authentication token: set "
                     "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or put the cluster's token in "
@@ -85,6 +88,15 @@ def init_ray(address: "str | None" = None, num_cpus: "int | None" = None,
                 ) from None
             raise UserError(f"cannot connect to the Ray cluster at {addr}: {text.splitlines()[0]}") from None
     return ray.cluster_resources()
+
+
+def _owner_only(path: Path) -> None:
+    """Ray writes its token file with the default umask: make it readable by its owner only."""
+    try:
+        if path.is_file() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:  # pragma: no cover - best effort on exotic filesystems
+        pass
 
 
 @contextmanager

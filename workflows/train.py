@@ -76,6 +76,9 @@ class TrainConfig:
     """Random seed (model init, augmentation, shuffling)."""
     max_steps_per_epoch: int = 0
     """Cap on optimiser steps per epoch (0: the whole shard)."""
+    stage_epochs: dict[str, int] = field(default_factory=dict)
+    """Multi-step families (pairwise_rank: rank, uncertainty, mapping): epochs per step, run in
+    order as one command (default: ``epochs`` for each step)."""
     shuffle_labels: bool = False
     """Control experiment: permute training labels within each batch (breaks image-label pairs,
     keeps base rates); a model trained so must not beat the trivial predictors."""
@@ -107,48 +110,65 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if not cfg.gpu:
         torch_single_thread()
     ctx = ray.train.get_context()
-    rank = ctx.get_world_rank()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.manual_seed(cfg.seed)
     aus = config["aus"]
-    model = build_model(cfg.model, aus, **cfg.model_kwargs)
-    opt = build_optimizer(model.parameters(), cfg.optim)
-    sched = build_scheduler(opt, cfg.optim, cfg.epochs)
+    core = build_model(cfg.model, aus, **cfg.model_kwargs)
+    schedule = epoch_schedule(core, cfg)
     device = ray.train.torch.get_device()
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.optim.amp == "fp16")
     start_epoch, best, stale = 0, -1.0, 0
     history: list[dict[str, Any]] = []
-
+    state = None
     ckpt = ray.train.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
             state = torch.load(os.path.join(d, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
-        model.load_state_dict(state["state_dict"], strict=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
+        core.load_state_dict(state["state_dict"], strict=True)
         start_epoch = state["epoch"] + 1
-        best = state["train_state"]["best"]
-        stale = state["train_state"]["stale"]
-        history = state["train_state"]["history"]
+        best, stale, history = (state["train_state"][k] for k in ("best", "stale", "history"))
         if rank == 0:
-            print(f"[{cfg.run_name()}] resumed from epoch {state['epoch']} checkpoint; continuing at epoch {start_epoch}")
-
-    model = ray.train.torch.prepare_model(model)
+            print(f"[{cfg.run_name()}] resumed from epoch {state['epoch'] + 1} checkpoint; "
+                  f"continuing at epoch {start_epoch + 1}")
+    staged = schedule[0] is not None
+    # Multi-step families train one sub-network per step through their own methods, which DDP's
+    # forward hook would not see: they are not wrapped, and gradients are all-reduced by hand.
+    model = ray.train.torch.prepare_model(core, parallel_strategy=None if staged else "ddp")
+    opt = sched = None
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    for epoch in range(start_epoch, cfg.epochs):
-        if stale and cfg.early_stop_patience and stale >= cfg.early_stop_patience:
+    for epoch in range(start_epoch, len(schedule)):
+        stage = schedule[epoch]
+        if opt is None or schedule[epoch - 1] != stage:
+            if staged:
+                core.set_stage(stage)
+            opt = build_optimizer(core.parameters(), cfg.optim)
+            sched = build_scheduler(opt, cfg.optim, schedule.count(stage))
+            if state is not None and state.get("stage") == stage and epoch == start_epoch:
+                opt.load_state_dict(state["optimizer"])
+                sched.load_state_dict(state["scheduler"])
+                if state.get("scaler"):
+                    scaler.load_state_dict(state["scaler"])
+            elif staged:  # a new step: early stopping starts afresh
+                best, stale = -1.0, 0
+        last_step = stage == schedule[-1]
+        if last_step and stale and cfg.early_stop_patience and stale >= cfg.early_stop_patience:
             break
+        loss_fn = None
+        if staged:
+            from components.models.pairwise_training import pairwise_step
+
+            loss_fn = (lambda b, _s=stage: pairwise_step(core, _s, b))  # noqa: E731
         t0 = time.perf_counter()
         losses, seen = [], 0
         for step, batch in enumerate(train_shard.iter_torch_batches(
-                batch_size=cfg.batch_size, local_shuffle_buffer_size=cfg.shuffle_buffer,
-                local_shuffle_seed=cfg.seed + epoch, drop_last=True,
+                batch_size=cfg.batch_size, local_shuffle_buffer_size=cfg.shuffle_buffer or None,
+                local_shuffle_seed=cfg.seed + epoch if cfg.shuffle_buffer else None, drop_last=True,
                 dtypes=torch.float32)):
             if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
                 break
-            parts = train_step(model, batch, opt, scaler, cfg.optim, device)
+            parts = train_step(model, batch, opt, scaler, cfg.optim, device, loss_fn,
+                               sync_grads=staged and world > 1)
             losses.append(parts["loss"])
             seen += len(batch["labels"])
         sched.step()
@@ -162,21 +182,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         metrics = {"epoch": epoch, "train_loss": float(sum(losses) / max(1, len(losses))),
                    "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]),
                    "best_val_mean_f1": best, "samples_per_s": seen / max(train_s, 1e-9),
-                   "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"]}
+                   "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],
+                   "stage": stage or "train"}
         history.append(metrics)
         if rank == 0:
-            print(f"[{cfg.run_name()}] epoch {epoch + 1}/{cfg.epochs} loss {metrics['train_loss']:.4f} "
+            step_name = f" ({stage})" if stage else ""
+            print(f"[{cfg.run_name()}] epoch {epoch + 1}/{len(schedule)}{step_name} loss {metrics['train_loss']:.4f} "
                   f"val mean F1 {mean_f1:.3f} (best {best:.3f}) {metrics['samples_per_s']:.1f} samples/s")
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
-                state = make_checkpoint(
+                saved = make_checkpoint(
                     model, cfg.model, epoch=epoch, preprocess=config["preprocess"],
                     provenance=config["provenance"], train_config=config["train"],
                     metrics=metrics, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                     scaler=scaler.state_dict())
-                state["train_state"] = {"best": best, "stale": stale, "history": history}
-                save_checkpoint(state, tmp)
+                saved["train_state"] = {"best": best, "stale": stale, "history": history}
+                saved["stage"] = stage
+                save_checkpoint(saved, tmp)
                 storage.write_text(storage.join(config["run_dir"], "metrics.jsonl"),
                                    "".join(json.dumps(h) + "\n" for h in history))
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
@@ -185,6 +208,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             # Fault-injection hook for tests: kill this worker once, after a checkpoint.
             open(config["fail_marker"], "w").close()
             os._exit(1)
+
+
+def epoch_schedule(model: Any, cfg: TrainConfig) -> list["str | None"]:
+    """The step each epoch trains: [None] * epochs, or a multi-step family's steps in order."""
+    stages = model.stages() if hasattr(model, "stages") else ()
+    if not stages:
+        return [None] * cfg.epochs
+    unknown = sorted(set(cfg.stage_epochs) - set(stages))
+    if unknown:
+        raise ValueError(f"stage_epochs names {unknown}; {cfg.model} trains {list(stages)}")
+    return [s for s in stages for _ in range(cfg.stage_epochs.get(s, cfg.epochs))]
 
 
 def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_marker: str = "") -> dict[str, Any]:
