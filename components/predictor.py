@@ -79,7 +79,9 @@ class Predictor:
         """One member's probabilities (and intensity) for a batch of aligned faces."""
         lm = self.members[index]
         builder = BatchBuilder(lm.spec, store_diff_steps or lm.spec.diff_steps, len(self.aus))
-        mb = to_device(builder(batch), self.device)
+        # Labels are not the model's business here (and may follow another dataset's AU list).
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "intensities")}
+        mb = to_device(builder(inputs), self.device)
         out = lm.model(mb)
         res = {"probs": torch.sigmoid(out["logits"].float()).cpu().numpy()[:, lm.au_index]}
         if "intensity" in out:

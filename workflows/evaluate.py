@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +43,9 @@ class EvaluateConfig:
     """CPUs per prediction actor."""
     seed: int = 0
     """Seed of the bootstrap."""
+    test_data: tuple[str, ...] = ()
+    """Other feature stores to test every run on (cross-dataset, over the shared AUs; all their
+    subjects are unseen by the runs)."""
 
 
 def find_runs(paths: "list[str] | tuple[str, ...]") -> list[str]:
@@ -98,12 +102,17 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig) -> dict[str, Any]:
     if cfg.tune_thresholds:
         val = predict_split(run, info, "val", cfg)
         kw = {"val_probs": val["probs"], "val_labels": val["labels"], "val_subjects": val["subject"]}
-    ev = evaluate_model_outputs(run["model"], test["probs"], test["labels"], test["subject"], info["aus"],
+    ev = evaluate_model_outputs(report_name(run["run"]), test["probs"], test["labels"], test["subject"], info["aus"],
                                 fold=run["split"]["fold"], dataset=info["dataset"], n_boot=cfg.bootstrap,
                                 seed=cfg.seed, **kw)
     ev["run"] = run_dir
     ev["checkpoint"] = run["best_checkpoint"]
     return ev
+
+
+def report_name(run_name: str) -> str:
+    """A run's name in the report: fold runs of one configuration share it (``m-fold2`` → ``m``)."""
+    return re.sub(r"-fold\d+$", "", run_name)
 
 
 def _store_of(run: dict[str, Any]) -> str:
@@ -112,12 +121,33 @@ def _store_of(run: dict[str, Any]) -> str:
     return load_checkpoint(run["best_checkpoint"])["preprocess"]["store"]
 
 
+def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig) -> dict[str, Any]:
+    """Test a run on every frame of another dataset's store over the AUs both label."""
+    from components.checkpoint import load_checkpoint
+    from components.report import evaluate_cross_dataset
+    from workflows.data import frames_files, store_info
+    from workflows.inference import predict_store_files
+
+    run = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
+    ckpt = load_checkpoint(run["best_checkpoint"])
+    info = store_info(store)
+    pred = predict_store_files(frames_files(store), run["best_checkpoint"], "checkpoint",
+                               list(info["diff_steps"]), cfg.actors, cfg.actor_cpus)
+    ev = evaluate_cross_dataset(report_name(run["run"]), pred["probs"], pred["labels"], pred["subject"],
+                                ckpt["preprocess"]["dataset"], info["dataset"], model_aus=ckpt["aus"],
+                                label_aus=info["aus"], n_boot=cfg.bootstrap, seed=cfg.seed)
+    ev["run"] = run_dir
+    return ev
+
+
 def run_evaluation(cfg: EvaluateConfig) -> dict[str, Any]:
     from components.report import build_results, write_report
     from workflows.provenance import git_commit
 
-    evals = [evaluate_run(r, cfg) for r in find_runs(list(cfg.runs))]
-    results = build_results(evals, n_boot=cfg.bootstrap, seed=cfg.seed)
+    run_dirs = find_runs(list(cfg.runs))
+    evals = [evaluate_run(r, cfg) for r in run_dirs]
+    cross = [cross_dataset(r, s, cfg) for s in cfg.test_data for r in run_dirs]
+    results = build_results(evals, cross_dataset=cross, n_boot=cfg.bootstrap, seed=cfg.seed)
     paths = write_report(cfg.out, results, {"git_commit": git_commit(), "runs": [e["run"] for e in evals],
                                             "threshold_policy": "validation-tuned" if cfg.tune_thresholds else "0.5"})
     thresholds = {e["run"]: {"checkpoint": e["checkpoint"], "thresholds": list(e["thresholds"]),
@@ -138,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune-thresholds", action="store_true",
                    help="tune per-AU thresholds on validation subjects (never on test)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (0: no CIs)")
+    p.add_argument("--test-data", nargs="*", default=[], metavar="STORE",
+                   help="also test every run on these feature stores (cross-dataset, shared AUs)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
     return p
 
@@ -148,7 +180,7 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     cfg = EvaluateConfig(runs=tuple(args.runs), out=args.out, tune_thresholds=args.tune_thresholds,
-                         bootstrap=args.bootstrap)
+                         bootstrap=args.bootstrap, test_data=tuple(args.test_data))
     with ray_session(args.address):
         res = run_evaluation(cfg)
     for name, m in res["results"]["models"].items():

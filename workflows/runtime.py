@@ -67,7 +67,10 @@ def init_ray(address: "str | None" = None, num_cpus: "int | None" = None,
         # Actors import components/ and workflows/ from this checkout.
         root = str(Path(__file__).resolve().parents[1])
         env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+        # The dashboard (and the state API behind `ray list tasks`) is off unless asked for:
+        # it costs a few hundred MB that a 2-core laptop would rather give to the work.
+        dashboard = os.environ.get("FACSFLOW_RAY_DASHBOARD", "") in ("1", "true")
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                  logging_level=logging.WARNING, log_to_driver=True,
                  runtime_env={"env_vars": env_vars, **(runtime_env or {})})
         _owner_only(Path.home() / ".ray" / "auth_token")
