@@ -221,8 +221,13 @@ def epoch_schedule(model: Any, cfg: TrainConfig) -> list["str | None"]:
     return [s for s in stages for _ in range(cfg.stage_epochs.get(s, cfg.epochs))]
 
 
-def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_marker: str = "") -> dict[str, Any]:
-    """Train one run (one fold) on the connected Ray cluster; return its summary."""
+def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_marker: str = "",
+                 callbacks: "list[Any] | None" = None) -> dict[str, Any]:
+    """Train one run (one fold) on the connected Ray cluster; return its summary.
+
+    ``callbacks`` are Ray Train ``UserCallback``s for the run config, e.g. Tune's
+    ``TuneReportCallback`` when a tuning trial drives this run (workflows/tune.py).
+    """
     import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -262,7 +267,8 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=cfg.keep_best, checkpoint_score_attribute="val_mean_f1",
                 checkpoint_score_order="max"),
-            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures)),
+            failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            callbacks=list(callbacks or [])),
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
