@@ -176,7 +176,8 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=key))
 
 
-def _prepare_out(out: Path, overwrite: bool) -> None:
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Fail fast, before any work, on an output path that may not be written."""
     if out.exists() and not out.is_dir():
         raise OutputDirError(f"output path exists and is not a folder: {out}")
     if out.is_dir() and any(out.iterdir()):
@@ -185,6 +186,11 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         if not (out / META / "summary.json").is_file():
             raise OutputDirError(f"refusing to overwrite {out}: it was not made by the generator "
                                  f"(no {META}/summary.json)")
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    _check_out(out, overwrite)
+    if out.is_dir():
         shutil.rmtree(out)
     (out / META).mkdir(parents=True, exist_ok=True)
 
@@ -281,6 +287,7 @@ def generate(config: SynthConfig, progress: Callable[[str], None] | None = None)
     start = time.perf_counter()
     say = progress or (lambda _msg: None)
     out = Path(config.out)
+    _check_out(out, config.overwrite)
     photos = read_photos(config.faces)
     faces, skipped = find_faces(photos, config.frame_size, min_score=config.min_face_score)
     if config.max_identities:

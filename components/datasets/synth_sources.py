@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from components.faces import DlibHogDetector, DlibLandmarker
 
 __all__ = ["IMAGE_SUFFIXES", "FACE_MARGIN", "DEFAULT_SOURCE", "SourceFace", "SourceError",
            "read_photos", "find_faces"]
@@ -87,6 +92,14 @@ def _group_name(photo: str, face_index: int, taken: set[str]) -> str:
     return name
 
 
+@lru_cache(maxsize=1)
+def _face_models() -> "tuple[DlibHogDetector, DlibLandmarker]":
+    """dlib's detector and shape predictor, loaded once per process (a few seconds each)."""
+    from components.faces import DlibHogDetector, DlibLandmarker
+
+    return DlibHogDetector(upsample=1, threshold=0.0), DlibLandmarker()
+
+
 def find_faces(photos: list[tuple[str, np.ndarray]], size: int, min_score: float = 0.5,
                min_iod: float = 24.0, max_faces_per_photo: int = 0) -> tuple[list[SourceFace], list[str]]:
     """Detect, landmark and align every usable face: (faces, reasons for skipped photos/faces).
@@ -95,9 +108,9 @@ def find_faces(photos: list[tuple[str, np.ndarray]], size: int, min_score: float
     that look face-like) and its eye centres are >= ``min_iod`` pixels apart (smaller faces
     would be upscaled into mush). ``max_faces_per_photo`` 0 keeps all.
     """
-    from components.faces import DlibHogDetector, DlibLandmarker, align_face
+    from components.faces import align_face
 
-    detector, landmarker = DlibHogDetector(upsample=1, threshold=0.0), DlibLandmarker()
+    detector, landmarker = _face_models()
     faces: list[SourceFace] = []
     skipped: list[str] = []
     taken: set[str] = set()

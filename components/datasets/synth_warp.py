@@ -7,14 +7,14 @@ coordinates in the *rest* mesh. Per frame, the vertex displacements ``d`` (V, 2)
 interpolated with those fixed weights into a dense displacement field ``D(q)``, and the
 backward map that ``cv2.remap`` needs is the fixed-point inverse of ``q -> q + D(q)``:
 
-    p0 = q - D(q),    p1 = q - D(p0)
+    p0 = q - D(q),    p(k+1) = q - D(p(k))
 
-(one refinement step; ``D(p0)`` is read from the dense field with a bilinear remap). Within a
-triangle the field is affine, so this is the exact piecewise-affine inverse up to second-order
-terms in the displacement gradient, which are tiny for facial action displacements (a few
-pixels over triangles tens of pixels wide). Cost per 256 px frame is about a millisecond,
-against ~100 ms for ``skimage.transform.PiecewiseAffineTransform`` which re-locates every
-pixel in the displaced mesh on every call.
+(``D(p)`` is read from the dense field with a bilinear remap). The iteration converges to the
+exact piecewise-affine inverse wherever the displacement gradient is below 1 (no fold-over);
+the error shrinks by about that gradient per step. Three steps leave under 0.4 px at the
+largest motion (AU26 at E drops the chin 0.2 IOD against the static anchors below it). Cost
+per 256 px frame is 1-2 ms, against ~100 ms for ``skimage.transform.PiecewiseAffineTransform``
+which re-locates every pixel in the displaced mesh on every call.
 """
 
 from __future__ import annotations
@@ -56,11 +56,13 @@ class MeshWarper:
     displacement (anchors then stay put) and returns the image with every vertex moved by it.
     """
 
-    def __init__(self, points: np.ndarray, width: int, height: int) -> None:
+    def __init__(self, points: np.ndarray, width: int, height: int, refine: int = 3) -> None:
         pts = np.asarray(points, dtype=np.float64)
         if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) < 3:
             raise ValueError(f"MeshWarper: points must be (V>=3, 2), got {pts.shape}")
         self.points = pts.astype(np.float32)
+        self.refine = int(refine)
+        """Fixed-point refinement steps of the inverse map (each one remap of the field)."""
         self.width, self.height = int(width), int(height)
         # Coincident vertices (e.g. inner lips of a closed mouth) make qhull drop one of them;
         # a deterministic sub-pixel spread keeps every vertex in the mesh.
@@ -107,11 +109,14 @@ class MeshWarper:
     def maps(self, displacement: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Backward maps (map_x, map_y) for ``cv2.remap`` that move vertices by ``displacement``."""
         dense = self.field(displacement)
-        # p0 = q - D(q); p1 = q - D(p0): one fixed-point step towards the exact inverse.
-        x0 = self._grid_x - dense[..., 0]
-        y0 = self._grid_y - dense[..., 1]
-        d0 = cv2.remap(dense, x0, y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return self._grid_x - d0[..., 0], self._grid_y - d0[..., 1]
+        # p0 = q - D(q); p(k+1) = q - D(p(k)): fixed-point steps towards the exact inverse.
+        map_x = self._grid_x - dense[..., 0]
+        map_y = self._grid_y - dense[..., 1]
+        for _ in range(self.refine):
+            d = cv2.remap(dense, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            map_x = self._grid_x - d[..., 0]
+            map_y = self._grid_y - d[..., 1]
+        return map_x, map_y
 
     def warp(self, image: np.ndarray, displacement: np.ndarray) -> np.ndarray:
         """``image`` (H, W, C) with the mesh vertices moved by ``displacement`` (pixels)."""
