@@ -48,6 +48,8 @@ _FURROW_SOURCES: dict[int, tuple[tuple[int, float], ...]] = {
 }
 _MAX_DARKENING = 0.2
 _MIRROR_ANCHOR = {21: 22, 18: 25, 36: 45, 31: 35}
+# Inner-lip opening (IOD units) below which a source mouth counts as closed.
+_CLOSED_GAP = 0.03
 
 
 def _strokes_px(lm: np.ndarray, basis: np.ndarray, au: int) -> list[np.ndarray]:
@@ -90,16 +92,20 @@ def paint_furrows(image: np.ndarray, landmarks: np.ndarray, levels: dict[int, fl
 
 
 def paint_mouth_cavity(image: np.ndarray, landmarks: np.ndarray, rest_gap: float) -> np.ndarray:
-    """Fill the inner-lip polygon with the dark of the mouth (and upper teeth) as the lips part.
+    """Paint the dark of the mouth (and, for a closed source mouth, upper teeth) as the lips part.
 
-    ``rest_gap`` is the inner-lip opening (IOD units) of the unanimated face: only opening
-    beyond it is painted, so a source photo's own open mouth is left as it was.
+    ``rest_gap`` is the inner-lip opening (IOD units) of the unanimated face. Only the newly
+    opened part is painted: a band just above the lowered inner lower lip, as tall as the
+    opening added to the rest gap, so a source photo's own open mouth and teeth stay visible.
     """
     lm = np.asarray(landmarks, dtype=np.float64)
     _, basis = canonical_frame(lm)
     iod = float(np.linalg.norm(basis[0]))
-    gap = float(np.linalg.norm(lm[66] - lm[62])) / iod
-    alpha = float(np.clip((gap - max(rest_gap, 0.02)) / 0.06, 0.0, 1.0)) * 0.9
+    opening = lm[66] - lm[62]
+    gap = float(np.linalg.norm(opening)) / iod
+    closed_at_rest = rest_gap < _CLOSED_GAP
+    new = gap - (0.0 if closed_at_rest else rest_gap)
+    alpha = float(np.clip((new - 0.01) / 0.04, 0.0, 1.0)) * 0.9
     if alpha <= 0.0:
         return image
     inner = lm[60:68]
@@ -111,14 +117,20 @@ def paint_mouth_cavity(image: np.ndarray, landmarks: np.ndarray, rest_gap: float
         return image
     roi = image[y0:y1, x0:x1].astype(np.float32)
     shift = np.array([x0, y0])
-    cavity = np.zeros(roi.shape[:2], np.float32)
-    cv2.fillPoly(cavity, [np.round((inner - shift) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+
+    def fill(poly: np.ndarray) -> np.ndarray:
+        m = np.zeros(roi.shape[:2], np.float32)
+        cv2.fillPoly(m, [np.round((poly - shift) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
+        return m
+
+    cavity = fill(inner)
+    lower = lm[[60, 67, 66, 65, 64]]
+    up = -opening / max(np.linalg.norm(opening), 1e-6)
+    cavity *= fill(np.concatenate([lower, (lower + up * new * iod)[::-1]]))
     teeth = np.zeros_like(cavity)
-    upper = lm[[60, 61, 62, 63, 64]]
-    drop = (lm[66] - lm[62]) * 0.22
-    band = np.concatenate([upper, (upper + drop)[::-1]])
-    cv2.fillPoly(teeth, [np.round((band - shift) * 16).astype(np.int32)], 1.0, cv2.LINE_AA, shift=4)
-    teeth *= cavity
+    if closed_at_rest:
+        upper = lm[[60, 61, 62, 63, 64]]
+        teeth = fill(np.concatenate([upper, (upper + opening * 0.22)[::-1]])) * cavity
     cavity = cv2.GaussianBlur(cavity, (3, 3), 0) * alpha
     teeth = cv2.GaussianBlur(teeth, (3, 3), 0) * alpha * 0.6
     dark = np.array([45, 20, 25], np.float32)

@@ -19,16 +19,17 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from components.faces import DlibHogDetector, DlibLandmarker
+    from components.faces import AlignedFace, DlibHogDetector, DlibLandmarker
 
-__all__ = ["IMAGE_SUFFIXES", "FACE_MARGIN", "DEFAULT_SOURCE", "SourceFace", "SourceError",
+__all__ = ["IMAGE_SUFFIXES", "FACE_MARGINS", "DEFAULT_SOURCE", "SourceFace", "SourceError",
            "read_photos", "find_faces"]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 """Files under ``--faces`` read as photos (case-insensitive)."""
 
-FACE_MARGIN = 0.5
-"""``align_face`` margin for the canvas: the brow-to-chin span is half the frame side."""
+FACE_MARGINS: tuple[float, ...] = (0.5, 0.45, 0.4, 0.35, 0.3, 0.25)
+"""``align_face`` margins tried for the canvas, widest first (0.5: the brow-to-chin span is
+half the frame side; 0.25: two thirds). The widest that stays inside the photo is used."""
 
 DEFAULT_SOURCE = "skimage.data.astronaut"
 """Name recorded for the default photo."""
@@ -92,6 +93,21 @@ def _group_name(photo: str, face_index: int, taken: set[str]) -> str:
     return name
 
 
+def _fitting_alignment(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> "AlignedFace":
+    """``align_face`` with the widest of ``FACE_MARGINS`` whose canvas lies inside the photo."""
+    from components.faces import align_face
+
+    h, w = rgb.shape[:2]
+    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], np.float64)
+    for margin in FACE_MARGINS:
+        aligned = align_face(rgb, landmarks, size=size, margin=margin)
+        m = np.vstack([aligned.matrix.astype(np.float64), [0, 0, 1]])
+        back = (np.hstack([corners, np.ones((4, 1))]) @ np.linalg.inv(m).T)[:, :2]
+        if back.min() >= -1 and back[:, 0].max() <= w and back[:, 1].max() <= h:
+            break
+    return aligned
+
+
 @lru_cache(maxsize=1)
 def _face_models() -> "tuple[DlibHogDetector, DlibLandmarker]":
     """dlib's detector and shape predictor, loaded once per process (a few seconds each)."""
@@ -108,8 +124,6 @@ def find_faces(photos: list[tuple[str, np.ndarray]], size: int, min_score: float
     that look face-like) and its eye centres are >= ``min_iod`` pixels apart (smaller faces
     would be upscaled into mush). ``max_faces_per_photo`` 0 keeps all.
     """
-    from components.faces import align_face
-
     detector, landmarker = _face_models()
     faces: list[SourceFace] = []
     skipped: list[str] = []
@@ -127,11 +141,11 @@ def find_faces(photos: list[tuple[str, np.ndarray]], size: int, min_score: float
             if iod < min_iod:
                 skipped.append(f"{name} face {k}: eye distance {iod:.0f} px < {min_iod:.0f} px")
                 continue
-            aligned = align_face(rgb, lm, size=size, margin=FACE_MARGIN)
-            # Same similarity, but mirror the photo at its edge instead of black where the canvas
-            # reaches past it: black bars would be a give-away frame border in every video.
+            aligned = _fitting_alignment(rgb, lm, size)
+            # Same similarity, but where the canvas still reaches past the photo, stretch its
+            # edge instead of black bars (a give-away border) or a mirror (a second half-face).
             canvas = cv2.warpAffine(rgb, aligned.matrix, (size, size), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REFLECT_101)
+                                    borderMode=cv2.BORDER_REPLICATE)
             faces.append(SourceFace(photo=name, face_index=k, group=_group_name(name, k, taken),
                                     canvas=canvas, landmarks=aligned.landmarks, score=face.score))
     return faces, skipped
