@@ -273,3 +273,17 @@ def test_cli_prints_where_outputs_are_and_one_line_errors(tmp_path, capsys):
     assert f"synthetic bp4d dataset: {tmp_path / 'ok'}" in text
     assert f"labels: {tmp_path / 'ok' / 'AUCoding' / 'AU_OCC'}" in text
     assert _rows(tmp_path / "ok" / "AUCoding" / "AU_OCC" / "F001_T1.csv")[0] == ["Frame", "12"]
+
+
+@pytest.mark.slow
+def test_demo_size_set_generates_well_under_a_minute_of_one_core(tmp_path):
+    """12 pseudo-subjects x 2 videos x 40 frames at 256 px (the issue's demo size), timed as
+    this process's CPU time so that other work on a shared machine does not count."""
+    import time
+
+    start = time.process_time()
+    summary = generate(SynthConfig(out=str(tmp_path / "demo"), subjects_per_identity=12, videos_per_subject=2,
+                                   frames_per_video=40, frame_size=256))
+    cpu = time.process_time() - start
+    assert summary.frames == 960
+    assert cpu < 40.0, f"{cpu:.1f} s of CPU for 960 frames"
