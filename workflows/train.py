@@ -111,6 +111,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         torch_single_thread()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    worker_nodes = _worker_nodes(world)
     torch.manual_seed(cfg.seed)
     aus = config["aus"]
     core = build_model(cfg.model, aus, **cfg.model_kwargs)
@@ -183,7 +184,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                    "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]),
                    "best_val_mean_f1": best, "samples_per_s": seen / max(train_s, 1e-9),
                    "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],
-                   "stage": stage or "train"}
+                   "stage": stage or "train", "worker_nodes": worker_nodes}
         history.append(metrics)
         if rank == 0:
             step_name = f" ({stage})" if stage else ""
@@ -258,12 +259,13 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
     if not storage.is_remote(run_dir):
         save_yaml(cfg, storage.join(run_dir, "train.yaml"))
     storage.write_json(storage.join(run_dir, "split.json"), split.to_dict())
+    storage_path, storage_fs = _storage_target(cfg.out)
     trainer = TorchTrainer(
         train_loop_per_worker, train_loop_config=config,
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=cfg.gpu,
                                                resources_per_worker={"CPU": cfg.worker_cpus}),
         run_config=ray.train.RunConfig(
-            name=cfg.run_name(), storage_path=_storage_path(cfg.out),
+            name=cfg.run_name(), storage_path=storage_path, storage_filesystem=storage_fs,
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=cfg.keep_best, checkpoint_score_attribute="val_mean_f1",
                 checkpoint_score_order="max"),
@@ -274,18 +276,44 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
     )
     t0 = time.perf_counter()
     result = trainer.fit()
-    best = _best_checkpoint(result)
+    best = _as_uri(cfg.out, _best_checkpoint(result))
     history = [json.loads(line) for line in storage.read_text(storage.join(run_dir, "metrics.jsonl")).splitlines()]
+    latest = _as_uri(cfg.out, result.checkpoint.path) if result.checkpoint else None
     summary = {"run": cfg.run_name(), "run_dir": run_dir, "model": cfg.model,
-               "best_checkpoint": best, "latest_checkpoint": result.checkpoint.path if result.checkpoint else None,
+               "best_checkpoint": best, "latest_checkpoint": latest,
                "best_val_mean_f1": max(h["val_mean_f1"] for h in history), "epochs_run": len(history),
                "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
     storage.write_json(done_marker, summary)
     return summary
 
 
-def _storage_path(out: str) -> str:
-    return out if storage.is_remote(out) else os.path.abspath(out)
+def _worker_nodes(world: int) -> list[str]:
+    """Ray node id of every rank, in rank order: where the run really ran (multi-node checks)."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if world == 1 or not dist.is_initialized():
+        return [node]
+    nodes: list[Any] = [None] * world
+    dist.all_gather_object(nodes, node)
+    return nodes
+
+
+def _storage_target(out: str) -> tuple[str, Any]:
+    """Ray Train's (storage_path, storage_filesystem). A URI goes through components.storage, so
+    a custom S3 endpoint (AWS_ENDPOINT_URL) is honoured; Ray then wants the path without scheme."""
+    if not storage.is_remote(out):
+        return os.path.abspath(out), None
+    fs, path = storage.resolve(out)
+    return path, fs
+
+
+def _as_uri(out: str, path: str) -> str:
+    """A checkpoint path from Ray Train (scheme stripped on remote storage) as a URI again."""
+    if storage.is_remote(out) and "://" not in path:
+        return f"{out.split('://', 1)[0]}://{path}"
+    return path
 
 
 def _best_checkpoint(result: Any) -> str:
