@@ -42,8 +42,14 @@ class SplitConfig:
     """Share of the training identity groups carved out for validation."""
     seed: int = 0
     """Seed of the k-fold and validation assignment."""
+    by: str = "group"
+    """'group': folds never split an identity group (the default and the only leak-free choice);
+    'subject': every subject its own group, for data from fewer identities than folds (test
+    subjects then share identities with training ones: the report says so)."""
 
     def __post_init__(self) -> None:
+        if self.by not in ("group", "subject"):
+            raise ValueError(f"by must be 'group' or 'subject', got {self.by!r}")
         if self.fold < 1 or self.k < 2:
             raise ValueError(f"fold must be >= 0 and k >= 2, got fold={self.fold}, k={self.k}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -141,6 +147,8 @@ def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
     from components.datasets.folds import fold_hash, split_subjects
 
     groups = subject_groups(store)
+    if cfg.by == "subject":
+        groups = {s: s for s in groups}
     spec = fold_spec(info["dataset"], cfg)
     try:
         parts = split_subjects(spec, cfg.fold, list(groups), groups, subject_splits(store))
@@ -149,7 +157,8 @@ def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
 
         raise UserError(f"cannot split {store} into folds: {e}") from None
     split = Split(cfg.fold, sorted(parts["train"]), sorted(parts["val"]), sorted(parts["test"]),
-                  fold_hash(spec), getattr(spec, "source", ""))
+                  fold_hash(spec), getattr(spec, "source", "") + (" (split by subject: identities shared "
+                                                                  "across splits)" if cfg.by == "subject" else ""))
     for name in ("train", "val", "test"):
         split.files[name] = _split_files(store, getattr(split, name))
         if name != "test" and not split.files[name]:

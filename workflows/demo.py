@@ -126,9 +126,12 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
     print(f"      {pre['rows']} face rows, {pre['rejects']} rejects in {pre['seconds']} s")
 
     runs = work / "runs"
-    base = load_yaml(TrainConfig, CONFIG_DIR / "train-demo.yaml",
-                     [f"data={store}", f"out={runs}", f"model={cfg.model}", f"epochs={cfg.epochs}",
-                      f"workers={cfg.workers}"])
+    over = [f"data={store}", f"out={runs}", f"model={cfg.model}", f"epochs={cfg.epochs}", f"workers={cfg.workers}"]
+    if synth.identities < 3:
+        print(f"      WARNING: only {synth.identities} source identity; held-out subjects are morphs of "
+              "the training identities (pass --set faces=DIR with 3+ different people for a leak-free split)")
+        over.append("split.by=subject")
+    base = load_yaml(TrainConfig, CONFIG_DIR / "train-demo.yaml", over)
     trained = []
     plan = [(f"{cfg.model}-seed{s}", replace(base, seed=s, split=replace(base.split, seed=0))) for s in cfg.seeds]
     if cfg.control:
@@ -142,12 +145,12 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
 
     print("[4/7] evaluating on held-out test subjects ...")
     ev = run_evaluation(EvaluateConfig(runs=tuple(str(runs / s["run"]) for s in trained), out=str(work / "report"),
-                                       bootstrap=cfg.bootstrap))
+                                       bootstrap=cfg.bootstrap, tune_thresholds=True))
     artefacts["report"] = ev["paths"]
 
     print("[5/7] building the ensemble manifest ...")
     real = [str(runs / s["run"]) for s in trained if "shuffled" not in s["run"]]
-    ens = build_ensemble(real, str(work / "ensemble"), "mean")
+    ens = build_ensemble(real, str(work / "ensemble"), "mean", thresholds_dir=str(work / "report"))
     artefacts["ensemble"] = ens["manifest"]
 
     print(f"[6/7] serving the ensemble with Ray Serve on 127.0.0.1:{cfg.port} ...")
