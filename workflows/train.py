@@ -180,7 +180,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         mean_f1 = float(res["mean_f1"])
         improved = mean_f1 > best
         best, stale = (mean_f1, 0) if improved else (best, stale + 1)
-        metrics = {"epoch": epoch, "train_loss": float(sum(losses) / max(1, len(losses))),
+        train_loss, seen_all = _all_ranks_mean(losses, seen, world)
+        metrics = {"epoch": epoch, "train_loss": train_loss, "samples_all_workers": seen_all,
                    "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]),
                    "best_val_mean_f1": best, "samples_per_s": seen / max(train_s, 1e-9),
                    "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],
@@ -285,6 +286,17 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
                "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
     storage.write_json(done_marker, summary)
     return summary
+
+
+def _all_ranks_mean(losses: list[float], seen: int, world: int) -> tuple[float, int]:
+    """Mean training loss over every rank's steps, and samples seen by all ranks together."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([float(sum(losses)), float(len(losses)), float(seen)], dtype=torch.float64)
+    if world > 1 and dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return float(t[0] / max(1.0, float(t[1]))), int(t[2])
 
 
 def _worker_nodes(world: int) -> list[str]:

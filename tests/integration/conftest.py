@@ -53,7 +53,7 @@ def tiny_store(tmp_path_factory, ray_local) -> dict:
     root = tmp_path_factory.mktemp("tiny")
     data = root / "data"
     summary = generate(SynthConfig(out=str(data), layout="manifest", faces=str(face_photos_dir(root)), seed=0,
-                                   subjects_per_identity=1, videos_per_subject=2, frames_per_video=24))
+                                   subjects_per_identity=1, videos_per_subject=2, frames_per_video=32))
     store = root / "store"
     pre = run_preprocess(PreprocessConfig(dataset="manifest", root=str(data), out=str(store),
                                           face=FacePipelineConfig(), actor_cpus=0.5))

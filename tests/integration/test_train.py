@@ -20,7 +20,7 @@ def _cfg(store: str, out: str, **kw):
     from workflows.train import TrainConfig
     from components.training import OptimConfig
 
-    base = TrainConfig(model="baseline_resnet18_112", data=store, out=out, epochs=5, batch_size=16,
+    base = TrainConfig(model="baseline_resnet18_112", data=store, out=out, epochs=6, batch_size=16,
                        workers=2, worker_cpus=0.5, data_cpus=0.25, early_stop_patience=0, keep_best=1,
                        split=SplitConfig(fold=1, k=3, val_fraction=0.25),
                        optim=OptimConfig(lr=1e-3, schedule="cosine"))
@@ -32,9 +32,10 @@ def test_two_worker_ddp_learns_and_beats_trivial(tiny_store, tmp_path: Path) -> 
     from workflows.train import run_training
 
     summary = run_training(_cfg(tiny_store["store"], str(tmp_path / "runs")))
-    losses = [h["train_loss"] for h in summary["history"]]
-    assert len(losses) == 5
-    assert losses[-1] < 0.8 * losses[0], losses
+    losses = [h["train_loss"] for h in summary["history"]]  # mean over both ranks' steps
+    assert len(losses) == 6
+    assert (losses[-1] + losses[-2]) / 2 < 0.85 * losses[0], losses
+    assert summary["history"][0]["samples_all_workers"] > summary["history"][0]["samples_per_s"]
     split = summary["split"]
     assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
     ev = run_evaluation(EvaluateConfig(runs=(summary["run_dir"],), out=str(tmp_path / "report"),
