@@ -35,7 +35,6 @@ def test_two_worker_ddp_learns_and_beats_trivial(tiny_store, tmp_path: Path) -> 
     losses = [h["train_loss"] for h in summary["history"]]  # mean over both ranks' steps
     assert len(losses) == 6
     assert (losses[-1] + losses[-2]) / 2 < 0.85 * losses[0], losses
-    assert summary["history"][0]["samples_all_workers"] > summary["history"][0]["samples_per_s"]
     split = summary["split"]
     assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
     ev = run_evaluation(EvaluateConfig(runs=(summary["run_dir"],), out=str(tmp_path / "report"),
