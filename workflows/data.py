@@ -111,8 +111,16 @@ class Split:
         spec = build_model(cfg.model, info["aus"], **cfg.model_kwargs).input_spec()
         names = ("train", "val") if train else ("test",)
         shuffled = shuffled_labels(self.files["train"], cfg.seed) if getattr(cfg, "shuffle_labels", False) else None
+        resample = None
+        if getattr(cfg, "resample", False):
+            from dataclasses import asdict
+
+            from components.datasets.samplers import resample_spec
+
+            resample = asdict(resample_spec(info["dataset"]))
         return {n: transformed_dataset(self.files[n], info, spec, cfg.augment if n == "train" else None,
-                                       cfg.data_cpus, cfg.seed, label_override=shuffled if n == "train" else None)
+                                       cfg.data_cpus, cfg.seed, label_override=shuffled if n == "train" else None,
+                                       resample=resample if n == "train" else None)
                 for n in names}
 
 
@@ -173,20 +181,29 @@ def fold_count(store: str, cfg: SplitConfig) -> int:
     return int(fold_spec(store_info(store)["dataset"], cfg).n_folds)
 
 
-def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int], n_aus: int,
+def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int], aus: list[int],
                augment: "dict[str, Any] | None", seed: int,
-               label_override: "dict[str, Any] | None" = None) -> dict[str, np.ndarray]:
+               label_override: "dict[str, Any] | None" = None,
+               resample: "dict[str, Any] | None" = None) -> dict[str, np.ndarray]:
     from components.configuration import from_dict
 
     aug = from_dict(AugmentConfig, augment) if augment is not None else None
     # Augmentation draws fresh randomness each epoch (Ray Data re-executes the pipeline);
     # evaluation transforms are deterministic.
     rng_seed = None if aug is not None else seed
+    if resample is not None:
+        # Paper 001 §3.4.1 within each block of consecutive frames, with a fresh phase every
+        # epoch (Ray Data re-executes the pipeline), so each epoch sees another tenth.
+        from components.datasets.samplers import ResampleSpec, rare_au_resample
+
+        labels = np.stack([np.asarray(v, np.int8) for v in batch["labels"]])
+        keep = rare_au_resample(labels, aus, ResampleSpec(**resample), seed=int(np.random.default_rng().integers(1 << 30)))
+        batch = {k: np.asarray(v)[keep] if len(v) == len(labels) else v for k, v in batch.items()}
     if label_override is not None:
         batch = dict(batch)
         batch["labels"] = [label_override[str(s)] for s in batch["sample_id"]]
         batch["intensities"] = [[] for _ in batch["sample_id"]]
-    out = BatchBuilder(InputSpec.from_dict(spec), diff_steps, n_aus, aug, seed=rng_seed)(batch)
+    out = BatchBuilder(InputSpec.from_dict(spec), diff_steps, len(aus), aug, seed=rng_seed)(batch)
     # Training reads tensors only (iter_torch_batches cannot convert string id columns).
     return {k: v for k, v in out.items() if v.dtype.kind in "fiub"}
 
@@ -205,7 +222,8 @@ def shuffled_labels(files: list[str], seed: int) -> dict[str, list[int]]:
 
 def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
                         augment: "AugmentConfig | None", data_cpus: float, seed: int,
-                        label_override: "dict[str, Any] | None" = None) -> Any:
+                        label_override: "dict[str, Any] | None" = None,
+                        resample: "dict[str, Any] | None" = None) -> Any:
     """Read Parquet files and map them to model batches on CPU tasks."""
     import ray.data
 
@@ -217,8 +235,8 @@ def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
     return ds.map_batches(
         _transform, batch_size=32, batch_format="numpy", num_cpus=data_cpus,
         fn_kwargs={"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]),
-                   "n_aus": len(info["aus"]), "augment": to_dict(augment) if augment else None,
-                   "seed": seed, "label_override": label_override})
+                   "aus": list(info["aus"]), "augment": to_dict(augment) if augment else None,
+                   "seed": seed, "label_override": label_override, "resample": resample})
 
 
 def store_fingerprint(store: str) -> str:

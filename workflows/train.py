@@ -79,6 +79,11 @@ class TrainConfig:
     stage_epochs: dict[str, int] = field(default_factory=dict)
     """Multi-step families (pairwise_rank: rank, uncertainty, mapping): epochs per step, run in
     order as one command (default: ``epochs`` for each step)."""
+    tensorboard: str = ""
+    """Write per-epoch metrics as TensorBoard events to this folder ('' : off)."""
+    resample: bool = False
+    """Paper 001 §3.4.1 resampling of the training frames: one-tenth uniformly, rare-AU frames
+    at one-fifth (rates per dataset in components.datasets.samplers)."""
     shuffle_labels: bool = False
     """Control experiment: permute training labels within each batch (breaks image-label pairs,
     keeps base rates); a model trained so must not beat the trivial predictors."""
@@ -271,7 +276,7 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
                 num_to_keep=cfg.keep_best, checkpoint_score_attribute="val_mean_f1",
                 checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
-            callbacks=list(callbacks or [])),
+            callbacks=list(callbacks or []) + _tracking_callbacks(cfg)),
         datasets=datasets,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
@@ -286,6 +291,14 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
                "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
     storage.write_json(done_marker, summary)
     return summary
+
+
+def _tracking_callbacks(cfg: TrainConfig) -> list[Any]:
+    if not cfg.tensorboard:
+        return []
+    from workflows.train_callbacks import TensorBoardCallback
+
+    return [TensorBoardCallback(cfg.tensorboard)]
 
 
 def _all_ranks_mean(losses: list[float], seen: int, world: int) -> tuple[float, int]:
@@ -349,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="store_true", help="one GPU per worker")
     p.add_argument("--epochs", type=int, help="maximum epochs")
     p.add_argument("--config", help="YAML with a TrainConfig (e.g. the best config `facsflow tune` wrote)")
+    p.add_argument("--tensorboard", metavar="DIR", help="also log per-epoch metrics to TensorBoard in DIR")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set optim.lr=3e-4 (repeatable)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
@@ -363,6 +377,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             over.append(f"{key}={val}")
     if args.gpu:
         over.append("gpu=true")
+    if args.tensorboard:
+        over.append(f"tensorboard={args.tensorboard}")
     if args.fold is not None and args.fold != "all":
         over.append(f"split.fold={args.fold}")
     cfg = load_yaml(TrainConfig, args.config, over)
