@@ -22,7 +22,7 @@ from components.faces.transforms import landmark_diffs
 from components.models.base import InputSpec
 from components.training import to_device
 
-__all__ = ["Predictor", "LoadedMember"]
+__all__ = ["Predictor", "LoadedMember", "combine_outputs"]
 
 
 @dataclass
@@ -99,27 +99,7 @@ class Predictor:
         if not use:
             raise ValueError("no member of this ensemble answers still images (all need video)")
         outs = [self.member_probs(i, batch, store_diff_steps) for i in use]
-        man = self.manifest
-        weights = [man.weights[i] for i in use]
-        thr = [self.members[i].member.thresholds for i in use]
-        probs_list = [o["probs"] for o in outs]
-        if man.rule == "best_per_au":
-            chosen = [use.index(c) if c in use else -1 for c in man.choice]
-            fallback = combine(probs_list, "mean", weights, thr)
-            scores = fallback.copy()
-            for a, c in enumerate(chosen):
-                if c >= 0:
-                    scores[:, a] = probs_list[c][:, a]
-        else:
-            scores = combine(probs_list, man.rule, weights, thr)
-        thresholds = np.asarray(man.thresholds if man.rule != "vote" else [0.5] * len(self.aus))
-        result = {"probs": scores, "occurrence": (scores >= thresholds).astype(np.int8),
-                  "members": [self.members[i].member.name for i in use],
-                  "member_probs": {self.members[i].member.name: o["probs"] for i, o in zip(use, outs)}}
-        intens = [o["intensity"] for o in outs if "intensity" in o]
-        if intens:
-            result["intensity"] = np.mean(intens, axis=0)
-        return result
+        return combine_outputs(self.manifest, use, outs)
 
     # ----------------------------------------------------------------- images and videos
     @property
@@ -183,3 +163,36 @@ class Predictor:
         if "intensity" in ans:
             out["intensity"] = {f"AU{a}": float(x) for a, x in zip(self.aus, ans["intensity"][k])}
         return out
+
+
+def combine_outputs(manifest: EnsembleManifest, use: Sequence[int],
+                    outs: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """The ensemble answer from the outputs of members ``use`` (indices into ``manifest.members``).
+
+    ``outs[k]`` is ``Predictor.member_probs`` of member ``use[k]``: ``probs`` (N, n_AU) and
+    optionally ``intensity``. Applies the manifest's rule, weights and thresholds; members left
+    out (image requests skip video members) drop out of the weights, and for ``best_per_au`` an
+    AU whose chosen member is left out falls back to the weighted mean of the members used.
+    Needs no model, so a Serve combiner replica calls it with the manifest alone.
+    """
+    use = list(use)
+    weights = [manifest.weights[i] for i in use]
+    thr = [manifest.members[i].thresholds for i in use]
+    probs_list = [o["probs"] for o in outs]
+    if manifest.rule == "best_per_au":
+        chosen = [use.index(c) if c in use else -1 for c in manifest.choice]
+        scores = combine(probs_list, "mean", weights, thr).copy()
+        for a, c in enumerate(chosen):
+            if c >= 0:
+                scores[:, a] = probs_list[c][:, a]
+    else:
+        scores = combine(probs_list, manifest.rule, weights, thr)
+    n_aus = len(manifest.aus)
+    thresholds = np.asarray(manifest.thresholds if manifest.rule != "vote" else [0.5] * n_aus)
+    result = {"probs": scores, "occurrence": (scores >= thresholds).astype(np.int8),
+              "members": [manifest.members[i].name for i in use],
+              "member_probs": {manifest.members[i].name: o["probs"] for i, o in zip(use, outs)}}
+    intens = [o["intensity"] for o in outs if "intensity" in o]
+    if intens:
+        result["intensity"] = np.mean(intens, axis=0)
+    return result
