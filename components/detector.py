@@ -1,0 +1,244 @@
+"""The Python API: AU detection on images and videos as pandas tables, no Ray needed.
+
+    from components.detector import Detector
+    det = Detector.from_ensemble("runs/ensemble")        # or Detector.from_checkpoint("run/.../checkpoint.pt")
+    faces = det.predict_image("photo.jpg")               # one row per face
+    frames = det.predict_video("talk.mp4")               # one row per frame (and tracked face)
+
+Both return the columns that ``facsflow predict`` writes to its CSVs (``openface_columns``),
+modelled on OpenFace 2's FeatureExtraction output:
+
+- ``frame``: 0-based frame index (OpenFace counts from 1); 0 for a still image;
+- ``face_id``: tracked face id within the input (0, 1, ...); -1 on a row without a face;
+- ``timestamp``: seconds from the start of the video (frame / fps); 0 for a still image;
+- ``confidence``: the face detector's score carried by the face (0 where ``success`` is 0);
+- ``success``: 1 when a face was found and analysed, 0 for a frame without a face (that row's
+  landmarks and AU columns are empty);
+- ``x_0 .. x_67``, ``y_0 .. y_67``: the 68 iBUG landmarks in image pixels;
+- ``AUxx_c``: occurrence (0/1) after the ensemble's per-AU thresholds, AU numbers zero-padded
+  as OpenFace writes them (``AU01_c``);
+- ``AUxx_r``: intensity on the 0-5 scale, only when some member predicts intensity;
+- ``AUxx_p``: the ensemble's occurrence probability in [0, 1] (OpenFace has no such column;
+  ``_p`` is ours).
+
+Still images report every detected face; videos follow faces as the face configuration says
+(by default the one largest face, tracked). Members that need video context are left out of
+still-image answers (see ``components.predictor``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from components.au import au_column
+
+if TYPE_CHECKING:  # heavy imports (torch, dlib) only when a Detector is built
+    from components.faces.pipeline import FacePipelineConfig
+    from components.predictor import Predictor
+
+__all__ = ["Detector", "openface_columns", "rows_to_openface", "read_image", "ID_COLUMNS"]
+
+ID_COLUMNS = ["frame", "face_id", "timestamp", "confidence", "success"]
+"""The leading columns of every prediction table."""
+
+
+def openface_columns(aus: Sequence[int], intensity: bool = False) -> list[str]:
+    """Column names, in order, of a prediction table for AU list ``aus``.
+
+    >>> openface_columns([1, 12])[-6:]
+    ['y_67', 'AU01_c', 'AU12_c', 'AU01_p', 'AU12_p']
+    """
+    cols = list(ID_COLUMNS) + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
+    cols += [au_column(a, "_c") for a in aus]
+    if intensity:
+        cols += [au_column(a, "_r") for a in aus]
+    cols += [au_column(a, "_p") for a in aus]
+    return cols
+
+
+def rows_to_openface(rows: Sequence[dict[str, Any]], aus: Sequence[int],
+                     intensity: "bool | None" = None) -> pd.DataFrame:
+    """Predictor answers (``Predictor.predict_image`` faces or ``predict_video`` rows) → table.
+
+    A row without ``probs`` (``success`` 0) keeps its ids and leaves landmarks and AU columns
+    empty (NaN). ``intensity`` None adds ``AUxx_r`` columns when any row carries intensities.
+    """
+    if intensity is None:
+        intensity = any("intensity" in r for r in rows)
+    cols = openface_columns(aus, intensity)
+    data = np.full((len(rows), len(cols)), np.nan)
+    keys = [f"AU{a}" for a in aus]
+    n_id = len(ID_COLUMNS)
+    x0, y0 = n_id, n_id + 68
+    c0 = n_id + 136
+    r0 = c0 + len(aus)
+    p0 = r0 + (len(aus) if intensity else 0)
+    for i, r in enumerate(rows):
+        ok = int(r.get("success", 1))
+        data[i, :n_id] = [r.get("frame", 0), r.get("face_id", 0 if ok else -1), r.get("timestamp", 0.0),
+                          r.get("score", 0.0) if ok else 0.0, ok]
+        if r.get("landmarks") is not None:
+            lms = np.asarray(r["landmarks"], np.float64).reshape(68, 2)
+            data[i, x0:x0 + 68], data[i, y0:y0 + 68] = lms[:, 0], lms[:, 1]
+        if "probs" in r:
+            data[i, c0:c0 + len(aus)] = [r["occurrence"][k] for k in keys]
+            data[i, p0:p0 + len(aus)] = [r["probs"][k] for k in keys]
+        if intensity and "intensity" in r:
+            data[i, r0:r0 + len(aus)] = [r["intensity"][k] for k in keys]
+    df = pd.DataFrame(data, columns=cols)
+    for c in ("frame", "face_id", "success"):
+        df[c] = df[c].astype(np.int64)
+    df["timestamp"] = df["timestamp"].round(4)
+    df["confidence"] = df["confidence"].round(4)
+    for a in aus:  # occurrence is 0/1, or missing on rows without a face
+        df[au_column(a, "_c")] = df[au_column(a, "_c")].astype("Int8")
+    return df
+
+
+def read_image(source: "str | Path | np.ndarray", max_pixels: int = 100_000_000) -> np.ndarray:
+    """An RGB uint8 (H, W, 3) image from a file path or an array (RGB, or gray (H, W)).
+
+    Files go through Pillow, which reads the header before any pixel: a file claiming more than
+    ``max_pixels`` pixels is refused before it is decoded (decompression bombs), and EXIF
+    orientation is applied so phone photos come upright.
+    """
+    if isinstance(source, np.ndarray):
+        arr = source
+        if arr.ndim == 2:
+            arr = np.repeat(arr[:, :, None], 3, axis=2)
+        if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+            raise ValueError(f"image array must be (H, W, 3) uint8 RGB, got {arr.shape} {arr.dtype}")
+        return np.ascontiguousarray(arr)
+    from PIL import Image, ImageOps
+
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                raise ValueError(f"{path}: {w}x{h} = {w * h} pixels, more than the limit of {max_pixels}")
+            return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{path}: not a readable image ({e})") from None
+
+
+def _video_frames(path: Path, seen: list[int]) -> Iterator[np.ndarray]:
+    from components.datasets.video_io import iter_video_frames
+
+    for _, rgb in iter_video_frames(path):
+        seen[0] += 1
+        yield rgb
+
+
+class Detector:
+    """An ensemble (or one checkpoint) with its face pipeline, answering with DataFrames.
+
+    Models and face detectors load once, here; reuse the Detector for many images and videos.
+    """
+
+    def __init__(self, predictor: "Predictor") -> None:
+        self.predictor = predictor
+        self._intensity: "bool | None" = None
+
+    @staticmethod
+    def _face_config(align_size: int, faces: "FacePipelineConfig | None") -> "FacePipelineConfig":
+        from components.faces.pipeline import FacePipelineConfig
+
+        # Crops must be aligned at the size the members' feature stores were built with.
+        return dataclasses.replace(faces or FacePipelineConfig(), align_size=align_size)
+
+    @classmethod
+    def from_ensemble(cls, directory: "str | Path", device: str = "cpu",
+                      faces: "FacePipelineConfig | None" = None) -> "Detector":
+        """From an ensemble folder (``ensemble.json``, as ``facsflow ensemble`` writes it).
+
+        ``faces``: how faces are detected and tracked (default: dlib, the largest face tracked
+        through videos); its ``align_size`` is always taken from the ensemble.
+        """
+        from components.ensemble import EnsembleManifest
+        from components.predictor import Predictor
+
+        manifest = EnsembleManifest.load(str(directory))
+        size = max(int(m.preprocess.get("image_size", 112)) for m in manifest.members)
+        return cls(Predictor(manifest, device, cls._face_config(size, faces)))
+
+    @classmethod
+    def from_checkpoint(cls, path: "str | Path", device: str = "cpu",
+                        faces: "FacePipelineConfig | None" = None) -> "Detector":
+        """From one model's ``checkpoint.pt`` (or the folder holding it)."""
+        from components.predictor import Predictor
+
+        from components.checkpoint import load_checkpoint
+
+        size = int(load_checkpoint(str(path))["preprocess"].get("image_size", 112))
+        return cls(Predictor.from_checkpoint(str(path), device, cls._face_config(size, faces)))
+
+    @property
+    def aus(self) -> list[int]:
+        """AU numbers, in the order of the AU columns."""
+        return list(self.predictor.aus)
+
+    @property
+    def members(self) -> list[str]:
+        """Member names of the ensemble."""
+        return [m.name for m in self.predictor.manifest.members]
+
+    @property
+    def has_intensity(self) -> bool:
+        """Whether some member predicts intensity (then every table has ``AUxx_r`` columns).
+
+        Found once by a forward pass of each member on a neutral face: a model declares its
+        outputs only by producing them.
+        """
+        if self._intensity is None:
+            from components.faces.align import crop_template
+
+            pred = self.predictor
+            size = pred.pipeline.config.align_size
+            steps = pred.diff_steps
+            batch: dict[str, Any] = {"crop": [np.full((size, size, 3), 128, np.uint8)],
+                                     "landmarks": [crop_template(size).reshape(-1)]}
+            if steps:
+                batch["landmark_diff"] = [np.zeros(len(steps) * 136, np.float32)]
+                batch["diff_valid"] = [np.zeros(len(steps), bool)]
+            self._intensity = any("intensity" in pred.member_probs(i, batch, steps)
+                                  for i in range(len(pred.members)))
+        return self._intensity
+
+    def predict_image(self, image: "str | Path | np.ndarray") -> pd.DataFrame:
+        """One row per face of a still image (path, or RGB array); one ``success`` 0 row when
+        there is none. Members that need video are left out (``members_voted`` in ``attrs``)."""
+        faces = self.predictor.predict_image(read_image(image))
+        rows = [dict(f, frame=0, timestamp=0.0, success=1) for f in faces] or \
+            [{"frame": 0, "face_id": -1, "timestamp": 0.0, "success": 0}]
+        df = rows_to_openface(rows, self.aus, self.has_intensity)
+        df.attrs["members_voted"] = faces[0]["members"] if faces else []
+        return df
+
+    def predict_video(self, path: "str | Path") -> pd.DataFrame:
+        """One row per frame and tracked face of a video; frames without a face have
+        ``success`` 0. Every member votes (temporal landmark differences are computed)."""
+        from components.datasets.base import LayoutError
+        from components.datasets.video_io import video_frame_count
+
+        path = Path(path)
+        try:
+            fps = video_frame_count(path, verify=False).fps or 30.0
+        except LayoutError as e:
+            raise ValueError(str(e)) from None
+        seen = [0]
+        # Frames stream through the face pipeline; only aligned crops are kept.
+        rows = self.predictor.predict_video(_video_frames(path, seen), fps)
+        if not seen[0]:
+            raise ValueError(f"{path}: no frame could be decoded")
+        df = rows_to_openface(rows, self.aus, self.has_intensity)
+        df.attrs["fps"] = fps
+        df.attrs["members_voted"] = self.members
+        return df
