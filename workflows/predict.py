@@ -1,12 +1,21 @@
 """Batch prediction over images and videos with Ray Data: OpenFace-style CSVs plus one Parquet.
 
-``python -m workflows.predict --ensemble DIR --input PATH... --out DIR``
+``facsflow predict --ensemble DIR --input PATH... --out DIR [--detector dlib|mtcnn] [--policy tracked|all]``
 
-One input file is one unit of work; the ensemble loads once per actor. Per input, ``<out>/<name>.csv``
-has OpenFace's columns: frame, face_id, timestamp, confidence, success, x_0..x_67, y_0..y_67,
-AUxx_c (occurrence), AUxx_r (intensity, where members give it) and AUxx_p (our probability
-column); frames without a face are rows with success = 0. ``<out>/predictions/`` holds all rows
-as Parquet.
+Inputs are files, folders (searched recursively) or manifests (``.txt``/``.csv`` whose first
+column lists paths, relative to the manifest). One input file is one unit of work (a video is
+never split: tracking and temporal landmark differences need its frames in order); each actor
+builds a ``components.detector.Detector`` once (models, face detector) and reuses it, on a GPU
+when the cluster has one. Outputs:
+
+- ``<out>/<name>.csv`` per input: the columns of ``components.detector`` (frame, face_id,
+  timestamp, confidence, success, x_0..x_67, y_0..y_67, AUxx_c, AUxx_r where some member gives
+  intensity, AUxx_p probability), one row per frame and tracked face, ``success`` 0 on a frame
+  without a face (a still image without a face is one such row);
+- ``<out>/predictions/`` one Parquet dataset of all rows, with ``input`` (the source path) and
+  ``name`` (the CSV's name) first.
+
+An input that cannot be read is reported (and the exit code is 1) without stopping the others.
 """
 
 from __future__ import annotations
@@ -16,14 +25,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-
-from components.au import au_column
 
 log = logging.getLogger("facsflow.predict")
 
-__all__ = ["rows_to_openface", "collect_inputs", "run_predict", "main"]
+__all__ = ["collect_inputs", "FilePredictor", "run_predict", "read_predictions", "main", "IMAGE_EXT", "VIDEO_EXT"]
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
@@ -33,14 +39,21 @@ def collect_inputs(paths: list[str]) -> list[str]:
     """Image and video files among files, folders (recursive) and manifests (.txt/.csv of paths)."""
     from workflows.runtime import UserError
 
+    media = IMAGE_EXT | VIDEO_EXT
     out: list[str] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_EXT | VIDEO_EXT]
+            out += [str(f) for f in sorted(p.rglob("*")) if f.suffix.lower() in media]
         elif p.is_file() and p.suffix.lower() in (".txt", ".csv"):
             lines = [ln.split(",")[0].strip() for ln in p.read_text().splitlines() if ln.strip()]
-            out += [str((p.parent / ln).resolve()) for ln in lines if Path(ln).suffix.lower() in IMAGE_EXT | VIDEO_EXT]
+            listed = [ln for ln in lines if Path(ln).suffix.lower() in media]
+            missing = [ln for ln in listed if not (p.parent / ln).is_file()]
+            if missing:
+                raise UserError(f"{p}: listed file(s) not found: {', '.join(missing[:5])}")
+            out += [str((p.parent / ln).resolve()) for ln in listed]
         elif p.is_file():
+            if p.suffix.lower() not in media:
+                raise UserError(f"{p}: not an image or video ({', '.join(sorted(media))})")
             out.append(str(p))
         else:
             raise UserError(f"input not found: {p}")
@@ -49,80 +62,46 @@ def collect_inputs(paths: list[str]) -> list[str]:
     return out
 
 
-def rows_to_openface(rows: list[dict[str, Any]], aus: list[int]) -> pd.DataFrame:
-    """Predictor rows → an OpenFace-style frame table."""
-    recs = []
-    for r in rows:
-        rec: dict[str, Any] = {"frame": r.get("frame", 0), "face_id": r.get("face_id", -1),
-                               "timestamp": round(float(r.get("timestamp", 0.0)), 4),
-                               "confidence": round(float(r.get("score", 0.0)), 4), "success": int(r.get("success", 1))}
-        lms = np.asarray(r["landmarks"], np.float32) if r.get("landmarks") is not None else np.full((68, 2), np.nan)
-        rec.update({f"x_{i}": float(lms[i, 0]) for i in range(68)})
-        rec.update({f"y_{i}": float(lms[i, 1]) for i in range(68)})
-        for a in aus:
-            key = f"AU{a}"
-            rec[au_column(a, "_c")] = r["occurrence"][key] if "occurrence" in r else np.nan
-            if "intensity" in r:
-                rec[au_column(a, "_r")] = r["intensity"][key]
-            rec[au_column(a, "_p")] = r["probs"][key] if "probs" in r else np.nan
-        recs.append(rec)
-    return pd.DataFrame.from_records(recs)
-
-
 class FilePredictor:
-    """Ray Data class UDF: one input file per call; the ensemble loads once per actor."""
+    """Ray Data class UDF: one input file per call; the Detector loads once per actor."""
 
-    def __init__(self, ensemble: str, out: str) -> None:
-        from components.predictor import Predictor
+    def __init__(self, ensemble: str, out: str, faces: dict[str, Any], use_gpu: bool = False) -> None:
+        import torch
+
+        from components.detector import Detector
+        from components.faces.pipeline import FacePipelineConfig
         from workflows.runtime import torch_single_thread
 
         torch_single_thread()
-        self.predictor = Predictor.from_manifest(ensemble)
+        device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.detector = Detector.from_ensemble(ensemble, device, FacePipelineConfig(**faces))
         self.out = Path(out)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import cv2
-
-        names, counts, errors = [], [], []
+        names, counts, faces, errors = [], [], [], []
         for path, name in zip(batch["path"], batch["name"]):
-            err = ""
+            err, df = "", None
             try:
-                if Path(path).suffix.lower() in VIDEO_EXT:
-                    cap = cv2.VideoCapture(path)
-                    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-
-                    def frames():
-                        while True:
-                            ok, bgr = cap.read()
-                            if not ok:
-                                return
-                            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-                    rows = self.predictor.predict_video(frames(), fps)
-                    cap.release()
-                else:
-                    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-                    if bgr is None:
-                        raise ValueError(f"{path}: not a readable image")
-                    faces = self.predictor.predict_image(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                    rows = [dict(f, frame=0, timestamp=0.0, success=1) for f in faces] or \
-                        [{"frame": 0, "face_id": -1, "timestamp": 0.0, "success": 0}]
-                df = rows_to_openface(rows, self.predictor.aus)
-            except Exception as e:  # noqa: BLE001 - one bad input must not stop the batch
+                df = (self.detector.predict_video(path) if Path(path).suffix.lower() in VIDEO_EXT
+                      else self.detector.predict_image(path))
+            except (OSError, ValueError) as e:  # one unreadable input must not stop the batch
                 err = f"{type(e).__name__}: {e}"
-                df = rows_to_openface([], self.predictor.aus)
-            df.insert(0, "input", path)
-            self.out.mkdir(parents=True, exist_ok=True)
-            df.drop(columns=["input"]).to_csv(self.out / f"{name}.csv", index=False)
-            (self.out / "predictions").mkdir(exist_ok=True)
-            df.to_parquet(self.out / "predictions" / f"{name}.parquet", index=False)
+            if df is not None:
+                df.to_csv(self.out / f"{name}.csv", index=False)
+                table = df.copy()
+                table.insert(0, "name", name)
+                table.insert(0, "input", str(path))
+                table.to_parquet(self.out / "predictions" / f"{name}.parquet", index=False)
             names.append(name)
-            counts.append(len(df))
+            counts.append(0 if df is None else len(df))
+            faces.append(0 if df is None else int(df["success"].sum()))
             errors.append(err)
-        return {"name": names, "rows": counts, "error": errors}
+        return {"name": names, "rows": counts, "rows_with_face": faces, "error": errors}
 
 
-def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0) -> list[dict[str, Any]]:
+def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
+                faces: "dict[str, Any] | None" = None) -> list[dict[str, Any]]:
+    """Predict every input; return one summary per input (name, rows, rows_with_face, error)."""
     import ray
 
     files = collect_inputs(inputs)
@@ -132,12 +111,23 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0) -> 
         stem = Path(f).stem
         stems[stem] = stems.get(stem, 0) + 1
         items.append({"path": f, "name": stem if stems[stem] == 1 else f"{stem}_{stems[stem]}"})
-    n = actors or max(1, min(len(items), int(ray.cluster_resources().get("CPU", 1))))
+    out_dir = Path(out).resolve()
+    (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    resources = ray.cluster_resources()
+    gpus = resources.get("GPU", 0.0)
+    n = actors or max(1, min(len(items), int(gpus) if gpus else int(resources.get("CPU", 1))))
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     res = ds.map_batches(FilePredictor, batch_size=1,
-                         fn_constructor_kwargs={"ensemble": ensemble, "out": str(Path(out).resolve())},
-                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n), num_cpus=1)
-    return list(res.iter_rows())
+                         fn_constructor_kwargs={"ensemble": ensemble, "out": str(out_dir),
+                                                "faces": dict(faces or {}), "use_gpu": gpus > 0},
+                         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n), num_cpus=1,
+                         num_gpus=1 if gpus else 0)
+    return sorted(res.iter_rows(), key=lambda r: r["name"])
+
+
+def read_predictions(out: str) -> pd.DataFrame:
+    """All rows of a ``facsflow predict`` output folder's Parquet dataset."""
+    return pd.read_parquet(Path(out) / "predictions")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ensemble", required=True, help="ensemble folder (ensemble.json)")
     p.add_argument("--input", nargs="+", required=True, help="files, folders, or a .txt/.csv list of paths")
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--detector", default="dlib", choices=["dlib", "mtcnn"], help="face detector")
+    p.add_argument("--policy", default="tracked", choices=["tracked", "largest", "all"],
+                   help="faces followed through videos (still images always report every face)")
+    p.add_argument("--actors", type=int, default=0, help="parallel actors (default: one per CPU, or per GPU)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
     return p
 
@@ -157,9 +151,13 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     with ray_session(args.address):
-        res = run_predict(args.ensemble, args.input, args.out)
+        res = run_predict(args.ensemble, args.input, args.out, args.actors,
+                          {"detector": args.detector, "policy": args.policy})
     for r in res:
-        print(f"{args.out}/{r['name']}.csv: {r['rows']} rows" + (f"  ERROR {r['error']}" if r["error"] else ""))
+        where = f"{args.out}/{r['name']}.csv"
+        print(f"{where}: {r['rows']} rows, {r['rows_with_face']} with a face"
+              if not r["error"] else f"{r['name']}: ERROR {r['error']}")
+    print(f"all rows: {args.out}/predictions/ (Parquet)")
     return 1 if any(r["error"] for r in res) else 0
 
 
