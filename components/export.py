@@ -122,9 +122,13 @@ def export_member(checkpoint: "str | Path", out: "str | Path",
             traced = torch.jit.trace(wrapper, trace_inputs, check_trace=False)
             traced.save(str(out))
         else:
-            torch.onnx.export(wrapper, trace_inputs, str(out), dynamo=False, opset_version=ONNX_OPSET,
-                              input_names=names, output_names=outputs,
-                              dynamic_axes={n: {0: "batch"} for n in names + outputs})
+            try:
+                torch.onnx.export(wrapper, trace_inputs, str(out), dynamo=False, opset_version=ONNX_OPSET,
+                                  input_names=names, output_names=outputs,
+                                  dynamic_axes={n: {0: "batch"} for n in names + outputs})
+            except torch.onnx.errors.OnnxExporterError as e:
+                raise ValueError(f"{checkpoint}: {ckpt['model_name']} cannot be exported to ONNX "
+                                 f"({str(e).splitlines()[0][:200]}); try format='torchscript'") from None
     check = example_inputs(spec, check_batch, seed=2)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
