@@ -2,10 +2,20 @@
 
 ``python -m workflows.preprocess --dataset D --root DIR --out STORE [--config YAML] [--address A]``
 
-One unit of work is a video (or a fixed chunk of a long one). Each actor loads the face models
-once, processes its unit, writes ``frames/`` and ``rejects/`` Parquet for it and then an atomic
-completion marker; a rerun skips units whose marker exists, so a crashed run resumed gives exactly
-the rows of an uninterrupted one.
+One unit of work is a video, or a fixed chunk of a long one (``store.chunk_frames``). The driver
+walks the adapter's units one at a time and writes each pending unit's frame records to
+``<out>/_plan/`` (so neither the driver nor the object store holds the dataset's frame list);
+the Ray Data dataset is only the small list of work items. Each actor loads the face models
+once, processes one unit per call, writes ``frames/<dataset>/<subject>/<video>[.cNNNN].parquet``
+and ``rejects/...`` for it and then, last and atomically, its completion marker
+``_markers/...json``. Output file names depend on the unit and the config only, so a unit that
+runs twice (a retry after its actor died, a rerun after a crash) overwrites its own files:
+resuming a crashed run gives exactly the rows of an uninterrupted one.
+
+A unit whose actor dies (node lost, out of memory, killed) is retried ``unit_retries`` times on
+a restarted actor; a unit that still fails does not stop the others, and the run ends with an
+error naming it (rerun the same command to retry only what is missing). ``store.json`` is
+written when every unit has finished, so a half-built store is never mistaken for a complete one.
 """
 
 from __future__ import annotations
@@ -14,11 +24,16 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import pickle
 import re
+import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow.fs as pafs
 
 from components import storage
 from components.configuration import load_yaml, save_yaml, to_dict
@@ -29,7 +44,13 @@ from components.schema import SCHEMA_VERSION, store_metadata
 
 log = logging.getLogger("facsflow.preprocess")
 
-__all__ = ["PreprocessConfig", "run_preprocess", "main"]
+__all__ = ["PreprocessConfig", "UnitsFailed", "Plan", "plan_items", "run_preprocess", "unit_stem",
+           "result_fingerprint", "main", "FAULT_ENV"]
+
+FAULT_ENV = "FACSFLOW_FAULT_KILL_UNIT"
+"""Fault injection for tests: the actor processing the unit with this stem SIGKILLs itself after
+writing the unit's frames and rejects and before its marker, once per store (the worst moment
+for a machine to vanish)."""
 
 
 @dataclass
@@ -55,126 +76,371 @@ class PreprocessConfig:
     actor_gpus: float = 0.0
     """GPUs per actor (FAN landmarks batch on the GPU)."""
     resume: bool = True
-    """Skip units that already have a completion marker."""
+    """Skip units that already have a completion marker (False: clear the store's frames/,
+    rejects/ and markers first and process everything again)."""
+    unit_retries: int = 3
+    """Times a unit is retried on a restarted actor after its actor died (node lost, out of
+    memory, killed); a unit that still fails is reported and the run exits with an error."""
+    log_every_s: float = 10.0
+    """Least seconds between progress lines (units done / total, frames/s); 0: one per unit."""
 
     def __post_init__(self) -> None:
         if self.actors < 0:
             raise ValueError(f"actors must be >= 0, got {self.actors}")
         if self.actor_cpus <= 0:
             raise ValueError(f"actor_cpus must be > 0, got {self.actor_cpus}")
+        if self.actor_gpus < 0:
+            raise ValueError(f"actor_gpus must be >= 0, got {self.actor_gpus}")
+        if self.unit_retries < 0:
+            raise ValueError(f"unit_retries must be >= 0, got {self.unit_retries}")
+        if self.log_every_s < 0:
+            raise ValueError(f"log_every_s must be >= 0, got {self.log_every_s}")
+        need = min_chunk_overlap(self.face, self.store)
+        if self.store.chunk_frames > 0 and self.store.chunk_overlap < need:
+            raise ValueError(
+                f"store.chunk_overlap={self.store.chunk_overlap} is too small for chunking: it must "
+                f"be >= face.detect_every + max(store.diff_steps) - 1 = {need}. A chunk's tracker "
+                "must reach a detection frame, and then every stored difference step, before the "
+                "chunk's first frame for chunked results to equal whole-video results.")
+
+
+def min_chunk_overlap(face: FacePipelineConfig, store: StoreConfig) -> int:
+    """Least warm-up overlap for chunked results to equal whole-video results.
+
+    Frames processed before the first detection frame of a chunk's warm-up come from the chunk's
+    own first detection, not the whole video's track; that detection frame lies at most
+    ``detect_every - 1`` frames after the warm-up start, and the differences of the chunk's first
+    frame read ``max(diff_steps)`` frames further back.
+    """
+    return max(face.detect_every, face.detect_every + max(store.diff_steps, default=0) - 1)
+
+
+def result_fingerprint(cfg: PreprocessConfig) -> str:
+    """Hash of the settings that decide the stored rows (not actors, retries or paths)."""
+    keep = {"dataset": cfg.dataset, "adapter_options": to_dict(cfg.adapter_options),
+            "face": to_dict(cfg.face), "store": to_dict(cfg.store), "schema_version": SCHEMA_VERSION}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class UnitsFailed(RuntimeError):
+    """Some units did not finish; their frames are not in the store. Rerunning retries them."""
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
+    """A file-name part for ``name``; distinct names never share one.
+
+    Names that need changing (other characters, or a leading '.' or '_', which pyarrow and Ray
+    skip as hidden when they read a folder) get a hash of the original appended.
+    """
+    clean = re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
+    if clean == name and name and not name.startswith((".", "_")):
+        return name
+    tag = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{clean.lstrip('._') or 'root'}~{tag}"
 
 
-def unit_stem(unit: VideoUnit, chunk: Chunk, n_chunks: int) -> str:
+def unit_stem(unit: VideoUnit, chunk: "Chunk | None" = None, n_chunks: int = 1) -> str:
     """``<dataset>/<subject>/<video>[.cNNNN]``: where a unit's files and marker live."""
     stem = f"{_safe(unit.dataset)}/{_safe(unit.subject)}/{_safe(unit.video)}"
-    return stem if n_chunks == 1 else f"{stem}.c{chunk.index:04d}"
+    return stem if n_chunks == 1 or chunk is None else f"{stem}.c{chunk.index:04d}"
+
+
+def _write_atomic_text(uri: str, text: str) -> None:
+    """Write a small file so that it is either absent or complete (temp name, then move)."""
+    if storage.is_remote(uri):
+        storage.write_text(uri, text)  # an object PUT is atomic
+        return
+    fs, path = storage.resolve(uri)
+    parent, name = path.rsplit("/", 1)
+    tmp = f"{parent}/.tmp-{os.getpid()}-{name}"
+    storage.write_text(tmp, text)
+    fs.move(tmp, path)
 
 
 class UnitProcessor:
-    """Ray Data class UDF: face models load once per actor in ``__init__``."""
+    """Ray Data class UDF: face models load once per actor in ``__init__``; one unit per call."""
 
-    def __init__(self, face: dict[str, Any], store: dict[str, Any], out: str, aus: list[int]) -> None:
+    def __init__(self, face: dict[str, Any], store: dict[str, Any], out: str, aus: list[int],
+                 fault_unit: str = "") -> None:
+        import cv2
+
         from components.configuration import from_dict
         from components.faces.pipeline import FacePipeline
-        from workflows.runtime import torch_single_thread
 
-        torch_single_thread()
+        # One thread per actor: actors are the unit of parallelism.
+        cv2.setNumThreads(1)
+        face_cfg = from_dict(FacePipelineConfig, face)
+        if face_cfg.detector == "mtcnn" or face_cfg.landmarker == "fan":
+            from workflows.runtime import torch_single_thread
+
+            torch_single_thread()
         self.store = from_dict(StoreConfig, store)
-        self.pipeline = FacePipeline(from_dict(FacePipelineConfig, face))
+        self.pipeline = FacePipeline(face_cfg)
         self.out = out
-        self.meta = store_metadata(aus, self.store.diff_steps, self.pipeline.config.align_size)
+        self.meta = store_metadata(aus, self.store.diff_steps, face_cfg.align_size)
+        self.fault_unit = fault_unit
+        self._unit_path = ""
+        self._unit: "VideoUnit | None" = None
+
+    def _load_unit(self, path: str) -> VideoUnit:
+        # Chunks of one video tend to follow each other: keep the last unit read.
+        if path != self._unit_path:
+            fs, p = storage.resolve(path)
+            with fs.open_input_stream(p) as f:
+                self._unit = pickle.loads(f.read())
+            self._unit_path = path
+        assert self._unit is not None
+        return self._unit
+
+    def _maybe_die(self, stem: str) -> None:
+        if stem != self.fault_unit:
+            return
+        sentinel = storage.join(self.out, "_fault", f"{stem}.fired")
+        if storage.exists(sentinel):
+            return
+        storage.write_text(sentinel, "")
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         import ray
 
         from components.preprocessing import process_unit
 
-        stats: dict[str, list[Any]] = {"stem": [], "rows": [], "rejects": [], "seconds": [], "node": []}
-        for blob, stem in zip(batch["item"], batch["stem"]):
-            unit, chunk = pickle.loads(blob)
-            t0 = time.perf_counter()
-            res = process_unit(unit, self.pipeline, self.store, chunk)
+        stats: dict[str, list[Any]] = {"stem": [], "frames": [], "rows": [], "rejects": [],
+                                       "seconds": [], "started": [], "node": []}
+        for stem, plan, start, stop, index in zip(batch["stem"], batch["plan"], batch["start"],
+                                                  batch["stop"], batch["chunk"]):
+            started, t0 = time.time(), time.perf_counter()
+            unit = self._load_unit(str(plan))
+            res = process_unit(unit, self.pipeline, self.store, Chunk(int(index), int(start), int(stop)))
             storage.write_table_atomic(res.frames, storage.join(self.out, "frames", f"{stem}.parquet"), self.meta)
             storage.write_table_atomic(res.rejects, storage.join(self.out, "rejects", f"{stem}.parquet"), self.meta)
-            storage.write_text(storage.join(self.out, "_markers", f"{stem}.json"),
+            self._maybe_die(str(stem))
+            _write_atomic_text(storage.join(self.out, "_markers", f"{stem}.json"),
                                json.dumps({"rows": res.frames.num_rows, "rejects": res.rejects.num_rows}))
-            stats["stem"].append(stem)
+            stats["stem"].append(str(stem))
+            stats["frames"].append(int(stop) - int(start))
             stats["rows"].append(res.frames.num_rows)
             stats["rejects"].append(res.rejects.num_rows)
             stats["seconds"].append(time.perf_counter() - t0)
+            stats["started"].append(started)
             stats["node"].append(ray.get_runtime_context().get_node_id())
         return stats
 
 
-def plan_items(cfg: PreprocessConfig) -> tuple[list[dict[str, Any]], tuple[int, ...], int]:
-    """(work items not yet done, AU list, total frames) for the configured dataset."""
+@dataclass
+class Plan:
+    """What a run has to do: the pending work items and what the dataset holds in all."""
+
+    items: list[dict[str, Any]]
+    """Pending units: stem, plan file (pickled VideoUnit), chunk index/start/stop, frames."""
+    aus: tuple[int, ...]
+    frames_in: int
+    """Input frames of the whole dataset (finished units included)."""
+    units_total: int
+    """Units (chunks) of the whole dataset."""
+
+
+def _marker_done(uri: str) -> bool:
+    """A marker counts only when complete JSON (a torn write means the unit is redone)."""
+    try:
+        json.loads(storage.read_text(uri))
+    except (FileNotFoundError, OSError, ValueError):
+        return False
+    return True
+
+
+def plan_items(cfg: PreprocessConfig) -> Plan:
+    """Walk the adapter's units one at a time; write each pending unit to ``<out>/_plan/``."""
+    from workflows.runtime import UserError
+
     adapter = build_adapter(cfg.dataset, cfg.root, **cfg.adapter_options)
     items: list[dict[str, Any]] = []
-    total = 0
+    total = n_units = 0
     subjects: dict[str, dict[str, str]] = {}
+    seen: dict[str, str] = {}
     for unit in adapter.units():
         subjects.setdefault(unit.subject, {"group": unit.group, "split": str(unit.meta.get("split", ""))})
         chunks = plan_chunks(len(unit.frames), cfg.store.chunk_frames)
         total += len(unit.frames)
+        n_units += len(chunks)
+        base = unit_stem(unit)
+        if seen.setdefault(base, unit.key) != unit.key:
+            raise UserError(f"{cfg.root}: units {seen[base]!r} and {unit.key!r} would share the store "
+                            f"files {base}.*; the {cfg.dataset} adapter listed the same video twice?")
+        plan_uri = storage.join(cfg.out, "_plan", f"{base}.pkl")
+        written = False
         for chunk in chunks:
             stem = unit_stem(unit, chunk, len(chunks))
-            if cfg.resume and storage.exists(storage.join(cfg.out, "_markers", f"{stem}.json")):
+            if cfg.resume and _marker_done(storage.join(cfg.out, "_markers", f"{stem}.json")):
                 continue
-            items.append({"item": pickle.dumps((unit, chunk)), "stem": stem, "frames": chunk.stop - chunk.start})
+            if not written:
+                fs, path = storage.resolve(plan_uri)
+                fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+                with fs.open_output_stream(path) as f:
+                    f.write(pickle.dumps(unit, protocol=pickle.HIGHEST_PROTOCOL))
+                written = True
+            items.append({"stem": stem, "plan": plan_uri, "chunk": chunk.index, "start": chunk.start,
+                          "stop": chunk.stop, "frames": chunk.stop - chunk.start})
     storage.write_json(storage.join(cfg.out, "subjects.json"), subjects)
-    return items, tuple(adapter.aus), total
+    return Plan(items, tuple(adapter.aus), total, n_units)
+
+
+def _clear(cfg: PreprocessConfig, names: tuple[str, ...]) -> None:
+    fs, base = storage.resolve(cfg.out)
+    for name in names:
+        path = f"{base.rstrip('/')}/{name}"
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            fs.delete_dir(path)
+
+
+def _remove_torn_writes(cfg: PreprocessConfig) -> None:
+    """Delete temp files a killed writer left behind (readers skip them, globs might not)."""
+    if storage.is_remote(cfg.out):
+        return
+    fs, base = storage.resolve(cfg.out)
+    for name in ("frames", "rejects", "_markers"):
+        path = f"{base.rstrip('/')}/{name}"
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            continue
+        for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+            if info.type == pafs.FileType.File and info.base_name.startswith(".tmp-"):
+                fs.delete_file(info.path)
+
+
+def _check_same_config(cfg: PreprocessConfig, fingerprint: str) -> None:
+    """Resuming a store made with other settings would mix two kinds of rows: refuse."""
+    from workflows.runtime import UserError
+
+    uri = storage.join(cfg.out, "_run.json")
+    if not cfg.resume or not storage.exists(uri):
+        return
+    previous = json.loads(storage.read_text(uri)).get("result_sha256")
+    if previous and previous != fingerprint:
+        raise UserError(
+            f"{cfg.out} was made with other dataset/face/store settings than this run's; resuming "
+            "would mix rows of both. Use --no-resume to rebuild it, or another --out.")
+
+
+class _Progress:
+    """Periodic log lines a person can follow: units and frames done, frames/s, rows, rejects."""
+
+    def __init__(self, units: int, frames: int, every_s: float) -> None:
+        self.units, self.frames, self.every_s = units, frames, every_s
+        self.t0 = self.last = time.perf_counter()
+        self.done_units = self.done_frames = self.rows = self.rejects = 0
+        self.first_start, self.last_end = float("inf"), 0.0
+
+    def update(self, row: dict[str, Any]) -> None:
+        self.done_units += 1
+        self.done_frames += int(row["frames"])
+        self.rows += int(row["rows"])
+        self.rejects += int(row["rejects"])
+        self.first_start = min(self.first_start, float(row["started"]))
+        self.last_end = max(self.last_end, float(row["started"]) + float(row["seconds"]))
+        now = time.perf_counter()
+        if now - self.last >= self.every_s or self.done_units == self.units:
+            self.last = now
+            rate = self.done_frames / max(now - self.t0, 1e-9)
+            log.info("preprocess: %d/%d units, %d/%d frames, %.1f frames/s, %d rows, %d rejects "
+                     "(last: %s, %.1f s)", self.done_units, self.units, self.done_frames, self.frames,
+                     rate, self.rows, self.rejects, row["stem"], float(row["seconds"]))
 
 
 def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
-    """Run preprocessing on the connected Ray cluster; return a summary."""
+    """Run preprocessing on the connected Ray cluster; return a summary.
+
+    Keys: store, frames_in (whole dataset), units (processed by this run), rows, rejects (this
+    run's), nodes (node ids that processed units), seconds (wall, all of it), startup_seconds
+    (until the first unit started: planning, actor start, model loading) and
+    processing_seconds (first unit started to last unit finished). Raises ``UnitsFailed`` when some
+    units could not be finished (the others are kept; rerun to retry them).
+    """
     import ray
 
     from workflows.runtime import UserError
 
     if not cfg.root or not cfg.out:
         raise UserError("preprocess needs --root and --out")
-    if not storage.is_remote(cfg.root):
-        import os
-
-        if not os.path.isdir(cfg.root):
-            raise UserError(f"dataset root not found: {cfg.root}")
-    t0 = time.perf_counter()
-    items, aus, total = plan_items(cfg)
+    if not storage.is_remote(cfg.root) and not os.path.isdir(cfg.root):
+        raise UserError(f"dataset root not found: {cfg.root}")
+    t0, wall0 = time.perf_counter(), time.time()
+    fingerprint = result_fingerprint(cfg)
+    _check_same_config(cfg, fingerprint)
     storage.makedirs(cfg.out)
-    cfg_text = json.dumps(to_dict(cfg), sort_keys=True)
-    info = {"schema_version": SCHEMA_VERSION, "dataset": cfg.dataset, "aus": list(aus),
-            "diff_steps": list(cfg.store.diff_steps), "image_size": cfg.face.align_size,
-            "config_sha256": hashlib.sha256(cfg_text.encode()).hexdigest()}
-    storage.write_json(storage.join(cfg.out, "store.json"), info)
+    if not cfg.resume:
+        ours = any(storage.exists(storage.join(cfg.out, n)) for n in ("_run.json", "store.json"))
+        theirs = any(storage.exists(storage.join(cfg.out, n)) for n in ("frames", "rejects"))
+        if theirs and not ours:
+            raise UserError(f"{cfg.out} has frames/ or rejects/ but is not a facsflow feature store: "
+                            "refusing to clear it for --no-resume; choose another --out")
+        log.info("--no-resume: clearing frames/, rejects/ and markers of %s", cfg.out)
+        _clear(cfg, ("frames", "rejects", "_markers", "_plan", "_fault"))
+    # store.json marks a finished store: absent while a run is under way or after a crash.
+    if storage.exists(storage.join(cfg.out, "store.json")):
+        fs, path = storage.resolve(storage.join(cfg.out, "store.json"))
+        fs.delete_file(path)
+    _remove_torn_writes(cfg)
+    storage.write_json(storage.join(cfg.out, "_run.json"),
+                       {"result_sha256": fingerprint, "config": to_dict(cfg)})
     if not storage.is_remote(cfg.out):
         save_yaml(cfg, storage.join(cfg.out, "preprocess.yaml"))
-    log.info("%d frames in %s; %d unit(s) to process (%s already done)", total, cfg.root, len(items),
-             "resume" if cfg.resume else "no resume")
-    summary: dict[str, Any] = {"store": cfg.out, "frames_in": total, "units": len(items), "rows": 0,
-                               "rejects": 0, "nodes": []}
+    plan = plan_items(cfg)
+    items = plan.items
+    todo_frames = sum(it["frames"] for it in items)
+    log.info("%s: %d frames in %d unit(s); %d unit(s) (%d frames) to process%s", cfg.root,
+             plan.frames_in, plan.units_total, len(items), todo_frames,
+             "" if cfg.resume else " (no resume)")
+    summary: dict[str, Any] = {"store": cfg.out, "frames_in": plan.frames_in, "units": len(items),
+                               "rows": 0, "rejects": 0, "nodes": [], "startup_seconds": 0.0,
+                               "processing_seconds": 0.0}
+    failed: list[str] = []
     if items:
         cpus = ray.cluster_resources().get("CPU", 1.0)
-        actors = cfg.actors or max(1, int(cpus // cfg.actor_cpus))
-        actors = min(actors, len(items))
+        actors = min(cfg.actors or max(1, int(cpus // cfg.actor_cpus)), len(items))
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        out = ds.map_batches(
-            UnitProcessor, batch_size=1,
-            fn_constructor_kwargs={"face": to_dict(cfg.face), "store": to_dict(cfg.store),
-                                   "out": cfg.out, "aus": list(aus)},
-            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-            num_cpus=cfg.actor_cpus, num_gpus=cfg.actor_gpus or None,
-        )
-        nodes = set()
+        # A unit that failed (after its retries) is reported at the end, not fatal to the rest.
+        ds.context.max_errored_blocks = -1
+        with warnings.catch_warnings():
+            # Ray 2.60 has no named map_batches parameter for actor restarts and retries; the
+            # remote-args route is deprecated for Ray 2.64 (revisit when the pin moves).
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            out = ds.map_batches(
+                UnitProcessor, batch_size=1,
+                fn_constructor_kwargs={"face": to_dict(cfg.face), "store": to_dict(cfg.store),
+                                       "out": cfg.out, "aus": list(plan.aus),
+                                       "fault_unit": os.environ.get(FAULT_ENV, "")},
+                # All actors requested at once; work starts as soon as one is up (a cluster may
+                # not fit them all yet). Two units in flight per actor keep it busy between units.
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors,
+                                                   max_tasks_in_flight_per_actor=2),
+                num_cpus=cfg.actor_cpus, num_gpus=cfg.actor_gpus or None,
+                # Restart a dead actor always; retry its unit only unit_retries times (Ray Data's
+                # default retries forever: a unit that kills its actor every time would hang).
+                max_restarts=-1, max_task_retries=cfg.unit_retries,
+            )
+        progress = _Progress(len(items), todo_frames, cfg.log_every_s)
+        nodes: set[str] = set()
+        finished: set[str] = set()
         for row in out.iter_rows():
-            summary["rows"] += row["rows"]
-            summary["rejects"] += row["rejects"]
+            progress.update(row)
+            finished.add(row["stem"])
             nodes.add(row["node"])
-        summary["nodes"] = sorted(nodes)
+        summary.update(rows=progress.rows, rejects=progress.rejects, nodes=sorted(nodes))
+        if progress.done_units:
+            summary["startup_seconds"] = round(progress.first_start - wall0, 3)
+            summary["processing_seconds"] = round(progress.last_end - progress.first_start, 3)
+        failed = sorted({it["stem"] for it in items} - finished)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
+    if failed:
+        raise UnitsFailed(
+            f"{len(failed)} of {len(items)} unit(s) did not finish (e.g. {', '.join(failed[:5])}); "
+            f"their frames are not in {cfg.out}. Rerun the same command to retry only those.")
+    _clear(cfg, ("_plan",))
+    info = {"schema_version": SCHEMA_VERSION, "dataset": cfg.dataset, "aus": list(plan.aus),
+            "diff_steps": list(cfg.store.diff_steps), "image_size": cfg.face.align_size,
+            "config_sha256": fingerprint, "frames_in": plan.frames_in, "units": plan.units_total}
+    storage.write_json(storage.join(cfg.out, "store.json"), info)
     return summary
 
 
@@ -191,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. --set face.detect_every=4 (repeatable)")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
-    p.add_argument("--no-resume", action="store_true", help="reprocess units that already have a marker")
+    p.add_argument("--no-resume", action="store_true",
+                   help="clear the store's frames/rejects and reprocess every unit")
     return p
 
 
@@ -211,9 +478,14 @@ def main(argv: "list[str] | None" = None) -> int:
     configure_logging()
     cfg = config_from_args(args)
     with ray_session(args.address):
-        summary = run_preprocess(cfg)
+        try:
+            summary = run_preprocess(cfg)
+        except UnitsFailed as e:
+            log.error("%s", e)
+            return 1
     print(f"feature store: {cfg.out}/frames ({summary['rows']} rows), {cfg.out}/rejects "
-          f"({summary['rejects']} rejects); {summary['frames_in']} input frames, {summary['seconds']} s")
+          f"({summary['rejects']} rejects); {summary['frames_in']} input frames, "
+          f"{summary['units']} unit(s) processed, {summary['seconds']} s")
     return 0
 
 
