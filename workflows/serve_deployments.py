@@ -1,0 +1,277 @@
+"""The Serve deployments behind the ingress: face pipeline, one per member model, combiner.
+
+- ``FacePipelineDeployment`` (CPU): decodes the client's image or video under the limits,
+  detects, fits 68 landmarks, tracks (videos) and aligns; returns crops and landmarks, and for
+  videos the temporal landmark differences diff_t = l_{t+s} - l_{t-s} (paper 000 §2.2.2 eq. 2).
+- ``MemberModel`` (one deployment per member slot, GPU when given one): a single-member
+  ``Predictor`` whose ``member_probs`` answers dynamically batched requests (``@serve.batch``).
+  A request names the member it wants (checkpoint and AU order, from the ingress's manifest),
+  so during a rollout a replica answers for whichever manifest the ingress already uses,
+  loading that member on first use; ``reconfigure`` preloads the new one.
+- ``Combiner``: ``components.predictor.combine_outputs`` with the manifest's rule, weights and
+  thresholds, plus temporal smoothing of video answers (paper 002 §3).
+
+Each replica loads its models once, in ``__init__``, and its health check runs a real
+inference (a detection, a member forward pass, a combination).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from workflows.serve_inputs import IMAGE_TYPES, BadInput, Limits, VideoReader, decode_image, video_file
+
+log = logging.getLogger("facsflow.serve")
+
+__all__ = ["FacePipelineDeployment", "MemberModel", "Combiner", "probe_batch", "CACHED_MEMBERS"]
+
+CACHED_MEMBERS = 2
+"""Loaded members a member replica keeps: the current manifest's and the previous one's, so
+requests still in flight during a rollout find theirs."""
+HEALTH = {"health_check_period_s": 10, "health_check_timeout_s": 30}
+
+
+def probe_batch(align_size: int, steps: "tuple[int, ...]" = (), n: int = 1) -> dict[str, np.ndarray]:
+    """A neutral aligned input: mid-gray crops with the template landmarks, no motion."""
+    from components.faces.align import crop_template
+
+    lms = crop_template(align_size).reshape(1, -1).repeat(n, 0)
+    batch: dict[str, np.ndarray] = {"crop": np.full((n, align_size, align_size, 3), 128, np.uint8),
+                                    "landmarks": lms.astype(np.float32)}
+    if steps:
+        batch["landmark_diff"] = np.zeros((n, len(steps) * 136), np.float32)
+        batch["diff_valid"] = np.zeros((n, len(steps)), bool)
+    return batch
+
+
+def _error(e: BadInput) -> dict[str, Any]:
+    return {"error": e.message, "status": e.status}
+
+
+@serve.deployment(name="FacePipeline", max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.25}, **HEALTH)
+class FacePipelineDeployment:
+    """Detection, landmarks, tracking and alignment; the detector models load once per replica."""
+
+    def __init__(self, image_faces: dict[str, Any], video_faces: dict[str, Any], limits: dict[str, Any]) -> None:
+        from components.faces.detectors import build_detector
+        from components.faces.landmarks import build_landmarker
+        from components.faces.pipeline import FacePipelineConfig
+        from workflows.runtime import torch_single_thread
+
+        torch_single_thread()
+        self.image_cfg = FacePipelineConfig(**image_faces)
+        self.video_cfg = FacePipelineConfig(**video_faces)
+        self.limits = Limits(**limits)
+        self._models: dict[tuple, Any] = {}
+        for cfg in (self.image_cfg, self.video_cfg):
+            dkey = ("det", cfg.detector, tuple(sorted(cfg.detector_options().items())))
+            lkey = ("lm", cfg.landmarker, tuple(sorted(cfg.landmarker_options().items())))
+            if dkey not in self._models:
+                self._models[dkey] = build_detector(cfg.detector, **cfg.detector_options())
+            if lkey not in self._models:
+                self._models[lkey] = build_landmarker(cfg.landmarker, **cfg.landmarker_options())
+
+    def _pipeline(self, cfg: Any, align_size: int) -> Any:
+        """A fresh pipeline (own tracker state) sharing this replica's loaded models."""
+        from components.faces.pipeline import FacePipeline
+
+        det = self._models[("det", cfg.detector, tuple(sorted(cfg.detector_options().items())))]
+        lm = self._models[("lm", cfg.landmarker, tuple(sorted(cfg.landmarker_options().items())))]
+        return FacePipeline(dataclasses.replace(cfg, align_size=align_size), detector=det, landmarker=lm)
+
+    def image(self, data: bytes, content_type: str, align_size: int) -> dict[str, Any]:
+        """Every face of one image: boxes, scores, landmarks, aligned crops (or an error)."""
+        try:
+            rgb = decode_image(data, self.limits.max_image_pixels, IMAGE_TYPES.get(content_type, ""))
+        except BadInput as e:
+            return _error(e)
+        results = self._pipeline(self.image_cfg, align_size).process_image(rgb)
+        return {
+            "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+            "faces": [_face_info(r) for r in results],
+            "crop": np.stack([r.aligned.crop for r in results]) if results else None,
+            "landmarks": np.stack([r.aligned.landmarks.reshape(-1) for r in results]).astype(np.float32)
+            if results else None,
+        }
+
+    def video(self, data: bytes, content_type: str, align_size: int, steps: list[int]) -> dict[str, Any]:
+        """The tracked face(s) of a video, frame by frame, with temporal landmark differences."""
+        from components.faces.transforms import landmark_diffs
+
+        try:
+            with video_file(data, content_type) as path:
+                reader = VideoReader(path, self.limits)
+                pipe = self._pipeline(self.video_cfg, align_size)
+                by_face: dict[int, list[tuple[int, Any]]] = {}
+                for t, rgb in enumerate(reader):
+                    for r in pipe.step(rgb, t):
+                        by_face.setdefault(int(r.face.face_id), []).append((t, r))
+        except BadInput as e:
+            return _error(e)
+        faces = []
+        for face_id, seq in sorted(by_face.items()):
+            crop_lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)
+            diffs, valid = landmark_diffs(crop_lms, steps)
+            faces.append({
+                "face_id": face_id, "frames": [t for t, _ in seq],
+                "crop": np.stack([r.aligned.crop for _, r in seq]),
+                "landmarks": crop_lms.reshape(len(seq), -1),
+                "landmark_diff": diffs.reshape(len(seq), -1), "diff_valid": valid,
+                # Mean landmark displacement per step, in aligned-crop pixels: the temporal feature
+                # the dynamic members read, summarised for clients.
+                "motion": np.linalg.norm(diffs, axis=-1).mean(-1) * valid,
+                "info": [_face_info(r) for _, r in seq],
+            })
+        return {"fps": reader.fps, "n_frames": reader.decoded, "width": reader.width, "height": reader.height,
+                "faces": faces}
+
+    def check_health(self) -> None:
+        """A real detection and landmark pass on a small blank image."""
+        self._pipeline(self.image_cfg, 64).process_image(np.full((96, 96, 3), 127, np.uint8))
+
+    def probe(self) -> bool:
+        """``check_health`` on request (the ingress's /healthz)."""
+        self.check_health()
+        return True
+
+
+def _face_info(r: Any) -> dict[str, Any]:
+    f = r.face
+    return {"face_id": int(f.face_id), "box": [round(float(x), 2) for x in f.box], "score": round(float(f.score), 4),
+            "landmarks": np.asarray(f.landmarks, np.float64).round(2).tolist()}
+
+
+@serve.deployment(name="Member", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.25}, **HEALTH)
+class MemberModel:
+    """One ensemble member (slot ``slot`` of the manifest) behind dynamic batching."""
+
+    def __init__(self, ensemble: str, slot: int, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005,
+                 use_gpu: bool = False) -> None:
+        from workflows.runtime import torch_single_thread
+
+        torch_single_thread()
+        import torch
+
+        self.slot = slot
+        self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
+        self.batching = max_batch_size > 0
+        if self.batching:
+            self._batched.set_max_batch_size(max_batch_size)
+            self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
+        self._cache: "OrderedDict[tuple, Any]" = OrderedDict()
+        self._lock = threading.Lock()
+        self._current: "dict[str, Any] | None" = None
+        self._load_slot(ensemble)
+
+    def _load_slot(self, ensemble: str) -> None:
+        from components.ensemble import EnsembleManifest
+
+        manifest = EnsembleManifest.load(ensemble)
+        if self.slot >= len(manifest.members):
+            self._current = None  # an idle slot: this manifest has fewer members than slots
+            return
+        member = dataclasses.asdict(manifest.members[self.slot])
+        self._predictor(member, manifest.aus)
+        steps = tuple(sorted({1} | {s for m in manifest.members for s in m.input_spec.get("diff_steps", [])}))
+        self._current = {"member": member, "aus": list(manifest.aus), "steps": steps,
+                         "align": int(member["preprocess"].get("image_size", 112))}
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """``user_config``: ``{"ensemble": DIR}`` preloads this slot's member of a new manifest."""
+        if config.get("ensemble"):
+            self._load_slot(config["ensemble"])
+
+    def _predictor(self, member: dict[str, Any], aus: list[int]) -> Any:
+        from components.ensemble import EnsembleManifest, Member
+        from components.predictor import Predictor
+
+        key = (member["checkpoint"], tuple(aus))
+        with self._lock:
+            if key not in self._cache:
+                m = Member(**member)
+                self._cache[key] = Predictor(EnsembleManifest(aus=list(aus), members=[m], thresholds=m.thresholds),
+                                             self.device)
+                while len(self._cache) > CACHED_MEMBERS:
+                    self._cache.popitem(last=False)
+            self._cache.move_to_end(key)
+            return self._cache[key]
+
+    def _run(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One forward pass per member named in the batch of requests, answers split back."""
+        out: list[Any] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r["member"]["checkpoint"], tuple(r["aus"]), tuple(r["steps"])), []).append(i)
+        for (_, aus, steps), idx in groups.items():
+            reqs = [requests[i] for i in idx]
+            batch = {k: np.concatenate([r[k] for r in reqs]) for k in ("crop", "landmarks")}
+            if all("landmark_diff" in r for r in reqs):
+                batch["landmark_diff"] = np.concatenate([r["landmark_diff"] for r in reqs])
+                batch["diff_valid"] = np.concatenate([r["diff_valid"] for r in reqs])
+            res = self._predictor(reqs[0]["member"], list(aus)).member_probs(0, batch, steps)
+            n = len(batch["crop"])
+            lo = 0
+            for i, r in zip(idx, reqs):
+                hi = lo + len(r["crop"])
+                out[i] = {k: v[lo:hi] for k, v in res.items()}
+                out[i]["batch_faces"] = n
+                lo = hi
+        return out
+
+    async def predict(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Probabilities (and intensity) of the member named in ``request`` for its faces."""
+        if self.batching:
+            return await self._batched(request)
+        return (await asyncio.to_thread(self._run, [request]))[0]
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def _batched(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # The forward pass leaves the event loop free for new requests to queue up.
+        return await asyncio.to_thread(self._run, requests)
+
+    def check_health(self) -> None:
+        """A real forward pass of this slot's member on a neutral face."""
+        cur = self._current
+        if cur is None:
+            return
+        batch = probe_batch(cur["align"], cur["steps"])
+        self._run([{"member": cur["member"], "aus": cur["aus"], "steps": list(cur["steps"]), **batch}])
+
+
+@serve.deployment(name="Combiner", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.25}, **HEALTH)
+class Combiner:
+    """The manifest's combination rule over member outputs, and smoothing over video frames."""
+
+    def combine(self, manifest: Any, use: list[int], outs: list[dict[str, np.ndarray]],
+                smooth_window: int = 1) -> dict[str, Any]:
+        """``combine_outputs``; with ``smooth_window`` > 1 (one face's frames in order) the
+        probabilities are smoothed by a centred moving average (paper 002 §3) and occurrence
+        follows the smoothed values; the unsmoothed ones are kept as ``raw_probs``."""
+        from components.models.to_sequence import smooth_sequence
+        from components.predictor import combine_outputs
+
+        ans = combine_outputs(manifest, use, outs)
+        if smooth_window > 1 and len(ans["probs"]) > 1:
+            ans["raw_probs"] = ans["probs"]
+            ans["probs"] = smooth_sequence(ans["probs"], smooth_window)
+            thr = np.asarray(manifest.thresholds if manifest.rule != "vote" else [0.5] * len(manifest.aus))
+            ans["occurrence"] = (ans["probs"] >= thr).astype(np.int8)
+        return ans
+
+    def check_health(self) -> None:
+        """A real combination of two agreeing members."""
+        from components.ensemble import EnsembleManifest, Member
+
+        m = Member(name="probe", checkpoint="", model_name="", input_spec={}, preprocess={}, thresholds=[0.5])
+        ans = self.combine(EnsembleManifest(aus=[12], members=[m, m]), [0, 1],
+                           [{"probs": np.array([[0.75]])}, {"probs": np.array([[0.25]])}])
+        if abs(float(ans["probs"][0, 0]) - 0.5) > 1e-9:
+            raise RuntimeError("combiner health probe: mean of 0.75 and 0.25 is not 0.5")
