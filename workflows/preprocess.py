@@ -26,8 +26,6 @@ import json
 import logging
 import os
 import pickle
-import re
-import signal
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -37,20 +35,16 @@ import pyarrow.fs as pafs
 
 from components import storage
 from components.configuration import load_yaml, save_yaml, to_dict
-from components.datasets.base import VideoUnit, build_adapter
+from components.datasets.base import build_adapter
 from components.faces.pipeline import FacePipelineConfig
-from components.preprocessing import Chunk, StoreConfig, plan_chunks
-from components.schema import SCHEMA_VERSION, store_metadata
+from components.preprocessing import StoreConfig, plan_chunks
+from components.schema import SCHEMA_VERSION
+from workflows.preprocess_units import FAULT_ENV, UnitProcessor, marker_done, unit_stem
 
 log = logging.getLogger("facsflow.preprocess")
 
 __all__ = ["PreprocessConfig", "UnitsFailed", "Plan", "plan_items", "run_preprocess", "unit_stem",
-           "result_fingerprint", "main", "FAULT_ENV"]
-
-FAULT_ENV = "FACSFLOW_FAULT_KILL_UNIT"
-"""Fault injection for tests: the actor processing the unit with this stem SIGKILLs itself after
-writing the unit's frames and rejects and before its marker, once per store (the worst moment
-for a machine to vanish)."""
+           "result_fingerprint", "min_chunk_overlap", "main", "FAULT_ENV"]
 
 
 @dataclass
@@ -126,108 +120,6 @@ class UnitsFailed(RuntimeError):
     """Some units did not finish; their frames are not in the store. Rerunning retries them."""
 
 
-def _safe(name: str) -> str:
-    """A file-name part for ``name``; distinct names never share one.
-
-    Names that need changing (other characters, or a leading '.' or '_', which pyarrow and Ray
-    skip as hidden when they read a folder) get a hash of the original appended.
-    """
-    clean = re.sub(r"[^A-Za-z0-9_.+-]", "_", name)
-    if clean == name and name and not name.startswith((".", "_")):
-        return name
-    tag = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return f"{clean.lstrip('._') or 'root'}~{tag}"
-
-
-def unit_stem(unit: VideoUnit, chunk: "Chunk | None" = None, n_chunks: int = 1) -> str:
-    """``<dataset>/<subject>/<video>[.cNNNN]``: where a unit's files and marker live."""
-    stem = f"{_safe(unit.dataset)}/{_safe(unit.subject)}/{_safe(unit.video)}"
-    return stem if n_chunks == 1 or chunk is None else f"{stem}.c{chunk.index:04d}"
-
-
-def _write_atomic_text(uri: str, text: str) -> None:
-    """Write a small file so that it is either absent or complete (temp name, then move)."""
-    if storage.is_remote(uri):
-        storage.write_text(uri, text)  # an object PUT is atomic
-        return
-    fs, path = storage.resolve(uri)
-    parent, name = path.rsplit("/", 1)
-    tmp = f"{parent}/.tmp-{os.getpid()}-{name}"
-    storage.write_text(tmp, text)
-    fs.move(tmp, path)
-
-
-class UnitProcessor:
-    """Ray Data class UDF: face models load once per actor in ``__init__``; one unit per call."""
-
-    def __init__(self, face: dict[str, Any], store: dict[str, Any], out: str, aus: list[int],
-                 fault_unit: str = "") -> None:
-        import cv2
-
-        from components.configuration import from_dict
-        from components.faces.pipeline import FacePipeline
-
-        # One thread per actor: actors are the unit of parallelism.
-        cv2.setNumThreads(1)
-        face_cfg = from_dict(FacePipelineConfig, face)
-        if face_cfg.detector == "mtcnn" or face_cfg.landmarker == "fan":
-            from workflows.runtime import torch_single_thread
-
-            torch_single_thread()
-        self.store = from_dict(StoreConfig, store)
-        self.pipeline = FacePipeline(face_cfg)
-        self.out = out
-        self.meta = store_metadata(aus, self.store.diff_steps, face_cfg.align_size)
-        self.fault_unit = fault_unit
-        self._unit_path = ""
-        self._unit: "VideoUnit | None" = None
-
-    def _load_unit(self, path: str) -> VideoUnit:
-        # Chunks of one video tend to follow each other: keep the last unit read.
-        if path != self._unit_path:
-            fs, p = storage.resolve(path)
-            with fs.open_input_stream(p) as f:
-                self._unit = pickle.loads(f.read())
-            self._unit_path = path
-        assert self._unit is not None
-        return self._unit
-
-    def _maybe_die(self, stem: str) -> None:
-        if stem != self.fault_unit:
-            return
-        sentinel = storage.join(self.out, "_fault", f"{stem}.fired")
-        if storage.exists(sentinel):
-            return
-        storage.write_text(sentinel, "")
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        import ray
-
-        from components.preprocessing import process_unit
-
-        stats: dict[str, list[Any]] = {"stem": [], "frames": [], "rows": [], "rejects": [],
-                                       "seconds": [], "started": [], "node": []}
-        for stem, plan, start, stop, index in zip(batch["stem"], batch["plan"], batch["start"],
-                                                  batch["stop"], batch["chunk"]):
-            started, t0 = time.time(), time.perf_counter()
-            unit = self._load_unit(str(plan))
-            res = process_unit(unit, self.pipeline, self.store, Chunk(int(index), int(start), int(stop)))
-            storage.write_table_atomic(res.frames, storage.join(self.out, "frames", f"{stem}.parquet"), self.meta)
-            storage.write_table_atomic(res.rejects, storage.join(self.out, "rejects", f"{stem}.parquet"), self.meta)
-            self._maybe_die(str(stem))
-            _write_atomic_text(storage.join(self.out, "_markers", f"{stem}.json"),
-                               json.dumps({"rows": res.frames.num_rows, "rejects": res.rejects.num_rows}))
-            stats["stem"].append(str(stem))
-            stats["frames"].append(int(stop) - int(start))
-            stats["rows"].append(res.frames.num_rows)
-            stats["rejects"].append(res.rejects.num_rows)
-            stats["seconds"].append(time.perf_counter() - t0)
-            stats["started"].append(started)
-            stats["node"].append(ray.get_runtime_context().get_node_id())
-        return stats
-
-
 @dataclass
 class Plan:
     """What a run has to do: the pending work items and what the dataset holds in all."""
@@ -239,15 +131,6 @@ class Plan:
     """Input frames of the whole dataset (finished units included)."""
     units_total: int
     """Units (chunks) of the whole dataset."""
-
-
-def _marker_done(uri: str) -> bool:
-    """A marker counts only when complete JSON (a torn write means the unit is redone)."""
-    try:
-        json.loads(storage.read_text(uri))
-    except (FileNotFoundError, OSError, ValueError):
-        return False
-    return True
 
 
 def plan_items(cfg: PreprocessConfig) -> Plan:
@@ -272,7 +155,7 @@ def plan_items(cfg: PreprocessConfig) -> Plan:
         written = False
         for chunk in chunks:
             stem = unit_stem(unit, chunk, len(chunks))
-            if cfg.resume and _marker_done(storage.join(cfg.out, "_markers", f"{stem}.json")):
+            if cfg.resume and marker_done(storage.join(cfg.out, "_markers", f"{stem}.json")):
                 continue
             if not written:
                 fs, path = storage.resolve(plan_uri)
@@ -327,7 +210,7 @@ class _Progress:
 
     def __init__(self, units: int, frames: int, every_s: float) -> None:
         self.units, self.frames, self.every_s = units, frames, every_s
-        self.t0 = self.last = time.perf_counter()
+        self.last = time.perf_counter()
         self.done_units = self.done_frames = self.rows = self.rejects = 0
         self.first_start, self.last_end = float("inf"), 0.0
 
@@ -341,7 +224,8 @@ class _Progress:
         now = time.perf_counter()
         if now - self.last >= self.every_s or self.done_units == self.units:
             self.last = now
-            rate = self.done_frames / max(now - self.t0, 1e-9)
+            # Frames/s since the first unit started: actor start-up is not held against it.
+            rate = self.done_frames / max(time.time() - self.first_start, 1e-9)
             log.info("preprocess: %d/%d units, %d/%d frames, %.1f frames/s, %d rows, %d rejects "
                      "(last: %s, %.1f s)", self.done_units, self.units, self.done_frames, self.frames,
                      rate, self.rows, self.rejects, row["stem"], float(row["seconds"]))

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.configuration import ConfigError, from_dict
-from components.datasets.base import build_adapter, sample_id
+from components.datasets.base import VideoUnit, build_adapter, sample_id
 from components.faces.pipeline import FacePipeline, FacePipelineConfig
 from components.preprocessing import StoreConfig, process_unit
 from components.schema import REJECT_REASONS, SCHEMA_VERSION, read_store_metadata
 from tests.conftest import require_media
-from workflows.preprocess import PreprocessConfig, main, run_preprocess
+from workflows.preprocess import PreprocessConfig, main, run_preprocess, unit_stem
 from workflows.runtime import UserError
 
 pytestmark = pytest.mark.integration
@@ -258,3 +258,15 @@ def test_chunk_overlap_shorter_than_tracker_warm_up_is_refused() -> None:
         from_dict(PreprocessConfig, {"face": {"detect_every": 10}, "store": {"chunk_frames": 50}})
     assert PreprocessConfig(store=StoreConfig(chunk_frames=100, chunk_overlap=9)).store.chunk_overlap == 9
     assert PreprocessConfig(store=StoreConfig(chunk_frames=0, chunk_overlap=0)).store.chunk_frames == 0
+
+
+def test_store_file_names_are_distinct_and_visible_to_readers() -> None:
+    def stem(subject: str, video: str = "v") -> str:
+        return unit_stem(VideoUnit("media", subject, video, (), []))
+
+    assert stem("F001", "T1") == "media/F001/T1"
+    # Sanitised names carry a hash of the original, so "a/b" and "a_b" never share files, and
+    # no part starts with "." or "_" (pyarrow and Ray skip those as hidden).
+    assert stem("a_b") == "media/a_b/v" and stem("a/b").startswith("media/a_b~")
+    assert stem(".").startswith("media/root~") and stem("_x").startswith("media/x~")
+    assert len({stem(s) for s in ("a/b", "a_b", "a b", ".", "..", "_x", "x")}) == 7
