@@ -71,6 +71,9 @@ class FacePipelineDeployment:
         self.video_cfg = FacePipelineConfig(**video_faces)
         self.limits = Limits(**limits)
         self._models: dict[tuple, Any] = {}
+        # dlib's detectors and shape predictor crash (SIGSEGV/abort) when threads share them, and
+        # Serve runs sync methods on a thread pool: one face pass at a time per replica.
+        self._lock = threading.Lock()
         for cfg in (self.image_cfg, self.video_cfg):
             dkey = ("det", cfg.detector, tuple(sorted(cfg.detector_options().items())))
             lkey = ("lm", cfg.landmarker, tuple(sorted(cfg.landmarker_options().items())))
@@ -93,7 +96,8 @@ class FacePipelineDeployment:
             rgb = decode_image(data, self.limits.max_image_pixels, IMAGE_TYPES.get(content_type, ""))
         except BadInput as e:
             return _error(e)
-        results = self._pipeline(self.image_cfg, align_size).process_image(rgb)
+        with self._lock:
+            results = self._pipeline(self.image_cfg, align_size).process_image(rgb)
         return {
             "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
             "faces": [_face_info(r) for r in results],
@@ -112,7 +116,9 @@ class FacePipelineDeployment:
                 pipe = self._pipeline(self.video_cfg, align_size)
                 by_face: dict[int, list[tuple[int, Any]]] = {}
                 for t, rgb in enumerate(reader):
-                    for r in pipe.step(rgb, t):
+                    with self._lock:  # per frame, so image requests interleave with a long video
+                        faces = pipe.step(rgb, t)
+                    for r in faces:
                         by_face.setdefault(int(r.face.face_id), []).append((t, r))
         except BadInput as e:
             return _error(e)
@@ -134,8 +140,15 @@ class FacePipelineDeployment:
                 "faces": faces}
 
     def check_health(self) -> None:
-        """A real detection and landmark pass on a small blank image."""
-        self._pipeline(self.image_cfg, 64).process_image(np.full((96, 96, 3), 127, np.uint8))
+        """A real detection and landmark pass on a small blank image, unless a request holds
+        the models right now (that pass is then the proof of life, and waiting for it could
+        outlast the health-check timeout)."""
+        if not self._lock.acquire(timeout=1.0):
+            return
+        try:
+            self._pipeline(self.image_cfg, 64).process_image(np.full((96, 96, 3), 127, np.uint8))
+        finally:
+            self._lock.release()
 
     def probe(self) -> bool:
         """``check_health`` on request (the ingress's /healthz)."""

@@ -133,12 +133,16 @@ class AUService:
 
     # ------------------------------------------------------------------ plumbing
     async def _call(self, method: Any, *args: Any) -> Any:
-        """A deployment call, retried once when the replica serving it died or was unreachable."""
+        """A deployment call, retried once when the replica serving it died or was unreachable;
+        a second failure is a 503 for the client."""
         try:
             return await method.remote(*args)
         except RayActorError as e:
             log.warning("retrying once after a replica failure (%s)", type(e).__name__)
+        try:
             return await method.remote(*args)
+        except RayActorError as e:
+            raise BadInput(503, f"a backend replica failed twice ({type(e).__name__}); try again shortly") from None
 
     async def _member(self, st: Served, i: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         req = {"member": st.members[i], "aus": list(st.manifest.aus), "steps": st.steps, **batch}
@@ -233,21 +237,21 @@ class AUService:
             res = await self._call(self.faces.image, body, ctype, st.align_size)
             if "error" in res:
                 raise BadInput(res["status"], res["error"])
+            faces = res["faces"]
+            if faces:
+                batch = {"crop": res["crop"], "landmarks": res["landmarks"]}
+                outs = await asyncio.gather(*[self._member(st, i, batch) for i in st.image_use])
+                ans = await self._call(self.combiner.combine, st.manifest, st.image_use, outs)
         except BadInput as e:
             log.info("predict: refused (%d) %s", e.status, e.message)
             return self._fail(e)
-        faces = res["faces"]
         aus = list(st.manifest.aus)
-        if faces:
-            batch = {"crop": res["crop"], "landmarks": res["landmarks"]}
-            outs = await asyncio.gather(*[self._member(st, i, batch) for i in st.image_use])
-            ans = await self._call(self.combiner.combine, st.manifest, st.image_use, outs)
-            for k, f in enumerate(faces):
-                f["probs"] = dict(zip((f"AU{a}" for a in aus), _floats(ans["probs"][k])))
-                f["occurrence"] = dict(zip((f"AU{a}" for a in aus), ans["occurrence"][k].astype(int).tolist()))
-                if "intensity" in ans:
-                    f["intensity"] = dict(zip((f"AU{a}" for a in aus), _floats(ans["intensity"][k], 4)))
-                f["members"] = list(ans["members"])
+        for k, f in enumerate(faces):
+            f["probs"] = dict(zip((f"AU{a}" for a in aus), _floats(ans["probs"][k])))
+            f["occurrence"] = dict(zip((f"AU{a}" for a in aus), ans["occurrence"][k].astype(int).tolist()))
+            if "intensity" in ans:
+                f["intensity"] = dict(zip((f"AU{a}" for a in aus), _floats(ans["intensity"][k], 4)))
+            f["members"] = list(ans["members"])
         log.info("predict: %d bytes, %d faces, %.3f s", len(body), len(faces), time.perf_counter() - t0)
         if self._wants_csv(request):
             rows = [dict(f, frame=0, timestamp=0.0, success=1) for f in faces] or [{"frame": 0, "success": 0}]
@@ -271,10 +275,10 @@ class AUService:
                 raise BadInput(res["status"], res["error"])
             if not res["faces"]:
                 raise BadInput(422, f"no face found in any of the {res['n_frames']} frames of the video")
+            rows = await self._video_rows(st, res)
         except BadInput as e:
             log.info("predict/video: refused (%d) %s", e.status, e.message)
             return self._fail(e)
-        rows = await self._video_rows(st, res)
         log.info("predict/video: %d bytes, %d frames, %d faces, %.3f s", len(body), res["n_frames"],
                  len(res["faces"]), time.perf_counter() - t0)
         aus = list(st.manifest.aus)

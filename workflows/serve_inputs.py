@@ -49,7 +49,8 @@ class Limits(BaseModel):
 
 
 class BadInput(ValueError):
-    """A client error: HTTP ``status`` and a message saying what was wrong."""
+    """An answer that is not a prediction: HTTP ``status`` (4xx for what the client sent, 503
+    when a backend replica failed twice) and a message saying what was wrong."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
