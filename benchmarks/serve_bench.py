@@ -134,7 +134,8 @@ def video_per_core(ensemble: "str | None", checkpoint: "str | None", video: Path
     from components.faces.pipeline import FacePipelineConfig
 
     faces = FacePipelineConfig(**VIDEO_FACES)
-    det = Detector.from_ensemble(ensemble, faces=faces) if ensemble else Detector.from_checkpoint(checkpoint, faces=faces)
+    det = (Detector.from_ensemble(ensemble, faces=faces) if ensemble
+           else Detector.from_checkpoint(checkpoint, faces=faces))
     det.has_intensity  # noqa: B018 - load and warm every member before timing
     cpu0, t0 = time.process_time(), time.perf_counter()
     df = det.predict_video(video)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -28,8 +27,6 @@ import numpy as np
 from ray import serve
 
 from workflows.serve_inputs import IMAGE_TYPES, BadInput, Limits, VideoReader, decode_image, video_file
-
-log = logging.getLogger("facsflow.serve")
 
 __all__ = ["FacePipelineDeployment", "MemberModel", "Combiner", "probe_batch", "CACHED_MEMBERS"]
 

@@ -82,7 +82,8 @@ def test_served_answer_is_the_in_process_predictor_answer(client, served) -> Non
     media = require_media("single_face.jpg")
     data = (media / "single_face.jpg").read_bytes()
     served_faces = _post(client, "/v1/predict", data, "image/jpeg").json()["faces"]
-    local = Predictor.from_manifest(str(served.ensemble), face_config=FacePipelineConfig(detector="mtcnn", policy="all"))
+    faces = FacePipelineConfig(detector="mtcnn", policy="all")  # as the app's image_faces
+    local = Predictor.from_manifest(str(served.ensemble), face_config=faces)
     rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     local_faces = local.predict_image(rgb)
     assert len(served_faces) == len(local_faces) == 1

@@ -40,7 +40,8 @@ CASES = [
     ("wrong-content-type", "/v1/predict", _jpeg, "text/plain", 415, "'text/plain' is not an image"),
     ("unsupported-image-type", "/v1/predict", lambda: _png(40, 40, "RGB", "GIF"), "image/gif", 415, "image/gif"),
     ("content-type-lies", "/v1/predict", _jpeg, "image/png", 415, "says PNG but the body is JPEG"),
-    ("oversize-body", "/v1/predict", lambda: os.urandom(2_000_001), "image/jpeg", 413, "exceeds the limit of 2000000 bytes"),
+    ("oversize-body", "/v1/predict", lambda: os.urandom(2_000_001), "image/jpeg", 413,
+     "exceeds the limit of 2000000 bytes"),
     # 25 Mpixel of zeros compress to ~25 kB: refused from the header, before any decoding.
     ("decompression-bomb", "/v1/predict", lambda: _png(5000, 5000), "image/png", 413, "5000x5000 = 25000000 pixels"),
     ("video-zero-bytes", "/v1/predict/video", lambda: b"", "video/mp4", 400, "empty body"),
