@@ -231,6 +231,36 @@ class _Progress:
                      rate, self.rows, self.rejects, row["stem"], float(row["seconds"]))
 
 
+def _unit_rows(cfg: PreprocessConfig, items: list[dict[str, Any]], aus: Any, actors: int) -> Any:
+    """The Ray Data pipeline over work items: one stats row per finished unit."""
+    import ray
+
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    # A unit that failed (after its retries) is reported at the end, not fatal to the rest.
+    # More failures than a whole pool's units in flight (2 per actor: a lost node) mean
+    # something systemic (an unwritable store, a broken install): then Ray Data stops the run.
+    ds.context.max_errored_blocks = max(8, 2 * actors + len(items) // 100)
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named map_batches parameter for actor restarts and retries; the
+        # remote-args route is deprecated for Ray 2.64 (revisit when the pin moves).
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        out = ds.map_batches(
+            UnitProcessor, batch_size=1,
+            fn_constructor_kwargs={"face": to_dict(cfg.face), "store": to_dict(cfg.store),
+                                   "out": cfg.out, "aus": list(aus),
+                                   "fault_unit": os.environ.get(FAULT_ENV, "")},
+            # All actors requested at once; work starts as soon as one is up (a cluster may
+            # not fit them all yet). Two units in flight per actor keep it busy between units.
+            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors,
+                                               max_tasks_in_flight_per_actor=2),
+            num_cpus=cfg.actor_cpus, num_gpus=cfg.actor_gpus or None,
+            # Restart a dead actor always; retry its unit only unit_retries times (Ray Data's
+            # default retries forever: a unit that kills its actor every time would hang).
+            max_restarts=-1, max_task_retries=cfg.unit_retries,
+        )
+    return out
+
+
 def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     """Run preprocessing on the connected Ray cluster; return a summary.
 
@@ -282,39 +312,29 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     if items:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         actors = min(cfg.actors or max(1, int(cpus // cfg.actor_cpus)), len(items))
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        # A unit that failed (after its retries) is reported at the end, not fatal to the rest.
-        ds.context.max_errored_blocks = -1
-        with warnings.catch_warnings():
-            # Ray 2.60 has no named map_batches parameter for actor restarts and retries; the
-            # remote-args route is deprecated for Ray 2.64 (revisit when the pin moves).
-            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-            out = ds.map_batches(
-                UnitProcessor, batch_size=1,
-                fn_constructor_kwargs={"face": to_dict(cfg.face), "store": to_dict(cfg.store),
-                                       "out": cfg.out, "aus": list(plan.aus),
-                                       "fault_unit": os.environ.get(FAULT_ENV, "")},
-                # All actors requested at once; work starts as soon as one is up (a cluster may
-                # not fit them all yet). Two units in flight per actor keep it busy between units.
-                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors, initial_size=actors,
-                                                   max_tasks_in_flight_per_actor=2),
-                num_cpus=cfg.actor_cpus, num_gpus=cfg.actor_gpus or None,
-                # Restart a dead actor always; retry its unit only unit_retries times (Ray Data's
-                # default retries forever: a unit that kills its actor every time would hang).
-                max_restarts=-1, max_task_retries=cfg.unit_retries,
-            )
         progress = _Progress(len(items), todo_frames, cfg.log_every_s)
         nodes: set[str] = set()
         finished: set[str] = set()
-        for row in out.iter_rows():
-            progress.update(row)
-            finished.add(row["stem"])
-            nodes.add(row["node"])
+        pending = items
+        # A lost node fails its units' tasks faster than Ray declares the node dead (the actor
+        # task retries hit a dead address and run out within a second): such units get one more
+        # pass here, on a fresh actor pool on the nodes that are left.
+        for attempt in range(2 if cfg.unit_retries else 1):
+            if attempt:
+                log.warning("%d unit(s) failed (actor or node lost?); running them again: %s",
+                            len(pending), ", ".join(it["stem"] for it in pending[:5]))
+            for row in _unit_rows(cfg, pending, plan.aus, min(actors, len(pending))).iter_rows():
+                progress.update(row)
+                finished.add(row["stem"])
+                nodes.add(row["node"])
+            pending = [it for it in pending if it["stem"] not in finished]
+            if not pending:
+                break
         summary.update(rows=progress.rows, rejects=progress.rejects, nodes=sorted(nodes))
         if progress.done_units:
             summary["startup_seconds"] = round(progress.first_start - wall0, 3)
             summary["processing_seconds"] = round(progress.last_end - progress.first_start, 3)
-        failed = sorted({it["stem"] for it in items} - finished)
+        failed = sorted(it["stem"] for it in pending)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     if failed:
         raise UnitsFailed(
