@@ -9,6 +9,10 @@ Ray 2.60's pattern for tuning distributed training: each Tune trial is a small *
 scheduler can stop weak trials after any epoch, which kills the trial's driver and with it the
 Train run it owns. The search space lives in config (``workflows/configs/tune-<family>.yaml``).
 
+Known limit (Ray 2.60): a stopped trial's training placement group is removed by Ray Train's
+detached cleaner actor, which finds its cluster by auto-detection; on a host running several Ray
+instances it can query the wrong one, and the group then stays reserved until Ray shuts down.
+
 Outputs in ``--out``: ``tune/`` (Tune's experiment), ``trials/<run>/`` (each trial's Train run:
 checkpoints, metrics.jsonl), ``trials.csv`` (one row per trial), ``tune.yaml`` (this search) and
 ``best_config.yaml``: a TrainConfig that ``facsflow train --config`` takes as it is.
@@ -339,7 +343,8 @@ def _trial_rows(results: Any, search: SearchConfig, max_t: int) -> list[dict[str
         row.update(params)
         for name in TRAIN_METRICS:
             row[name] = metrics.get(name, float("nan"))
-        row[f"best_{search.metric}"] = (max(values) if search.mode == "max" else min(values)) if values else float("nan")
+        best = max if search.mode == "max" else min
+        row[f"best_{search.metric}"] = best(values) if values else float("nan")
         row["run_dir"] = run_dir
         row["error"] = "" if res.error is None else str(res.error).splitlines()[0][:300]
         rows.append(row)

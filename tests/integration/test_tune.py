@@ -46,6 +46,7 @@ space:
   optim.lr: {{kind: loguniform, low: 1.0e-5, high: 1.0e-1}}
   model_kwargs.dropout: {{kind: uniform, low: 0.0, high: 0.5}}
 samples: 4
+max_concurrent_trials: 1
 metric: train_loss
 mode: min
 asha: {{grace_period: 1, reduction_factor: 2}}
@@ -54,12 +55,19 @@ asha: {{grace_period: 1, reduction_factor: 2}}
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One embedded Ray for this module (2 CPUs, as on the project's machines)."""
+    """One embedded Ray for this module, one trial at a time (max_concurrent_trials: 1).
+
+    4 logical CPUs on a 2-core machine leave room for the 0.5-CPU placement group of each trial
+    that ASHA stops: Ray Train 2.60 removes it from a detached cleaner actor that finds its cluster
+    by auto-detection, and on a host running several Ray instances it may query another one and
+    leave the group in place until Ray shuts down. With 2 CPUs one such group starves the next
+    trial's data pipeline (Ray Data's file listing takes a whole CPU).
+    """
     # Trials start worker processes on a machine shared with other work: give them time.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
     from workflows.runtime import ray_session
 
-    with ray_session(num_cpus=2) as resources:
+    with ray_session(num_cpus=4) as resources:
         yield resources
 
 
