@@ -425,6 +425,9 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     search = config_from_args(args)
+    from workflows.data import store_info
+
+    store_info(search.train.data)  # a wrong --data fails here, before Ray starts
     with ray_session(args.address):
         summary = run_tune(search)
     metric = f"best_{search.metric}"
