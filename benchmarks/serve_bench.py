@@ -123,9 +123,12 @@ def member_handle_rps(ensemble: str, n: int, concurrency: int = 32) -> dict[str,
         sizes = await asyncio.gather(*[one() for _ in range(n)])
         return time.perf_counter() - t, sizes
 
+    cpu0 = ray_cpu_seconds()
     wall, sizes = asyncio.run(go())
+    cpu = ray_cpu_seconds() - cpu0
     return {"requests": n, "concurrency": concurrency, "requests_per_s": round(n / wall, 1),
-            "mean_batch_faces": round(float(np.mean(sizes)), 2), "member": man.members[0].name}
+            "requests_per_cpu_s": round(n / cpu, 1), "mean_batch_faces": round(float(np.mean(sizes)), 2),
+            "member": man.members[0].name}
 
 
 def video_per_core(ensemble: "str | None", checkpoint: "str | None", video: Path) -> dict[str, Any]:
@@ -227,7 +230,8 @@ def main(argv: "list[str] | None" = None) -> int:
             finally:
                 serve.delete("facsflow")
             h, m = runs[label]["http"], runs[label]["member_handle"]
-            print(f"{label:>9}: member {m['requests_per_s']} req/s (mean batch {m['mean_batch_faces']}), "
+            print(f"{label:>9}: member {m['requests_per_s']} req/s, {m['requests_per_cpu_s']} req per Serve CPU-s "
+                  f"(mean batch {m['mean_batch_faces']}), "
                   f"HTTP {h['throughput_rps']} req/s p50 {h['p50_ms']} ms p99 {h['p99_ms']} ms errors {h['errors']}",
                   flush=True)
         serve.shutdown()
