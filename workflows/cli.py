@@ -15,6 +15,7 @@ STAGES = {
     "ensemble": "Choose an ensemble of runs and write its manifest",
     "serve": "Serve an ensemble over HTTP with Ray Serve",
     "predict": "Predict AUs for images and videos into OpenFace-style CSVs",
+    "export": "Export ensemble members to TorchScript or ONNX (no Ray needed to use them)",
     "models": "List the registered models (--json for machines)",
 }
 
