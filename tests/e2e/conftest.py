@@ -1,6 +1,8 @@
 """One real Serve app for the serving and web-page tests: a local Ray on 2 CPUs, the app bound
 to 127.0.0.1 on a free port, built from a small seeded ensemble (an image member with an
-intensity head, a To-Sequence member that needs video). Started once per test session."""
+intensity head, a To-Sequence member that needs video). Started once for the e2e folder and torn
+down after its last test (package scope): a Serve app left running would hold 1.25 of the
+machine's 2 CPUs while the integration tests that follow wait for them."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     """The running app (torn down with Serve, and Ray if this fixture started it)."""
     import ray
@@ -64,7 +66,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
             ray.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def client(served: ServedApp) -> Iterator[Any]:
     import httpx
 

@@ -44,10 +44,11 @@ the loss was still rank 0's own); one-node vs three-node runs gave equal losses 
 10 % is that spread with margin, while a broken run (a worker without data, another store's
 rows, no gradient sync) trains to a visibly different loss after the second step."""
 ACC_ATOL = 0.05
-"""Validation mean accuracy, absolute: validation is not split (every worker scores the whole
-validation set with the synchronised weights), so only float-level differences remain, which
-flip a few frames whose probability sits at 0.5 after one step. Measured: 0.419/0.544 twice on
-one node; 0.325/0.544 (one node) vs 0.335/0.544 (three nodes)."""
+"""Validation mean accuracy after the last epoch, absolute: validation is not split (every worker
+scores the whole validation set with the synchronised weights), so only float-level differences
+remain. After the first step many frames' probabilities still sit at 0.5 and a tiny weight
+difference flips them (measured: 0.325 vs 0.335 and 0.325 vs 0.408 at epoch 1), so epoch 1 is
+not compared; after the second step both runs gave 0.544 every time."""
 F1_ATOL = 0.1
 """Final validation mean F1, absolute. After two steps it is still 0 for every run we made (no
 AU crosses 0.5 yet), so this bound only catches a run that went somewhere else entirely; the
@@ -260,7 +261,7 @@ def test_preprocess_and_training_use_both_worker_nodes_and_match_one_node(one_no
     assert len(got["train_loss"]) == len(want["train_loss"]) == 2
     np.testing.assert_allclose(got["train_loss"], want["train_loss"], rtol=LOSS_RTOL,
                                err_msg=f"multi-node {got} vs one node {want}")
-    np.testing.assert_allclose(got["val_accuracy"], want["val_accuracy"], atol=ACC_ATOL,
+    np.testing.assert_allclose(got["val_accuracy"][-1], want["val_accuracy"][-1], atol=ACC_ATOL,
                                err_msg=f"multi-node {got} vs one node {want}")
     assert abs(got["val_mean_f1"][-1] - want["val_mean_f1"][-1]) <= F1_ATOL, (got, want)
     for run in (got, want):  # both really learned: loss down, validation accuracy up
