@@ -42,7 +42,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = ROOT.parent / "shared" / "media"
-FACES = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "single_face.jpg", "multi_face.jpg")
 
 
 def build_store(workdir: Path, copies: int) -> str:
@@ -53,17 +52,14 @@ def build_store(workdir: Path, copies: int) -> str:
     from components import storage
     from components.datasets.synth import SynthConfig, generate
     from components.faces.pipeline import FacePipelineConfig
+    from workflows.demo import link_face_photos
     from workflows.preprocess import PreprocessConfig, run_preprocess
 
     base, bench = workdir / "store", workdir / f"store-x{copies}"
     if (bench / "store.json").is_file():
         return str(bench)
     if not (base / "store.json").is_file():
-        faces = workdir / "faces"
-        faces.mkdir(parents=True, exist_ok=True)
-        for name in FACES:
-            if not (faces / name).exists():
-                os.symlink(MEDIA / name, faces / name)
+        faces = link_face_photos(MEDIA, workdir)
         generate(SynthConfig(out=str(workdir / "synth"), layout="manifest", faces=str(faces), overwrite=True,
                              subjects_per_identity=1, videos_per_subject=1, frames_per_video=16))
         run_preprocess(PreprocessConfig(dataset="manifest", root=str(workdir / "synth"), out=str(base),

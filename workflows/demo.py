@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,20 +62,32 @@ class DemoConfig:
     """Bootstrap replicates for the report's confidence intervals."""
 
 
+DEMO_FACE_PHOTOS = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "single_face.jpg", "multi_face.jpg")
+"""The expression photos and the group photo of ../shared/media: eight real identities, so
+held-out subjects are other people than the training ones (also the tests' and benchmarks' set)."""
+
+
+def link_face_photos(media: Path, where: Path, names: "tuple[str, ...]" = DEMO_FACE_PHOTOS) -> Path:
+    """``where/faces`` holding symlinks to ``names`` in ``media``; FileNotFoundError names any missing."""
+    missing = [n for n in names if not (media / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"face photos missing from {media}: {missing}")
+    d = where / "faces"
+    d.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if not (d / name).exists():
+            os.symlink(media / name, d / name)
+    return d
+
+
 def _faces_dir(cfg: DemoConfig, workdir: Path) -> str:
     if cfg.faces:
         return cfg.faces
-    if MEDIA.is_dir():
-        # The expression photos and the group photo: several real identities, so held-out
-        # subjects are other people than the training ones.
-        d = workdir / "faces"
-        d.mkdir(parents=True, exist_ok=True)
-        for name in ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "single_face.jpg", "multi_face.jpg"):
-            src = MEDIA / name
-            if src.is_file() and not (d / name).exists():
-                os.symlink(src, d / name)
-        return str(d)
-    return ""
+    try:
+        return str(link_face_photos(MEDIA, workdir))
+    except FileNotFoundError as e:
+        logging.getLogger(__name__).warning("%s; the generator uses its built-in face instead", e)
+        return ""
 
 
 def _probe_image(cfg: DemoConfig, workdir: Path) -> bytes:

@@ -1,4 +1,4 @@
-"""Integration fixtures: one embedded local Ray per session, one tiny synthetic feature store.
+"""Integration fixtures: an embedded local Ray per test module, one tiny synthetic feature store.
 
 The store is generated from real photos in ../shared/media (several identities, so held-out
 subjects are other people) and preprocessed with the real Ray Data workflow.
@@ -12,40 +12,39 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_media
+from workflows.demo import DEMO_FACE_PHOTOS, link_face_photos
 
-FACE_PHOTOS = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "single_face.jpg", "multi_face.jpg")
 
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_local():
-    """An embedded local Ray with 2 CPUs for the whole session."""
+    """An embedded local Ray with 2 CPUs, all free, for one test module.
+
+    Module scope, and a fresh instance: a Ray that an earlier module left running (a Serve app,
+    a Tune run's placement groups) may hold CPUs that these workflows then wait for forever, and
+    a module that needs another size (test_tune's 4 logical CPUs) must not inherit this one."""
     import ray
 
     from workflows.runtime import init_ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    started = not ray.is_initialized()
+    if ray.is_initialized():
+        ray.shutdown()
     init_ray(num_cpus=2)
     ray.data.DataContext.get_current().enable_progress_bars = False
+    free = ray.available_resources().get("CPU", 0.0)
+    assert free >= 2.0, f"the fresh local Ray has only {free} of 2 CPUs free"
     yield ray
-    if started:
-        ray.shutdown()
+    ray.shutdown()
 
 
 def face_photos_dir(tmp: Path) -> Path:
     """A folder of symlinks to the media photos (several real identities)."""
-    media = require_media(*FACE_PHOTOS)
-    d = tmp / "faces"
-    d.mkdir(parents=True, exist_ok=True)
-    for name in FACE_PHOTOS:
-        if not (d / name).exists():
-            os.symlink(media / name, d / name)
-    return d
+    return link_face_photos(require_media(*DEMO_FACE_PHOTOS), tmp)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory, ray_local) -> dict:
-    """A small synthetic manifest dataset preprocessed into a feature store (session-wide)."""
+    """A small synthetic manifest dataset preprocessed into a feature store (per module)."""
     from components.datasets.synth import SynthConfig, generate
     from components.faces.pipeline import FacePipelineConfig
     from workflows.preprocess import PreprocessConfig, run_preprocess

@@ -15,12 +15,12 @@ import pytest
 
 from components.configuration import ConfigError, load_yaml
 from tests.conftest import require_media
+from workflows.demo import DEMO_FACE_PHOTOS, link_face_photos
 from workflows.train import TrainConfig
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-FACES = ("0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "single_face.jpg", "multi_face.jpg")
 MAX_T = 3
 
 # Tiny on purpose: 1-worker trials of the fastest CPU model, 2 steps of 8 frames per epoch, so
@@ -65,8 +65,12 @@ def local_ray():
     """
     # Trials start worker processes on a machine shared with other work: give them time.
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
+    import ray
+
     from workflows.runtime import ray_session
 
+    if ray.is_initialized():  # another module's 2-CPU Ray would be reused as is
+        ray.shutdown()
     with ray_session(num_cpus=4) as resources:
         yield resources
 
@@ -75,16 +79,13 @@ def local_ray():
 def tiny_store(tmp_path_factory: pytest.TempPathFactory, local_ray) -> Path:
     """Synthetic manifest dataset from the real face photos (one 16-frame video per identity),
     preprocessed into a feature store."""
-    media = require_media(*FACES)
+    media = require_media(*DEMO_FACE_PHOTOS)
     from components.datasets.synth import SynthConfig, generate
     from components.faces.pipeline import FacePipelineConfig
     from workflows.preprocess import PreprocessConfig, run_preprocess
 
     work = tmp_path_factory.mktemp("tune-store")
-    faces = work / "faces"
-    faces.mkdir()
-    for name in FACES:
-        os.symlink(media / name, faces / name)
+    faces = link_face_photos(media, work)
     generate(SynthConfig(out=str(work / "synth"), layout="manifest", faces=str(faces),
                          subjects_per_identity=1, videos_per_subject=1, frames_per_video=16))
     summary = run_preprocess(PreprocessConfig(dataset="manifest", root=str(work / "synth"),
