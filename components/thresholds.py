@@ -24,8 +24,11 @@ __all__ = ["DEFAULT_GRID", "DEFAULT_THRESHOLD", "tune_thresholds", "apply_thresh
 DEFAULT_THRESHOLD = 0.5
 """Threshold used when none is tuned."""
 
-DEFAULT_GRID = np.round(np.linspace(0.05, 0.95, 19), 10)
-"""0.05, 0.10, ..., 0.95."""
+DEFAULT_GRID = np.round(np.concatenate([[0.0, 0.01, 0.02, 0.03], np.linspace(0.05, 0.95, 19)]), 10)
+"""0 (every frame positive), 0.01, 0.02, 0.03, then 0.05, 0.10, ..., 0.95. The low end lets an AU
+whose scores stay small (a rare AU, an under-trained model) still be cut where its ranking is
+informative, and falls back to predicting the AU everywhere when that is what maximises
+validation F1 (the F1-optimal decision for uninformative scores, 2p/(1+p))."""
 
 
 def apply_thresholds(probs: np.ndarray, thr: "float | Sequence[float] | np.ndarray") -> np.ndarray:

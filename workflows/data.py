@@ -233,7 +233,7 @@ def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
     paths = [storage.resolve(f)[1] for f in files]
     # Read tasks take data_cpus like the transform: Ray's default of one whole CPU per read task
     # never schedules when training holds all but a fraction of a CPU (e.g. tune's concurrent trials).
-    ds = ray.data.read_parquet(paths, filesystem=fs, columns=COLUMNS, ray_remote_args={"num_cpus": data_cpus})
+    ds = ray.data.read_parquet(paths, filesystem=fs, columns=COLUMNS, num_cpus=data_cpus)
     return ds.map_batches(
         _transform, batch_size=32, batch_format="numpy", num_cpus=data_cpus,
         fn_kwargs={"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]),

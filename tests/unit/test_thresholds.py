@@ -23,9 +23,19 @@ def test_tune_thresholds_constructed_example():
     np.testing.assert_allclose(tune_thresholds(probs, labels), [0.30, 0.5, 0.5])
 
 
+def test_uninformative_small_scores_fall_back_to_all_positive_or_a_low_cut():
+    # AU a: every prob under 0.01, labels 1 0 1 0: thresholds >= 0.01 predict nothing (F1 0);
+    #   0.0 predicts all positive: TP2 FP2 -> 0.667, the best.
+    # AU b: probs 0.004 0.015 0.025 0.04, labels 0 0 1 1: only 0.02 gives TP2 FP0 -> F1 1;
+    #   0.0: TP2 FP2 -> 0.667; 0.01: TP2 FP1 -> 0.8; 0.03: TP1 FN1 -> 0.667.
+    probs = np.array([[0.002, 0.004], [0.001, 0.015], [0.004, 0.025], [0.003, 0.04]])
+    labels = np.array([[1, 0], [0, 0], [1, 1], [0, 1]])
+    np.testing.assert_allclose(tune_thresholds(probs, labels), [0.0, 0.02])
+
+
 def test_grid_and_apply():
-    np.testing.assert_allclose(DEFAULT_GRID[[0, 9, 18]], [0.05, 0.5, 0.95])
-    assert DEFAULT_GRID.size == 19
+    np.testing.assert_allclose(DEFAULT_GRID[[0, 1, 4, 13, 22]], [0.0, 0.01, 0.05, 0.5, 0.95])
+    assert DEFAULT_GRID.size == 23
     out = apply_thresholds(np.array([[0.5, 0.49], [0.2, 0.8]]), [0.5, 0.5])
     np.testing.assert_array_equal(out, [[1, 0], [0, 1]])
     np.testing.assert_array_equal(apply_thresholds(np.array([[0.3, 0.7]]), [0.2, 0.8]), [[1, 0]])
