@@ -1,0 +1,449 @@
+"""A small synthetic AU learning set, built without Ray, shared by the learning tests and the
+model benchmark.
+
+``build_learning_set`` renders a data set with the synthetic generator
+(``components.datasets.synth``) from real face photos, reads it back with the layout's adapter,
+runs every video through the real face pipeline (``components.preprocessing.process_unit``) and
+splits subjects into train / validation / test by identity group (``components.datasets.folds``:
+k-fold by group, validation carved from the training groups), so no identity is on both sides.
+The decoded crops and every store column are cached as one ``.npz`` under a folder keyed by the
+config and the generator / preprocessing source, so a second run loads in about a second.
+
+Columns of a ``Rows`` dict (numpy, first axis N): ``crop`` (N, S, S, 3) uint8 aligned crops,
+``landmarks`` (N, 136), ``landmark_diff`` (N, len(diff_steps) * 136), ``diff_valid``,
+``labels`` (N, n_AU) int8 1/0/-1, ``intensities`` (N, n_AU) int8 0-5 or -1 (the manifest layout
+has no intensities: all -1; the disfa layout has them), ``occluded`` (N,) bool (the generator's
+hand-occluder flag from ``synth_meta/occlusions.csv``), ``sample_id``, ``subject``, ``group``,
+``video``, ``frame``, ``frame_order``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from components.au import DATASET_AUS
+from components.batches import AugmentConfig, BatchBuilder
+from components.models.base import InputSpec
+from workflows.demo import DEMO_FACE_PHOTOS, link_face_photos
+
+__all__ = ["FACE_PHOTOS", "LearningSetConfig", "LearningSet", "Rows", "build_learning_set", "take",
+           "batches", "cache_root", "link_face_photos", "LEARNING_SET", "LIGHT_AUGMENT", "Recipe", "RECIPES", "Trained", "train", "predict", "evaluate"]
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = Path(os.environ.get("FACSFLOW_MEDIA", ROOT.parent / "shared" / "media"))
+FACE_PHOTOS = DEMO_FACE_PHOTOS
+"""Source photos: the demo's five files, eight usable faces (multi_face.jpg holds several)."""
+
+Rows = dict[str, np.ndarray]
+_STR_COLUMNS = ("sample_id", "subject", "group", "video")
+# Code whose change makes a cached set stale: the generator, the adapters, the face pipeline.
+_SOURCES = ("components/datasets/synth*.py", "components/datasets/manifest.py", "components/datasets/disfa.py",
+            "components/preprocessing.py", "components/faces/*.py")
+_BUILD_VERSION = 1
+"""Bump when the way this file builds the rows changes (it is not hashed: recipes change often)."""
+
+
+@dataclass(frozen=True)
+class LearningSetConfig:
+    """What ``build_learning_set`` renders and how it splits it."""
+
+    layout: str = "manifest"
+    """Generator layout read back by its adapter: 'manifest' (unknown cells, no intensities)
+    or 'disfa' (intensities 0-5, occurrence = level >= 2, no unknowns, one video per subject)."""
+    identities: int = 8
+    """Source faces used (identity groups); the five photos hold eight."""
+    subjects_per_identity: int = 2
+    """Pseudo-subjects per identity (same group: never split across train and test)."""
+    videos_per_subject: int = 2
+    """Videos per subject (disfa joins them into one recording)."""
+    frames_per_video: int = 40
+    """Frames per video."""
+    frame_size: int = 256
+    """Rendered frame side in pixels (the face pipeline aligns crops to ``crop_size``)."""
+    crop_size: int = 112
+    """Side of the aligned crops kept in the set."""
+    occlusion_rate: float = 0.3
+    """Probability that a video has a hand-over-face episode."""
+    aus: tuple[int, ...] = DATASET_AUS["synthetic"]
+    """AUs rendered and labelled (all DISFA-coded, so both layouts can carry them)."""
+    diff_steps: tuple[int, ...] = (1, 2, 4)
+    """Temporal landmark difference steps stored per row."""
+    folds: int = 3
+    """k of the k-fold split by identity group."""
+    fold: int = 1
+    """Which fold is the test set (1-based)."""
+    seed: int = 0
+    """Generator seed."""
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("manifest", "disfa"):
+            raise ValueError(f"layout must be manifest or disfa, got {self.layout!r}")
+        if not 1 <= self.fold <= self.folds:
+            raise ValueError(f"fold {self.fold} outside 1..{self.folds}")
+
+    def key(self) -> str:
+        """Cache key: this config plus a hash of the code that produced the data."""
+        h = hashlib.sha256(json.dumps([_BUILD_VERSION, asdict(self)], sort_keys=True, default=list).encode())
+        for pattern in _SOURCES:
+            for path in sorted(ROOT.glob(pattern)):
+                h.update(path.name.encode() + path.read_bytes())
+        return f"{self.layout}-{h.hexdigest()[:16]}"
+
+
+LEARNING_SET = LearningSetConfig(videos_per_subject=3)
+"""The set the learning test and the model benchmark use: 8 groups x 2 subjects x 3 videos x 40
+frames. Three videos per subject (not two) so the single validation group shows every AU, which
+threshold tuning needs."""
+
+
+@dataclass
+class LearningSet:
+    """The built set: every row, the subject split and where the rendered data lies."""
+
+    config: LearningSetConfig
+    aus: tuple[int, ...]
+    rows: Rows
+    splits: dict[str, list[str]]
+    """'train', 'val', 'test' → subjects."""
+    data_dir: Path
+    """The generator's output (labels, frames, ``synth_meta/``)."""
+    rejects: int = 0
+    """Frames the face pipeline rejected (no face, landmark failure)."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def diff_steps(self) -> tuple[int, ...]:
+        return self.config.diff_steps
+
+    def part(self, name: str) -> Rows:
+        """Rows of the subjects of split ``name`` ('train', 'val', 'test' or 'all')."""
+        if name == "all":
+            return self.rows
+        if name not in self.splits:
+            raise KeyError(f"no split {name!r}; have {sorted(self.splits)} and 'all'")
+        return take(self.rows, np.isin(self.rows["subject"], self.splits[name]))
+
+
+def take(rows: Rows, index: "np.ndarray | Sequence[int]") -> Rows:
+    """The rows ``index`` (integer positions or a boolean mask) of every column."""
+    idx = np.asarray(index)
+    return {k: v[idx] for k, v in rows.items()}
+
+
+def cache_root() -> Path:
+    """``$FACSFLOW_TEST_CACHE`` or ``<tmp>/facsflow-test-cache`` (created by the builder)."""
+    env = os.environ.get("FACSFLOW_TEST_CACHE")
+    return Path(env) if env else Path(tempfile.gettempdir()) / "facsflow-test-cache"
+
+
+def _occlusion_flags(meta: Path) -> dict[tuple[str, str, int], bool]:
+    with open(meta / "occlusions.csv", newline="") as fh:
+        return {(r["subject"], r["video"], int(r["frame"])): r["occluded"] == "1" for r in csv.DictReader(fh)}
+
+
+def _render_and_read(cfg: LearningSetConfig, work: Path) -> tuple[Rows, int, dict[str, Any]]:
+    import pyarrow as pa
+
+    from components.datasets.base import build_adapter
+    from components.datasets.synth import SynthConfig, generate
+    from components.faces.pipeline import FacePipeline, FacePipelineConfig
+    from components.preprocessing import StoreConfig, decode_jpeg, process_unit
+
+    data = work / "data"
+    summary = generate(SynthConfig(
+        out=str(data), layout=cfg.layout, faces=str(link_face_photos(MEDIA, work)), seed=cfg.seed, aus=cfg.aus,
+        subjects_per_identity=cfg.subjects_per_identity, videos_per_subject=cfg.videos_per_subject,
+        frames_per_video=cfg.frames_per_video, frame_size=cfg.frame_size, occlusion_rate=cfg.occlusion_rate,
+        max_identities=cfg.identities))
+    options: dict[str, Any] = {"aus": cfg.aus}
+    if cfg.layout == "disfa":
+        options["groups"] = str(data / "synth_meta" / "groups.csv")
+    adapter = build_adapter(cfg.layout, data, **options)
+    pipeline = FacePipeline(FacePipelineConfig(align_size=cfg.crop_size))
+    store = StoreConfig(diff_steps=cfg.diff_steps)
+    tables, rejects = [], 0
+    for unit in adapter.units():
+        result = process_unit(unit, pipeline, store)
+        tables.append(result.frames)
+        rejects += result.rejects.num_rows
+    table = pa.concat_tables(tables)
+    flags = _occlusion_flags(data / "synth_meta")
+    cols = table.to_pydict()
+    k = len(cfg.aus)
+    rows: Rows = {
+        "crop": np.stack([decode_jpeg(b) for b in cols["image"]]),
+        "landmarks": np.asarray(cols["landmarks"], np.float32),
+        "landmark_diff": np.asarray(cols["landmark_diff"], np.float32),
+        "diff_valid": np.asarray(cols["diff_valid"], bool),
+        "labels": np.asarray(cols["labels"], np.int8),
+        "intensities": np.asarray([v if len(v) else [-1] * k for v in cols["intensities"]], np.int8),
+        "occluded": np.asarray([flags[(s, v, f)] for s, v, f in zip(cols["subject"], cols["video"], cols["frame"])]),
+        "frame": np.asarray(cols["frame"], np.int32),
+        "frame_order": np.asarray(cols["frame_order"], np.int32),
+    }
+    for name in _STR_COLUMNS:
+        rows[name] = np.asarray(cols[name], dtype=str)
+    info = {"identities": summary.identities, "subjects": summary.subjects, "frames": summary.frames,
+            "occluded_frames": summary.occluded_frames, "base_rates": summary.base_rates}
+    return rows, rejects, info
+
+
+def _split(cfg: LearningSetConfig, rows: Rows) -> dict[str, list[str]]:
+    from components.datasets.folds import FoldSpec, split_subjects
+
+    groups = dict(zip(rows["subject"].tolist(), rows["group"].tolist()))
+    spec = FoldSpec(dataset="synthetic", kind="kfold", k=cfg.folds, seed=cfg.seed)
+    return split_subjects(spec, cfg.fold, groups, groups)
+
+
+def build_learning_set(config: "LearningSetConfig | None" = None, cache: "Path | None" = None) -> LearningSet:
+    """Render, preprocess and split the set ``config`` describes, or load it from the cache.
+
+    ``cache`` defaults to ``cache_root()``; the set lives in ``<cache>/learning/<config key>/``.
+    Raises FileNotFoundError when the face photos of ``../shared/media`` are absent.
+    """
+    cfg = config or LearningSetConfig()
+    final = (cache or cache_root()) / "learning" / cfg.key()
+    if not (final / "rows.npz").is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=final.name + ".", dir=final.parent))
+        rows, rejects, info = _render_and_read(cfg, work)
+        np.savez(work / "rows.npz", **rows)
+        (work / "info.json").write_text(json.dumps({**info, "rejects": rejects}, indent=2, sort_keys=True))
+        try:
+            os.rename(work, final)     # atomic: a concurrent builder's copy wins or ours does
+        except OSError:
+            shutil.rmtree(work, ignore_errors=True)
+    with np.load(final / "rows.npz") as z:
+        rows = {k: z[k] for k in z.files}
+    info = json.loads((final / "info.json").read_text())
+    return LearningSet(cfg, tuple(cfg.aus), rows, _split(cfg, rows), final / "data",
+                       rejects=int(info.pop("rejects")), info=info)
+
+
+def batches(rows: Rows, spec: InputSpec, aus: Sequence[int], augment: "AugmentConfig | None", batch_size: int,
+            shuffle: bool, seed: int, *, store_aus: "Sequence[int] | None" = None,
+            diff_steps: Sequence[int] = (1, 2, 4), by_video: bool = False) -> Iterator[dict[str, Any]]:
+    """Model batches over ``rows`` through ``components.batches.BatchBuilder``.
+
+    ``aus``: the model's AU list, picked from the set's columns ``store_aus`` (default the
+    same list). ``shuffle`` permutes rows (``by_video``: permutes whole videos and keeps each
+    video's frames together in frame order, and a batch holds frames of one video only: the
+    video context pairwise-rank pairs frames and computes window statistics within). Tensors come out as torch tensors; ``video_index`` identifies
+    subject and video together (video names such as 'V1' repeat across subjects).
+    """
+    store_aus = tuple(store_aus or aus)
+    missing = [a for a in aus if a not in store_aus]
+    if missing:
+        raise ValueError(f"AU(s) {missing} are not in the set's AU list {list(store_aus)}")
+    builder = BatchBuilder(spec, diff_steps, len(aus), augment, seed=seed,
+                           au_index=[store_aus.index(a) for a in aus])
+    rng = np.random.default_rng(seed)
+    n = len(rows["subject"])
+    if by_video:
+        keys = np.char.add(np.char.add(rows["subject"], "/"), rows["video"])
+        videos = np.unique(keys)
+        if shuffle:
+            videos = videos[rng.permutation(len(videos))]
+        order = np.concatenate([np.flatnonzero(keys == v)[np.argsort(rows["frame_order"][keys == v], kind="stable")]
+                                for v in videos])
+        # Cut at video boundaries too: a batch never mixes two videos.
+        keys = keys[order]
+        starts = [i for i in range(n) if i == 0 or keys[i] != keys[i - 1]] + [n]
+        chunks = [order[i:min(i + batch_size, j)] for a, j in zip(starts[:-1], starts[1:])
+                  for i in range(a, j, batch_size)]
+    else:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    for chunk in chunks:
+        part = take(rows, chunk)
+        out = builder(part)
+        out["video_index"] = np.array([zlib.crc32(f"{s}/{v}".encode()) for s, v in zip(part["subject"], part["video"])],
+                                      np.int64)
+        yield {k: torch.from_numpy(v) if v.dtype.kind in "fiub" else v for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------- training recipes
+@dataclass(frozen=True)
+class Recipe:
+    """How one registered model trains on the learning set (CPU, one thread)."""
+
+    epochs: int = 4
+    """Epochs over the training subjects (pairwise-rank: per step, see ``pairwise_epochs``)."""
+    lr: float = 1e-3
+    """Peak learning rate (AdamW, cosine over the epochs)."""
+    batch_size: int = 16
+    """Frames per batch (pairwise-rank: at most one video per batch)."""
+    every: int = 1
+    """Train on every ``every``-th frame of each video (neighbouring frames nearly repeat)."""
+    augment: "AugmentConfig | None" = None
+    """Training augmentation (None: none); see ``LIGHT_AUGMENT``."""
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    """Overrides of the registered configuration."""
+    pairwise_epochs: tuple[tuple[str, int], ...] = ()
+    """pairwise-rank: epochs of the rank, uncertainty and mapping steps (paper 004 §3)."""
+    max_pairs: int = 24
+    """pairwise-rank: most pairs per batch in the rank and uncertainty steps."""
+
+
+LIGHT_AUGMENT = AugmentConfig(crop_jitter=0.02, scale_jitter=0.02)
+"""Flip and colour jitter with a small shift: the AUs here are displacements of a few pixels in
+the aligned crop, which the default ±6 % crop jitter drowns on a few CPU epochs."""
+
+RECIPES: dict[str, Recipe] = {
+    "baseline_resnet18_112": Recipe(),
+    "to_sequence_small": Recipe(),
+    "to_sequence_appearance_only": Recipe(),
+    "lrp_arl_ff_small": Recipe(),
+    "lrp_arl_ff_no_lrp": Recipe(),
+    "lrp_arl_ff_fixed_fusion": Recipe(),
+    "sev_net_small": Recipe(),
+    "sev_net_no_text": Recipe(),
+    "pairwise_rank_small": Recipe(pairwise_epochs=(("rank", 3), ("uncertainty", 2), ("mapping", 4))),
+}
+"""The families (and ablations) the learning test and the model benchmark train."""
+
+
+@dataclass
+class Trained:
+    """A trained model and what its training cost."""
+
+    name: str
+    model: Any
+    seconds: float
+    """Wall time of training."""
+    cpu_seconds: float
+    """This process's CPU time of training (one thread: the idle-machine wall time)."""
+    samples: int
+    history: list[float]
+    """Mean training loss per epoch (pairwise-rank: per epoch of each step in turn)."""
+
+    @property
+    def samples_per_s(self) -> float:
+        """Training throughput: frames through a training step per second of wall time."""
+        return self.samples / self.seconds if self.seconds else float("nan")
+
+
+def _every(rows: Rows, every: int) -> Rows:
+    return rows if every <= 1 else take(rows, rows["frame_order"] % every == 0)
+
+
+def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: int = 0) -> Trained:
+    """Train registered model ``name`` on the training subjects with ``components.training``
+    (pairwise-rank: its three steps with ``fit_pairwise``); CPU."""
+    import time
+
+    from components.models import build_model
+    from components.models.pairwise_training import fit_pairwise
+    from components.training import OptimConfig, build_optimizer, build_scheduler, train_step
+
+    rec = recipe or RECIPES[name]
+    torch.manual_seed(seed)
+    model = build_model(name, data.aus, **dict(rec.kwargs))
+    rows = _every(data.part("train"), rec.every)
+    spec, device = model.input_spec(), torch.device("cpu")
+    augment = rec.augment
+    cfg = OptimConfig(lr=rec.lr, schedule="cosine", amp="none")
+    common = dict(store_aus=data.aus, diff_steps=data.diff_steps)
+    history: list[float] = []
+    samples = 0
+    start, cpu_start = time.perf_counter(), time.process_time()
+    if rec.pairwise_epochs:
+        epoch = iter(range(10**6))
+
+        def epoch_batches(stage: str) -> Iterator[dict[str, Any]]:
+            nonlocal samples
+            for b in batches(rows, spec, data.aus, augment, rec.batch_size, True, seed + next(epoch),
+                             by_video=True, **common):
+                samples += len(b["image"])
+                yield b
+
+        hist = fit_pairwise(model, epoch_batches, dict(rec.pairwise_epochs),
+                            lambda params: build_optimizer(params, cfg), max_pairs=rec.max_pairs)
+        history = [v for stage in hist.values() for v in stage]
+    else:
+        opt = build_optimizer(model.parameters(), cfg)
+        sched = build_scheduler(opt, cfg, rec.epochs)
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        for e in range(rec.epochs):
+            losses = []
+            for b in batches(rows, spec, data.aus, augment, rec.batch_size, True, seed + e, **common):
+                losses.append(train_step(model, b, opt, scaler, cfg, device)["loss"])
+                samples += len(b["image"])
+            sched.step()
+            history.append(float(np.mean(losses)))
+    model.eval()
+    return Trained(name, model, time.perf_counter() - start, time.process_time() - cpu_start, samples, history)
+
+
+def predict(model: Any, rows: Rows, data: LearningSet, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Probabilities (N, n_AU) and every other output of ``model`` over ``rows``, one video per
+    batch in frame order (the context pairwise-rank reads); row order is the video order."""
+    from components.training import predict_batches
+
+    spec = model.input_spec()
+    it = batches(rows, spec, data.aus, None, batch_size, False, 0, store_aus=data.aus,
+                 diff_steps=data.diff_steps, by_video=True)
+    order: list[str] = []
+
+    def tracked() -> Iterator[dict[str, Any]]:
+        for b in it:
+            order.extend(b["sample_id"].tolist())
+            yield b
+
+    with torch.no_grad():
+        res = predict_batches(model, tracked(), torch.device("cpu"))
+    position = {s: i for i, s in enumerate(rows["sample_id"].tolist())}
+    res["rows"] = np.array([position[s] for s in order], dtype=int)
+    return res
+
+
+def _level_recall(preds: np.ndarray, levels: np.ndarray, lo: int, hi: int) -> "float | None":
+    sel = (levels >= lo) & (levels <= hi)
+    return float(preds[sel].mean()) if sel.any() else None
+
+
+def evaluate(model: Any, data: LearningSet) -> dict[str, Any]:
+    """Held-out scores of ``model``: thresholds tuned on the validation subjects
+    (``components.thresholds.tune_thresholds``), applied to the test subjects.
+
+    Returns per-AU F1 and mean F1 (``components.metrics``), the trivial predictors on the same
+    test labels (``trivial_report``), and the share of frames predicted positive among those
+    whose generator intensity is A-B (1-2) and D-E (4-5), pooled over AUs (None without
+    intensities; the generator labels occurrence at B and above, so A frames are negatives).
+    """
+    from components.au import au_name
+    from components.metrics import f1_per_au, mean_f1, trivial_report
+    from components.thresholds import apply_thresholds, tune_thresholds
+
+    val = predict(model, data.part("val"), data)
+    test_rows = data.part("test")
+    test = predict(model, test_rows, data)
+    thr = tune_thresholds(val["probs"], val["labels"], val_subjects=data.splits["val"],
+                          test_subjects=data.splits["test"])
+    preds = apply_thresholds(test["probs"], thr)
+    labels = test["labels"].astype(np.int8)
+    levels = test_rows["intensities"][test["rows"]]
+    trivial = trivial_report(labels, data.aus)
+    return {
+        "f1": {au_name(a): float(v) for a, v in zip(data.aus, f1_per_au(preds, labels))},
+        "mean_f1": mean_f1(preds, labels),
+        "thresholds": thr.tolist(),
+        "trivial": {k: trivial[k]["mean_f1"] for k in ("all_positive", "base_rate_random")},
+        "trivial_best": max(trivial[k]["mean_f1"] for k in ("all_positive", "base_rate_random")),
+        "recall_low": _level_recall(preds, levels, 1, 2),
+        "recall_high": _level_recall(preds, levels, 4, 5),
+        "probs": test["probs"], "labels": labels, "rows": test["rows"],
+    }
