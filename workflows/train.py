@@ -190,7 +190,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                    "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]),
                    "best_val_mean_f1": best, "samples_per_s": seen / max(train_s, 1e-9),
                    "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],
-                   "stage": stage or "train", "worker_nodes": worker_nodes}
+                   "stage": stage or "train", "worker_nodes": worker_nodes,
+                   # The epoch this worker group started at: > 0 after a resume from a checkpoint.
+                   "group_start_epoch": start_epoch}
         history.append(metrics)
         if rank == 0:
             step_name = f" ({stage})" if stage else ""

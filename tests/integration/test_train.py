@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-# Not yet seen green on an idle machine (the session that wrote them ran at load 40-60): kept out
-# of the default run (pytest -m slow) until they have passed there.
+# Kept out of the default run (pytest -m slow). Last run (2026-11-23, 2-core machine at load ~6):
+# the learning test failed, held-out mean F1 0.22 vs the all-positive 0.31: this store's fold has
+# 4 training subjects and 1 validation subject, too few to beat the trivial predictor (the demo's
+# 16-subject set does: `facsflow demo`). The resume test checks group_start_epoch since then.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
@@ -76,6 +78,8 @@ def test_killed_worker_resumes_from_latest_checkpoint(tiny_store, tmp_path: Path
     out = json.loads(proc.stdout.split("RESULT", 1)[1])
     epochs = [h["epoch"] for h in out["first"]["history"]]
     assert epochs == [0, 1, 2, 3], epochs  # no epoch repeated or skipped across the restart
-    assert "resumed from epoch 2 checkpoint; continuing at epoch 3" in proc.stdout + proc.stderr
+    # Epochs 1-2 by the first worker group; the restarted group loaded epoch 2's checkpoint and
+    # began at epoch 3 (0-based 2), so it did not start over.
+    assert [h["group_start_epoch"] for h in out["first"]["history"]] == [0, 0, 2, 2]
     assert out["again"]["reused"] is True
     assert out["again"]["best_checkpoint"] == out["first"]["best_checkpoint"]
