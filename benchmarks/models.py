@@ -75,7 +75,18 @@ def main(argv: "list[str] | None" = None) -> int:
     print(f"learning set ({args.layout}): {len(data.rows['subject'])} frames, splits "
           f"{ {k: len(v) for k, v in data.splits.items()} } subjects, built/loaded in "
           f"{time.perf_counter() - start:.0f} s", flush=True)
-    results = []
+    results: list[dict[str, Any]] = []
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(done: list[dict[str, Any]]) -> Path:
+        """The JSON so far (rewritten after every model: a long run cut short keeps its rows)."""
+        machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1,
+                   "load_average": os.getloadavg(), "python": platform.python_version()}
+        out.write_text(json.dumps({"machine": machine, "set": asdict(config), "splits": data.splits,
+                                   "results": done}, indent=2, default=str) + "\n")
+        return out
+
     for name in names:
         run = train(name, data)
         ev = evaluate(run.model, data)
@@ -90,16 +101,11 @@ def main(argv: "list[str] | None" = None) -> int:
         })
         print(f"{name}: mean F1 {ev['mean_f1']:.3f} (best trivial {ev['trivial_best']:.3f}), "
               f"{run.cpu_seconds:.0f} s CPU", flush=True)
+        write(results)
     aus = list(results[0]["f1"]) if results else []
     print()
     print(markdown_table(results, aus))
-    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": 1,
-               "load_average": os.getloadavg(), "python": platform.python_version()}
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "set": asdict(config), "splits": data.splits,
-                               "results": results}, indent=2, default=str) + "\n")
-    print(f"\nwrote {out}")
+    print(f"\nwrote {write(results)}")
     return 0
 
 
