@@ -4,8 +4,10 @@ what was wrong; limits are checked before decoding (header) and while decoding (
 from __future__ import annotations
 
 import asyncio
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -23,18 +25,12 @@ def _encode(rgb: np.ndarray, fmt: str, **kw) -> bytes:
     return buf.getvalue()
 
 
-def _refused(status: int, match: str):
-    class _Ctx:
-        def __enter__(self):
-            self.cm = pytest.raises(BadInput, match=match)
-            self.info = self.cm.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            handled = self.cm.__exit__(*exc)
-            assert self.info.value.status == status, (self.info.value.status, self.info.value.message)
-            return handled
-    return _Ctx()
+@contextmanager
+def _refused(status: int, match: str) -> Iterator[None]:
+    """Expect a BadInput with this HTTP status and a message matching ``match``."""
+    with pytest.raises(BadInput, match=match) as info:
+        yield
+    assert info.value.status == status, (info.value.status, info.value.message)
 
 
 @pytest.mark.parametrize("ctype,kind,want", [
