@@ -28,7 +28,14 @@ def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
     from workflows.runtime import UserError
 
     if args.checkpoint:
-        return [(Path(c).parent.name or Path(c).stem, c) for c in args.checkpoint]
+        # Named after the run folder that holds each checkpoint; two of one folder would overwrite.
+        named = [(Path(c).parent.name or Path(c).stem, c) for c in args.checkpoint]
+        names = [n for n, _ in named]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise UserError(f"checkpoints from the same folder ({', '.join(twice)}) would get one output "
+                            "name: export them one at a time into different --out folders")
+        return named
     try:
         manifest = EnsembleManifest.load(args.ensemble)
     except (FileNotFoundError, ValueError) as e:

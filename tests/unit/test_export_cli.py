@@ -63,3 +63,6 @@ def test_unknown_member_and_missing_manifest_are_refused_clearly(ensemble: Path,
         main(["--ensemble", str(ensemble), "--member", "nope", "--out", str(tmp_path)])
     with pytest.raises(UserError, match="ensemble manifest not found"):
         main(["--ensemble", str(tmp_path / "absent"), "--out", str(tmp_path)])
+    img = str(ensemble / "img" / "checkpoint.pt")
+    with pytest.raises(UserError, match=r"checkpoints from the same folder \(img\) would get one output name"):
+        main(["--checkpoint", img, img, "--out", str(tmp_path)])
