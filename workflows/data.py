@@ -88,6 +88,20 @@ def subject_groups(store: str) -> dict[str, str]:
     return dict(sorted(set(zip(subj, grp))))
 
 
+def subject_positives(store: str) -> dict[str, np.ndarray]:
+    """subject → positive-label count per AU (store AU order), read from the label column only."""
+    fs, _ = storage.resolve(storage.join(store, "frames"))
+    files = [storage.resolve(f)[1] for f in frames_files(store)]
+    if not files:
+        return {}
+    table = pads.dataset(files, filesystem=fs, format="parquet").to_table(columns=["subject", "labels"])
+    labels = table.column("labels").combine_chunks()
+    width = int(labels.value_lengths()[0].as_py()) if len(labels) else 0
+    flat = labels.flatten().to_numpy(zero_copy_only=False).reshape(-1, width) if width else np.zeros((0, 0))
+    subjects = np.asarray(table.column("subject").to_pylist())
+    return {str(s): (flat[subjects == s] == 1).sum(0) for s in np.unique(subjects)}
+
+
 @dataclass
 class Split:
     """Subjects of train, validation and test for one fold, and the fold definition's hash."""
@@ -159,7 +173,8 @@ def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
         groups = {s: s for s in groups}
     spec = fold_spec(info["dataset"], cfg)
     try:
-        parts = split_subjects(spec, cfg.fold, list(groups), groups, subject_splits(store))
+        parts = split_subjects(spec, cfg.fold, list(groups), groups, subject_splits(store),
+                               positives=subject_positives(store))
     except ValueError as e:
         from workflows.runtime import UserError
 

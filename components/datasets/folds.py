@@ -147,15 +147,12 @@ def kfold_by_group(groups: Sequence[str], k: int, seed: int = 0) -> list[list[st
     return [sorted(f, key=natural_key) for f in folds]
 
 
-def _carve_val(pool: list[str], groups: Mapping[str, str], fraction: float,
-               rng: np.random.Generator) -> set[str]:
-    pool_groups = sorted({groups[s] for s in pool}, key=natural_key)
-    target = int(round(fraction * len(pool)))
-    if target == 0 or len(pool_groups) < 2:
-        return set()
-    members: dict[str, list[str]] = {}
-    for s in pool:
-        members.setdefault(groups[s], []).append(s)
+VAL_DRAWS = 64
+"""Random validation draws compared when per-subject label counts are known."""
+
+
+def _draw_val(pool_groups: list[str], members: Mapping[str, list[str]], target: int,
+              rng: np.random.Generator) -> set[str]:
     val: set[str] = set()
     for i in rng.permutation(len(pool_groups))[:-1]:  # leave at least one group to train on
         if len(val) >= target:
@@ -164,15 +161,58 @@ def _carve_val(pool: list[str], groups: Mapping[str, str], fraction: float,
     return val
 
 
+def _carve_val(pool: list[str], groups: Mapping[str, str], fraction: float,
+               rng: np.random.Generator,
+               positives: "Mapping[str, np.ndarray] | None" = None) -> set[str]:
+    """Validation subjects carved from ``pool`` by whole groups, about ``fraction`` of them.
+
+    Without ``positives`` one random draw. With ``positives`` (subject → positive-label count
+    per AU) ``VAL_DRAWS`` seeded draws are compared and the first that gives the most AUs a
+    positive on *both* sides wins (then: size closest to the target): with few subjects a
+    random validation set often has no positive of some AU, and that AU's early stopping
+    signal and tuned threshold would be meaningless.
+    """
+    pool_groups = sorted({groups[s] for s in pool}, key=natural_key)
+    target = int(round(fraction * len(pool)))
+    if target == 0 or len(pool_groups) < 2:
+        return set()
+    members: dict[str, list[str]] = {}
+    for s in pool:
+        members.setdefault(groups[s], []).append(s)
+    if not positives:
+        return _draw_val(pool_groups, members, target, rng)
+    width = max(len(np.atleast_1d(v)) for v in positives.values())
+
+    def count(subjects: Iterable[str]) -> np.ndarray:
+        total = np.zeros(width)
+        for x in subjects:
+            total += np.atleast_1d(positives.get(x, np.zeros(width)))
+        return total
+
+    everyone = count(pool)
+    best, best_key = set(), None
+    for _ in range(VAL_DRAWS):
+        val = _draw_val(pool_groups, members, target, rng)
+        in_val = count(val)
+        covered = int(((in_val > 0) & (everyone - in_val > 0)).sum())
+        key = (covered, -abs(len(val) - target))
+        if best_key is None or key > best_key:
+            best, best_key = val, key
+    return best
+
+
 def split_subjects(spec: FoldSpec, fold: int, subjects: Iterable[str],
                    groups: "Mapping[str, str] | None" = None,
-                   splits: "Mapping[str, str] | None" = None) -> dict[str, list[str]]:
+                   splits: "Mapping[str, str] | None" = None,
+                   positives: "Mapping[str, np.ndarray] | None" = None) -> dict[str, list[str]]:
     """Train / val / test subject lists of ``fold`` (1-based) of ``spec``.
 
     ``subjects`` are the subjects present in the data; ``groups`` maps subject → identity group
     (default: each subject its own group); ``splits`` maps subject → split name (kind 'split').
     Test subjects come from the spec, validation is carved from the remaining subjects by whole
-    groups (``spec.val_fraction``), train is the rest. Raises ValueError when a present subject
+    groups (``spec.val_fraction``; with ``positives``, subject → positive count per AU, the
+    carve prefers validation sets in which every AU has positives: ``_carve_val``), train is
+    the rest. Raises ValueError when a present subject
     is in no fold list, has no split, or a group would straddle test and train.
     """
     subjects = sorted(set(subjects), key=natural_key)
@@ -206,7 +246,7 @@ def split_subjects(spec: FoldSpec, fold: int, subjects: Iterable[str],
         raise ValueError(f"{spec.dataset} fold {fold}: group(s) {straddle[:5]} have subjects "
                          "in both test and train")
     rng = np.random.default_rng([spec.seed, fold])
-    val = _carve_val(pool, groups, spec.val_fraction, rng)
+    val = _carve_val(pool, groups, spec.val_fraction, rng, positives)
     return {"train": [s for s in pool if s not in val],
             "val": [s for s in pool if s in val],
             "test": test}

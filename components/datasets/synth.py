@@ -11,9 +11,13 @@ AUs as landmark displacement fields (``synth_fields``) with a piecewise-affine w
 and hand occluders (``synth_render``, ``synth_appearance``).
 
 What the labels mean: **an AU label says the generator added that AU.** Source photos may
-already show an expression (the shared test photos are posed surprise, happiness and anger);
-that expression is part of the identity's neutral state and is never labelled. The configured
-AU list is exactly what is rendered, so no unlabelled motion is added.
+already show an expression (the shared test photos are posed surprise, happiness and anger).
+By default (``neutralise=1``) its geometry is taken back to neutral first: brows, lids, lips and
+jaw are warped to a neutral template's positions (``synth_fields.neutral_field``), so a
+frame-level detector need not know each test person's rest face. Texture the photo carries
+(the teeth of a smile, its wrinkles) stays and is part of the identity; with ``neutralise=0``
+the whole expression stays, unlabelled. The configured AU list is exactly what is rendered,
+so no unlabelled motion is added.
 
 Side files in ``<out>/synth_meta/``: ``subjects.csv`` (subject, group, source photo, face index,
 morph and colour parameters), ``groups.csv`` (subject or video → group, named as the layout's
@@ -43,7 +47,7 @@ from components.au import au_name, validate_au_list
 from components.configuration import save_yaml
 from components.datasets.synth_layouts import LAYOUTS, LayoutWriter, VideoPlan
 from components.datasets.synth_render import (
-    RENDER_AUS, FaceRig, Look, mirror, render_frame, sample_look, sample_nuisance, subject_morph,
+    RENDER_AUS, FaceRig, Look, mirror, neutralise, render_frame, sample_look, sample_nuisance, subject_morph,
 )
 from components.datasets.synth_sources import SourceError, SourceFace, find_faces, read_photos
 from components.datasets.synth_timeline import (
@@ -92,6 +96,10 @@ class SynthConfig:
     """Use at most this many source faces (0: all found)."""
     min_face_score: float = 0.5
     """Smallest dlib detector score of a usable source face."""
+    neutralise: float = 1.0
+    """How far each source face's own expression is taken back to neutral before AUs are added
+    (brows, lids, lips and jaw moved to a neutral template; ``synth_render.neutralise``):
+    1 fully, 0 not at all (the photo's expression stays in the identity's unlabelled rest state)."""
     overwrite: bool = False
     """Replace an existing output folder made by this generator."""
 
@@ -116,7 +124,7 @@ class SynthConfig:
             raise ValueError(f"frame_size: must be in [64, 2048], got {self.frame_size}")
         if self.fps < 0:
             raise ValueError(f"fps: must be > 0 (or 0 for the layout default), got {self.fps}")
-        for name in ("occlusion_rate", "unknown_rate"):
+        for name in ("occlusion_rate", "unknown_rate", "neutralise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
         self.aus = resolve_aus(self.layout, self.aus)
@@ -311,6 +319,8 @@ def generate(config: SynthConfig, progress: Callable[[str], None] | None = None)
         key = (s.face_index, s.look.mirrored)
         if key not in rigs:
             canvas, lm = s.source.canvas, s.source.landmarks
+            if config.neutralise > 0:
+                canvas, lm = neutralise(canvas, lm, config.neutralise)
             rigs[key] = FaceRig(*(mirror(canvas, lm) if s.look.mirrored else (canvas, lm)))
         plans = writer.plan(s.name, s.source.group, config.videos_per_subject, config.frames_per_video,
                             s.name in validation_subjects)

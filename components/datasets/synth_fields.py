@@ -31,6 +31,7 @@ __all__ = [
     "to_canonical",
     "au_basis",
     "morph_field",
+    "neutral_field",
 ]
 
 IMAGE_LEFT: frozenset[int] = frozenset(
@@ -220,3 +221,64 @@ def morph_field(landmarks: np.ndarray, params: dict[str, float]) -> np.ndarray:
     d[mouth, 0] += (p["mouth_width"] - 1.0) * c[mouth, 0]
     d[17:27, 1] -= p["brow_height"]
     return (d @ basis).astype(np.float32)
+
+
+# Lower-face contour points that follow the chin when the mouth closes (weight of the lower lip's
+# vertical motion each one takes).
+_JAW_FOLLOW = {3: 0.1, 4: 0.3, 5: 0.55, 6: 0.8, 7: 0.95, 8: 1.0, 9: 0.95, 10: 0.8, 11: 0.55, 12: 0.3, 13: 0.1}
+_INNER_LIP_PAIRS = ((61, 67), (62, 66), (63, 65))
+_REST_LIP_GAP = 0.02
+"""Gap (IOD units) left between closed inner lips, so the warp mesh keeps distinct vertices."""
+_EYES = ((36, 39, (37, 38, 40, 41)), (42, 45, (43, 44, 46, 47)))
+
+
+def _corner_similarity(src: np.ndarray, dst: np.ndarray) -> tuple[complex, complex]:
+    """(a, b) of the similarity z -> a z + b (complex plane) taking src[0]->dst[0], src[1]->dst[1]."""
+    s0, s1 = complex(*src[0]), complex(*src[1])
+    d0, d1 = complex(*dst[0]), complex(*dst[1])
+    a = (d1 - d0) / (s1 - s0)
+    return a, d0 - a * s0
+
+
+def neutral_field(landmarks: np.ndarray, template: np.ndarray, amount: float = 1.0) -> np.ndarray:
+    """Image-pixel (68, 2) float32 displacement that takes a face's expression back to neutral.
+
+    Source photos often show an expression (posed surprise, happiness, anger). Left in place it
+    would be part of the identity's rest state, unlabelled, and a frame-level detector would
+    have to know each test person's neutral face to read the labelled AUs. The field moves the
+    landmarks that expressions move to where a neutral ``template`` face (any 68-point mean
+    shape; ``components.faces.TEMPLATE_68``) has them, expressed in this face's canonical frame
+    (so in units of its own inter-ocular distance):
+
+    - brows (17-26): the template's positions relative to the eye centres;
+    - eyelids (37, 38, 40, 41 and partners): the template's lids, carried by the similarity that
+      maps the template's eye corners onto this face's (eye width and tilt are kept);
+    - lips (48-67): the template's mouth relative to the nostril base (33), inner lips closed
+      (each upper/lower inner-lip pair meets at its midpoint, 0.02 IOD apart);
+    - lower jaw contour (3-13): follows the lower lip's vertical motion, fully at the chin, so
+      an open jaw (AU26/27 in the photo) closes with the mouth.
+
+    Eye corners, nose and the upper face contour keep the identity's shape. Only geometry is
+    neutralised: texture the photo carries (teeth of a smile, existing wrinkles) stays.
+    ``amount`` in [0, 1] blends from no change (0) to the full template (1).
+    """
+    if not 0.0 <= amount <= 1.0:
+        raise ValueError(f"amount must be in [0, 1], got {amount}")
+    _, basis = canonical_frame(landmarks)
+    c = to_canonical(landmarks)
+    t = to_canonical(template)
+    target = c.copy()
+    target[17:27] = t[17:27]
+    for left, right, lids in _EYES:
+        a, b = _corner_similarity(t[[left, right]], c[[left, right]])
+        for i in lids:
+            z = a * complex(*t[i]) + b
+            target[i] = (z.real, z.imag)
+    target[48:68] = c[33] + (t[48:68] - t[33])
+    for up, low in _INNER_LIP_PAIRS:
+        mid = (target[up] + target[low]) / 2.0
+        target[up], target[low] = mid - (0.0, _REST_LIP_GAP / 2), mid + (0.0, _REST_LIP_GAP / 2)
+    lip_dy = target[57, 1] - c[57, 1]
+    for i, w in _JAW_FOLLOW.items():
+        target[i, 1] = c[i, 1] + w * lip_dy
+    return (amount * (target - c) @ basis).astype(np.float32)

@@ -27,12 +27,12 @@ from components.au import CATALOGUE, LEFT_RIGHT_LANDMARK_PERMUTATION
 from components.datasets.synth_appearance import (
     Hand, paint_furrows, paint_hand, paint_mouth_cavity, region_centre, sample_hand, skin_colour,
 )
-from components.datasets.synth_fields import MORPH_RANGES, au_basis, canonical_frame, morph_field
+from components.datasets.synth_fields import MORPH_RANGES, au_basis, canonical_frame, morph_field, neutral_field
 from components.datasets.synth_warp import MeshWarper, anchor_points
 from components.faces.align import transform_points
 
 __all__ = ["RENDER_AUS", "FaceRig", "Look", "Nuisance", "sample_look", "sample_nuisance", "render_frame",
-           "mirror", "subject_morph"]
+           "mirror", "subject_morph", "neutralise"]
 
 RENDER_AUS: tuple[int, ...] = tuple(sorted(CATALOGUE))
 """Every catalogue AU can be rendered; intensity vectors follow this order."""
@@ -45,6 +45,22 @@ def mirror(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.nda
     lm = np.asarray(landmarks, np.float32).copy()
     lm[:, 0] = (w - 1) - lm[:, 0]
     return flipped, lm[list(LEFT_RIGHT_LANDMARK_PERMUTATION)]
+
+
+def neutralise(canvas: np.ndarray, landmarks: np.ndarray, amount: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(canvas, landmarks) of the source face warped to a neutral expression, once per identity.
+
+    ``synth_fields.neutral_field`` against ``TEMPLATE_68`` gives the landmark motion; the same
+    piecewise-affine warp that animates AUs applies it. The result is the rest state that every
+    labelled AU is added to.
+    """
+    from components.faces.align import TEMPLATE_68
+
+    lm = np.asarray(landmarks, np.float32)
+    h, w = canvas.shape[:2]
+    disp = neutral_field(lm, TEMPLATE_68, amount)
+    warper = MeshWarper(np.concatenate([lm, anchor_points(lm, w, h)]), w, h)
+    return warper.warp(canvas, disp), (lm + disp).astype(np.float32)
 
 
 class FaceRig:

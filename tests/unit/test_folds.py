@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from components.datasets.folds import (FOLDS_DIR, FoldSpec, fold_hash, kfold_by_group,
@@ -79,6 +80,27 @@ def test_groups_are_never_split_by_kfold_or_validation() -> None:
             assert not {groups[s] for s in parts[a]} & {groups[s] for s in parts[b]}
         assert len(parts["test"]) == 6 and len(parts["val"]) == 3
     assert sorted(seen_test) == sorted(subjects)             # every subject tested once
+
+
+def test_validation_carve_gives_every_au_positives_on_both_sides_when_it_can() -> None:
+    # Ten single-subject groups; AU 2 (third column) has positives only in s3 and s7, so a
+    # random one-subject validation set rarely holds one. With label counts the carve must pick
+    # s3 or s7 (the other stays in train), for every seed; without them it is the plain draw.
+    subjects = [f"s{i}" for i in range(10)]
+    positives = {s: np.array([5, 5, 0]) for s in subjects}
+    positives["s3"] = positives["s7"] = np.array([5, 5, 4])
+    plain_picks, checked = set(), 0
+    for seed in range(8):
+        spec = FoldSpec(dataset="synthetic", kind="kfold", k=5, val_fraction=0.125, seed=seed)
+        parts = split_subjects(spec, 1, subjects, positives=positives)
+        pool = parts["train"] + parts["val"]
+        if {"s3", "s7"} <= set(pool):
+            assert len(parts["val"]) == 1 and parts["val"][0] in ("s3", "s7"), (seed, parts)
+            checked += 1
+        plain = split_subjects(spec, 1, subjects)
+        assert plain["test"] == parts["test"]
+        plain_picks.update(plain["val"])
+    assert checked >= 4 and len(plain_picks) > 2  # the plain draw really is random over the pool
 
 
 def test_fold_list_that_splits_a_group_is_refused() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from components.au import CATALOGUE, DATASET_AUS, LEFT_RIGHT_LANDMARK_PERMUTATION
-from components.datasets.synth_fields import au_basis, au_field, morph_field, to_canonical
+from components.datasets.synth_fields import au_basis, au_field, morph_field, neutral_field, to_canonical
 from components.datasets.synth_render import RENDER_AUS, FaceRig
 from components.datasets.synth_timeline import (
     OCCLUSION_REGIONS, envelope, intensity_levels, occurrence, sample_intensities, sample_occlusion,
@@ -96,6 +96,44 @@ def _image(h: int = 140, w: int = 140) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _warper(h: int = 140, w: int = 140) -> MeshWarper:
     return MeshWarper(np.concatenate([FACE, anchor_points(FACE, w, h)]), w, h)
+
+
+IOD = 43.67
+
+
+def test_neutral_field_undoes_an_added_expression_on_a_neutral_face():
+    """Surprise (AU1+2+26) and a smile (AU12) added to the template face: the field takes brows,
+    lips and chin back to where they were (inner lips closed to 0.02 IOD), in any head roll."""
+    basis = au_basis(FACE, (1, 2, 12, 26))
+    rest = neutral_field(FACE, TEMPLATE_68)
+    for roll in (0.0, 20.0):
+        face = _rotate(FACE, roll, FACE.mean(0))
+        b = au_basis(face, (1, 2, 12, 26))
+        posed = face + 0.8 * (b[1] + b[2] + b[26]) + b[12]
+        back = posed + neutral_field(posed, TEMPLATE_68)
+        expected = face + _rotate(rest, roll, np.zeros(2))
+        moved = [17, 19, 21, 24, 48, 54, 51, 57, 62, 66]
+        np.testing.assert_allclose(back[moved], expected[moved], atol=0.02 * IOD)
+        # The chin follows the lower lip, which AU26 moves a little less than the chin.
+        np.testing.assert_allclose(back[8], expected[8], atol=0.05 * IOD)
+        # The expression really moved those points (by far more than the tolerance).
+        assert np.abs(posed[[19, 48, 57, 8]] - face[[19, 48, 57, 8]]).max() > 0.1 * IOD
+    assert basis[26][8, 1] > 0  # sanity: AU26 drops the chin
+    # On the template itself only the slightly open mean mouth closes (and the chin follows it).
+    gap = (FACE[66, 1] + rest[66, 1]) - (FACE[62, 1] + rest[62, 1])
+    assert gap == pytest.approx(0.02 * IOD, abs=1e-3)
+    untouched = [i for i in range(68) if i not in range(48, 68) and i not in range(3, 14)]
+    np.testing.assert_allclose(rest[untouched], 0.0, atol=1e-3)
+
+
+def test_neutral_field_keeps_eye_corners_nose_and_scales_with_amount():
+    posed = FACE + au_basis(FACE, (4,))[4]
+    full = neutral_field(posed, TEMPLATE_68)
+    np.testing.assert_allclose(full[[36, 39, 42, 45, 27, 30, 33]], 0.0, atol=1e-4)
+    np.testing.assert_allclose(neutral_field(posed, TEMPLATE_68, 0.5), full / 2, atol=1e-4)
+    assert not neutral_field(posed, TEMPLATE_68, 0.0).any()
+    with pytest.raises(ValueError, match="amount"):
+        neutral_field(posed, TEMPLATE_68, 1.5)
 
 
 def test_zero_displacement_returns_the_image_unchanged():
