@@ -88,8 +88,9 @@ def subject_groups(store: str) -> dict[str, str]:
     return dict(sorted(set(zip(subj, grp))))
 
 
-def subject_positives(store: str) -> dict[str, np.ndarray]:
-    """subject → positive-label count per AU (store AU order), read from the label column only."""
+def subject_label_counts(store: str) -> dict[str, np.ndarray]:
+    """subject → int array (2, n_AU): positive labels and known labels per AU (store AU order),
+    read from the label column only."""
     fs, _ = storage.resolve(storage.join(store, "frames"))
     files = [storage.resolve(f)[1] for f in frames_files(store)]
     if not files:
@@ -99,7 +100,20 @@ def subject_positives(store: str) -> dict[str, np.ndarray]:
     width = int(labels.value_lengths()[0].as_py()) if len(labels) else 0
     flat = labels.flatten().to_numpy(zero_copy_only=False).reshape(-1, width) if width else np.zeros((0, 0))
     subjects = np.asarray(table.column("subject").to_pylist())
-    return {str(s): (flat[subjects == s] == 1).sum(0) for s in np.unique(subjects)}
+    return {str(s): np.stack([(flat[subjects == s] == 1).sum(0), (flat[subjects == s] >= 0).sum(0)])
+            for s in np.unique(subjects)}
+
+
+def balanced_pos_weight(counts: dict[str, np.ndarray], subjects: list[str], cap: float = 20.0) -> list[float]:
+    """Per-AU BCE ``pos_weight`` = negatives / positives over ``subjects`` (PyTorch's class
+    balancing), clipped to [1, ``cap``]; 1 for an AU without positives."""
+    present = [counts[s] for s in subjects if s in counts]
+    if not present:
+        return []
+    total = np.sum(present, axis=0)
+    pos, known = total[0].astype(float), total[1].astype(float)
+    w = np.where(pos > 0, (known - pos) / np.maximum(pos, 1.0), 1.0)
+    return [round(float(x), 4) for x in np.clip(w, 1.0, cap)]
 
 
 @dataclass
@@ -174,7 +188,7 @@ def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
     spec = fold_spec(info["dataset"], cfg)
     try:
         parts = split_subjects(spec, cfg.fold, list(groups), groups, subject_splits(store),
-                               positives=subject_positives(store))
+                               positives={k: v[0] for k, v in subject_label_counts(store).items()})
     except ValueError as e:
         from workflows.runtime import UserError
 

@@ -25,7 +25,7 @@ from components import storage
 from components.batches import AugmentConfig
 from components.configuration import load_yaml, save_yaml, to_dict
 from components.training import OptimConfig
-from workflows.data import SplitConfig, load_split, store_info
+from workflows.data import SplitConfig, balanced_pos_weight, load_split, store_info, subject_label_counts
 
 log = logging.getLogger("facsflow.train")
 
@@ -84,6 +84,11 @@ class TrainConfig:
     resample: bool = False
     """Paper 001 §3.4.1 resampling of the training frames: one-tenth uniformly, rare-AU frames
     at one-fifth (rates per dataset in components.datasets.samplers)."""
+    pos_weight: str = "none"
+    """BCE weighting of positive labels per AU: 'none', or 'balanced' (negatives / positives over
+    the training subjects, clipped to [1, 20]; the class balancing JAA-Net and ME-GraphAU apply
+    in their weighted losses): rare AUs then pull as hard as common ones, and 0.5 stays a
+    sensible threshold for them."""
     shuffle_labels: bool = False
     """Control experiment: permute training labels within each batch (breaks image-label pairs,
     keeps base rates); a model trained so must not beat the trivial predictors."""
@@ -93,6 +98,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and workers must be >= 1")
         if self.keep_best < 1:
             raise ValueError(f"keep_best must be >= 1, got {self.keep_best}")
+        if self.pos_weight not in ("none", "balanced"):
+            raise ValueError(f"pos_weight must be 'none' or 'balanced', got {self.pos_weight!r}")
 
     def run_name(self) -> str:
         return self.name or f"{self.model}-fold{self.split.fold}"
@@ -120,6 +127,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     torch.manual_seed(cfg.seed)
     aus = config["aus"]
     core = build_model(cfg.model, aus, **cfg.model_kwargs)
+    if config.get("pos_weight"):
+        core.pos_weight = torch.tensor(config["pos_weight"], dtype=torch.float32)
     schedule = epoch_schedule(core, cfg)
     device = ray.train.torch.get_device()
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.optim.amp == "fp16")
@@ -262,6 +271,8 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
                        "dataset": info["dataset"]},
         "provenance": provenance(cfg.seed, cfg.data, split.fold_hash),
         "fail_at_epoch": fail_at_epoch, "fail_marker": fail_marker,
+        "pos_weight": (balanced_pos_weight(subject_label_counts(cfg.data), split.train)
+                       if cfg.pos_weight == "balanced" else None),
     }
     storage.makedirs(run_dir)
     if not storage.is_remote(run_dir):

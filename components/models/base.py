@@ -92,6 +92,16 @@ class AUModel(nn.Module):
         super().__init__()
         self.aus: tuple[int, ...] = validate_au_list(aus)
         self.config = config
+        self.pos_weight: "torch.Tensor | None" = None
+        """Per-AU BCE weight of positive labels, set by training (``TrainConfig.pos_weight``);
+        a plain attribute, not state: checkpoints and inference do not depend on it."""
+
+    def bce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Masked BCE with this model's ``pos_weight`` (the shared loss convention)."""
+        from components.losses import masked_bce
+
+        pw = None if self.pos_weight is None else self.pos_weight.to(logits.device, logits.dtype)
+        return masked_bce(logits, labels, pos_weight=pw)
 
     @property
     def num_aus(self) -> int:
@@ -108,9 +118,9 @@ class AUModel(nn.Module):
 
         Returns a dict with the total under ``loss`` and each part under its own name.
         """
-        from components.losses import masked_bce, masked_l1
+        from components.losses import masked_l1
 
-        parts = {"bce": masked_bce(outputs["logits"], batch["labels"])}
+        parts = {"bce": self.bce(outputs["logits"], batch["labels"])}
         if "intensity" in outputs and "intensity" in batch:
             parts["intensity_l1"] = masked_l1(outputs["intensity"], batch["intensity"])
         parts["loss"] = sum(parts.values())

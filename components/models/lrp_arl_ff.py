@@ -34,7 +34,7 @@ from typing import Any, Literal, Sequence
 import torch
 from torch import nn
 
-from components.losses import masked_bce, masked_l1
+from components.losses import masked_l1
 from components.losses_circle import multilabel_circle_loss
 from components.models.base import AUModel, InputSpec
 from components.models.iresnet import IRESNET_LAYERS, build_iresnet
@@ -290,7 +290,7 @@ class LrpArlFfModel(AUModel):
     def loss(self, outputs: dict[str, torch.Tensor],
              batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Eq. 3: BCE (eq. 1) + circle_weight · circle (eq. 2) on the fused logits, masked."""
-        parts = {"bce": masked_bce(outputs["logits"], batch["labels"]),
+        parts = {"bce": self.bce(outputs["logits"], batch["labels"]),
                  "circle": multilabel_circle_loss(outputs["logits"], batch["labels"])}
         total = parts["bce"] + self.config.circle_weight * parts["circle"]
         if "intensity" in outputs and "intensity" in batch:

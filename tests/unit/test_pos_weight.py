@@ -1,0 +1,47 @@
+"""Class-balanced BCE (``TrainConfig.pos_weight='balanced'``): the weights from label counts and
+the weighted, masked loss, against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from components.models.registry import build_model
+from workflows.data import balanced_pos_weight
+from workflows.train import TrainConfig
+
+pytestmark = pytest.mark.unit
+
+
+def test_balanced_weights_are_negatives_over_positives_clipped() -> None:
+    counts = {  # (positives, known) per AU
+        "s1": np.array([[2, 0, 5, 1], [10, 10, 5, 100]]),
+        "s2": np.array([[2, 0, 0, 0], [10, 10, 0, 100]]),
+        "test": np.array([[50, 50, 50, 50], [50, 50, 50, 50]]),  # not a training subject
+    }
+    # totals over s1+s2: pos [4, 0, 5, 1], known [20, 20, 5, 200]
+    # → 16/4 = 4; no positives → 1; 0/5 = 0 → clipped up to 1; 199/1 → capped at 20
+    assert balanced_pos_weight(counts, ["s1", "s2"]) == [4.0, 1.0, 1.0, 20.0]
+    assert balanced_pos_weight(counts, []) == []
+
+
+def test_model_bce_applies_pos_weight_to_known_positives_only() -> None:
+    model = build_model("baseline_resnet18_112", [1, 2])
+    logits = torch.zeros(2, 2)
+    labels = torch.tensor([[1, 0], [1, -1]])
+    log2 = math.log(2.0)
+    # unweighted: three known entries, each -log σ(0) = log 2
+    assert float(model.bce(logits, labels)) == pytest.approx(log2)
+    model.pos_weight = torch.tensor([3.0, 1.0])
+    # the two positives of AU1 weigh 3: (3 log2 + log2 + 3 log2) / 3 known entries
+    assert float(model.bce(logits, labels)) == pytest.approx(7 * log2 / 3)
+    parts = model.loss({"logits": logits}, {"labels": labels})
+    assert float(parts["loss"]) == pytest.approx(7 * log2 / 3)
+
+
+def test_pos_weight_setting_is_checked() -> None:
+    with pytest.raises(ValueError, match="pos_weight must be 'none' or 'balanced'"):
+        TrainConfig(pos_weight="inverse")
