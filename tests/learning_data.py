@@ -205,7 +205,9 @@ def _split(cfg: LearningSetConfig, rows: Rows) -> dict[str, list[str]]:
 
     groups = dict(zip(rows["subject"].tolist(), rows["group"].tolist()))
     spec = FoldSpec(dataset="synthetic", kind="kfold", k=cfg.folds, seed=cfg.seed)
-    return split_subjects(spec, cfg.fold, groups, groups)
+    # Validation carved as training carves it (every AU with positives on both sides if possible).
+    positives = {s: (rows["labels"][rows["subject"] == s] == 1).sum(0) for s in groups}
+    return split_subjects(spec, cfg.fold, groups, groups, positives=positives)
 
 
 def build_learning_set(config: "LearningSetConfig | None" = None, cache: "Path | None" = None) -> LearningSet:
