@@ -218,7 +218,8 @@ def machine() -> dict:
         pass
     return {"host": platform.node(), "cpu": cpu, "logical_cpus": os.cpu_count(),
             "python": platform.python_version(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
-            "note": "2 CPUs shared with other work; ratios are measured side by side in one run"}
+            "note": "ratios are measured side by side in one run; absolute rates depend on the load "
+                    "averages recorded here"}
 
 
 def main(argv: "list[str] | None" = None) -> int:
