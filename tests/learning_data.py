@@ -298,6 +298,10 @@ class Recipe:
     """pairwise-rank: epochs of the rank, uncertainty and mapping steps (paper 004 §3)."""
     max_pairs: int = 24
     """pairwise-rank: most pairs per batch in the rank and uncertainty steps."""
+    ablation: bool = False
+    """An ablation that takes a part out (not the appearance-only one): it must build and train;
+    its held-out score is reported beside its family's, not required to beat the trivial
+    predictors (issue 4 asks that of the families and the appearance-only ablations)."""
 
 
 LIGHT_AUGMENT = AugmentConfig(crop_jitter=0.02, scale_jitter=0.02)
@@ -306,11 +310,16 @@ the aligned crop, which the default ±6 % crop jitter drowns on a few CPU epochs
 
 RECIPES: dict[str, Recipe] = {
     "baseline_resnet18_112": Recipe(),
-    "to_sequence_small": Recipe(),
-    "to_sequence_appearance_only": Recipe(),
-    "lrp_arl_ff_small": Recipe(),
-    "lrp_arl_ff_no_lrp": Recipe(),
-    "lrp_arl_ff_fixed_fusion": Recipe(),
+    # The small CNN+GRU from scratch barely moves in 4 epochs at 1e-3 (loss 0.49 -> 0.44); it is
+    # cheap (~8 s an epoch), so it gets 12 at 3e-3.
+    "to_sequence_small": Recipe(epochs=12, lr=3e-3),
+    "to_sequence_appearance_only": Recipe(epochs=12, lr=3e-3),
+    # Without augmentation the IResNet memorises the 8 training subjects' faces (fixed fusion:
+    # held-out mean F1 0.246 vs trivial 0.292); a small shift, flip and colour jitter fix that
+    # (0.379 vs 0.294 on the disfa set, 0.430 vs 0.350 on the manifest set).
+    "lrp_arl_ff_small": Recipe(augment=LIGHT_AUGMENT),
+    "lrp_arl_ff_no_lrp": Recipe(augment=LIGHT_AUGMENT, ablation=True),
+    "lrp_arl_ff_fixed_fusion": Recipe(augment=LIGHT_AUGMENT, ablation=True),
     "sev_net_small": Recipe(),
     "sev_net_no_text": Recipe(),
     "pairwise_rank_small": Recipe(pairwise_epochs=(("rank", 3), ("uncertainty", 2), ("mapping", 4))),
