@@ -30,8 +30,16 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor,
     return (per * mask).sum() / denom.clamp(min=1.0)
 
 
-def masked_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over known (target >= 0) entries only."""
+def masked_l1(pred: torch.Tensor, target: torch.Tensor,
+              pos_weight: "torch.Tensor | None" = None) -> torch.Tensor:
+    """Mean absolute error over known (target >= 0) entries only.
+
+    ``L = 1/|K| Σ_{(b,k)∈K} w_bk |p - y|`` with w_bk = ``pos_weight[k]`` where y >= 1 (an active
+    AU) and 1 elsewhere (no ``pos_weight``: all 1), normalised like ``masked_bce``.
+    """
     mask = known_mask(target)
-    per = (pred - target.clamp(min=0).to(pred.dtype)).abs()
+    y = target.clamp(min=0).to(pred.dtype)
+    per = (pred - y).abs()
+    if pos_weight is not None:
+        per = per * torch.where(y >= 1, pos_weight.to(pred.dtype), torch.ones_like(y))
     return (per * mask).sum() / mask.sum().clamp(min=1.0)

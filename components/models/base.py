@@ -96,12 +96,15 @@ class AUModel(nn.Module):
         """Per-AU BCE weight of positive labels, set by training (``TrainConfig.pos_weight``);
         a plain attribute, not state: checkpoints and inference do not depend on it."""
 
+    def positive_weight(self, like: torch.Tensor) -> "torch.Tensor | None":
+        """``pos_weight`` on ``like``'s device and dtype (None when training set none)."""
+        return None if self.pos_weight is None else self.pos_weight.to(like.device, like.dtype)
+
     def bce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Masked BCE with this model's ``pos_weight`` (the shared loss convention)."""
         from components.losses import masked_bce
 
-        pw = None if self.pos_weight is None else self.pos_weight.to(logits.device, logits.dtype)
-        return masked_bce(logits, labels, pos_weight=pw)
+        return masked_bce(logits, labels, pos_weight=self.positive_weight(logits))
 
     @property
     def num_aus(self) -> int:

@@ -1,5 +1,6 @@
-"""Class-balanced BCE (``TrainConfig.pos_weight='balanced'``): the weights from label counts and
-the weighted, masked loss, against numbers worked out by hand."""
+"""Class-balanced losses (``TrainConfig.pos_weight='balanced'``): the weights from label counts,
+the weighted masked BCE and the weighted masked MAE of pairwise-rank's mapping step, against
+numbers worked out by hand."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from components.losses import masked_l1
 from components.models.registry import build_model
 from workflows.data import balanced_pos_weight
 from workflows.train import TrainConfig
@@ -40,6 +42,25 @@ def test_model_bce_applies_pos_weight_to_known_positives_only() -> None:
     assert float(model.bce(logits, labels)) == pytest.approx(7 * log2 / 3)
     parts = model.loss({"logits": logits}, {"labels": labels})
     assert float(parts["loss"]) == pytest.approx(7 * log2 / 3)
+
+
+def test_masked_l1_weighs_known_active_labels_only() -> None:
+    pred = torch.tensor([[0.2, 0.5], [0.9, 0.1]])
+    target = torch.tensor([[1.0, 0.0], [-1.0, 1.0]])
+    # known: |0.2-1| = 0.8, |0.5-0| = 0.5, |0.1-1| = 0.9 → unweighted 2.2 / 3
+    assert float(masked_l1(pred, target)) == pytest.approx(2.2 / 3)
+    # weights 3 and 2 on the two active entries: (3·0.8 + 0.5 + 2·0.9) / 3 = 4.7 / 3
+    assert float(masked_l1(pred, target, pos_weight=torch.tensor([3.0, 2.0]))) == pytest.approx(4.7 / 3)
+
+
+def test_pairwise_mapping_mae_uses_the_models_pos_weight() -> None:
+    model = build_model("pairwise_rank_small", [1, 2])
+    logits = torch.zeros(2, 2)              # σ = 0.5 everywhere: every known entry's error is 0.5
+    labels = torch.tensor([[1.0, 0.0], [1.0, -1.0]])
+    assert float(model.loss({"logits": logits}, {"labels": labels})["mapping_mae"]) == pytest.approx(0.5)
+    model.pos_weight = torch.tensor([4.0, 1.0])
+    # (4·0.5 + 0.5 + 4·0.5) / 3 known entries
+    assert float(model.loss({"logits": logits}, {"labels": labels})["mapping_mae"]) == pytest.approx(4.5 / 3)
 
 
 def test_pos_weight_setting_is_checked() -> None:
