@@ -42,10 +42,12 @@ def pairwise_step(model: PairwiseRankModel, stage: str, batch: Mapping[str, Any]
 
     Rank and uncertainty stages build same-video pairs with ``pair_indices`` from the video ids
     (``batch['video_index']`` or ``batch['video']``) and ``model.ranking_targets(batch)``; they return None when the
-    batch holds no ordered pair. The mapping stage is ``model.loss_mapping(batch)``.
+    batch holds no ordered pair. The mapping stage is ``model.loss_mapping(batch)``, None for a
+    one-frame batch (no context for G, and the mapping's BatchNorm cannot train on one row; a
+    video cut into batches can leave one frame over).
     """
     if stage == "mapping":
-        return model.loss_mapping(dict(batch))
+        return model.loss_mapping(dict(batch)) if len(batch["image"]) > 1 else None
     if stage not in ("rank", "uncertainty"):
         raise ValueError(f"pairwise_step: unknown stage {stage!r}")
     targets = model.ranking_targets(batch)

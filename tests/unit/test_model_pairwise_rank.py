@@ -170,6 +170,12 @@ def test_fit_pairwise_rejects_bad_input() -> None:
         pairwise_step(model, "rank", {"image": batch["image"], "labels": batch["labels"]})
     with pytest.raises(KeyError, match="intensity"):
         pairwise_step(build_model("pairwise_rank_small", AUS, **TINY, rank_target="intensity"), "rank", batch)
+    # A one-frame batch (the tail of a video cut into batches) has no context: skipped, not a
+    # BatchNorm error; two frames train.
+    model.set_stage("mapping")
+    model.train()
+    assert pairwise_step(model, "mapping", {k: v[:1] for k, v in batch.items()}) is None
+    assert torch.isfinite(pairwise_step(model, "mapping", {k: v[:2] for k, v in batch.items()})["loss"])
 
 
 def test_rebuild_and_paper_declaration() -> None:
