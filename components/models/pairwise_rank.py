@@ -400,9 +400,8 @@ class PairwiseRankModel(AUModel):
 
         With ``pos_weight`` set (``TrainConfig.pos_weight='balanced'``) active labels weigh
         negatives/positives in the occurrence MAE. Unweighted, the MAE's optimum is the median
-        label, 0 for AUs under 50 % base rate: measured on the synthetic set, the sigmoid then
-        saturates at 0 for every frame and the ranking f learned is lost (held-out F1 equal to
-        the all-positive predictor's).
+        label, 0 for AUs under 50 % base rate; measured on the synthetic set, the mapping then
+        ends near 0 for every frame (training MAE 0.185 against base rates of about 0.2).
         """
         probs = torch.sigmoid(outputs["logits"])
         parts = {"mapping_mae": masked_l1(probs, batch["labels"], pos_weight=self.positive_weight(probs))}
