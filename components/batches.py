@@ -19,7 +19,12 @@ from components.faces.transforms import hflip_sample, model_input
 from components.models.base import InputSpec
 from components.preprocessing import decode_jpeg
 
-__all__ = ["AugmentConfig", "BatchBuilder"]
+__all__ = ["AugmentConfig", "BatchBuilder", "VIDEO_BATCH_ROWS"]
+
+VIDEO_BATCH_ROWS = 64
+"""Rows per batch when store rows are read in video order for prediction (evaluation's Ray Data
+inference) and for pairwise-rank's mapping step: that family reads its video context G from the
+batch's frames of the same video, so training and test batches must be cut alike."""
 
 
 @dataclass(frozen=True)

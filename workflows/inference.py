@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from components import storage
+from components.batches import VIDEO_BATCH_ROWS
 
 __all__ = ["StoreRowsPredictor", "predict_store_files"]
 
@@ -45,7 +46,7 @@ class StoreRowsPredictor:
 
 
 def predict_store_files(files: list[str], source: str, kind: str, diff_steps: list[int],
-                        actors: int = 1, actor_cpus: float = 1.0, batch_size: int = 64) -> dict[str, np.ndarray]:
+                        actors: int = 1, actor_cpus: float = 1.0, batch_size: int = VIDEO_BATCH_ROWS) -> dict[str, np.ndarray]:
     """Predict every row of the given feature-store files; arrays sorted by sample_id."""
     import ray.data
 

@@ -43,7 +43,7 @@ def pairwise_step(model: PairwiseRankModel, stage: str, batch: Mapping[str, Any]
     Rank and uncertainty stages build same-video pairs with ``pair_indices`` from the video ids
     (``batch['video_index']`` or ``batch['video']``) and ``model.ranking_targets(batch)``; they return None when the
     batch holds no ordered pair. The mapping stage is ``model.loss_mapping(batch)``, None for a
-    one-frame batch (no context for G, and the mapping's BatchNorm cannot train on one row; a
+    one-frame batch (G over a single frame says nothing about the video's neutral level; a
     video cut into batches can leave one frame over).
     """
     if stage == "mapping":

@@ -10,7 +10,7 @@ import torch
 
 from components.losses_ranking import ranking_hinge
 from components.models import build_model
-from components.models.pairwise_rank import PairwiseRankConfig, pair_indices, window_statistics
+from components.models.pairwise_rank import PairwiseRankConfig, RunningStandardize, pair_indices, window_statistics
 from components.models.pairwise_training import fit_pairwise, pairwise_step
 
 pytestmark = pytest.mark.unit
@@ -161,6 +161,27 @@ def test_uncertainty_off_ablation() -> None:
         model.set_stage("uncertainty")
 
 
+def test_running_standardize_uses_every_training_row_not_the_batch() -> None:
+    norm = RunningStandardize(2, var_floor=0.1)
+    norm.eval()
+    x = torch.tensor([[7.0, -1.0]])
+    assert torch.equal(norm(x), x)                      # no statistics yet: identity
+    norm.train()
+    norm(torch.tensor([[1.0, 10.0], [3.0, 10.0]]))      # one video: column 2 constant
+    norm(torch.tensor([[5.0, 40.0]]))
+    # Over the three rows: column 1 mean 3, variance (4 + 0 + 4) / 3 = 8/3; column 2 mean 20,
+    # variance (100 + 100 + 400) / 3 = 200.
+    assert norm.count.item() == 3
+    assert norm.mean.tolist() == pytest.approx([3.0, 20.0])
+    assert (norm.m2 / norm.count).tolist() == pytest.approx([8 / 3, 200.0])
+    norm.eval()
+    out = norm(torch.tensor([[5.0, 10.0], [3.0, 20.0]]))
+    assert out[0].tolist() == pytest.approx([2 / math.sqrt(8 / 3 + 0.1), -10 / math.sqrt(200 + 0.1)])
+    assert out[1].tolist() == pytest.approx([0.0, 0.0])
+    # A row's output does not depend on the rows beside it (BatchNorm in training mode's would).
+    assert torch.allclose(norm(torch.tensor([[5.0, 10.0]])), out[:1])
+
+
 def test_fit_pairwise_rejects_bad_input() -> None:
     model = build_model("pairwise_rank_small", AUS, **TINY)
     batch, _ = toy_videos(1, 4)
@@ -170,8 +191,8 @@ def test_fit_pairwise_rejects_bad_input() -> None:
         pairwise_step(model, "rank", {"image": batch["image"], "labels": batch["labels"]})
     with pytest.raises(KeyError, match="intensity"):
         pairwise_step(build_model("pairwise_rank_small", AUS, **TINY, rank_target="intensity"), "rank", batch)
-    # A one-frame batch (the tail of a video cut into batches) has no context: skipped, not a
-    # BatchNorm error; two frames train.
+    # A one-frame batch (the tail of a video cut into batches) gives G no context: skipped;
+    # two frames train.
     model.set_stage("mapping")
     model.train()
     assert pairwise_step(model, "mapping", {k: v[:1] for k, v in batch.items()}) is None
@@ -246,4 +267,4 @@ def test_mapping_learns_occurrence_on_clear_heldout_frames(trained: dict) -> Non
     accuracy = (pred == test["labels"])[~occ].float().mean().item()
     base_rate = test["labels"][~occ].mean(0)
     trivial = torch.maximum(base_rate, 1 - base_rate).mean().item()    # best constant answer
-    assert accuracy > trivial + 0.1      # measured: 0.83 against 0.52
+    assert accuracy > trivial + 0.1      # measured: 0.71 against 0.52 (0.71-0.88 over seeds 0-2)
