@@ -18,11 +18,11 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from components import storage
-from components.batches import AugmentConfig
+from components.batches import VIDEO_BATCH_ROWS, AugmentConfig
 from components.configuration import load_yaml, save_yaml, to_dict
 from components.training import OptimConfig
 from workflows.data import SplitConfig, balanced_pos_weight, load_split, store_info, subject_label_counts
@@ -79,6 +79,9 @@ class TrainConfig:
     stage_epochs: dict[str, int] = field(default_factory=dict)
     """Multi-step families (pairwise_rank: rank, uncertainty, mapping): epochs per step, run in
     order as one command (default: ``epochs`` for each step)."""
+    stage_lr: dict[str, float] = field(default_factory=dict)
+    """Multi-step families: peak learning rate of a step where it differs from ``optim.lr``
+    (e.g. {mapping: 0.01}: the small mapping FCN learns from scratch in a few epochs)."""
     tensorboard: str = ""
     """Write per-epoch metrics as TensorBoard events to this folder ('' : off)."""
     resample: bool = False
@@ -90,8 +93,9 @@ class TrainConfig:
     in their weighted losses): rare AUs then pull as hard as common ones, and 0.5 stays a
     sensible threshold for them."""
     shuffle_labels: bool = False
-    """Control experiment: permute training labels within each batch (breaks image-label pairs,
-    keeps base rates); a model trained so must not beat the trivial predictors."""
+    """Control experiment: every training row gets the labels of another training row (one
+    permutation over the training set: breaks image-label pairs, keeps base rates); a model
+    trained so must not beat the trivial predictors."""
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.workers < 1:
@@ -157,7 +161,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if opt is None or schedule[epoch - 1] != stage:
             if staged:
                 core.set_stage(stage)
-            opt = build_optimizer(core.parameters(), cfg.optim)
+            step_optim = replace(cfg.optim, lr=cfg.stage_lr[stage]) if stage in cfg.stage_lr else cfg.optim
+            opt = build_optimizer(core.parameters(), step_optim)
             sched = build_scheduler(opt, cfg.optim, schedule.count(stage))
             if state is not None and state.get("stage") == stage and epoch == start_epoch:
                 opt.load_state_dict(state["optimizer"])
@@ -174,12 +179,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             from components.models.pairwise_training import pairwise_step
 
             loss_fn = (lambda b, _s=stage: pairwise_step(core, _s, b))  # noqa: E731
+        # Pairwise-rank's mapping reads G from the batch's frames of the same video: its batches
+        # are cut in store (video) order as evaluation cuts them, not shuffled.
+        video_order = stage == "mapping"
+        shuffle = cfg.shuffle_buffer if not video_order else 0
         t0 = time.perf_counter()
         losses, seen = [], 0
         for step, batch in enumerate(train_shard.iter_torch_batches(
-                batch_size=cfg.batch_size, local_shuffle_buffer_size=cfg.shuffle_buffer or None,
-                local_shuffle_seed=cfg.seed + epoch if cfg.shuffle_buffer else None, drop_last=True,
-                dtypes=torch.float32)):
+                batch_size=VIDEO_BATCH_ROWS if video_order else cfg.batch_size,
+                local_shuffle_buffer_size=shuffle or None, local_shuffle_seed=cfg.seed + epoch if shuffle else None,
+                drop_last=not video_order, dtypes=torch.float32)):
             if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
                 break
             parts = train_step(model, batch, opt, scaler, cfg.optim, device, loss_fn,
@@ -233,9 +242,10 @@ def epoch_schedule(model: Any, cfg: TrainConfig) -> list["str | None"]:
     stages = model.stages() if hasattr(model, "stages") else ()
     if not stages:
         return [None] * cfg.epochs
-    unknown = sorted(set(cfg.stage_epochs) - set(stages))
-    if unknown:
-        raise ValueError(f"stage_epochs names {unknown}; {cfg.model} trains {list(stages)}")
+    for key in ("stage_epochs", "stage_lr"):
+        unknown = sorted(set(getattr(cfg, key)) - set(stages))
+        if unknown:
+            raise ValueError(f"{key} names {unknown}; {cfg.model} trains {list(stages)}")
     return [s for s in stages for _ in range(cfg.stage_epochs.get(s, cfg.epochs))]
 
 
@@ -403,8 +413,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from dataclasses import replace
-
     from workflows.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
