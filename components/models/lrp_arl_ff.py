@@ -218,8 +218,13 @@ class TransformerFusion(nn.Module):
         self.backbone_token = nn.Linear(embed_dim, dim)
         layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.1,
                                            batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        # Pre-norm layers leave the residual stream unnormalised: a final LayerNorm before the
+        # head, as ViT applies to its class token, bounds the weight logit's input.
+        self.encoder = nn.TransformerEncoder(layer, layers, norm=nn.LayerNorm(dim), enable_nested_tensor=False)
         self.to_weight = nn.Linear(dim, 1)
+        # α starts at 0.5 for every face: both branches get gradient from the first step.
+        nn.init.zeros_(self.to_weight.weight)
+        nn.init.zeros_(self.to_weight.bias)
 
     def forward(self, embedding: torch.Tensor, au_tokens: torch.Tensor) -> torch.Tensor:
         """(B, E) embedding, (B, n, C) AU tokens → fusion weight α (B, 1)."""
