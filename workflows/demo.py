@@ -53,7 +53,8 @@ class DemoConfig:
     seeds: tuple[int, ...] = (0, 1)
     """One run per seed."""
     control: bool = True
-    """Also train a control with labels shuffled within training batches."""
+    """Also train a control whose training rows carry the labels of other training rows (one
+    permutation over the training set: base rates kept, image-label pairs broken)."""
     port: int = 8000
     """Port of the demo's Serve app on 127.0.0.1."""
     image: str = ""
