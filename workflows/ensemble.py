@@ -30,9 +30,9 @@ def _member(run_dir: str, thresholds: dict[str, Any]) -> tuple[Member, dict[str,
 
     run = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
     split = json.loads(storage.read_text(storage.join(run_dir, "split.json")))
-    ckpt = load_checkpoint(run["best_checkpoint"])
+    ckpt = load_checkpoint(run["checkpoint"])
     thr = thresholds.get(run_dir, {}).get("thresholds", ckpt["thresholds"])
-    member = Member(name=run["run"], checkpoint=run["best_checkpoint"], model_name=ckpt["model_name"],
+    member = Member(name=run["run"], checkpoint=run["checkpoint"], model_name=ckpt["model_name"],
                     input_spec=ckpt["input_spec"], preprocess=ckpt["preprocess"], thresholds=list(thr),
                     trained_on=ckpt["preprocess"].get("dataset", ""))
     return member, {"split": split, "aus": ckpt["aus"], "store": ckpt["preprocess"]["store"],

@@ -78,7 +78,7 @@ def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cf
     from workflows.inference import predict_store_files
 
     files = _split_files(run["preprocess_store"], run["split"][split_name])
-    return predict_store_files(files, run["best_checkpoint"], "checkpoint", list(info["diff_steps"]),
+    return predict_store_files(files, run["checkpoint"], "checkpoint", list(info["diff_steps"]),
                                cfg.actors, cfg.actor_cpus)
 
 
@@ -106,7 +106,7 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig) -> dict[str, Any]:
                                 fold=run["split"]["fold"], dataset=info["dataset"], n_boot=cfg.bootstrap,
                                 seed=cfg.seed, **kw)
     ev["run"] = run_dir
-    ev["checkpoint"] = run["best_checkpoint"]
+    ev["checkpoint"] = run["checkpoint"]
     return ev
 
 
@@ -118,7 +118,7 @@ def report_name(run_name: str) -> str:
 def _store_of(run: dict[str, Any]) -> str:
     from components.checkpoint import load_checkpoint
 
-    return load_checkpoint(run["best_checkpoint"])["preprocess"]["store"]
+    return load_checkpoint(run["checkpoint"])["preprocess"]["store"]
 
 
 def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig) -> dict[str, Any]:
@@ -129,9 +129,9 @@ def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig) -> dict[str, An
     from workflows.inference import predict_store_files
 
     run = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
-    ckpt = load_checkpoint(run["best_checkpoint"])
+    ckpt = load_checkpoint(run["checkpoint"])
     info = store_info(store)
-    pred = predict_store_files(frames_files(store), run["best_checkpoint"], "checkpoint",
+    pred = predict_store_files(frames_files(store), run["checkpoint"], "checkpoint",
                                list(info["diff_steps"]), cfg.actors, cfg.actor_cpus)
     ev = evaluate_cross_dataset(report_name(run["run"]), pred["probs"], pred["labels"], pred["subject"],
                                 ckpt["preprocess"]["dataset"], info["dataset"], model_aus=ckpt["aus"],

@@ -128,7 +128,8 @@ def test_pairwise_rank_trains_its_three_steps_as_one_run(tiny_store, tmp_path: P
 
     cfg = _cfg(tiny_store["store"], str(tmp_path / "runs"), model="pairwise_rank_small", batch_size=8,
                max_steps_per_epoch=2, stage_epochs={"rank": 1, "uncertainty": 1, "mapping": 2},
-               stage_lr={"mapping": 1e-2}, model_kwargs={"backbone": "resnet18", "mapping_hidden": [16]})
+               stage_lr={"mapping": 1e-2}, model_kwargs={"backbone": "resnet18", "mapping_hidden": [16]},
+               select="last")
     from workflows.train import run_training
 
     summary = run_training(cfg)
@@ -138,12 +139,16 @@ def test_pairwise_rank_trains_its_three_steps_as_one_run(tiny_store, tmp_path: P
     # The logged lr is after the epoch's scheduler step: cosine over each step's own epochs, so a
     # one-epoch step ends at 0 and the mapping's two epochs start from its own peak of 1e-2.
     assert hist[2]["lr"] == pytest.approx(0.5e-2) and hist[3]["lr"] == pytest.approx(0.0, abs=1e-12)
+    # select: last hands on the end of the schedule (the mapping's last epoch), whatever validation says.
+    assert summary["checkpoint"] == summary["latest_checkpoint"] and summary["select"] == "last"
+    with pytest.raises(ValueError, match="select"):
+        replace(cfg, select="median")
     # One model at inference: the checkpoint predicts store rows through the evaluation path.
     from workflows.data import _split_files, store_info
     from workflows.inference import predict_store_files
 
     files = _split_files(tiny_store["store"], summary["split"]["test"])
-    pred = predict_store_files(files, summary["best_checkpoint"], "checkpoint",
+    pred = predict_store_files(files, summary["checkpoint"], "checkpoint",
                                list(store_info(tiny_store["store"])["diff_steps"]))
     assert pred["probs"].shape == pred["labels"].shape and len(pred["probs"]) > 0
     assert np.isfinite(pred["probs"]).all() and ((pred["probs"] >= 0) & (pred["probs"] <= 1)).all()
