@@ -10,7 +10,8 @@ on the validation subjects only, then applied to the test subjects. The trivial 
 rates, which favours them. Also the behaviour of paper 004's uncertainty network: higher σ on
 the generator's hand-occluded frames than on clear ones.
 
-Budget: the whole file in under 15 minutes of one CPU thread on an idle 2-core machine.
+Budget: about 40 minutes of one CPU thread (the recipes' training CPU times in
+benchmarks/results/models.json, 2026-12-02, sum to 2,300 s; pairwise-rank alone takes 690 s).
 """
 
 from __future__ import annotations
