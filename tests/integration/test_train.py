@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-# The learning and resume tests are kept out of the default run (pytest -m slow): the learning test preprocesses and trains the
-# demo's run (the demo's training alone takes ~270 s of both cores; the test took 834 s with the
-# cores shared, 2026-12-01: held-out 0.384 vs all-positive 0.324, while that day's demo run of the
-# same config scored 0.280, so the margin is not reliable yet); the resume test restarts Ray in a
+# The learning and resume tests are kept out of the default run (pytest -m slow): the learning test
+# preprocesses and trains the demo's run (the demo's training alone takes ~270 s of both cores;
+# the demo's config of 2026-12-02 gave 40.5 / 42.1 against all-positive 32.4 in the demo that
+# day; the test itself was last run on 2026-12-01's config); the resume test restarts Ray in a
 # subprocess.
 pytestmark = pytest.mark.integration
 
