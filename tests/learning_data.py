@@ -398,8 +398,8 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
 
         def epoch_batches(stage: str) -> Iterator[dict[str, Any]]:
             nonlocal samples
-            # The mapping reads G from the batch's frames of a video: cut as ``predict`` cuts.
-            size = VIDEO_BATCH_ROWS if stage == "mapping" else rec.batch_size
+            # A video-ordered step (the mapping reads G from a batch's frames): cut as ``predict`` cuts.
+            size = VIDEO_BATCH_ROWS if stage in model.video_order_stages else rec.batch_size
             for b in batches(rows, spec, data.aus, augment, size, True, seed + next(epoch),
                              by_video=True, **common):
                 samples += len(b["image"])

@@ -27,8 +27,9 @@ __all__ = ["build_ensemble", "main"]
 
 def _member(run_dir: str, thresholds: dict[str, Any]) -> tuple[Member, dict[str, Any]]:
     from components.checkpoint import load_checkpoint
+    from workflows.train import read_run
 
-    run = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
+    run = read_run(run_dir)
     split = json.loads(storage.read_text(storage.join(run_dir, "split.json")))
     ckpt = load_checkpoint(run["checkpoint"])
     thr = thresholds.get(run_dir, {}).get("thresholds", ckpt["thresholds"])

@@ -86,8 +86,9 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig) -> dict[str, Any]:
     """Test-set evaluation of one run (thresholds from its validation subjects when asked)."""
     from components.report import evaluate_model_outputs
     from workflows.data import store_info
+    from workflows.train import read_run
 
-    run = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
+    run = read_run(run_dir)
     train_cfg = json.loads(storage.read_text(storage.join(run_dir, "split.json")))
     run["split"] = train_cfg
     ckpt_store = _store_of(run)
@@ -127,8 +128,9 @@ def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig) -> dict[str, An
     from components.report import evaluate_cross_dataset
     from workflows.data import frames_files, store_info
     from workflows.inference import predict_store_files
+    from workflows.train import read_run
 
-    run = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
+    run = read_run(run_dir)
     ckpt = load_checkpoint(run["checkpoint"])
     info = store_info(store)
     pred = predict_store_files(frames_files(store), run["checkpoint"], "checkpoint",

@@ -29,7 +29,7 @@ from workflows.data import SplitConfig, balanced_pos_weight, load_split, store_i
 
 log = logging.getLogger("facsflow.train")
 
-__all__ = ["TrainConfig", "run_training", "main"]
+__all__ = ["TrainConfig", "run_training", "read_run", "main"]
 
 
 @dataclass
@@ -186,9 +186,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             from components.models.pairwise_training import pairwise_step
 
             loss_fn = (lambda b, _s=stage: pairwise_step(core, _s, b))  # noqa: E731
-        # Pairwise-rank's mapping reads G from the batch's frames of the same video: its batches
-        # are cut in store (video) order as evaluation cuts them, not shuffled.
-        video_order = stage == "mapping"
+        # A step the model declares video-ordered (pairwise-rank's mapping) reads its shard
+        # unshuffled in store (video) order, cut as evaluation cuts it.
+        video_order = stage in getattr(core, "video_order_stages", ())
         shuffle = cfg.shuffle_buffer if not video_order else 0
         t0 = time.perf_counter()
         losses, seen = [], 0
@@ -273,11 +273,9 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
     run_dir = storage.join(cfg.out, cfg.run_name())
     done_marker = storage.join(run_dir, "run.json")
     if storage.exists(done_marker):
-        summary = json.loads(storage.read_text(done_marker))
+        summary = read_run(run_dir)
         log.info("run %s already finished: reusing its result (delete %s to retrain)", cfg.run_name(), run_dir)
         summary["reused"] = True
-        summary.setdefault("checkpoint", summary["best_checkpoint"])     # run.json before `select`
-        summary.setdefault("select", "best")
         return summary
     split = load_split(cfg.data, info, cfg.split)
     # One line per epoch from the loop is the progress a person follows; per-epoch Ray Data
@@ -323,6 +321,15 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
                "best_val_mean_f1": max(h["val_mean_f1"] for h in history), "epochs_run": len(history),
                "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
     storage.write_json(done_marker, summary)
+    return summary
+
+
+def read_run(run_dir: str) -> dict[str, Any]:
+    """A finished run's ``run.json``; ``checkpoint`` is the one to evaluate, ensemble and serve
+    (run.json files written before ``select`` existed name only ``best_checkpoint``)."""
+    summary = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
+    summary.setdefault("checkpoint", summary["best_checkpoint"])
+    summary.setdefault("select", "best")
     return summary
 
 

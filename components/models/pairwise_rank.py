@@ -40,7 +40,8 @@ deviation, minimum, maximum and σ⁻²-weighted mean of ŷ; mean and standard d
 paper names only "probability distribution and variance"; the mapping FCN width is a config
 and it starts with a standardisation of its inputs by the statistics of every training row
 (``RunningStandardize``; ŷ has no fixed scale, and BatchNorm's per-batch statistics differ
-between one-video training batches and inference). The siamese pair runs as one forward pass over the concatenated images.
+between one-video training batches and inference). The siamese pair runs as one forward pass
+over the concatenated images.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ from components.models.backbones import BACKBONES, build_backbone
 from components.models.base import AUModel, InputSpec
 from components.models.registry import register_model
 
-__all__ = ["PairwiseRankConfig", "PairwiseRankModel", "RunningStandardize", "window_statistics", "group_ids", "pair_indices",
-           "batch_video_ids", "batch_frame_index", "STAGES", "N_FRAME_FEATURES"]
+__all__ = ["PairwiseRankConfig", "PairwiseRankModel", "RunningStandardize", "window_statistics", "group_ids",
+           "pair_indices", "batch_video_ids", "batch_frame_index", "STAGES", "N_FRAME_FEATURES"]
 
 STAGES: tuple[str, ...] = ("rank", "uncertainty", "mapping")
 """Training steps of paper 004 in order (§3.1, §3.2, §3.3)."""
@@ -281,6 +282,10 @@ class PairwiseRankModel(AUModel):
 
     family = "pairwise-rank"
     paper = "Saito et al., improved pairwise deep architecture (ABAW 2021), paper 004"
+    video_order_stages: tuple[str, ...] = ("mapping",)
+    """Steps whose training batches must be cut in video order like prediction's
+    (``components.batches.VIDEO_BATCH_ROWS``, unshuffled): the mapping reads G from the batch's
+    frames of the same video. The rank and uncertainty steps pair frames in shuffled batches."""
 
     def __init__(self, aus: Sequence[int], config: PairwiseRankConfig) -> None:
         super().__init__(aus, config)

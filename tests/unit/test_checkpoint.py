@@ -36,3 +36,17 @@ def test_torch_load_weights_only_accepts_it(tmp_path) -> None:
 def test_missing_checkpoint_is_clear(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "none")
+
+
+def test_read_run_names_the_selected_checkpoint_also_for_older_run_files(tmp_path) -> None:
+    import json
+
+    from workflows.train import read_run
+
+    (tmp_path / "run.json").write_text(json.dumps({"run": "r", "best_checkpoint": "/c/best"}))
+    old = read_run(str(tmp_path))
+    assert (old["checkpoint"], old["select"]) == ("/c/best", "best")
+    (tmp_path / "run.json").write_text(json.dumps({"run": "r", "best_checkpoint": "/c/best",
+                                                   "latest_checkpoint": "/c/last", "checkpoint": "/c/last",
+                                                   "select": "last"}))
+    assert read_run(str(tmp_path))["checkpoint"] == "/c/last"
