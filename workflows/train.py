@@ -192,16 +192,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         shuffle = cfg.shuffle_buffer if not video_order else 0
         t0 = time.perf_counter()
         losses, seen = [], 0
+        # Time the loop spent waiting for the input pipeline: the first batch (Ray Data starts the
+        # epoch's streaming execution) and every later wait, so a user sees whether the model or
+        # the data sets the pace.
+        first_batch_s, data_wait_s, asked = None, 0.0, t0
         for step, batch in enumerate(train_shard.iter_torch_batches(
                 batch_size=VIDEO_BATCH_ROWS if video_order else cfg.batch_size,
                 local_shuffle_buffer_size=shuffle or None, local_shuffle_seed=cfg.seed + epoch if shuffle else None,
                 drop_last=not video_order, dtypes=torch.float32)):
+            waited = time.perf_counter() - asked
             if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
                 break
+            first_batch_s = waited if first_batch_s is None else first_batch_s
+            data_wait_s += waited
             parts = train_step(model, batch, opt, scaler, cfg.optim, device, loss_fn,
                                sync_grads=staged and world > 1)
             losses.append(parts["loss"])
             seen += len(batch["labels"])
+            asked = time.perf_counter()
         sched.step()
         train_s = time.perf_counter() - t0
         val = predict_batches(model, val_shard.iter_torch_batches(batch_size=cfg.batch_size * 2,
@@ -214,6 +222,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         metrics = {"epoch": epoch, "train_loss": train_loss, "samples_all_workers": seen_all,
                    "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]),
                    "best_val_mean_f1": best, "samples_per_s": seen / max(train_s, 1e-9),
+                   "first_batch_s": first_batch_s or 0.0, "data_wait_s": data_wait_s,
                    "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],
                    "stage": stage or "train", "worker_nodes": worker_nodes,
                    # The epoch this worker group started at: > 0 after a resume from a checkpoint.
@@ -222,7 +231,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             step_name = f" ({stage})" if stage else ""
             print(f"[{cfg.run_name()}] epoch {epoch + 1}/{len(schedule)}{step_name} loss {metrics['train_loss']:.4f} "
-                  f"val mean F1 {mean_f1:.3f} (best {best:.3f}) {metrics['samples_per_s']:.1f} samples/s")
+                  f"val mean F1 {mean_f1:.3f} (best {best:.3f}) {metrics['samples_per_s']:.1f} samples/s, "
+                  f"waited {data_wait_s:.1f} s for data")
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
