@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from components import storage
 from components.batches import VIDEO_BATCH_ROWS
 
 __all__ = ["StoreRowsPredictor", "predict_store_files"]
@@ -52,8 +51,9 @@ def predict_store_files(files: list[str], source: str, kind: str, diff_steps: li
 
     if not files:
         return {}
-    fs, _ = storage.resolve(files[0])
-    ds = ray.data.read_parquet([storage.resolve(f)[1] for f in files], filesystem=fs, columns=_COLUMNS)
+    from workflows.data import read_store_frames
+
+    ds = read_store_frames(files, _COLUMNS)
     out = ds.map_batches(StoreRowsPredictor, batch_size=batch_size, batch_format="numpy",
                          fn_constructor_kwargs={"source": source, "kind": kind, "diff_steps": diff_steps},
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),

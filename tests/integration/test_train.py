@@ -152,3 +152,24 @@ def test_pairwise_rank_trains_its_three_steps_as_one_run(tiny_store, tmp_path: P
                                list(store_info(tiny_store["store"])["diff_steps"]))
     assert pred["probs"].shape == pred["labels"].shape and len(pred["probs"]) > 0
     assert np.isfinite(pred["probs"]).all() and ((pred["probs"] >= 0) & (pred["probs"] <= 1)).all()
+
+
+def test_store_reader_gives_every_row_and_leaves_ray_data_settings_alone(tiny_store) -> None:
+    """read_store_frames (the reader of training, evaluation and prediction) returns the store's
+    rows exactly as pyarrow reads them, and the reader choice does not leak into the user's
+    DataContext."""
+    import pyarrow.dataset as pads
+    import ray.data
+
+    from workflows.data import frames_files, read_store_frames
+    from components import storage
+
+    files = frames_files(tiny_store["store"])
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.use_datasource_v2
+    ds = read_store_frames(files, ["sample_id", "subject"], num_cpus=0.5)
+    assert ctx.use_datasource_v2 == before
+    got = sorted(r["sample_id"] for r in ds.iter_rows())
+    want = sorted(pads.dataset([storage.resolve(f)[1] for f in files], format="parquet")
+                  .to_table(columns=["sample_id"]).column("sample_id").to_pylist())
+    assert got == want and len(got) > 0
