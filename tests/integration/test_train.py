@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 # Both the learning and the resume test are in the default run. The learning test preprocesses and
-# trains the demo's run (527 s on 2026-12-02 with the 2 cores shared with another job; held-out
-# 0.396 against all-positive 0.324, the demo's own runs of that config gave 0.405 and 0.421); the
-# resume test restarts Ray in a subprocess (335 s).
+# trains the demo's run (147 s in the CI run of 2026-12-02; held-out 0.404 and 0.396 that day
+# against all-positive 0.324); the resume test restarts Ray in a subprocess (107 s).
 pytestmark = pytest.mark.integration
 
 
