@@ -238,14 +238,17 @@ def build_learning_set(config: "LearningSetConfig | None" = None, cache: "Path |
 
 def batches(rows: Rows, spec: InputSpec, aus: Sequence[int], augment: "AugmentConfig | None", batch_size: int,
             shuffle: bool, seed: int, *, store_aus: "Sequence[int] | None" = None,
-            diff_steps: Sequence[int] = (1, 2, 4), by_video: bool = False) -> Iterator[dict[str, Any]]:
+            diff_steps: Sequence[int] = (1, 2, 4), by_video: bool = False,
+            shuffle_frames: bool = False) -> Iterator[dict[str, Any]]:
     """Model batches over ``rows`` through ``components.batches.BatchBuilder``.
 
     ``aus``: the model's AU list, picked from the set's columns ``store_aus`` (default the
     same list). ``shuffle`` permutes rows (``by_video``: permutes whole videos and keeps each
     video's frames together in frame order, and a batch holds frames of one video only: the
-    video context pairwise-rank pairs frames and computes window statistics within). Tensors come out as torch tensors; ``video_index`` identifies
-    subject and video together (video names such as 'V1' repeat across subjects).
+    video context pairwise-rank pairs frames and computes window statistics within; with
+    ``shuffle_frames`` each video's frames are permuted first, so a batch samples the whole
+    video rather than one stretch of it). Tensors come out as torch tensors; ``video_index``
+    identifies subject and video together (video names such as 'V1' repeat across subjects).
     """
     store_aus = tuple(store_aus or aus)
     missing = [a for a in aus if a not in store_aus]
@@ -262,6 +265,8 @@ def batches(rows: Rows, spec: InputSpec, aus: Sequence[int], augment: "AugmentCo
             videos = videos[rng.permutation(len(videos))]
         order = np.concatenate([np.flatnonzero(keys == v)[np.argsort(rows["frame_order"][keys == v], kind="stable")]
                                 for v in videos])
+        if shuffle_frames:
+            order = np.concatenate([rng.permutation(order[keys[order] == v]) for v in videos])
         # Cut at video boundaries too: a batch never mixes two videos.
         keys = keys[order]
         starts = [i for i in range(n) if i == 0 or keys[i] != keys[i - 1]] + [n]
@@ -300,8 +305,9 @@ class Recipe:
     stage_lr: tuple[tuple[str, float], ...] = ()
     """pairwise-rank: peak learning rate of a step where it differs from ``lr`` (the product's
     ``TrainConfig.stage_lr``)."""
-    max_pairs: int = 24
-    """pairwise-rank: most pairs per batch in the rank and uncertainty steps."""
+    max_pairs: "int | None" = None
+    """pairwise-rank: most pairs per batch in the rank and uncertainty steps (None: every
+    ordered pair; each frame is scored once, so pairs cost no forward pass)."""
     pos_weight: bool = False
     """Class-balanced loss: the product's ``TrainConfig.pos_weight='balanced'`` rule
     (``workflows.data.balanced_pos_weight``) over the training subjects' labels."""
@@ -337,7 +343,11 @@ RECIPES: dict[str, Recipe] = {
     # Balanced MAE in the mapping step (unweighted it ends at "never active"). The mapping FCN
     # learns from scratch on frozen f and h: at 1e-3 for 4 epochs its MAE hardly moved (0.815 ->
     # 0.791, held-out 0.228 vs trivial 0.294); at 1e-2 for 8 epochs 0.857 -> 0.475, held-out
-    # 0.361 (disfa, 2026-12-02).
+    # 0.361 (disfa, 2026-12-02). Every ordered pair of a batch (frames scored once) and the
+    # relative position input: folds 2 and 3 of the manifest set 0.407 and 0.340 vs trivial
+    # 0.328 and 0.332 (0.328 and 0.298 without the position); fold 1, the test's, 0.347 and
+    # 0.336 (seeds 0, 1) vs 0.350. Light augmentation only in the pair steps: f hardly learns in
+    # 3 epochs (hinge 0.86-1.03), 0.312 and 0.292 on folds 2, 3 (2026-12-02).
     "pairwise_rank_small": Recipe(pairwise_epochs=(("rank", 3), ("uncertainty", 2), ("mapping", 8)),
                                   stage_lr=(("mapping", 1e-2),), pos_weight=True),
 }
@@ -398,10 +408,13 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
 
         def epoch_batches(stage: str) -> Iterator[dict[str, Any]]:
             nonlocal samples
-            # A video-ordered step (the mapping reads G from a batch's frames): cut as ``predict`` cuts.
-            size = VIDEO_BATCH_ROWS if stage in model.video_order_stages else rec.batch_size
+            # A video-ordered step (the mapping reads G from a batch's frames): cut as ``predict``
+            # cuts. The pair steps sample each batch from the whole of one video (paper 004 §3.1
+            # pairs any two frames of a video; consecutive stretches would pair only neighbours).
+            ordered = stage in model.video_order_stages
+            size = VIDEO_BATCH_ROWS if ordered else rec.batch_size
             for b in batches(rows, spec, data.aus, augment, size, True, seed + next(epoch),
-                             by_video=True, **common):
+                             by_video=True, shuffle_frames=not ordered, **common):
                 samples += len(b["image"])
                 yield b
 

@@ -13,27 +13,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-import numpy as np
-
 from components.models.pairwise_rank import PairwiseRankModel, batch_video_ids, pair_indices
 
-__all__ = ["select_rows", "pairwise_step", "fit_pairwise"]
-
-
-def select_rows(batch: Mapping[str, Any], index: torch.Tensor) -> dict[str, Any]:
-    """The rows ``index`` of every per-sample entry of a batch (tensors and lists of length B)."""
-    b = len(batch["image"])
-    out: dict[str, Any] = {}
-    for key, value in batch.items():
-        if isinstance(value, torch.Tensor) and value.ndim > 0 and value.shape[0] == b:
-            out[key] = value[index.to(value.device)]
-        elif isinstance(value, np.ndarray) and value.ndim > 0 and value.shape[0] == b:
-            out[key] = value[index.cpu().numpy()]
-        elif isinstance(value, (list, tuple)) and len(value) == b:
-            out[key] = [value[i] for i in index.tolist()]
-        else:
-            out[key] = value
-    return out
+__all__ = ["pairwise_step", "fit_pairwise"]
 
 
 def pairwise_step(model: PairwiseRankModel, stage: str, batch: Mapping[str, Any], max_pairs: "int | None" = None,
@@ -41,8 +23,9 @@ def pairwise_step(model: PairwiseRankModel, stage: str, batch: Mapping[str, Any]
     """Loss parts of one batch for ``stage`` ('rank', 'uncertainty' or 'mapping').
 
     Rank and uncertainty stages build same-video pairs with ``pair_indices`` from the video ids
-    (``batch['video_index']`` or ``batch['video']``) and ``model.ranking_targets(batch)``; they return None when the
-    batch holds no ordered pair. The mapping stage is ``model.loss_mapping(batch)``, None for a
+    (``batch['video_index']`` or ``batch['video']``) and ``model.ranking_targets(batch)``, and
+    score each frame once (``PairwiseRankModel.loss_pairs``); they return None when the batch
+    holds no ordered pair. ``max_pairs`` None keeps every ordered pair (pairs cost no forward pass). The mapping stage is ``model.loss_mapping(batch)``, None for a
     one-frame batch (G over a single frame says nothing about the video's neutral level; a
     video cut into batches can leave one frame over).
     """
@@ -58,9 +41,8 @@ def pairwise_step(model: PairwiseRankModel, stage: str, batch: Mapping[str, Any]
     ii, jj, r = pair_indices(vid, targets, max_pairs, generator)
     if len(ii) == 0:
         return None
-    bi, bj = select_rows(batch, ii), select_rows(batch, jj)
-    r = r.to(batch["image"].device)
-    return model.loss_rank(bi, bj, r) if stage == "rank" else model.loss_uncertainty(bi, bj, r)
+    device = batch["image"].device
+    return model.loss_pairs(stage, batch, ii.to(device), jj.to(device), r.to(device))
 
 
 def fit_pairwise(model: PairwiseRankModel, batches_iter_factory: Callable[[str], Iterable[Mapping[str, Any]]],

@@ -11,7 +11,8 @@ rates, which favours them. Also the behaviour of paper 004's uncertainty network
 the generator's hand-occluded frames than on clear ones.
 
 Budget: about 40 minutes of one CPU thread (the recipes' training CPU times in
-benchmarks/results/models.json, 2026-12-02, sum to 2,300 s; pairwise-rank alone takes 690 s).
+benchmarks/results/models.json, 2026-12-02, sum to 2,300 s; pairwise-rank took 690 s of it
+before each frame of a pair batch was scored once, 250 s after).
 """
 
 from __future__ import annotations
