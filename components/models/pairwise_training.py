@@ -25,9 +25,10 @@ def pairwise_step(model: PairwiseRankModel, stage: str, batch: Mapping[str, Any]
     Rank and uncertainty stages build same-video pairs with ``pair_indices`` from the video ids
     (``batch['video_index']`` or ``batch['video']``) and ``model.ranking_targets(batch)``, and
     score each frame once (``PairwiseRankModel.loss_pairs``); they return None when the batch
-    holds no ordered pair. ``max_pairs`` None keeps every ordered pair (pairs cost no forward pass). The mapping stage is ``model.loss_mapping(batch)``, None for a
-    one-frame batch (G over a single frame says nothing about the video's neutral level; a
-    video cut into batches can leave one frame over).
+    holds no ordered pair. ``max_pairs`` None keeps every ordered pair (pairs cost no forward
+    pass). The mapping stage is ``model.loss_mapping(batch)``, None for a one-frame batch (G
+    over a single frame says nothing about the video's neutral level; a video cut into batches
+    can leave one frame over).
     """
     if stage == "mapping":
         return model.loss_mapping(dict(batch)) if len(batch["image"]) > 1 else None
