@@ -48,7 +48,8 @@ ACC_ATOL = 0.05
 scores the whole validation set with the synchronised weights), so only float-level differences
 remain. After the first step many frames' probabilities still sit at 0.5 and a tiny weight
 difference flips them (measured: 0.325 vs 0.335 and 0.325 vs 0.408 at epoch 1), so epoch 1 is
-not compared; after the second step both runs gave 0.544 every time."""
+not compared; after the second step both runs gave 0.544 every time on the earlier validation
+subject, and 0.844 on the one the AU-covering carve picks now."""
 F1_ATOL = 0.1
 """Final validation mean F1, absolute. After two steps it is still 0 for every run we made (no
 AU crosses 0.5 yet), so this bound only catches a run that went somewhere else entirely; the
@@ -264,11 +265,11 @@ def test_preprocess_and_training_use_both_worker_nodes_and_match_one_node(one_no
     np.testing.assert_allclose(got["val_accuracy"][-1], want["val_accuracy"][-1], atol=ACC_ATOL,
                                err_msg=f"multi-node {got} vs one node {want}")
     assert abs(got["val_mean_f1"][-1] - want["val_mean_f1"][-1]) <= F1_ATOL, (got, want)
-    # Both really learned: training loss down by over 10 %. (Two steps on 48 rows are too few
-    # to promise a rise in validation accuracy on one held-out subject; it must not fall.)
+    # Both really learned: training loss down by over 10 %. Validation accuracy is not asked to
+    # rise, or even to hold: after the first step many frames sit at p = 0.5 and flip either way
+    # (CI saw the one validation subject go 0.896 -> 0.844 on one run, 0.844 -> 0.844 on another).
     for run in (got, want):
         assert run["train_loss"][1] < 0.9 * run["train_loss"][0], run
-        assert run["val_accuracy"][1] >= run["val_accuracy"][0], run
 
 
 def test_worker_node_removed_mid_preprocess_gives_the_undisturbed_rows(one_node, multi_node) -> None:
