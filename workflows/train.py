@@ -124,6 +124,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     from components.checkpoint import CHECKPOINT_FILE, make_checkpoint, save_checkpoint
     from components.configuration import from_dict
+    from components.losses import masked_bce_of_probs
     from components.metrics import evaluate_occurrence
     from components.models.registry import build_model
     from components.training import build_optimizer, build_scheduler, predict_batches, train_step
@@ -215,12 +216,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         val = predict_batches(model, val_shard.iter_torch_batches(batch_size=cfg.batch_size * 2,
                                                                    dtypes=torch.float32), device, cfg.optim.amp)
         res = evaluate_occurrence(val["probs"], val["labels"], aus)
+        val_bce = masked_bce_of_probs(val["probs"], val["labels"]) if len(val["labels"]) else float("nan")
         mean_f1 = float(res["mean_f1"])
         improved = mean_f1 > best
         best, stale = (mean_f1, 0) if improved else (best, stale + 1)
         train_loss, seen_all = _all_ranks_mean(losses, seen, world)
         metrics = {"epoch": epoch, "train_loss": train_loss, "samples_all_workers": seen_all,
-                   "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]),
+                   "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]), "val_bce": val_bce,
                    "best_val_mean_f1": best, "samples_per_s": seen / max(train_s, 1e-9),
                    "first_batch_s": first_batch_s or 0.0, "data_wait_s": data_wait_s,
                    "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],

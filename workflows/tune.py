@@ -44,7 +44,7 @@ __all__ = ["ParamSpace", "AshaConfig", "SearchConfig", "apply_params", "trial_re
 CONFIG_DIR = Path(__file__).parent / "configs"
 
 # Metrics every epoch's report of workflows.train carries (the ones worth scheduling on).
-TRAIN_METRICS = ("val_mean_f1", "val_accuracy", "best_val_mean_f1", "train_loss")
+TRAIN_METRICS = ("val_mean_f1", "val_accuracy", "val_bce", "best_val_mean_f1", "train_loss")
 
 # Fields a search may not vary: resources (concurrency is computed from them), ASHA's budget
 # (train.epochs is max_t), where things live, and the split (trials must be compared on the

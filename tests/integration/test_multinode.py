@@ -43,17 +43,15 @@ whose workers got different rows differed by 0.6 % and 1.3 % (0.689/0.411 vs 0.6
 the loss was still rank 0's own); one-node vs three-node runs gave equal losses (0.687/0.405).
 10 % is that spread with margin, while a broken run (a worker without data, another store's
 rows, no gradient sync) trains to a visibly different loss after the second step."""
-ACC_ATOL = 0.05
-"""Validation mean accuracy after the last epoch, absolute: validation is not split (every worker
-scores the whole validation set with the synchronised weights), so only float-level differences
-remain. After the first step many frames' probabilities still sit at 0.5 and a tiny weight
-difference flips them (measured: 0.325 vs 0.335 and 0.325 vs 0.408 at epoch 1), so epoch 1 is
-not compared; after the second step both runs gave 0.544 every time on the earlier validation
-subject, and 0.844 on the one the AU-covering carve picks now."""
-F1_ATOL = 0.1
-"""Final validation mean F1, absolute. After two steps it is still 0 for every run we made (no
-AU crosses 0.5 yet), so this bound only catches a run that went somewhere else entirely; the
-loss and accuracy bounds carry the comparison."""
+VAL_BCE_RTOL = 0.10
+"""Validation cross-entropy (``val_bce``, over known labels) per epoch, multi-node vs one node,
+relative. Validation is not split (every worker scores the whole validation set with the
+synchronised weights), so what differs is the training difference above carried through. Unlike
+accuracy and F1 it is continuous: after two steps many frames sit near p = 0.5, where a tiny
+weight difference flips them (validation accuracy at epoch 1 measured 0.896 on a CI run, 0.844
+and 0.823 here; F1 0.25, 0.17, 0.15 and 0), so thresholded metrics are not compared. Measured over three
+pairs of runs: 0.621/0.563, 0.616/0.571 multi-node vs 0.611/0.554 one node, at most 3.0 % apart;
+10 % is that with margin, while a broken run lands elsewhere."""
 
 
 def _synth(root: Path) -> dict:
@@ -257,19 +255,18 @@ def test_preprocess_and_training_use_both_worker_nodes_and_match_one_node(one_no
         assert [h["samples_all_workers"] for h in run["history"]] == [48, 48]
 
     # ... and its metrics are the one-node run's within the tolerances stated above.
-    got = {k: [h[k] for h in train["history"]] for k in ("train_loss", "val_accuracy", "val_mean_f1")}
-    want = {k: [h[k] for h in ref["history"]] for k in ("train_loss", "val_accuracy", "val_mean_f1")}
+    keys = ("train_loss", "val_bce")
+    got = {k: [h[k] for h in train["history"]] for k in keys}
+    want = {k: [h[k] for h in ref["history"]] for k in keys}
     assert len(got["train_loss"]) == len(want["train_loss"]) == 2
-    np.testing.assert_allclose(got["train_loss"], want["train_loss"], rtol=LOSS_RTOL,
-                               err_msg=f"multi-node {got} vs one node {want}")
-    np.testing.assert_allclose(got["val_accuracy"][-1], want["val_accuracy"][-1], atol=ACC_ATOL,
-                               err_msg=f"multi-node {got} vs one node {want}")
-    assert abs(got["val_mean_f1"][-1] - want["val_mean_f1"][-1]) <= F1_ATOL, (got, want)
-    # Both really learned: training loss down by over 10 %. Validation accuracy is not asked to
-    # rise, or even to hold: after the first step many frames sit at p = 0.5 and flip either way
-    # (CI saw the one validation subject go 0.896 -> 0.844 on one run, 0.844 -> 0.844 on another).
+    for key, rtol in (("train_loss", LOSS_RTOL), ("val_bce", VAL_BCE_RTOL)):
+        np.testing.assert_allclose(got[key], want[key], rtol=rtol, err_msg=f"multi-node {got} vs one node {want}")
+    # Both really learned: training loss down by over 10 % (measured 30 %), and the held-out
+    # subject's cross-entropy down too (measured 7-9 %). Validation accuracy and F1 are not asked
+    # to rise: after two steps they flip with frames at p = 0.5 (see VAL_BCE_RTOL).
     for run in (got, want):
         assert run["train_loss"][1] < 0.9 * run["train_loss"][0], run
+        assert run["val_bce"][1] < run["val_bce"][0], run
 
 
 def test_worker_node_removed_mid_preprocess_gives_the_undisturbed_rows(one_node, multi_node) -> None:

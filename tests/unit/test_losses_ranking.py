@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.losses import masked_bce
+from components.losses import masked_bce, masked_bce_of_probs
 from components.losses_ranking import misordering_loss, misordering_probability, ranking_hinge, sigma_from_raw
 
 pytestmark = pytest.mark.unit
@@ -99,3 +99,15 @@ def test_masked_bce_ignores_unknown_labels() -> None:
     logits = torch.tensor([[0.0, 0.0, 5.0]])
     labels = torch.tensor([[1.0, 0.0, -1.0]])
     assert masked_bce(logits, labels).item() == pytest.approx(0.6931472, abs=1e-6)
+
+
+def test_masked_bce_of_probs_hand_values_and_clipping() -> None:
+    # Known cells: (p 0.8, y 0) costs -ln 0.2 = 1.6094379, (p 0.1, y 0) -ln 0.9 = 0.1053605,
+    # (p 0.5, y 1) ln 2 = 0.6931472; the unknown cell (p 0.99) is ignored. Mean of three: 0.8026485.
+    probs = [[0.8, 0.1], [0.5, 0.99]]
+    labels = [[0.0, 0.0], [1.0, -1.0]]
+    assert masked_bce_of_probs(probs, labels) == pytest.approx(0.8026485, abs=1e-6)
+    # A saturated wrong prediction is finite: -ln(1e-7) = 16.118096.
+    assert masked_bce_of_probs([[1.0]], [[0.0]]) == pytest.approx(16.118096, abs=1e-5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        masked_bce_of_probs([[0.5, 0.5]], [[1.0]])
