@@ -8,7 +8,6 @@ same function serving calls.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -18,6 +17,7 @@ from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
 from components.faces.transforms import hflip_sample, model_input
 from components.models.base import InputSpec
 from components.preprocessing import decode_jpeg
+from components.video_key import video_index
 
 __all__ = ["AugmentConfig", "BatchBuilder", "VIDEO_BATCH_ROWS"]
 
@@ -75,8 +75,8 @@ class BatchBuilder:
     Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown, intensity (B,n_AU) float32 (-1 where the store has none), and the
-    id columns sample_id, subject, video, frame_order as passthrough, and video_index (CRC32 of
-    the video id) for families that pair or window frames within a video.
+    id columns sample_id, dataset, subject, video, frame_order as passthrough, and video_index
+    (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video.
     """
 
     def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,
@@ -140,10 +140,10 @@ class BatchBuilder:
             "labels": self._labels(batch.get("labels", [None] * n), "labels"),
             "intensity": self._labels(batch.get("intensities", [None] * n), "intensities"),
         }
-        for key in ("sample_id", "subject", "video", "frame_order"):
+        for key in ("sample_id", "dataset", "subject", "video", "frame_order"):
             if key in batch:
                 out[key] = np.asarray(batch[key])
-        if "video" in batch:
-            # A numeric video id that survives tensor conversion (pairs and windows are per video).
-            out["video_index"] = np.array([zlib.crc32(str(v).encode()) for v in batch["video"]], np.int64)
+        index = video_index(batch)  # pairs and windows are per (dataset, subject, video)
+        if index is not None:
+            out["video_index"] = index
         return out
