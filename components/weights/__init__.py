@@ -38,7 +38,7 @@ def normalisation(name: str) -> Normalisation:
 def normalise(x: torch.Tensor, norm: "Normalisation | str") -> torch.Tensor:
     """Prepare B×3×H×W RGB pixels on the 0..1 scale for a set of weights (an entry name or its
     Normalisation): reorder channels, then subtract mean / divide by std, or standardise each
-    image by itself (FaceNet's prewhiten, std floored at 1/sqrt(number of values))."""
+    image by itself (FaceNet's prewhiten, std floored at 1/sqrt(number of values) grey levels)."""
     n = get(norm).normalisation if isinstance(norm, str) else norm
     if x.ndim != 4 or x.shape[1] != 3:
         raise ValueError(f"normalise expects B×3×H×W RGB pixels, got shape {tuple(x.shape)}")
@@ -46,7 +46,8 @@ def normalise(x: torch.Tensor, norm: "Normalisation | str") -> torch.Tensor:
         x = x.flip(1)
     if n.per_image:
         flat = x.flatten(1)
-        floor = 1.0 / flat.shape[1] ** 0.5
+        # prewhiten floors the std at 1/sqrt(values) on the 0..255 scale; these pixels are 0..1.
+        floor = 1.0 / (255.0 * flat.shape[1] ** 0.5)
         std = flat.std(dim=1, unbiased=False).clamp_min(floor)
         return (x - flat.mean(1)[:, None, None, None]) / std[:, None, None, None]
     mean = torch.tensor(n.mean, dtype=x.dtype, device=x.device)[None, :, None, None]

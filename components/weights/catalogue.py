@@ -34,7 +34,7 @@ class Normalisation:
     """Channel order the first layer expects: ``"RGB"`` or ``"BGR"``."""
     per_image: bool = False
     """Standardise each image by its own mean and std over all pixels and channels (FaceNet's
-    ``prewhiten``), with the std floored at 1/sqrt(pixels); ``mean``/``std`` are then unused."""
+    ``prewhiten``), with the std floored at 1/sqrt(values) grey levels; ``mean``/``std`` unused."""
 
     def __post_init__(self) -> None:
         if self.colour_order not in ("RGB", "BGR"):
