@@ -2,8 +2,9 @@
 
 Order of look-up for an entry: an explicit ``path`` argument; ``$FACSFLOW_WEIGHTS_DIR/<file
 name>``; then the entry's source: a file listed in the installed distribution's RECORD
-(``importlib.metadata``) or a member of the source archive in ``<cache>/downloads`` (extracted
-once into ``<cache>/weights/<entry>/``). Whatever is found must match the entry's SHA-256.
+(``importlib.metadata``) or a member of the source archive found in ``$FACSFLOW_WEIGHTS_DIR`` or
+``<cache>/downloads`` (extracted once into ``<cache>/weights/<entry>/``). Whatever is found must
+match the entry's SHA-256.
 """
 
 from __future__ import annotations
@@ -136,9 +137,11 @@ def _from_archive(entry: WeightsEntry) -> Path:
     target = weights_cache() / entry.name / src.filename
     if target.is_file():
         return target
-    archive = downloads_dir() / src.archive
-    if not archive.is_file():
-        raise _missing(entry, f"{archive} not found")
+    local = os.environ.get("FACSFLOW_WEIGHTS_DIR")
+    candidates = ([Path(local).expanduser() / src.archive] if local else []) + [downloads_dir() / src.archive]
+    archive = next((a for a in candidates if a.is_file()), None)
+    if archive is None:
+        raise _missing(entry, f"{' or '.join(map(str, candidates))} not found")
     target.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "r:gz") as tar:
         try:
