@@ -112,7 +112,7 @@ class WeightsEntry:
     feature_dim: int
     """Channels of the feature map ``build_backbone`` returns."""
     code_requires: tuple[str, ...] = field(default=())
-    """``module==pip spec`` pairs as ``"module:pip spec"`` needed to build or convert the weights."""
+    """Code needed to build or convert the weights, each ``"<import name>:<pip requirement>"``."""
     note: str = ""
     """Anything a user must know (licence caveats, departures from the publisher's pipeline)."""
 

@@ -250,6 +250,19 @@ def test_random_catalogue_backbone_builds_without_weights(arch):
                      "mobilefacenet": 512}[arch]
 
 
+def test_a_family_starts_from_an_entry_through_its_config():
+    require_entry("efficientnet_lite0-imagenet")
+    from components.models import build_model
+
+    model = build_model("baseline_resnet18_112", [1, 2, 4], backbone="efficientnet_lite0",
+                        pretrained="efficientnet_lite0-imagenet")
+    state = weights.load_state_dict("efficientnet_lite0-imagenet")
+    assert torch.equal(model.features[0][0].weight, state["_conv_stem.weight"])  # not random
+    assert torch.equal(model.features[-1][1].running_var, state["_bn1.running_var"])
+    logits = model({"image": torch.rand(2, 3, 112, 112)})["logits"]
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+
+
 def test_grey_input_keeps_the_pretrained_response():
     require_entry("mobilenet_v2-imagenet")
     rgb, _ = build_backbone("mobilenet_v2", 3, "mobilenet_v2-imagenet")
