@@ -17,6 +17,7 @@ STAGES = {
     "predict": "Predict AUs for images and videos into OpenFace-style CSVs",
     "export": "Export ensemble members to TorchScript or ONNX (no Ray needed to use them)",
     "models": "List the registered models (--json for machines)",
+    "weights": "List the pretrained-weights catalogue: licence, presence, checksum, how to get each (--json)",
 }
 
 

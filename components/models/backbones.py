@@ -1,17 +1,28 @@
-"""Shared image backbones. Pretrained weights come only from a local file or an existing
-torch hub cache; nothing is ever downloaded. A missing file is a clear error.
+"""Shared image backbones, optionally started from the pretrained-weights catalogue.
+
+``pretrained`` is a catalogue entry name (``components.weights``; ``facsflow weights`` lists
+them), a path to a local torchvision state dict, or empty for random weights. Nothing is ever
+downloaded, and nothing is ever silently random: a named entry that is missing raises with the
+command that installs it. Inputs must be prepared with the weights' own normalisation
+(``input_normalisation``); ``freeze_stages`` and ``param_groups`` support fine-tuning.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["build_backbone", "load_pretrained", "BACKBONES"]
+__all__ = ["build_backbone", "build_network", "build_pretrained_network", "load_pretrained",
+           "input_normalisation", "freeze_stages", "param_groups", "BACKBONES", "CATALOGUE_ARCHITECTURES"]
 
-BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "vgg16")
+_TORCHVISION = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "vgg16")
+CATALOGUE_ARCHITECTURES = ("efficientnet_lite0", "mobilenet_v2", "inception_resnet_v1", "mobilefacenet")
+"""Architectures with weights in the catalogue (``build_network`` builds their full networks)."""
+BACKBONES = _TORCHVISION + CATALOGUE_ARCHITECTURES
 
 
 def load_pretrained(module: nn.Module, path: "str | Path") -> None:
@@ -20,7 +31,8 @@ def load_pretrained(module: nn.Module, path: "str | Path") -> None:
     if not p.is_file():
         raise FileNotFoundError(
             f"pretrained weights not found: {p}. facsflow never downloads weights; put the file "
-            "there (e.g. copy it from ~/.cache/torch/hub/checkpoints/) or leave `pretrained` empty."
+            "there (e.g. copy it from ~/.cache/torch/hub/checkpoints/), name a catalogue entry "
+            "(`facsflow weights`) or leave `pretrained` empty."
         )
     state = torch.load(p, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:
@@ -28,45 +40,184 @@ def load_pretrained(module: nn.Module, path: "str | Path") -> None:
     module.load_state_dict(state, strict=True)
 
 
+class _PooledFeatures(nn.Module):
+    """Feature layers + global average pool (deep-sort's MobileNetV2 'bottleneck' embedding)."""
+
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean((2, 3))
+
+
+def _facenet_128() -> nn.Module:
+    from facenet_pytorch import InceptionResnetV1
+
+    net = InceptionResnetV1(pretrained=None, classify=False)
+    # The Keras FaceNet embeds in 128-d (facenet_pytorch's own head is 512-d).
+    net.last_linear = nn.Linear(1792, 128, bias=False)
+    net.last_bn = nn.BatchNorm1d(128, eps=0.001, momentum=0.1, affine=True)
+    return net
+
+
+def build_network(arch: str) -> nn.Module:
+    """The full, randomly initialised network of a catalogue architecture, with the parameter
+    names ``components.weights.load_state_dict`` produces (classifier or embedding head kept)."""
+    if arch == "efficientnet_lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        # image_size=None: TF "same" padding computed per input, so any input size pads as TF.
+        return EfficientNet.from_name("efficientnet-lite0", image_size=None)
+    if arch == "mobilenet_v2":
+        import torchvision
+
+        return _PooledFeatures(torchvision.models.mobilenet_v2(weights=None).features)
+    if arch == "inception_resnet_v1":
+        return _facenet_128()
+    if arch == "mobilefacenet":
+        from components.models.mobilefacenet import MobileFaceNet
+
+        return MobileFaceNet()
+    raise KeyError(f"no catalogue architecture {arch!r}; known: {list(CATALOGUE_ARCHITECTURES)}")
+
+
+def build_pretrained_network(name: str) -> nn.Module:
+    """Catalogue entry ``name``'s full network with its weights, in eval mode (for reference
+    checks: ImageNet logits, face embeddings)."""
+    from components import weights
+
+    entry = weights.get(name)
+    weights.require_code(entry)
+    net = build_network(entry.architecture)
+    net.load_state_dict(weights.load_state_dict(name), strict=True)
+    return net.eval()
+
+
+def _feature_layers(arch: str, net: nn.Module) -> nn.Sequential:
+    """The spatial feature extractor of a catalogue network, as a Sequential of stages (so
+    ``freeze_stages`` counts stages) without the unused head (DDP needs every parameter used)."""
+    if arch == "efficientnet_lite0":
+        # The package's extract_features adds drop-connect (stochastic depth) in training; the
+        # blocks called one by one run without it.
+        return nn.Sequential(nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6()), *net._blocks,
+                             nn.Sequential(net._conv_head, net._bn1, nn.ReLU6()))
+    if arch == "mobilenet_v2":
+        return net.features
+    if arch == "inception_resnet_v1":
+        return nn.Sequential(net.conv2d_1a, net.conv2d_2a, net.conv2d_2b, net.maxpool_3a, net.conv2d_3b,
+                             net.conv2d_4a, net.conv2d_4b, net.repeat_1, net.mixed_6a, net.repeat_2,
+                             net.mixed_7a, net.repeat_3, net.block8)
+    return net.features  # mobilefacenet
+
+
+def _adapt_first_conv(features: nn.Module, in_channels: int) -> None:
+    """Give the first conv ``in_channels`` inputs: pretrained RGB filters are summed over the
+    input channels and spread evenly (so a grey image replicated gives the same response)."""
+    first = next((m for m in features.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ValueError("backbone has no convolution to adapt")
+    if first.groups != 1:
+        raise ValueError(f"cannot adapt a grouped first conv to {in_channels} channels")
+    new = copy.deepcopy(first)  # keeps subclasses (TF same padding) and stride/padding
+    with torch.no_grad():
+        w = first.weight.sum(1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels
+    new.weight = nn.Parameter(w)
+    new.in_channels = in_channels
+    for parent in features.modules():
+        for child_name, child in parent.named_children():
+            if child is first:
+                setattr(parent, child_name, new)
+
+
 def build_backbone(name: str, in_channels: int = 3, pretrained: str = "") -> tuple[nn.Module, int]:
     """Return (feature extractor producing B×C×h×w maps, C).
 
-    ``pretrained``: path to a torchvision state dict for the whole classifier network; its
-    classifier head is dropped after a strict load. Channels other than 3 adapt the first conv
-    (pretrained RGB filters are summed over the input channels and spread evenly).
+    ``pretrained``: a catalogue entry for architecture ``name`` (its weights, verified), a path
+    to a torchvision state dict for the whole classifier network (its head is dropped after a
+    strict load), or "" for random weights. Channels other than 3 adapt the first conv.
     """
     import torchvision.models as tvm
 
     if name not in BACKBONES:
         raise KeyError(f"unknown backbone {name!r}; known: {list(BACKBONES)}")
-    net = getattr(tvm, name)(weights=None)
-    if pretrained:
-        load_pretrained(net, pretrained)
-    if name.startswith("resnet"):
-        if in_channels != 3:
-            old = net.conv1
-            new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=False)
-            with torch.no_grad():
-                new.weight.copy_(old.weight.sum(1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels)
-            net.conv1 = new
-        width = net.fc.in_features
-        features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                                 net.layer1, net.layer2, net.layer3, net.layer4)
-    elif name.startswith("mobilenet") or name == "vgg16":
-        feats = net.features
-        first = feats[0][0] if isinstance(feats[0], nn.Sequential) else feats[0]
-        if in_channels != 3:
-            new = nn.Conv2d(in_channels, first.out_channels, first.kernel_size, first.stride,
-                            first.padding, bias=first.bias is not None)
-            with torch.no_grad():
-                new.weight.copy_(first.weight.sum(1, keepdim=True).repeat(1, in_channels, 1, 1) / in_channels)
-                if first.bias is not None:
-                    new.bias.copy_(first.bias)
-            if isinstance(feats[0], nn.Sequential):
-                feats[0][0] = new
-            else:
-                feats[0] = new
-        features = feats
-        with torch.no_grad():
-            width = features(torch.zeros(1, in_channels, 64, 64)).shape[1]
+    entry = _catalogue_entry(pretrained)
+    if entry is not None and entry.architecture != name:
+        raise ValueError(f"pretrained weights {pretrained!r} are for architecture {entry.architecture!r}, "
+                         f"not backbone {name!r}")
+    if name in CATALOGUE_ARCHITECTURES:
+        if pretrained and entry is None:
+            raise ValueError(f"backbone {name!r} takes catalogue weights only (`facsflow weights`), "
+                             f"not a file: {pretrained!r}")
+        net = build_pretrained_network(pretrained) if entry else build_network(name)
+        features = _feature_layers(name, net.train())
+    else:
+        net = getattr(tvm, name)(weights=None)
+        if pretrained:
+            load_pretrained(net, pretrained)
+        if name.startswith("resnet"):
+            features = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                                     net.layer1, net.layer2, net.layer3, net.layer4)
+        else:
+            features = net.features
+    if in_channels != 3:
+        _adapt_first_conv(features, in_channels)
+    with torch.no_grad():
+        was = features.training
+        size = 112 if name in ("inception_resnet_v1", "mobilefacenet") else 64
+        width = features.eval()(torch.zeros(1, in_channels, size, size)).shape[1]
+        features.train(was)
     return features, width
+
+
+def _catalogue_entry(pretrained: str):
+    """The catalogue entry a ``pretrained`` value names, or None for "" and file paths."""
+    from components import weights
+
+    if not pretrained:
+        return None
+    try:
+        return weights.get(pretrained)
+    except weights.UnknownWeightsError:
+        if Path(pretrained).expanduser().suffix or "/" in pretrained:
+            return None  # a file path (the torchvision route)
+        raise
+
+
+def input_normalisation(pretrained: str):
+    """The ``Normalisation`` a backbone started from ``pretrained`` expects; ImageNet's for ""
+    and file paths (torchvision weights), so random and torchvision models keep their inputs."""
+    from components import weights
+
+    entry = _catalogue_entry(pretrained)
+    return entry.normalisation if entry is not None else weights.Normalisation()
+
+
+def freeze_stages(features: nn.Module, stages: int) -> list[str]:
+    """Stop gradients in the first ``stages`` children of a feature Sequential (early layers
+    of a pretrained backbone keep their generic filters); returns the frozen parameter names.
+    BatchNorm statistics still adapt in train mode."""
+    children = list(features.children())
+    if not 0 <= stages <= len(children):
+        raise ValueError(f"stages must be in 0..{len(children)}, got {stages}")
+    frozen = []
+    for i, child in enumerate(children[:stages]):
+        for pname, p in child.named_parameters():
+            p.requires_grad_(False)
+            frozen.append(f"{i}.{pname}")
+    return frozen
+
+
+def param_groups(model: nn.Module, pretrained: Iterable[nn.Module], lr: float,
+                 pretrained_lr_scale: float = 0.1) -> list[dict]:
+    """Optimizer groups: parameters of the ``pretrained`` modules at ``lr * pretrained_lr_scale``,
+    every other trainable parameter at ``lr`` (frozen ones are left out)."""
+    if not 0 < pretrained_lr_scale <= 1:
+        raise ValueError(f"pretrained_lr_scale must be in (0, 1], got {pretrained_lr_scale}")
+    slow = {id(p) for m in pretrained for p in m.parameters()}
+    slow_params = [p for p in model.parameters() if id(p) in slow and p.requires_grad]
+    fast_params = [p for p in model.parameters() if id(p) not in slow and p.requires_grad]
+    groups = [{"params": fast_params, "lr": lr}]
+    if slow_params:
+        groups.append({"params": slow_params, "lr": lr * pretrained_lr_scale})
+    return groups
