@@ -201,18 +201,20 @@ def member_inputs(tracks: Sequence[FaceTrack], source: str, name: str, video: bo
 
 # --------------------------------------------------------------------------- 3. members
 def _passes(batches: Sequence[dict[str, Any]]) -> list[list[int]]:
-    """Requests grouped into forward passes with no video key in two requests of one pass."""
-    passes: list[tuple[list[int], set[str]]] = []
+    """Requests grouped into forward passes: only requests with the same columns (a still's faces
+    have no landmark differences, a video segment has) and no video key in two of them."""
+    passes: list[tuple[list[int], set[str], tuple[str, ...]]] = []
     for i, b in enumerate(batches):
         keys = set(video_keys(b) or [f"\0request{i}"])
-        for members, seen in passes:
-            if not keys & seen:
+        columns = tuple(sorted(b))
+        for members, seen, cols in passes:
+            if cols == columns and not keys & seen:
                 members.append(i)
                 seen |= keys
                 break
         else:
-            passes.append(([i], keys))
-    return [m for m, _ in passes]
+            passes.append(([i], keys, columns))
+    return [m for m, _, _ in passes]
 
 
 def forward_member(predictor: "Predictor", index: int, batches: Sequence[dict[str, Any]],

@@ -65,9 +65,10 @@ def test_forward_passes_never_join_two_requests_of_one_video() -> None:
         return {"dataset": np.array(["r"] * len(keys)), "subject": np.array(["0"] * len(keys)),
                 "video": np.array(list(keys))}
 
-    # Requests 0 and 2 are two segments of video a: never one pass; 1 (b) and 3 (no key) join freely.
+    # Requests 0 and 2 are two segments of video a: never one pass; 1 (b) joins 0; 3 (a still's
+    # faces: other columns) has its own pass; 4 holds b again, so it joins 2, not 0 and 1.
     batches = [req("a", "a"), req("b"), req("a"), {"crop": np.zeros((1, 2))}, req("c", "b")]
-    assert _passes(batches) == [[0, 1, 3], [2, 4]]
+    assert _passes(batches) == [[0, 1], [2, 4], [3]]
 
 
 @pytest.fixture(scope="module")
