@@ -18,11 +18,15 @@ import pandas as pd
 import pytest
 
 from tests.conftest import require_media
-from tests.serving_fixtures import AUS, IMAGE_MEMBER, make_ensemble
+from tests.serving_fixtures import AUS, make_ensemble
 
 pytestmark = pytest.mark.e2e
 
+IMAGE_MEMBER = ("img-resnet", "baseline_resnet18_112", {})
+"""An image member whose seeded answers vary with the face (the serving fixtures' seeded
+MobileNet answers every input alike, so agreeing on it would prove nothing)."""
 PAIRWISE_MEMBER = ("pair-rank", "pairwise_rank_small", {})
+"""Reads each video segment's frames as its context (window statistics G, paper 004 §3.3)."""
 FACES = {"detector": "dlib", "policy": "tracked"}
 """One face configuration for stills and videos, so the three paths see the same faces."""
 PROBS = [f"AU{a:02d}_p" for a in AUS]
@@ -101,7 +105,6 @@ def test_image_answers_agree(answers: dict) -> None:
     for df in others:
         assert list(df.columns) == list(ref.columns)
         np.testing.assert_allclose(df[PROBS].to_numpy(), ref[PROBS].to_numpy(), atol=1e-5)
-        np.testing.assert_allclose(df["AU12_r"].to_numpy(), ref["AU12_r"].to_numpy(), atol=1e-4)
 
 
 def test_video_answers_agree_with_a_pairwise_rank_member_and_concurrent_clients(answers: dict) -> None:
@@ -118,4 +121,4 @@ def test_video_answers_agree_with_a_pairwise_rank_member_and_concurrent_clients(
         xs = [f"x_{i}" for i in range(68)]
         np.testing.assert_allclose(df[xs].to_numpy(), ref[xs].to_numpy(), atol=0.01)
     # The answers move over the video (the members see different frames, not one constant).
-    assert ref[PROBS].to_numpy().std(0).max() > 1e-4
+    assert ref[PROBS].to_numpy().std(0).max() > 1e-3
