@@ -23,7 +23,9 @@ modelled on OpenFace 2's FeatureExtraction output:
 
 Still images report every detected face; videos follow faces as the face configuration says
 (by default the one largest face, tracked). Members that need video context are left out of
-still-image answers (see ``components.predictor``).
+still-image answers. Both run ``components.inference``, the orchestration Serve and evaluation
+run too; video probabilities are smoothed over ``smooth_window`` frames (default
+``components.inference.SMOOTH_WINDOW``, as served; 1 turns it off).
 """
 
 from __future__ import annotations
@@ -143,8 +145,14 @@ class Detector:
     Models and face detectors load once, here; reuse the Detector for many images and videos.
     """
 
-    def __init__(self, predictor: "Predictor") -> None:
+    def __init__(self, predictor: "Predictor", smooth_window: "int | None" = None) -> None:
+        from components.inference import SMOOTH_WINDOW
+
         self.predictor = predictor
+        self.smooth_window = SMOOTH_WINDOW if smooth_window is None else int(smooth_window)
+        """Frames of the centred moving mean over video probabilities (odd; 1: none)."""
+        if self.smooth_window < 1 or self.smooth_window % 2 == 0:
+            raise ValueError(f"smooth_window must be a positive odd number, got {smooth_window}")
         self._intensity: "bool | None" = None
 
     @staticmethod
@@ -156,29 +164,30 @@ class Detector:
 
     @classmethod
     def from_ensemble(cls, directory: "str | Path", device: str = "cpu",
-                      faces: "FacePipelineConfig | None" = None) -> "Detector":
+                      faces: "FacePipelineConfig | None" = None, smooth_window: "int | None" = None) -> "Detector":
         """From an ensemble folder (``ensemble.json``, as ``facsflow ensemble`` writes it).
 
         ``faces``: how faces are detected and tracked (default: dlib, the largest face tracked
-        through videos); its ``align_size`` is always taken from the ensemble.
+        through videos); its ``align_size`` is always taken from the ensemble. ``smooth_window``:
+        frames smoothed over in videos (default ``components.inference.SMOOTH_WINDOW``).
         """
         from components.ensemble import EnsembleManifest
         from components.predictor import Predictor
 
         manifest = EnsembleManifest.load(str(directory))
         size = max(int(m.preprocess.get("image_size", 112)) for m in manifest.members)
-        return cls(Predictor(manifest, device, cls._face_config(size, faces)))
+        return cls(Predictor(manifest, device, cls._face_config(size, faces)), smooth_window)
 
     @classmethod
     def from_checkpoint(cls, path: "str | Path", device: str = "cpu",
-                        faces: "FacePipelineConfig | None" = None) -> "Detector":
-        """From one model's ``checkpoint.pt`` (or the folder holding it)."""
+                        faces: "FacePipelineConfig | None" = None, smooth_window: "int | None" = None) -> "Detector":
+        """From one model's ``checkpoint.pt`` (or the folder holding it); arguments as ``from_ensemble``."""
         from components.predictor import Predictor
 
         from components.checkpoint import load_checkpoint
 
         size = int(load_checkpoint(str(path))["preprocess"].get("image_size", 112))
-        return cls(Predictor.from_checkpoint(str(path), device, cls._face_config(size, faces)))
+        return cls(Predictor.from_checkpoint(str(path), device, cls._face_config(size, faces)), smooth_window)
 
     @property
     def aus(self) -> list[int]:
@@ -215,7 +224,8 @@ class Detector:
     def predict_image(self, image: "str | Path | np.ndarray") -> pd.DataFrame:
         """One row per face of a still image (path, or RGB array); one ``success`` 0 row when
         there is none. Members that need video are left out (``members_voted`` in ``attrs``)."""
-        faces = self.predictor.predict_image(read_image(image))
+        name = Path(image).name if not isinstance(image, np.ndarray) else "image"
+        faces = self.predictor.predict_image(read_image(image), name=name)
         rows = [dict(f, frame=0, timestamp=0.0, success=1) for f in faces] or \
             [{"frame": 0, "face_id": -1, "timestamp": 0.0, "success": 0}]
         df = rows_to_openface(rows, self.aus, self.has_intensity)
@@ -224,7 +234,8 @@ class Detector:
 
     def predict_video(self, path: "str | Path") -> pd.DataFrame:
         """One row per frame and tracked face of a video; frames without a face have
-        ``success`` 0. Every member votes (temporal landmark differences are computed)."""
+        ``success`` 0. Every member votes (temporal landmark differences are computed);
+        probabilities are smoothed over ``smooth_window`` frames (``attrs['smooth_window']``)."""
         from components.datasets.base import LayoutError
         from components.datasets.video_io import video_frame_count
 
@@ -235,10 +246,11 @@ class Detector:
             raise ValueError(str(e)) from None
         seen = [0]
         # Frames stream through the face pipeline; only aligned crops are kept.
-        rows = self.predictor.predict_video(_video_frames(path, seen), fps)
+        rows = self.predictor.predict_video(_video_frames(path, seen), fps, self.smooth_window, name=path.name)
         if not seen[0]:
             raise ValueError(f"{path}: no frame could be decoded")
         df = rows_to_openface(rows, self.aus, self.has_intensity)
         df.attrs["fps"] = fps
+        df.attrs["smooth_window"] = self.smooth_window
         df.attrs["members_voted"] = self.members
         return df

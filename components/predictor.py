@@ -1,10 +1,12 @@
-"""The one inference path: checkpoint(s) → AU probabilities.
+"""The models of the one inference path: checkpoint(s) → AU probabilities.
 
 Evaluation, batch prediction (``facsflow predict``), the Python ``Detector`` API and Ray Serve
-all call ``Predictor``. It has an image entry point (``predict_image``: still images; members that
-declare they need video are left out and the answer names the members that voted) and a sequence
-entry point (``predict_video``: tracked faces, temporal landmark differences, every member).
-Models load once, when the Predictor is built.
+all run ``components.inference``'s orchestration with a ``Predictor``'s members. It has an image
+entry point (``predict_image``: still images; members that declare they need video are left out
+and the answer names the members that voted) and a sequence entry point (``predict_video``:
+tracked faces, temporal landmark differences, every member, smoothing as an option), both the
+orchestration run in process; Serve runs the same steps across its deployments. Models load
+once, when the Predictor is built.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from components import inference
 from components.batches import BatchBuilder
 from components.checkpoint import load_checkpoint, model_from_checkpoint
-from components.ensemble import EnsembleManifest, Member, combine
-from components.faces.transforms import landmark_diffs
+from components.ensemble import EnsembleManifest, Member
+from components.inference import SMOOTH_WINDOW, combine_outputs
 from components.models.base import InputSpec
 from components.training import to_device
 
@@ -103,96 +106,48 @@ class Predictor:
 
     # ----------------------------------------------------------------- images and videos
     @property
+    def plan(self) -> "inference.InferencePlan":
+        """Members, difference steps and crop size the orchestration uses for this ensemble."""
+        return inference.plan_for(self.manifest)
+
+    @property
     def pipeline(self) -> Any:
         if self._pipeline is None:
             from components.faces.pipeline import FacePipeline, FacePipelineConfig
 
-            cfg = self._face_config or FacePipelineConfig(
-                align_size=int(self.manifest.members[0].preprocess.get("image_size", 112)))
+            cfg = self._face_config or FacePipelineConfig(align_size=self.plan.align_size)
             self._pipeline = FacePipeline(cfg)
         return self._pipeline
 
-    def predict_image(self, rgb: np.ndarray) -> list[dict[str, Any]]:
-        """Every face in a still image: box, score, 68 landmarks, AU probabilities."""
-        results = self.pipeline.process_image(rgb)
-        if not results:
+    def answer_tracks(self, tracks: Sequence["inference.FaceTrack"], video: bool, source: str = "",
+                      name: str = "input", smooth_window: int = 1) -> list[dict[str, Any]]:
+        """The combined answer of each track: the orchestration's member and combination steps
+        in process (``member_inputs`` → ``forward_member`` → ``gather_outputs`` → ``combine_track``)."""
+        plan = self.plan
+        use = plan.video_use if video else plan.image_use
+        if not use:
+            raise ValueError("no member of this ensemble answers still images (all need video)")
+        if not tracks:
             return []
-        batch = {"crop": [r.aligned.crop for r in results],
-                 "landmarks": [r.aligned.landmarks.reshape(-1) for r in results]}
-        ans = self.predict_aligned(batch, video=False)
-        return [self._face_answer(r, ans, k) for k, r in enumerate(results)]
+        inputs = inference.member_inputs(tracks, source or inference.request_id(), name, video)
+        per_member = [inference.gather_outputs(tracks, inputs, inference.forward_member(
+            self, i, [inp.batch for inp in inputs], plan.steps)) for i in use]
+        return [inference.combine_track(self.manifest, use, [outs[t] for outs in per_member],
+                                        smooth_window if video else 1) for t in range(len(tracks))]
 
-    def predict_video(self, frames: Iterable[np.ndarray], fps: float = 30.0) -> list[dict[str, Any]]:
+    def predict_image(self, rgb: np.ndarray, source: str = "", name: str = "image") -> list[dict[str, Any]]:
+        """Every face in a still image: box, score, 68 landmarks, AU probabilities."""
+        tracks = inference.image_tracks(self.pipeline.process_image(rgb))
+        answers = self.answer_tracks(tracks, video=False, source=source, name=name)
+        return [inference.face_answer(t.info[0], a, 0, self.aus) for t, a in zip(tracks, answers)]
+
+    def predict_video(self, frames: Iterable[np.ndarray], fps: float = 30.0, smooth_window: int = SMOOTH_WINDOW,
+                      source: str = "", name: str = "video") -> list[dict[str, Any]]:
         """Per-frame answers for the tracked face(s) of a video; frames without a face have
-        ``success = 0``. Members that need temporal landmarks get l_{t+s} - l_{t-s}."""
+        ``success = 0``. Every member votes; members that need temporal landmarks get
+        l_{t+s} - l_{t-s}; probabilities are smoothed over ``smooth_window`` frames (1: none)."""
         pipe = self.pipeline
         pipe.reset()
-        per_frame: list[list[Any]] = []
-        for t, rgb in enumerate(frames):
-            per_frame.append(pipe.step(rgb, t))
-        rows: list[dict[str, Any]] = []
-        by_face: dict[int, list[tuple[int, Any]]] = {}
-        for t, faces in enumerate(per_frame):
-            if not faces:
-                rows.append({"frame": t, "face_id": -1, "timestamp": t / fps, "success": 0})
-            for r in faces:
-                by_face.setdefault(int(r.face.face_id), []).append((t, r))
-        steps = self.diff_steps
-        for face_id, seq in by_face.items():
-            lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)
-            batch: dict[str, Any] = {"crop": [r.aligned.crop for _, r in seq],
-                                     "landmarks": list(lms.reshape(len(seq), -1))}
-            if steps:
-                d, v = landmark_diffs(lms, steps)
-                batch["landmark_diff"] = list(d.reshape(len(seq), -1))
-                batch["diff_valid"] = list(v)
-            ans = self.predict_aligned(batch, video=True, store_diff_steps=steps)
-            for k, (t, r) in enumerate(seq):
-                row = self._face_answer(r, ans, k)
-                row.update({"frame": t, "timestamp": t / fps, "success": 1})
-                rows.append(row)
-        rows.sort(key=lambda r: (r["frame"], r["face_id"]))
-        return rows
-
-    def _face_answer(self, r: Any, ans: dict[str, Any], k: int) -> dict[str, Any]:
-        out = {"face_id": int(r.face.face_id), "box": [float(x) for x in r.face.box],
-               "score": float(r.face.score), "landmarks": np.asarray(r.face.landmarks).round(2).tolist(),
-               "probs": {f"AU{a}": float(p) for a, p in zip(self.aus, ans["probs"][k])},
-               "occurrence": {f"AU{a}": int(o) for a, o in zip(self.aus, ans["occurrence"][k])},
-               "members": ans["members"]}
-        if "intensity" in ans:
-            out["intensity"] = {f"AU{a}": float(x) for a, x in zip(self.aus, ans["intensity"][k])}
-        return out
-
-
-def combine_outputs(manifest: EnsembleManifest, use: Sequence[int],
-                    outs: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
-    """The ensemble answer from the outputs of members ``use`` (indices into ``manifest.members``).
-
-    ``outs[k]`` is ``Predictor.member_probs`` of member ``use[k]``: ``probs`` (N, n_AU) and
-    optionally ``intensity``. Applies the manifest's rule, weights and thresholds; members left
-    out (image requests skip video members) drop out of the weights, and for ``best_per_au`` an
-    AU whose chosen member is left out falls back to the weighted mean of the members used.
-    Needs no model, so a Serve combiner replica calls it with the manifest alone.
-    """
-    use = list(use)
-    weights = [manifest.weights[i] for i in use]
-    thr = [manifest.members[i].thresholds for i in use]
-    probs_list = [o["probs"] for o in outs]
-    if manifest.rule == "best_per_au":
-        chosen = [use.index(c) if c in use else -1 for c in manifest.choice]
-        scores = combine(probs_list, "mean", weights, thr).copy()
-        for a, c in enumerate(chosen):
-            if c >= 0:
-                scores[:, a] = probs_list[c][:, a]
-    else:
-        scores = combine(probs_list, manifest.rule, weights, thr)
-    n_aus = len(manifest.aus)
-    thresholds = np.asarray(manifest.thresholds if manifest.rule != "vote" else [0.5] * n_aus)
-    result = {"probs": scores, "occurrence": (scores >= thresholds).astype(np.int8),
-              "members": [manifest.members[i].name for i in use],
-              "member_probs": {manifest.members[i].name: o["probs"] for i, o in zip(use, outs)}}
-    intens = [o["intensity"] for o in outs if "intensity" in o]
-    if intens:
-        result["intensity"] = np.mean(intens, axis=0)
-    return result
+        tracks, n = inference.track_video(pipe.step, frames, self.plan.steps)
+        answers = self.answer_tracks(tracks, video=True, source=source, name=name, smooth_window=smooth_window)
+        return inference.video_rows(tracks, answers, n, fps, self.aus)

@@ -73,17 +73,20 @@ def find_runs(paths: "list[str] | tuple[str, ...]") -> list[str]:
     return found
 
 
-def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cfg: EvaluateConfig) -> dict[str, Any]:
+def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cfg: EvaluateConfig,
+                  smooth_window: int = 1) -> dict[str, Any]:
+    """Scores of one split of a run's store (``smooth_window``: as ``run_evaluation``)."""
     from workflows.data import _split_files
     from workflows.inference import predict_store_files
 
     files = _split_files(run["preprocess_store"], run["split"][split_name])
     return predict_store_files(files, run["checkpoint"], "checkpoint", list(info["diff_steps"]),
-                               cfg.actors, cfg.actor_cpus)
+                               cfg.actors, cfg.actor_cpus, smooth_window=smooth_window)
 
 
-def evaluate_run(run_dir: str, cfg: EvaluateConfig) -> dict[str, Any]:
-    """Test-set evaluation of one run (thresholds from its validation subjects when asked)."""
+def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any]:
+    """Test-set evaluation of one run (thresholds from its validation subjects when asked;
+    ``smooth_window`` as ``run_evaluation``)."""
     from components.report import evaluate_model_outputs
     from workflows.data import store_info
     from workflows.train import read_run
@@ -94,14 +97,14 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig) -> dict[str, Any]:
     ckpt_store = _store_of(run)
     run["preprocess_store"] = ckpt_store
     info = store_info(ckpt_store)
-    test = predict_split(run, info, "test", cfg)
+    test = predict_split(run, info, "test", cfg, smooth_window)
     if not len(test.get("probs", [])):
         from workflows.runtime import UserError
 
         raise UserError(f"{run_dir}: no test frames for fold {run['split']['fold']}")
     kw: dict[str, Any] = {}
     if cfg.tune_thresholds:
-        val = predict_split(run, info, "val", cfg)
+        val = predict_split(run, info, "val", cfg, smooth_window)
         kw = {"val_probs": val["probs"], "val_labels": val["labels"], "val_subjects": val["subject"]}
     ev = evaluate_model_outputs(report_name(run["run"]), test["probs"], test["labels"], test["subject"], info["aus"],
                                 fold=run["split"]["fold"], dataset=info["dataset"], n_boot=cfg.bootstrap,
@@ -122,7 +125,7 @@ def _store_of(run: dict[str, Any]) -> str:
     return load_checkpoint(run["checkpoint"])["preprocess"]["store"]
 
 
-def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig) -> dict[str, Any]:
+def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any]:
     """Test a run on every frame of another dataset's store over the AUs both label."""
     from components.checkpoint import load_checkpoint
     from components.report import evaluate_cross_dataset
@@ -134,7 +137,7 @@ def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig) -> dict[str, An
     ckpt = load_checkpoint(run["checkpoint"])
     info = store_info(store)
     pred = predict_store_files(frames_files(store), run["checkpoint"], "checkpoint",
-                               list(info["diff_steps"]), cfg.actors, cfg.actor_cpus)
+                               list(info["diff_steps"]), cfg.actors, cfg.actor_cpus, smooth_window=smooth_window)
     ev = evaluate_cross_dataset(report_name(run["run"]), pred["probs"], pred["labels"], pred["subject"],
                                 ckpt["preprocess"]["dataset"], info["dataset"], model_aus=ckpt["aus"],
                                 label_aus=info["aus"], n_boot=cfg.bootstrap, seed=cfg.seed)
@@ -142,16 +145,27 @@ def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig) -> dict[str, An
     return ev
 
 
-def run_evaluation(cfg: EvaluateConfig) -> dict[str, Any]:
+def run_evaluation(cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any]:
+    """Evaluate every run of ``cfg`` and write the report.
+
+    ``smooth_window`` > 1 evaluates the probabilities as served: each test (and validation)
+    video's are smoothed by the centred moving mean of that many frames (paper 002 §3, the
+    option ``components.inference`` gives every path) before thresholds and metrics; 1: raw.
+    """
     from components.report import build_results, write_report
     from workflows.provenance import git_commit
 
+    if smooth_window < 1 or smooth_window % 2 == 0:
+        from workflows.runtime import UserError
+
+        raise UserError(f"smooth_window must be a positive odd number of frames, got {smooth_window}")
     run_dirs = find_runs(list(cfg.runs))
-    evals = [evaluate_run(r, cfg) for r in run_dirs]
-    cross = [cross_dataset(r, s, cfg) for s in cfg.test_data for r in run_dirs]
+    evals = [evaluate_run(r, cfg, smooth_window) for r in run_dirs]
+    cross = [cross_dataset(r, s, cfg, smooth_window) for s in cfg.test_data for r in run_dirs]
     results = build_results(evals, cross_dataset=cross, n_boot=cfg.bootstrap, seed=cfg.seed)
     paths = write_report(cfg.out, results, {"git_commit": git_commit(), "runs": [e["run"] for e in evals],
-                                            "threshold_policy": "validation-tuned" if cfg.tune_thresholds else "0.5"})
+                                            "threshold_policy": "validation-tuned" if cfg.tune_thresholds else "0.5",
+                                            "smooth_window": smooth_window})
     thresholds = {e["run"]: {"checkpoint": e["checkpoint"], "thresholds": list(e["thresholds"]),
                              "source": e["threshold_source"], "model": e["model"], "fold": e["fold"]}
                   for e in evals}

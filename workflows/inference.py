@@ -1,5 +1,12 @@
 """Ray Data inference over feature-store rows with the one ``Predictor`` (class UDF: models load
-once per actor). Used by evaluation and ensemble selection."""
+once per actor). Used by evaluation and ensemble selection.
+
+The store already holds aligned faces, temporal landmark differences and each row's video key
+(dataset, subject, video) and frame order, so the rows enter the orchestration
+(``components.inference``) at the members: ``Predictor.predict_aligned`` (members, combination);
+batches are cut in video order (``VIDEO_BATCH_ROWS``, the orchestration's segments). Smoothing,
+the orchestration's option, runs over whole videos once every row is scored
+(``smooth_by_video``)."""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ from components.batches import VIDEO_BATCH_ROWS
 
 __all__ = ["StoreRowsPredictor", "predict_store_files"]
 
-_COLUMNS = ["sample_id", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
+_COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
             "diff_valid", "labels", "intensities"]
 
 
@@ -32,8 +39,8 @@ class StoreRowsPredictor:
         ans = self.predictor.predict_aligned(batch, video=self.video, store_diff_steps=self.diff_steps)
         n = len(batch["sample_id"])
         labels = np.stack([np.asarray(v, np.float32) for v in batch["labels"]]) if n else np.zeros((0, 0))
-        out = {"sample_id": np.asarray(batch["sample_id"]), "subject": np.asarray(batch["subject"]),
-               "probs": ans["probs"].astype(np.float32), "labels": labels}
+        out = {k: np.asarray(batch[k]) for k in ("sample_id", "dataset", "subject", "video", "frame_order")}
+        out.update(probs=ans["probs"].astype(np.float32), labels=labels)
         for name, p in ans["member_probs"].items():
             out[f"member:{name}"] = p.astype(np.float32)
         if "intensity" in ans:
@@ -45,8 +52,13 @@ class StoreRowsPredictor:
 
 
 def predict_store_files(files: list[str], source: str, kind: str, diff_steps: list[int],
-                        actors: int = 1, actor_cpus: float = 1.0, batch_size: int = VIDEO_BATCH_ROWS) -> dict[str, np.ndarray]:
-    """Predict every row of the given feature-store files; arrays sorted by sample_id."""
+                        actors: int = 1, actor_cpus: float = 1.0, batch_size: int = VIDEO_BATCH_ROWS,
+                        smooth_window: int = 1) -> dict[str, np.ndarray]:
+    """Predict every row of the given feature-store files; arrays sorted by sample_id.
+
+    ``smooth_window`` > 1: each video's ensemble probabilities (``probs``; member columns stay
+    raw) become the centred moving mean over its frames in order (paper 002 §3), as serving's.
+    """
     import ray.data
 
     if not files:
@@ -63,5 +75,9 @@ def predict_store_files(files: list[str], source: str, kind: str, diff_steps: li
         for k, v in batch.items():
             parts.setdefault(k, []).append(v)
     res = {k: np.concatenate(v) for k, v in parts.items()}
+    if smooth_window > 1:
+        from components.inference import smooth_by_video
+
+        res["probs"] = smooth_by_video(res["probs"], res, res["frame_order"], smooth_window).astype(np.float32)
     order = np.argsort(res["sample_id"], kind="stable")
     return {k: v[order] for k, v in res.items()}

@@ -6,7 +6,8 @@ Inputs are files, folders (searched recursively) or manifests (``.txt``/``.csv``
 column lists paths, relative to the manifest). One input file is one unit of work (a video is
 never split: tracking and temporal landmark differences need its frames in order); each actor
 builds a ``components.detector.Detector`` once (models, face detector) and reuses it, on a GPU
-when the cluster has one. Outputs:
+when the cluster has one: the one orchestration (``components.inference``) that Serve and
+evaluation run, video probabilities smoothed as served. Outputs:
 
 - ``<out>/<name>.csv`` per input: the columns of ``components.detector`` (frame, face_id,
   timestamp, confidence, success, x_0..x_67, y_0..y_67, AUxx_c, AUxx_r where some member gives
@@ -65,7 +66,8 @@ def collect_inputs(paths: list[str]) -> list[str]:
 class FilePredictor:
     """Ray Data class UDF: one input file per call; the Detector loads once per actor."""
 
-    def __init__(self, ensemble: str, out: str, faces: dict[str, Any], use_gpu: bool = False) -> None:
+    def __init__(self, ensemble: str, out: str, faces: dict[str, Any], use_gpu: bool = False,
+                 smooth_window: "int | None" = None) -> None:
         import torch
 
         from components.detector import Detector
@@ -74,7 +76,7 @@ class FilePredictor:
 
         torch_single_thread()
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.detector = Detector.from_ensemble(ensemble, device, FacePipelineConfig(**faces))
+        self.detector = Detector.from_ensemble(ensemble, device, FacePipelineConfig(**faces), smooth_window)
         self.out = Path(out)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -100,8 +102,11 @@ class FilePredictor:
 
 
 def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
-                faces: "dict[str, Any] | None" = None) -> list[dict[str, Any]]:
-    """Predict every input; return one summary per input (name, rows, rows_with_face, error)."""
+                faces: "dict[str, Any] | None" = None, smooth_window: "int | None" = None) -> list[dict[str, Any]]:
+    """Predict every input; return one summary per input (name, rows, rows_with_face, error).
+
+    ``smooth_window``: frames of the centred moving mean over video probabilities (odd; 1: none;
+    None: ``components.inference.SMOOTH_WINDOW``, what Serve answers with by default)."""
     import ray
 
     files = collect_inputs(inputs)
@@ -119,7 +124,8 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     res = ds.map_batches(FilePredictor, batch_size=1,
                          fn_constructor_kwargs={"ensemble": ensemble, "out": str(out_dir),
-                                                "faces": dict(faces or {}), "use_gpu": gpus > 0},
+                                                "faces": dict(faces or {}), "use_gpu": gpus > 0,
+                                                "smooth_window": smooth_window},
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n), num_cpus=1,
                          num_gpus=1 if gpus else 0)
     return sorted(res.iter_rows(), key=lambda r: r["name"])

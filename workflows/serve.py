@@ -8,8 +8,8 @@ The application is built from typed arguments (``AppArgs``, the ``args`` of a Se
 never from a lookup at import. Only ``ensemble`` is required; the others: ``members`` (member
 deployments; default: counted from the manifest when building, 1 if it is unreadable there),
 ``num_cpus`` (every replica), ``member_gpus``, ``api_key``/``require_api_key``,
-``image_faces``/``video_faces`` (FacePipelineConfig fields), ``limits`` (serve_inputs.Limits),
-``max_batch_size`` (0: no @serve.batch), ``batch_wait_timeout_s``, ``video_chunk``,
+``image_faces``/``video_faces`` (FacePipelineConfig fields), ``limits`` (components.serving_inputs.Limits),
+``max_batch_size`` (0: no @serve.batch), ``batch_wait_timeout_s``,
 ``smooth_window``, and ``ingress``/``faces``/``member``/``combiner`` (``Scaling``: CPUs, GPUs,
 replicas, autoscaling target). Deployments: ``AUService``, ``FacePipeline``, ``Member0`` ..,
 ``Combiner``; ``AUService`` and ``Member*`` take ``user_config``.
@@ -69,9 +69,9 @@ from typing import Any
 from pydantic import BaseModel, Field, field_validator
 from ray import serve
 
+from components.serving_inputs import Limits
 from workflows.serve_deployments import Combiner, FacePipelineDeployment, MemberModel
 from workflows.serve_ingress import AUService
-from workflows.serve_inputs import Limits
 
 log = logging.getLogger("facsflow.serve")
 
@@ -140,12 +140,11 @@ class AppArgs(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     """Body, pixel and video limits."""
     max_batch_size: int = Field(16, ge=0)
-    """@serve.batch size of member deployments, in requests (an image's faces or a video chunk);
+    """@serve.batch size of member deployments, in requests (an image's faces or a video segment
+    of ``components.inference.SEGMENT_FRAMES`` frames of one face);
     0 turns dynamic batching off."""
     batch_wait_timeout_s: float = Field(0.005, ge=0)
     """How long a member waits to fill a batch."""
-    video_chunk: int = Field(32, ge=1)
-    """Frames per member request for videos."""
     smooth_window: int = Field(5, ge=1)
     """Frames of the centred moving mean over video probabilities (odd; 1: none)."""
     ingress: Scaling = Field(default_factory=Scaling)
@@ -204,7 +203,7 @@ def build_app(args: "dict[str, Any] | AppArgs") -> Any:
         a.ensemble, i, a.max_batch_size, a.batch_wait_timeout_s, gpus > 0) for i in range(slots)]
     combiner = Combiner.options(**a.combiner.options(32, a.num_cpus)).bind()
     settings = {"ensemble": a.ensemble, "slots": slots, "limits": a.limits.model_dump(), "api_key": a.api_key,
-                "require_api_key": a.require_api_key, "video_chunk": a.video_chunk, "smooth_window": a.smooth_window}
+                "require_api_key": a.require_api_key, "smooth_window": a.smooth_window}
     return AUService.options(**a.ingress.options(16, a.num_cpus)).bind(faces, members, combiner, settings)
 
 

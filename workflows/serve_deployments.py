@@ -1,15 +1,20 @@
 """The Serve deployments behind the ingress: face pipeline, one per member model, combiner.
 
-- ``FacePipelineDeployment`` (CPU): decodes the client's image or video under the limits,
-  detects, fits 68 landmarks, tracks (videos) and aligns; returns crops and landmarks, and for
-  videos the temporal landmark differences diff_t = l_{t+s} - l_{t-s} (paper 000 §2.2.2 eq. 2).
-- ``MemberModel`` (one deployment per member slot, GPU when given one): a single-member
-  ``Predictor`` whose ``member_probs`` answers dynamically batched requests (``@serve.batch``).
-  A request names the member it wants (checkpoint and AU order, from the ingress's manifest),
-  so during a rollout a replica answers for whichever manifest the ingress already uses,
-  loading that member on first use; ``reconfigure`` preloads the new one.
-- ``Combiner``: ``components.predictor.combine_outputs`` with the manifest's rule, weights and
-  thresholds, plus temporal smoothing of video answers (paper 002 §3).
+Each runs one step of ``components.inference`` (the orchestration ``predict``, the ``Detector``
+and evaluation run in process) and only moves data and batches:
+
+- ``FacePipelineDeployment`` (CPU): decodes the client's image or video under the limits, then
+  ``image_tracks`` / ``track_video`` (detect, 68 landmarks, track, align, temporal landmark
+  differences); returns the face tracks.
+- ``MemberModel`` (one deployment per member slot, GPU when given one): ``forward_member`` of a
+  single-member ``Predictor`` over dynamically batched requests (``@serve.batch``); requests
+  from different clients share a forward pass only where their video keys differ, so a member
+  that pairs or windows frames (pairwise-rank) never mixes clients' frames. A request names the
+  member it wants (checkpoint and AU order, from the ingress's manifest), so during a rollout a
+  replica answers for whichever manifest the ingress already uses, loading that member on first
+  use; ``reconfigure`` preloads the new one.
+- ``Combiner``: ``combine_track``: the manifest's rule, weights and thresholds, and smoothing of
+  one video track's probabilities (paper 002 §3).
 
 Each replica loads its models once, in ``__init__``, and its health check runs a real
 inference (a detection, a member forward pass, a combination).
@@ -26,10 +31,12 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from workflows.serve_inputs import IMAGE_TYPES, BadInput, Limits, VideoReader, decode_image, video_file
+from components.serving_inputs import IMAGE_TYPES, BadInput, Limits, VideoReader, decode_image, video_file
 
 __all__ = ["FacePipelineDeployment", "MemberModel", "Combiner", "probe_batch", "CACHED_MEMBERS"]
 
+_ROUTING = ("member", "aus", "steps")
+"""Keys of a member request that name the member; the others are the batch of rows."""
 CACHED_MEMBERS = 2
 """Loaded members a member replica keeps: the current manifest's and the previous one's, so
 requests still in flight during a rollout find theirs."""
@@ -88,53 +95,35 @@ class FacePipelineDeployment:
         return FacePipeline(dataclasses.replace(cfg, align_size=align_size), detector=det, landmarker=lm)
 
     def image(self, data: bytes, content_type: str, align_size: int) -> dict[str, Any]:
-        """Every face of one image: boxes, scores, landmarks, aligned crops (or an error)."""
+        """Every face of one image as one-frame tracks (or an error)."""
+        from components.inference import image_tracks
+
         try:
             rgb = decode_image(data, self.limits.max_image_pixels, IMAGE_TYPES.get(content_type, ""))
         except BadInput as e:
             return _error(e)
         with self._lock:
             results = self._pipeline(self.image_cfg, align_size).process_image(rgb)
-        return {
-            "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-            "faces": [_face_info(r) for r in results],
-            "crop": np.stack([r.aligned.crop for r in results]) if results else None,
-            "landmarks": np.stack([r.aligned.landmarks.reshape(-1) for r in results]).astype(np.float32)
-            if results else None,
-        }
+        return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "tracks": image_tracks(results)}
 
     def video(self, data: bytes, content_type: str, align_size: int, steps: list[int]) -> dict[str, Any]:
         """The tracked face(s) of a video, frame by frame, with temporal landmark differences."""
-        from components.faces.transforms import landmark_diffs
+        from components.inference import track_video
 
         try:
             with video_file(data, content_type) as path:
                 reader = VideoReader(path, self.limits)
                 pipe = self._pipeline(self.video_cfg, align_size)
-                by_face: dict[int, list[tuple[int, Any]]] = {}
-                for t, rgb in enumerate(reader):
+
+                def step(rgb: np.ndarray, t: int) -> list[Any]:
                     with self._lock:  # per frame, so image requests interleave with a long video
-                        faces = pipe.step(rgb, t)
-                    for r in faces:
-                        by_face.setdefault(int(r.face.face_id), []).append((t, r))
+                        return pipe.step(rgb, t)
+
+                tracks, _ = track_video(step, reader, steps)
         except BadInput as e:
             return _error(e)
-        faces = []
-        for face_id, seq in sorted(by_face.items()):
-            crop_lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)
-            diffs, valid = landmark_diffs(crop_lms, steps)
-            faces.append({
-                "face_id": face_id, "frames": [t for t, _ in seq],
-                "crop": np.stack([r.aligned.crop for _, r in seq]),
-                "landmarks": crop_lms.reshape(len(seq), -1),
-                "landmark_diff": diffs.reshape(len(seq), -1), "diff_valid": valid,
-                # Mean landmark displacement per step, in aligned-crop pixels: the temporal feature
-                # the dynamic members read, summarised for clients.
-                "motion": np.linalg.norm(diffs, axis=-1).mean(-1) * valid,
-                "info": [_face_info(r) for _, r in seq],
-            })
         return {"fps": reader.fps, "n_frames": reader.decoded, "width": reader.width, "height": reader.height,
-                "faces": faces}
+                "tracks": tracks}
 
     def check_health(self) -> None:
         """A real detection and landmark pass on a small blank image, unless a request holds
@@ -151,12 +140,6 @@ class FacePipelineDeployment:
         """``check_health`` on request (the ingress's /healthz)."""
         self.check_health()
         return True
-
-
-def _face_info(r: Any) -> dict[str, Any]:
-    f = r.face
-    return {"face_id": int(f.face_id), "box": [round(float(x), 2) for x in f.box], "score": round(float(f.score), 4),
-            "landmarks": np.asarray(f.landmarks, np.float64).round(2).tolist()}
 
 
 @serve.deployment(name="Member", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.25}, **HEALTH)
@@ -183,6 +166,7 @@ class MemberModel:
 
     def _load_slot(self, ensemble: str) -> None:
         from components.ensemble import EnsembleManifest
+        from components.inference import plan_for
 
         manifest = EnsembleManifest.load(ensemble)
         if self.slot >= len(manifest.members):
@@ -190,8 +174,7 @@ class MemberModel:
             return
         member = dataclasses.asdict(manifest.members[self.slot])
         self._predictor(member, manifest.aus)
-        steps = tuple(sorted({1} | {s for m in manifest.members for s in m.input_spec.get("diff_steps", [])}))
-        self._current = {"member": member, "aus": list(manifest.aus), "steps": steps,
+        self._current = {"member": member, "aus": list(manifest.aus), "steps": plan_for(manifest).steps,
                          "align": int(member["preprocess"].get("image_size", 112))}
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -215,25 +198,18 @@ class MemberModel:
             return self._cache[key]
 
     def _run(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One forward pass per member named in the batch of requests, answers split back."""
+        """``forward_member`` per member named in the batch of requests, answers split back."""
+        from components.inference import forward_member
+
         out: list[Any] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault((r["member"]["checkpoint"], tuple(r["aus"]), tuple(r["steps"])), []).append(i)
         for (_, aus, steps), idx in groups.items():
-            reqs = [requests[i] for i in idx]
-            batch = {k: np.concatenate([r[k] for r in reqs]) for k in ("crop", "landmarks")}
-            if all("landmark_diff" in r for r in reqs):
-                batch["landmark_diff"] = np.concatenate([r["landmark_diff"] for r in reqs])
-                batch["diff_valid"] = np.concatenate([r["diff_valid"] for r in reqs])
-            res = self._predictor(reqs[0]["member"], list(aus)).member_probs(0, batch, steps)
-            n = len(batch["crop"])
-            lo = 0
-            for i, r in zip(idx, reqs):
-                hi = lo + len(r["crop"])
-                out[i] = {k: v[lo:hi] for k, v in res.items()}
-                out[i]["batch_faces"] = n
-                lo = hi
+            batches = [{k: v for k, v in requests[i].items() if k not in _ROUTING} for i in idx]
+            res = forward_member(self._predictor(requests[idx[0]]["member"], list(aus)), 0, batches, steps)
+            for i, r in zip(idx, res):
+                out[i] = r
         return out
 
     async def predict(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -262,19 +238,10 @@ class Combiner:
 
     def combine(self, manifest: Any, use: list[int], outs: list[dict[str, np.ndarray]],
                 smooth_window: int = 1) -> dict[str, Any]:
-        """``combine_outputs``; with ``smooth_window`` > 1 (one face's frames in order) the
-        probabilities are smoothed by a centred moving average (paper 002 §3) and occurrence
-        follows the smoothed values; the unsmoothed ones are kept as ``raw_probs``."""
-        from components.models.to_sequence import smooth_sequence
-        from components.predictor import combine_outputs
+        """``components.inference.combine_track`` for one track (smoothed when ``smooth_window`` > 1)."""
+        from components.inference import combine_track
 
-        ans = combine_outputs(manifest, use, outs)
-        if smooth_window > 1 and len(ans["probs"]) > 1:
-            ans["raw_probs"] = ans["probs"]
-            ans["probs"] = smooth_sequence(ans["probs"], smooth_window)
-            thr = np.asarray(manifest.thresholds if manifest.rule != "vote" else [0.5] * len(manifest.aus))
-            ans["occurrence"] = (ans["probs"] >= thr).astype(np.int8)
-        return ans
+        return combine_track(manifest, use, outs, smooth_window)
 
     def check_health(self) -> None:
         """A real combination of two agreeing members."""

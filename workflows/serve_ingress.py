@@ -1,9 +1,12 @@
 """The HTTP ingress of the Serve app (FastAPI): endpoints, the web page, API key, retries.
 
-The ingress holds the ensemble manifest (swapped atomically by ``reconfigure``), sends each
-request through the face pipeline, the member deployments (concurrently; a call that fails
-because a replica died is retried once) and the combiner, and shapes the answer as JSON or,
-on request, CSV (the columns of ``components.detector``). It loads no model itself.
+The ingress holds the ensemble manifest (swapped atomically by ``reconfigure``) and moves each
+request through the steps of ``components.inference`` (the orchestration ``predict``, the
+``Detector`` and evaluation run in process): the face pipeline deployment (tracks), the member
+deployments (``member_inputs``: every face track keyed by this request's id, videos in segments;
+concurrently; a call that fails because a replica died is retried once), the combiner (per
+track) and the answer rows, as JSON or, on request, CSV (the columns of ``components.detector``).
+It loads no model itself.
 
 No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at runtime.
 """
@@ -24,8 +27,11 @@ from pydantic import BaseModel, Field
 from ray import serve
 from ray.exceptions import RayActorError
 
+from components.inference import (
+    SMOOTH_WINDOW, InferencePlan, face_answer, gather_outputs, member_inputs, plan_for, request_id, video_rows,
+)
 from workflows.serve_deployments import probe_batch
-from workflows.serve_inputs import BadInput, Limits, check_content_type, read_body
+from components.serving_inputs import BadInput, Limits, check_content_type, read_body
 
 log = logging.getLogger("facsflow.serve")
 
@@ -51,8 +57,7 @@ class IngressSettings(BaseModel):
     limits: Limits = Limits()
     api_key: str = ""
     require_api_key: bool = False
-    video_chunk: int = Field(32, ge=1)
-    smooth_window: int = Field(5, ge=1)
+    smooth_window: int = Field(SMOOTH_WINDOW, ge=1)
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,7 @@ class Served:
     ensemble: str
     manifest: Any
     members: list[dict[str, Any]]
-    image_use: list[int]
-    video_use: list[int]
-    steps: list[int]
-    align_size: int
-
-
-def _needs_video(spec: dict[str, Any]) -> bool:
-    return bool(spec.get("diff_steps")) or int(spec.get("window", 0) or 0) > 0
+    plan: InferencePlan
 
 
 def load_served(ensemble: str, slots: int) -> Served:
@@ -80,13 +78,7 @@ def load_served(ensemble: str, slots: int) -> Served:
     if len(man.members) > slots:
         raise ValueError(f"{ensemble}: {len(man.members)} members but the application has {slots} member "
                          f"deployments: redeploy with members={len(man.members)} (user_config cannot add deployments)")
-    n = len(man.members)
-    return Served(
-        ensemble=ensemble, manifest=man, members=[asdict(m) for m in man.members],
-        image_use=[i for i, m in enumerate(man.members) if not _needs_video(m.input_spec)],
-        video_use=list(range(n)),
-        steps=sorted({1} | {int(s) for m in man.members for s in m.input_spec.get("diff_steps", [])}),
-        align_size=max(int(m.preprocess.get("image_size", 112)) for m in man.members))
+    return Served(ensemble=ensemble, manifest=man, members=[asdict(m) for m in man.members], plan=plan_for(man))
 
 
 def _model_card(man: Any) -> dict[str, Any]:
@@ -98,10 +90,6 @@ def _model_card(man: Any) -> dict[str, Any]:
         card["data_note"] = ("trained on facsflow's SYNTHETIC data: not a validated AU detector for real faces"
                              if synthetic else f"trained on {', '.join(trained) or 'unrecorded data'}")
     return card
-
-
-def _floats(a: np.ndarray, digits: int = 5) -> list:
-    return np.round(np.asarray(a, np.float64), digits).tolist()
 
 
 @serve.deployment(name="AUService", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.25},
@@ -145,8 +133,24 @@ class AUService:
             raise BadInput(503, f"a backend replica failed twice ({type(e).__name__}); try again shortly") from None
 
     async def _member(self, st: Served, i: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        req = {"member": st.members[i], "aus": list(st.manifest.aus), "steps": st.steps, **batch}
+        req = {"member": st.members[i], "aus": list(st.manifest.aus), "steps": list(st.plan.steps), **batch}
         return await self._call(self.members[i].predict, req)
+
+    async def _answers(self, st: Served, tracks: list[Any], video: bool) -> list[dict[str, Any]]:
+        """The orchestration's member and combination steps across the deployments: one answer
+        per track, the tracks keyed by a fresh request id so batches never mix clients."""
+        use = st.plan.video_use if video else st.plan.image_use
+        inputs = member_inputs(tracks, request_id(), "video" if video else "image", video)
+
+        async def member(i: int) -> list[dict[str, np.ndarray]]:
+            outs = await asyncio.gather(*[self._member(st, i, inp.batch) for inp in inputs])
+            return gather_outputs(tracks, inputs, outs)
+
+        per_member = await asyncio.gather(*[member(i) for i in use])
+        smooth = self.settings.smooth_window if video else 1
+        return await asyncio.gather(*[self._call(self.combiner.combine, st.manifest, use,
+                                                 [outs[t] for outs in per_member], smooth)
+                                      for t in range(len(tracks))])
 
     def _denied(self, request: Request) -> "JSONResponse | None":
         if not self.api_key or _open_path(request.url.path):
@@ -192,9 +196,9 @@ class AUService:
         """End to end on a neutral probe: a detection, every member's forward pass, a combination."""
         st, t0 = self.served, time.perf_counter()
         try:
-            batch = probe_batch(st.align_size, tuple(st.steps))
-            outs = await asyncio.gather(*[self._member(st, i, batch) for i in st.video_use])
-            await self._call(self.combiner.combine, st.manifest, st.video_use, outs)
+            batch = probe_batch(st.plan.align_size, st.plan.steps)
+            outs = await asyncio.gather(*[self._member(st, i, batch) for i in st.plan.video_use])
+            await self._call(self.combiner.combine, st.manifest, st.plan.video_use, outs)
             await self._call(self.faces.probe)
         except Exception as e:  # noqa: BLE001 - any failure means unhealthy, said as such
             log.error("health probe failed: %s", type(e).__name__)
@@ -216,7 +220,7 @@ class AUService:
             "ensemble": st.ensemble, "rule": man.rule, "weights": man.weights, "thresholds": man.thresholds,
             "aus": [{"number": a, "name": CATALOGUE[a].name, "region": CATALOGUE[a].region} for a in man.aus],
             "members": [{"name": m["name"], "model": m["model_name"], "input": m["input_spec"],
-                         "needs_video": _needs_video(m["input_spec"]), "answers_images": i in st.image_use,
+                         "needs_video": i not in st.plan.image_use, "answers_images": i in st.plan.image_use,
                          "trained_on": m["trained_on"], "thresholds": m["thresholds"], "val_f1": m["val_f1"]}
                         for i, m in enumerate(st.members)],
             "provenance": man.provenance, "model_card": _model_card(man),
@@ -234,30 +238,21 @@ class AUService:
             body = await read_body(request, self.settings.limits.max_body_bytes)
             if not body:
                 raise BadInput(400, "empty body (0 bytes): send the image bytes (JPEG, PNG or WebP)")
-            res = await self._call(self.faces.image, body, ctype, st.align_size)
+            res = await self._call(self.faces.image, body, ctype, st.plan.align_size)
             if "error" in res:
                 raise BadInput(res["status"], res["error"])
-            faces = res["faces"]
-            if faces:
-                batch = {"crop": res["crop"], "landmarks": res["landmarks"]}
-                outs = await asyncio.gather(*[self._member(st, i, batch) for i in st.image_use])
-                ans = await self._call(self.combiner.combine, st.manifest, st.image_use, outs)
+            answers = await self._answers(st, res["tracks"], video=False)
         except BadInput as e:
             log.info("predict: refused (%d) %s", e.status, e.message)
             return self._fail(e)
         aus = list(st.manifest.aus)
-        for k, f in enumerate(faces):
-            f["probs"] = dict(zip((f"AU{a}" for a in aus), _floats(ans["probs"][k])))
-            f["occurrence"] = dict(zip((f"AU{a}" for a in aus), ans["occurrence"][k].astype(int).tolist()))
-            if "intensity" in ans:
-                f["intensity"] = dict(zip((f"AU{a}" for a in aus), _floats(ans["intensity"][k], 4)))
-            f["members"] = list(ans["members"])
+        faces = [face_answer(t.info[0], a, 0, aus) for t, a in zip(res["tracks"], answers)]
         log.info("predict: %d bytes, %d faces, %.3f s", len(body), len(faces), time.perf_counter() - t0)
         if self._wants_csv(request):
             rows = [dict(f, frame=0, timestamp=0.0, success=1) for f in faces] or [{"frame": 0, "success": 0}]
             return self._csv(rows, aus)
         return JSONResponse({"faces": faces, "n_faces": len(faces), "aus": aus, "width": res["width"],
-                             "height": res["height"], **self._members_info(st, st.image_use),
+                             "height": res["height"], **self._members_info(st, st.plan.image_use),
                              "seconds": round(time.perf_counter() - t0, 4)})
 
     @api.post("/v1/predict/video")
@@ -270,58 +265,23 @@ class AUService:
         try:
             ctype = check_content_type(request.headers.get("content-type", ""), "video")
             body = await read_body(request, self.settings.limits.max_video_bytes)
-            res = await self._call(self.faces.video, body, ctype, st.align_size, st.steps)
+            res = await self._call(self.faces.video, body, ctype, st.plan.align_size, list(st.plan.steps))
             if "error" in res:
                 raise BadInput(res["status"], res["error"])
-            if not res["faces"]:
+            if not res["tracks"]:
                 raise BadInput(422, f"no face found in any of the {res['n_frames']} frames of the video")
-            rows = await self._video_rows(st, res)
+            answers = await self._answers(st, res["tracks"], video=True)
         except BadInput as e:
             log.info("predict/video: refused (%d) %s", e.status, e.message)
             return self._fail(e)
         log.info("predict/video: %d bytes, %d frames, %d faces, %.3f s", len(body), res["n_frames"],
-                 len(res["faces"]), time.perf_counter() - t0)
+                 len(res["tracks"]), time.perf_counter() - t0)
         aus = list(st.manifest.aus)
+        rows = video_rows(res["tracks"], answers, res["n_frames"], res["fps"], aus)
         if self._wants_csv(request):
             return self._csv(rows, aus)
         return JSONResponse({"fps": res["fps"], "n_frames": res["n_frames"], "width": res["width"],
-                             "height": res["height"], "aus": aus, "face_ids": [f["face_id"] for f in res["faces"]],
+                             "height": res["height"], "aus": aus, "face_ids": [t.face_id for t in res["tracks"]],
                              "smoothing": {"window": self.settings.smooth_window, "method": "centred moving mean"},
-                             "diff_steps": st.steps, **self._members_info(st, st.video_use), "rows": rows,
-                             "seconds": round(time.perf_counter() - t0, 4)})
-
-    async def _video_rows(self, st: Served, res: dict[str, Any]) -> list[dict[str, Any]]:
-        chunk = self.settings.video_chunk
-        keys = ("crop", "landmarks", "landmark_diff", "diff_valid")
-
-        async def member_over_face(face: dict[str, Any], i: int) -> dict[str, np.ndarray]:
-            parts = await asyncio.gather(*[
-                self._member(st, i, {k: face[k][lo:lo + chunk] for k in keys})
-                for lo in range(0, len(face["frames"]), chunk)])
-            return {k: np.concatenate([p[k] for p in parts]) for k in parts[0] if k != "batch_faces"}
-
-        async def one_face(face: dict[str, Any]) -> dict[str, Any]:
-            outs = await asyncio.gather(*[member_over_face(face, i) for i in st.video_use])
-            return await self._call(self.combiner.combine, st.manifest, st.video_use, outs,
-                                    self.settings.smooth_window)
-
-        answers = await asyncio.gather(*[one_face(f) for f in res["faces"]])
-        fps, aus = res["fps"], [f"AU{a}" for a in st.manifest.aus]
-        with_face: set[int] = set()
-        rows: list[dict[str, Any]] = []
-        for face, ans in zip(res["faces"], answers):
-            for k, t in enumerate(face["frames"]):
-                with_face.add(t)
-                row = {"frame": t, "timestamp": round(t / fps, 4), "success": 1, **face["info"][k],
-                       "probs": dict(zip(aus, _floats(ans["probs"][k]))),
-                       "occurrence": dict(zip(aus, ans["occurrence"][k].astype(int).tolist())),
-                       "motion": dict(zip((f"s{s}" for s in st.steps), _floats(face["motion"][k], 4)))}
-                if "raw_probs" in ans:
-                    row["raw_probs"] = dict(zip(aus, _floats(ans["raw_probs"][k])))
-                if "intensity" in ans:
-                    row["intensity"] = dict(zip(aus, _floats(ans["intensity"][k], 4)))
-                rows.append(row)
-        rows += [{"frame": t, "timestamp": round(t / fps, 4), "face_id": -1, "success": 0}
-                 for t in range(res["n_frames"]) if t not in with_face]
-        rows.sort(key=lambda r: (r["frame"], r["face_id"]))
-        return rows
+                             "diff_steps": list(st.plan.steps), **self._members_info(st, st.plan.video_use),
+                             "rows": rows, "seconds": round(time.perf_counter() - t0, 4)})

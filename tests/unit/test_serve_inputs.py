@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workflows.serve_inputs import BadInput, Limits, VideoReader, check_content_type, decode_image, read_body, video_file
+from components.serving_inputs import BadInput, Limits, VideoReader, check_content_type, decode_image, read_body, video_file
 
 pytestmark = pytest.mark.unit
 

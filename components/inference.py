@@ -1,0 +1,360 @@
+"""The one inference orchestration: faces → per-video ids → temporal inputs → members →
+combination → optional smoothing → answer rows.
+
+``Predictor`` (hence the ``Detector`` API and ``facsflow predict``), evaluation and every Serve
+deployment run these functions; the Ray layers only move their inputs and outputs and batch them.
+The steps, each a plain function so a Serve deployment can run one of them:
+
+1. faces: ``image_tracks`` (each face of a still is a one-frame track) or ``track_video``
+   (the pipeline's tracker follows faces; per track the temporal landmark differences
+   diff_t = l_{t+s} - l_{t-s}, paper 000 §2.2.2 eq. 2, over the whole track);
+2. per-video ids and member inputs: ``member_inputs`` gives every track its own video key
+   (``components.video_key``: dataset = the request or input id, subject = the tracked face,
+   video = the input name) and cuts a video track into segments of ``SEGMENT_FRAMES``
+   consecutive frames, the batches evaluation and pairwise-rank's training cut
+   (``components.batches.VIDEO_BATCH_ROWS``): one segment is one member request and the whole
+   video context a member reads (pairwise-rank's statistics G, paper 004 §3.3);
+3. members: ``forward_member`` joins requests into forward passes, never two requests that share
+   a video key, so a member that pairs or windows frames sees exactly one segment of one face of
+   one client, whoever else's requests share the pass;
+4. ``gather_outputs`` puts each track's member outputs back in frame order;
+5. ``combine_track``: the manifest's rule, weights and thresholds (``combine_outputs``) and,
+   as an option, a centred moving mean over one track's frames (paper 002 §3);
+6. answer rows: ``face_answer``, ``video_rows`` (the rows ``components.detector`` tabulates).
+
+A model's ``InputSpec.window`` (frames of context) is met through the video key and
+``frame_order`` of each segment: the family reads its context from the segment's frames, as in
+training and evaluation; no separate window tensor is built (training builds none either).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from components.batches import VIDEO_BATCH_ROWS
+from components.ensemble import EnsembleManifest, combine
+from components.models.base import InputSpec
+from components.video_key import video_keys
+
+if TYPE_CHECKING:
+    from components.predictor import Predictor
+
+__all__ = ["SEGMENT_FRAMES", "SMOOTH_WINDOW", "FaceTrack", "InferencePlan", "MemberInput", "plan_for",
+           "request_id", "face_info", "image_tracks", "track_video", "member_inputs", "forward_member",
+           "gather_outputs", "combine_outputs", "combine_track", "thresholds_of", "smooth_by_video",
+           "face_answer", "video_rows"]
+
+SEGMENT_FRAMES = VIDEO_BATCH_ROWS
+"""Frames of one face track per member request and per video context (evaluation's batch rows)."""
+SMOOTH_WINDOW = 5
+"""Default centred moving-mean window over a video track's probabilities (paper 002 §3); 1: none."""
+
+
+@dataclass
+class FaceTrack:
+    """One face followed through an input (a still image's face is a one-frame track)."""
+
+    face_id: int
+    """Tracked face id within the input (0, 1, ...)."""
+    frames: list[int]
+    """Frame numbers where the face was found, increasing."""
+    crop: np.ndarray
+    """uint8 (n, S, S, 3) aligned face crops."""
+    landmarks: np.ndarray
+    """float32 (n, 136) landmarks in crop coordinates."""
+    info: list[dict[str, Any]]
+    """Per frame: face_id, box, score and 68 landmarks in image pixels (``face_info``)."""
+    landmark_diff: "np.ndarray | None" = None
+    """float32 (n, len(steps) * 136) temporal landmark differences (videos only)."""
+    diff_valid: "np.ndarray | None" = None
+    """bool (n, len(steps)): where the difference reached inside the track."""
+    steps: tuple[int, ...] = ()
+    """Difference steps s of ``landmark_diff``, in order."""
+
+    def motion(self) -> np.ndarray:
+        """(n, len(steps)) mean landmark displacement per step in crop pixels, 0 where invalid:
+        the temporal feature the dynamic members read, summarised for clients."""
+        n = len(self.frames)
+        if self.landmark_diff is None or not self.steps:
+            return np.zeros((n, 0))
+        d = self.landmark_diff.reshape(n, len(self.steps), 68, 2)
+        return np.linalg.norm(d, axis=-1).mean(-1) * self.diff_valid
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """What one manifest needs from the orchestration (Serve keeps one per manifest)."""
+
+    image_use: list[int]
+    """Members that answer still images (those that need no video)."""
+    video_use: list[int]
+    """Members that answer videos (all of them)."""
+    steps: tuple[int, ...]
+    """Landmark difference steps computed for videos: every member's, and 1 for the motion summary."""
+    align_size: int
+    """Aligned crop side, the largest any member was trained on."""
+
+
+def plan_for(manifest: EnsembleManifest) -> InferencePlan:
+    """The members, difference steps and crop size the orchestration uses for ``manifest``."""
+    specs = [InputSpec.from_dict(m.input_spec) if m.input_spec else InputSpec() for m in manifest.members]
+    return InferencePlan(
+        image_use=[i for i, s in enumerate(specs) if not s.needs_video],
+        video_use=list(range(len(specs))),
+        steps=tuple(sorted({1} | {int(s) for spec in specs for s in spec.diff_steps})),
+        align_size=max(int(m.preprocess.get("image_size", 112)) for m in manifest.members))
+
+
+def request_id() -> str:
+    """A fresh id for one request or input: the ``dataset`` part of its tracks' video keys."""
+    return uuid.uuid4().hex
+
+
+# --------------------------------------------------------------------------- 1. faces
+def face_info(r: Any) -> dict[str, Any]:
+    """A pipeline result's face for answers: id, box, score and landmarks in image pixels."""
+    f = r.face
+    return {"face_id": int(f.face_id), "box": [round(float(x), 2) for x in f.box], "score": round(float(f.score), 4),
+            "landmarks": np.asarray(f.landmarks, np.float64).round(2).tolist()}
+
+
+def image_tracks(results: Sequence[Any]) -> list[FaceTrack]:
+    """Faces of a still image (``FacePipeline.process_image``), each its own one-frame track."""
+    return [FaceTrack(face_id=int(r.face.face_id), frames=[0],
+                      crop=r.aligned.crop[None], landmarks=r.aligned.landmarks.reshape(1, -1).astype(np.float32),
+                      info=[face_info(r)]) for r in results]
+
+
+def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[np.ndarray],
+                steps: Sequence[int]) -> tuple[list[FaceTrack], int]:
+    """Tracks of a video and its frame count. ``step(rgb, t)`` is a ``FacePipeline.step`` whose
+    tracker starts fresh (Serve wraps it in its model lock); ``steps`` the difference steps."""
+    from components.faces.transforms import landmark_diffs
+
+    by_face: dict[int, list[tuple[int, Any]]] = {}
+    n = 0
+    for t, rgb in enumerate(frames):
+        n = t + 1
+        for r in step(rgb, t):
+            by_face.setdefault(int(r.face.face_id), []).append((t, r))
+    tracks = []
+    for face_id, seq in sorted(by_face.items()):
+        lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)
+        track = FaceTrack(face_id=face_id, frames=[t for t, _ in seq], crop=np.stack([r.aligned.crop for _, r in seq]),
+                          landmarks=lms.reshape(len(seq), -1), info=[face_info(r) for _, r in seq],
+                          steps=tuple(int(s) for s in steps))
+        if steps:
+            d, v = landmark_diffs(lms, steps)
+            track.landmark_diff, track.diff_valid = d.reshape(len(seq), -1), v
+        tracks.append(track)
+    return tracks, n
+
+
+# --------------------------------------------------------------------------- 2. member inputs
+@dataclass
+class MemberInput:
+    """One member request: a batch of rows and which rows of which tracks they are."""
+
+    batch: dict[str, np.ndarray]
+    """crop, landmarks, (landmark_diff, diff_valid), dataset, subject, video, frame_order."""
+    parts: list[tuple[int, int, int]] = field(default_factory=list)
+    """(track index, first row in the track, rows) for consecutive row ranges of the batch."""
+
+
+def _rows(track: FaceTrack, lo: int, hi: int, source: str, name: str, subject: str) -> dict[str, np.ndarray]:
+    n = hi - lo
+    rows: dict[str, np.ndarray] = {
+        "crop": track.crop[lo:hi], "landmarks": track.landmarks[lo:hi],
+        # The video key: request/input, tracked face, input name (components.video_key).
+        "dataset": np.array([source] * n), "subject": np.array([subject] * n),
+        "video": np.array([name] * n), "frame_order": np.asarray(track.frames[lo:hi], np.int64)}
+    if track.landmark_diff is not None:
+        rows["landmark_diff"], rows["diff_valid"] = track.landmark_diff[lo:hi], track.diff_valid[lo:hi]
+    return rows
+
+
+def member_inputs(tracks: Sequence[FaceTrack], source: str, name: str, video: bool,
+                  segment: int = SEGMENT_FRAMES) -> list[MemberInput]:
+    """Member requests for ``tracks`` of input ``name`` from request/input ``source``.
+
+    Still images (``video`` False): one request holding every face (one row each, each its own
+    key). Videos: one request per segment of ``segment`` consecutive frames of one track.
+    """
+    if not video:
+        if not tracks:
+            return []
+        # Faces of one still are keyed by their place in it: ids need not differ between faces.
+        parts = [_rows(t, 0, 1, source, name, f"face{i}") for i, t in enumerate(tracks)]
+        batch = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        return [MemberInput(batch, [(i, 0, 1) for i in range(len(tracks))])]
+    out = []
+    for i, t in enumerate(tracks):
+        for lo in range(0, len(t.frames), segment):
+            hi = min(lo + segment, len(t.frames))
+            out.append(MemberInput(_rows(t, lo, hi, source, name, str(t.face_id)), [(i, lo, hi - lo)]))
+    return out
+
+
+# --------------------------------------------------------------------------- 3. members
+def _passes(batches: Sequence[dict[str, Any]]) -> list[list[int]]:
+    """Requests grouped into forward passes: only requests with the same columns (a still's faces
+    have no landmark differences, a video segment has) and no video key in two of them."""
+    passes: list[tuple[list[int], set[str], tuple[str, ...]]] = []
+    for i, b in enumerate(batches):
+        keys = set(video_keys(b) or [f"\0request{i}"])
+        columns = tuple(sorted(b))
+        for members, seen, cols in passes:
+            if cols == columns and not keys & seen:
+                members.append(i)
+                seen |= keys
+                break
+        else:
+            passes.append(([i], keys, columns))
+    return [m for m, _, _ in passes]
+
+
+def forward_member(predictor: "Predictor", index: int, batches: Sequence[dict[str, Any]],
+                   steps: Sequence[int]) -> list[dict[str, np.ndarray]]:
+    """Member ``index``'s outputs (``probs``, optionally ``intensity``) for each request batch.
+
+    Requests are joined into as few forward passes as keep every video key in one request of
+    its pass, so an answer never depends on which other requests (clients) shared the pass.
+    Each output also says ``batch_faces``, the rows of the pass that produced it.
+    """
+    out: list[Any] = [None] * len(batches)
+    for idx in _passes(batches):
+        joined = {k: np.concatenate([np.asarray(batches[i][k]) for i in idx]) for k in batches[idx[0]]}
+        res = predictor.member_probs(index, joined, steps)
+        n, lo = len(joined["crop"]), 0
+        for i in idx:
+            hi = lo + len(batches[i]["crop"])
+            out[i] = {k: v[lo:hi] for k, v in res.items()}
+            out[i]["batch_faces"] = n
+            lo = hi
+    return out
+
+
+def gather_outputs(tracks: Sequence[FaceTrack], inputs: Sequence[MemberInput],
+                   outputs: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """One member's outputs per track, rows in the track's frame order (``batch_faces`` dropped)."""
+    per: list[dict[str, np.ndarray]] = [{} for _ in tracks]
+    for inp, res in zip(inputs, outputs):
+        lo = 0
+        for ti, start, n in inp.parts:
+            for k, v in res.items():
+                if k == "batch_faces":
+                    continue
+                dest = per[ti].setdefault(k, np.zeros((len(tracks[ti].frames),) + v.shape[1:], v.dtype))
+                dest[start:start + n] = v[lo:lo + n]
+            lo += n
+    return per
+
+
+# --------------------------------------------------------------------------- 4. combination
+def thresholds_of(manifest: EnsembleManifest) -> np.ndarray:
+    """Per-AU occurrence thresholds of the ensemble answer ('vote' already gives 0/1 majorities)."""
+    return np.asarray(manifest.thresholds if manifest.rule != "vote" else [0.5] * len(manifest.aus))
+
+
+def combine_outputs(manifest: EnsembleManifest, use: Sequence[int],
+                    outs: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
+    """The ensemble answer from the outputs of members ``use`` (indices into ``manifest.members``).
+
+    ``outs[k]`` is ``Predictor.member_probs`` of member ``use[k]``: ``probs`` (N, n_AU) and
+    optionally ``intensity``. Applies the manifest's rule, weights and thresholds; members left
+    out (image requests skip video members) drop out of the weights, and for ``best_per_au`` an
+    AU whose chosen member is left out falls back to the weighted mean of the members used.
+    Needs no model, so a Serve combiner replica calls it with the manifest alone.
+    """
+    use = list(use)
+    weights = [manifest.weights[i] for i in use]
+    thr = [manifest.members[i].thresholds for i in use]
+    probs_list = [o["probs"] for o in outs]
+    if manifest.rule == "best_per_au":
+        chosen = [use.index(c) if c in use else -1 for c in manifest.choice]
+        scores = combine(probs_list, "mean", weights, thr).copy()
+        for a, c in enumerate(chosen):
+            if c >= 0:
+                scores[:, a] = probs_list[c][:, a]
+    else:
+        scores = combine(probs_list, manifest.rule, weights, thr)
+    result = {"probs": scores, "occurrence": (scores >= thresholds_of(manifest)).astype(np.int8),
+              "members": [manifest.members[i].name for i in use],
+              "member_probs": {manifest.members[i].name: o["probs"] for i, o in zip(use, outs)}}
+    intens = [o["intensity"] for o in outs if "intensity" in o]
+    if intens:
+        result["intensity"] = np.mean(intens, axis=0)
+    return result
+
+
+def combine_track(manifest: EnsembleManifest, use: Sequence[int], outs: Sequence[dict[str, np.ndarray]],
+                  smooth_window: int = 1) -> dict[str, Any]:
+    """``combine_outputs`` for one track; with ``smooth_window`` > 1 (the track's frames in order)
+    the probabilities become a centred moving mean (paper 002 §3, ``smooth_sequence``), occurrence
+    follows the smoothed values and the unsmoothed ones are kept as ``raw_probs``."""
+    from components.models.to_sequence import smooth_sequence
+
+    ans = combine_outputs(manifest, use, outs)
+    if smooth_window > 1 and len(ans["probs"]) > 1:
+        ans["raw_probs"] = ans["probs"]
+        ans["probs"] = smooth_sequence(ans["probs"], smooth_window)
+        ans["occurrence"] = (ans["probs"] >= thresholds_of(manifest)).astype(np.int8)
+    return ans
+
+
+def smooth_by_video(probs: np.ndarray, batch: dict[str, Any], order: np.ndarray, window: int) -> np.ndarray:
+    """``probs`` (N, n_AU) of rows from many videos, each video (``components.video_key`` from
+    ``batch``'s dataset/subject/video columns) smoothed over its own rows in ``order`` (frame
+    order) by ``smooth_sequence``: evaluation's switch for the smoothing serving applies."""
+    from components.models.to_sequence import smooth_sequence
+
+    keys = video_keys(batch)
+    if keys is None:
+        raise ValueError("smooth_by_video: the rows carry no 'video' column to group frames by")
+    out = np.asarray(probs, np.float64).copy()
+    if window <= 1:
+        return out
+    by_video: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        by_video.setdefault(k, []).append(i)
+    for rows in by_video.values():
+        idx = np.asarray(rows)[np.argsort(np.asarray(order)[rows], kind="stable")]
+        out[idx] = smooth_sequence(out[idx], window)
+    return out
+
+
+# --------------------------------------------------------------------------- 5. answer rows
+def face_answer(info: dict[str, Any], ans: dict[str, Any], k: int, aus: Sequence[int]) -> dict[str, Any]:
+    """Row ``k`` of a combined answer as a face: ids, box, landmarks, probs, occurrence, ..."""
+    keys = [f"AU{a}" for a in aus]
+    out = dict(info, probs=dict(zip(keys, map(float, ans["probs"][k]))),
+               occurrence=dict(zip(keys, map(int, ans["occurrence"][k]))), members=list(ans["members"]))
+    if "raw_probs" in ans:
+        out["raw_probs"] = dict(zip(keys, map(float, ans["raw_probs"][k])))
+    if "intensity" in ans:
+        out["intensity"] = dict(zip(keys, map(float, ans["intensity"][k])))
+    return out
+
+
+def video_rows(tracks: Sequence[FaceTrack], answers: Sequence[dict[str, Any]], n_frames: int, fps: float,
+               aus: Sequence[int]) -> list[dict[str, Any]]:
+    """One row per frame and track (``success`` 1, with ``motion`` per difference step) and one
+    ``success`` 0 row per frame without a face; sorted by frame, then face."""
+    rows: list[dict[str, Any]] = []
+    with_face: set[int] = set()
+    for track, ans in zip(tracks, answers):
+        motion = track.motion()
+        for k, t in enumerate(track.frames):
+            with_face.add(t)
+            row = face_answer(track.info[k], ans, k, aus)
+            row.update(frame=t, timestamp=round(t / fps, 4), success=1,
+                       motion={f"s{s}": float(m) for s, m in zip(track.steps, motion[k])})
+            rows.append(row)
+    rows += [{"frame": t, "timestamp": round(t / fps, 4), "face_id": -1, "success": 0}
+             for t in range(n_frames) if t not in with_face]
+    rows.sort(key=lambda r: (r["frame"], r["face_id"]))
+    return rows

@@ -1,0 +1,124 @@
+"""One inference path: the same image and video through the Python ``Detector`` (in process),
+``facsflow predict`` (Ray Data on a local Ray) and the Serve app (HTTP, concurrent clients) give
+the same numbers, with a pairwise-rank member that reads each video's frames as its context.
+
+The app here is its own (a pairwise-rank member, the same face configuration for all three
+paths, a long batch wait so concurrent clients' segments share the members' forward passes);
+it is torn down before the e2e folder's shared app starts (this file sorts first)."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import require_media
+from tests.serving_fixtures import AUS, make_ensemble
+
+pytestmark = pytest.mark.e2e
+
+IMAGE_MEMBER = ("img-resnet", "baseline_resnet18_112", {})
+"""An image member whose seeded answers vary with the face (the serving fixtures' seeded
+MobileNet answers every input alike, so agreeing on it would prove nothing)."""
+PAIRWISE_MEMBER = ("pair-rank", "pairwise_rank_small", {})
+"""Reads each video segment's frames as its context (window statistics G, paper 004 §3.3)."""
+FACES = {"detector": "dlib", "policy": "tracked"}
+"""One face configuration for stills and videos, so the three paths see the same faces."""
+PROBS = [f"AU{a:02d}_p" for a in AUS]
+CLIENTS = 3
+"""Concurrent clients per input."""
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Per path: the image's and the video's prediction tables (OpenFace columns)."""
+    import httpx
+    import ray
+    from ray import serve
+
+    from components.detector import Detector
+    from components.faces.pipeline import FacePipelineConfig
+    from tests.e2e.conftest import free_port
+    from workflows.predict import read_predictions, run_predict
+    from workflows.runtime import init_ray
+    from workflows.serve import start
+
+    media = require_media("single_face.jpg", "single_face.mp4")
+    image, video = media / "single_face.jpg", media / "single_face.mp4"
+    root = tmp_path_factory.mktemp("agreement")
+    ensemble = make_ensemble(root / "ensemble", [IMAGE_MEMBER, PAIRWISE_MEMBER])
+    det = Detector.from_ensemble(ensemble, faces=FacePipelineConfig(**FACES))
+    out: dict[str, Any] = {"detector": {"image": det.predict_image(image), "video": det.predict_video(video)}}
+
+    started = not ray.is_initialized()
+    init_ray(num_cpus=2)
+    try:
+        res = run_predict(str(ensemble), [str(image), str(video)], str(root / "predict"), actors=1, faces=FACES)
+        assert not any(r["error"] for r in res), res
+        table = read_predictions(str(root / "predict"))
+        out["predict"] = {kind: table[table["input"] == str(path)].drop(columns=["input", "name"])
+                          .sort_values(["frame", "face_id"]).reset_index(drop=True)
+                          for kind, path in (("image", image), ("video", video))}
+        app = {"image_faces": FACES, "video_faces": FACES, "batch_wait_timeout_s": 0.25,
+               "ingress": {"max_replicas": 1}, "faces": {"max_replicas": 1}, "member": {"max_replicas": 1}}
+        url = start(str(ensemble), "127.0.0.1", free_port(), app=app, name="agreement")
+        try:
+            served: dict[str, list] = {"image": [], "video": []}
+            errors: list[str] = []
+
+            def client(kind: str, path: Path, ctype: str) -> None:
+                route = "/v1/predict?format=csv" if kind == "image" else "/v1/predict/video?format=csv"
+                with httpx.Client(base_url=url, timeout=600) as c:
+                    r = c.post(route, content=path.read_bytes(), headers={"content-type": ctype})
+                if r.status_code != 200:
+                    errors.append(f"{kind}: {r.status_code} {r.text[:200]}")
+                else:
+                    served[kind].append(pd.read_csv(io.StringIO(r.text)))
+
+            threads = [threading.Thread(target=client, args=args) for _ in range(CLIENTS)
+                       for args in (("video", video, "video/mp4"), ("image", image, "image/jpeg"))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert not errors, errors
+            out["serve"] = served
+        finally:
+            serve.shutdown()
+    finally:
+        if started:
+            ray.shutdown()
+    yield out
+
+
+def test_image_answers_agree(answers: dict) -> None:
+    ref = answers["detector"]["image"]
+    assert len(ref) == 1 and ref.loc[0, "success"] == 1
+    assert ref.attrs["members_voted"] == [IMAGE_MEMBER[0]]  # pairwise-rank needs video
+    others = [answers["predict"]["image"], *answers["serve"]["image"]]
+    assert len(others) == 1 + CLIENTS
+    for df in others:
+        assert list(df.columns) == list(ref.columns)
+        np.testing.assert_allclose(df[PROBS].to_numpy(), ref[PROBS].to_numpy(), atol=1e-5)
+
+
+def test_video_answers_agree_with_a_pairwise_rank_member_and_concurrent_clients(answers: dict) -> None:
+    ref = answers["detector"]["video"]
+    assert ref["frame"].tolist() == list(range(72)) and (ref["success"] == 1).all()
+    assert ref.attrs["members_voted"] == [IMAGE_MEMBER[0], PAIRWISE_MEMBER[0]]
+    others = [answers["predict"]["video"], *answers["serve"]["video"]]
+    assert len(others) == 1 + CLIENTS
+    for df in others:
+        assert df["frame"].tolist() == ref["frame"].tolist()
+        np.testing.assert_allclose(df[PROBS].to_numpy(), ref[PROBS].to_numpy(), atol=1e-5)
+        np.testing.assert_array_equal(df[[p.replace("_p", "_c") for p in PROBS]].to_numpy(),
+                                      ref[[p.replace("_p", "_c") for p in PROBS]].to_numpy())
+        xs = [f"x_{i}" for i in range(68)]
+        np.testing.assert_allclose(df[xs].to_numpy(), ref[xs].to_numpy(), atol=0.01)
+    # The answers move over the video (the members see different frames, not one constant).
+    assert ref[PROBS].to_numpy().std(0).max() > 1e-3
