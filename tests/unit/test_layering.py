@@ -44,8 +44,7 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
 @pytest.mark.parametrize("module", ["components", "components.au", "components.models.registry",
                                     "components.inference", "components.ensemble"])
 def test_importing_components_loads_no_ray(module: str) -> None:
-    code = (f"import importlib, sys\ntry:\n    importlib.import_module({module!r})\n"
-            f"except ModuleNotFoundError as e:\n    if e.name != {module!r}: raise\n"
+    code = (f"import importlib, sys\nimportlib.import_module({module!r})\n"
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.') or m.startswith('workflows')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
