@@ -79,7 +79,7 @@ def stage_parser(cls: type, prog: str, description: str, *, ray: bool = True,
 
     aliases = dict(aliases or {})
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.set_defaults(_config_class=cls)
+    p.set_defaults(_config_class=cls, _stage=prog.split()[-1])
     general = p.add_argument_group("configuration")
     config_help = f"YAML with {cls.__name__} fields; flags and --set override it"
     if default_config:
@@ -182,7 +182,7 @@ def stage_config(args: argparse.Namespace, *, required: "Sequence[str]" = (),
     missing = [name for name in required if _get(cfg, name) in ("", (), [], {}, None)]
     if missing:
         given = " and ".join(f"{_flag(n)} {n.rsplit('.', 1)[-1].upper()}" for n in missing)
-        raise UserError(f"needs {given} (or {', '.join(missing)} in --config)")
+        raise UserError(f"{args._stage} needs {given} (or {', '.join(missing)} in --config)")
     return cfg
 
 
