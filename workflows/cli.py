@@ -59,7 +59,7 @@ def _item_hint(hint: Any) -> Any:
 
 
 def _metavar(hint: Any) -> str:
-    if typing.get_origin(hint) in (dict, Mapping):
+    if typing.get_origin(hint) in (dict, Mapping) or hasattr(hint, "model_validate"):
         return "YAML"
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next((a for a in typing.get_args(hint) if a is not type(None)), str)
@@ -68,11 +68,13 @@ def _metavar(hint: Any) -> str:
 
 def stage_parser(cls: type, prog: str, description: str, *, ray: bool = True,
                  aliases: "Mapping[str, Sequence[str]] | None" = None,
-                 default_config: "str | None" = None) -> argparse.ArgumentParser:
+                 default_config: "str | None" = None,
+                 config_aliases: "Sequence[str]" = ()) -> argparse.ArgumentParser:
     """Parser of a stage: one flag per leaf field of ``cls`` plus ``--config``/``--set``/``--address``.
 
     ``aliases`` maps a dotted field to further option strings that set it (``{"split.fold":
-    ["--fold"]}``); ``ray`` adds ``--address`` (stages that run on Ray). The stage may add flags
+    ["--fold"]}``), ``config_aliases`` further names of ``--config``; ``ray`` adds ``--address``
+    (stages that run on Ray). The stage may add flags
     of its own afterwards (they are not config and must not clash with the generated ones).
     """
     from components.configuration import flatten_fields
@@ -84,7 +86,8 @@ def stage_parser(cls: type, prog: str, description: str, *, ray: bool = True,
     config_help = f"YAML with {cls.__name__} fields; flags and --set override it"
     if default_config:
         config_help += f" (default: {default_config})"
-    general.add_argument("--config", default=default_config, metavar="YAML", help=config_help)
+    general.add_argument("--config", *config_aliases, dest="config", default=default_config, metavar="YAML",
+                         help=config_help)
     general.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                          help="override any field, dotted for nested ones (--set optim.lr=3e-4); "
                               "the value is YAML; repeatable")
@@ -153,7 +156,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is None:
             continue
-        if typing.get_origin(hint) in (dict, Mapping):
+        if typing.get_origin(hint) in (dict, Mapping) or hasattr(hint, "model_validate"):
             try:
                 value = yaml.safe_load(value)
             except yaml.YAMLError as e:
