@@ -19,6 +19,7 @@ import sys
 import types
 import typing
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -36,6 +37,36 @@ STAGES = {
     "export": "Export ensemble members to TorchScript or ONNX (no Ray needed to use them)",
     "models": "List the registered models (--json for machines)",
 }
+
+
+STAGE_CONFIGS = {
+    "demo": "workflows.demo:DemoConfig",
+    "synth": "components.datasets.synth:SynthConfig",
+    "preprocess": "workflows.preprocess:PreprocessConfig",
+    "train": "workflows.train:TrainConfig",
+    "tune": "workflows.tune:SearchConfig",
+    "evaluate": "workflows.evaluate:EvaluateConfig",
+    "ensemble": "workflows.ensemble:EnsembleConfig",
+    "serve": "workflows.serve:ServeConfig",
+    "predict": "workflows.predict:PredictConfig",
+    "export": "workflows.export:ExportConfig",
+    "models": "workflows.models:ModelsConfig",
+}
+"""Each stage's one typed config (``module:class``); a shipped YAML's stage is the part of its
+file name before the first '-' (``train-bp4d.yaml`` → ``train``, ``demo.yaml`` → ``demo``)."""
+
+
+def config_class(stage: str) -> type:
+    """The typed config class of ``stage`` (``STAGE_CONFIGS``)."""
+    if stage not in STAGE_CONFIGS:
+        raise KeyError(f"no stage {stage!r}; stages with a config: {', '.join(STAGE_CONFIGS)}")
+    module, name = STAGE_CONFIGS[stage].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def config_class_of_file(path: "str | Path") -> type:
+    """The config class a YAML file is read into, by the file-name convention of ``STAGE_CONFIGS``."""
+    return config_class(Path(path).stem.split("-", 1)[0])
 
 
 def usage() -> str:
