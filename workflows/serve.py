@@ -12,8 +12,9 @@ deployments; default: counted from the manifest when building, 1 if it is unread
 ``max_batch_size`` (0: no @serve.batch), ``batch_wait_timeout_s``, ``video_chunk``,
 ``smooth_window``, and ``ingress``/``faces``/``member``/``combiner`` (``Scaling``: CPUs, GPUs,
 replicas, autoscaling target and delays). ``facsflow serve`` takes every AppArgs field as a flag
-(``--member.max-replicas 4``) or from ``--config``/``--args`` YAML (``ServeConfig``). Deployments: ``AUService``, ``FacePipeline``, ``Member0`` ..,
-``Combiner``; ``AUService`` and ``Member*`` take ``user_config``.
+(``--member.max-replicas 4``) or from ``--config``/``--args`` YAML (``ServeConfig``).
+Deployments: ``AUService``, ``FacePipeline``, ``Member0`` .., ``Combiner``; ``AUService`` and
+``Member*`` take ``user_config``.
 
     AUService (HTTP ingress, FastAPI)  ──►  FacePipeline (decode, detect, landmarks, align; CPU)
           │                            ──►  Member0 .. MemberN-1 (one per member; @serve.batch)

@@ -4,8 +4,9 @@
 
 Every ``SynthConfig`` field is a flag (``--subjects-per-identity 4``, ``--aus 1,2,12``);
 ``--config YAML`` reads them from a file first and ``--set key=value`` overrides any. The
-generator runs in this process on one core (no Ray): a demo-size set takes seconds. Rendering many videos could later be spread over Ray
-tasks, one per pseudo-subject, since every video has its own random stream.
+generator runs in this process on one core (no Ray): a demo-size set takes seconds. Rendering
+many videos could later be spread over Ray tasks, one per pseudo-subject, since every video has
+its own random stream.
 """
 
 from __future__ import annotations
