@@ -20,9 +20,7 @@ import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 STAGES = {
     "demo": "Run everything on a small synthetic dataset on an embedded local Ray",
@@ -105,8 +103,8 @@ def stage_parser(cls: type, prog: str, description: str, *, ray: bool = True,
 
     ``aliases`` maps a dotted field to further option strings that set it (``{"split.fold":
     ["--fold"]}``), ``config_aliases`` further names of ``--config``; ``ray`` adds ``--address``
-    (stages that run on Ray). The stage may add flags
-    of its own afterwards (they are not config and must not clash with the generated ones).
+    (stages that run on Ray). ``default_config``: the YAML read when ``--config`` is not given.
+    A stage may add flags of its own afterwards (not config; they must not clash with these).
     """
     from components.configuration import flatten_fields
 
@@ -127,9 +125,7 @@ def stage_parser(cls: type, prog: str, description: str, *, ray: bool = True,
                                                "embedded local Ray)")
     fields = p.add_argument_group(f"{cls.__name__} fields")
     defaults = _leaf_defaults(cls)
-    known = set()
     for name, hint, doc in flatten_fields(cls):
-        known.add(name)
         text = doc
         if name in defaults:
             text += f" (default: {defaults[name]!r})"
@@ -147,7 +143,6 @@ def stage_parser(cls: type, prog: str, description: str, *, ray: bool = True,
             fields.add_argument(*flags, dest=name, default=None, metavar=_metavar(hint), help=help_text)
     if aliases:
         raise ValueError(f"aliases for unknown {cls.__name__} fields: {sorted(aliases)}")
-    p.set_defaults(_config_fields=tuple(sorted(known)))
     return p
 
 
