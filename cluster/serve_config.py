@@ -5,8 +5,9 @@
 
 does what ``serve build`` does for an application *builder* with typed arguments (``serve build``
 only accepts an already-bound application): it builds ``workflows.serve:build_app`` with
-``{ensemble: ...}``, reads each deployment's options from the code, overlays the cluster's
-resources (fractional ``num_cpus``, autoscaling, ``user_config`` where a deployment can take it),
+``{ensemble: ...}`` and every deployment scaled by one ``workflows.serve.Scaling`` (the type
+``facsflow serve`` uses: fractional ``num_cpus``, replicas, autoscaling), reads each deployment's
+options from the code, adds ``user_config`` where a deployment can take it,
 validates the result with Ray's own ``ServeDeploySchema`` and writes it. Building binds arguments
 only: no model is loaded and the ensemble need not be readable from this machine. With
 ``--rayservice`` the ``serveConfigV2`` block of that RayService manifest is replaced by the same
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,10 @@ if __package__ in (None, ""):  # `python cluster/serve_config.py`: make the chec
 
 import yaml
 
-__all__ = ["IMPORT_PATH", "ServeResources", "build_serve_config", "render", "embed_in_rayservice", "main"]
+from workflows.serve import Scaling
+
+__all__ = ["IMPORT_PATH", "Scaling", "ServeBuildConfig", "build_serve_config", "render", "embed_in_rayservice",
+           "build_parser", "main"]
 
 IMPORT_PATH = "workflows.serve:build_app"
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,23 +39,27 @@ RUNTIME_ENV = ROOT / "cluster" / "runtime_env.yaml"
 JOB_ONLY_ENV = {"RAY_OVERRIDE_JOB_RUNTIME_ENV"}  # meaningful for job drivers, not for Serve replicas
 
 
-class ServeResources:
-    """Per-replica resources and autoscaling applied to every deployment of the application."""
+@dataclass
+class ServeBuildConfig:
+    """What ``python -m cluster.serve_config`` writes (its flags are generated from these fields)."""
 
-    def __init__(self, num_cpus: float = 0.5, num_gpus: float = 0.0, min_replicas: int = 1,
-                 max_replicas: int = 4, target_ongoing_requests: float = 2.0,
-                 max_ongoing_requests: "int | None" = None, user_config: "dict[str, Any] | None" = None):
-        if num_cpus <= 0:
-            raise ValueError(f"num_cpus must be > 0 (fractions allowed), got {num_cpus}")
-        if not 0 <= min_replicas <= max_replicas or max_replicas < 1:
-            raise ValueError(f"need 0 <= min_replicas <= max_replicas >= 1, got {min_replicas}..{max_replicas}")
-        if target_ongoing_requests <= 0:
-            raise ValueError(f"target_ongoing_requests must be > 0, got {target_ongoing_requests}")
-        self.num_cpus, self.num_gpus = num_cpus, num_gpus
-        self.min_replicas, self.max_replicas = min_replicas, max_replicas
-        self.target_ongoing_requests = target_ongoing_requests
-        self.max_ongoing_requests = max_ongoing_requests
-        self.user_config = user_config or {}
+    ensemble: str = ""
+    """Ensemble folder or URI the replicas load (ensemble.json); required."""
+    out: str = ""
+    """File to write ('' : stdout)."""
+    rayservice: str = ""
+    """Also rewrite the serveConfigV2 block of this RayService manifest ('' : none)."""
+    scaling: Scaling = field(default_factory=Scaling)
+    """Resources and autoscaling of every deployment (workflows.serve.Scaling, the one definition
+    ``facsflow serve`` uses too)."""
+    user_config: dict[str, Any] = field(default_factory=dict)
+    """Mapping sent to the deployments that have reconfigure() (e.g. {ensemble: URI} for a rollout)."""
+    host: str = "0.0.0.0"
+    """HTTP bind address of the Serve proxies."""
+    port: int = 8000
+    """HTTP port of the Serve proxies."""
+    working_dir_uri: str = ""
+    """Remote .zip of this checkout (only for images without the project installed)."""
 
 
 def _env_vars(runtime_env_file: Path) -> dict[str, str]:
@@ -58,14 +67,17 @@ def _env_vars(runtime_env_file: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in (spec.get("env_vars") or {}).items() if k not in JOB_ONLY_ENV}
 
 
-def _deployments(ensemble: str) -> list[tuple[dict[str, Any], bool]]:
-    """(schema dict as `serve build` writes it, accepts user_config) per deployment of the app."""
+def _deployments(ensemble: str, scaling: Scaling) -> list[tuple[dict[str, Any], bool]]:
+    """(schema dict as `serve build` writes it, accepts user_config) per deployment of the app,
+    every deployment scaled by ``scaling`` through the code's own ``Scaling.options``."""
     from ray.serve._private.build_app import build_app as build_serve_app
     from ray.serve.deployment import deployment_to_schema
 
-    from workflows.serve import build_app
+    from workflows.serve import AppArgs, build_app
 
-    built = build_serve_app(build_app({"ensemble": ensemble}), name="facsflow")
+    args = AppArgs(ensemble=ensemble, member_gpus=scaling.num_gpus, ingress=scaling, faces=scaling,
+                   member=scaling, combiner=scaling)
+    built = build_serve_app(build_app(args), name="facsflow")
     out = []
     for d in built.deployments:
         schema = deployment_to_schema(d).model_dump(exclude_unset=True)
@@ -73,9 +85,9 @@ def _deployments(ensemble: str) -> list[tuple[dict[str, Any], bool]]:
     return out
 
 
-def build_serve_config(ensemble: str, resources: ServeResources, *, app_name: str = "facsflow",
-                       route_prefix: str = "/", host: str = "0.0.0.0", port: int = 8000,
-                       working_dir_uri: "str | None" = None,
+def build_serve_config(ensemble: str, scaling: Scaling, *, user_config: "dict[str, Any] | None" = None,
+                       app_name: str = "facsflow", route_prefix: str = "/", host: str = "0.0.0.0",
+                       port: int = 8000, working_dir_uri: "str | None" = None,
                        runtime_env_file: Path = RUNTIME_ENV) -> dict[str, Any]:
     """The Serve deploy config (``serve deploy`` / RayService ``serveConfigV2``) as a dict.
 
@@ -85,26 +97,9 @@ def build_serve_config(ensemble: str, resources: ServeResources, *, app_name: st
     from ray.serve.schema import ServeDeploySchema
 
     deployments = []
-    for schema, reconfigurable in _deployments(ensemble):
-        schema.pop("num_replicas", None)  # autoscaling decides
-        if resources.max_ongoing_requests:
-            schema["max_ongoing_requests"] = resources.max_ongoing_requests
-        actor = dict(schema.get("ray_actor_options") or {})
-        actor["num_cpus"] = resources.num_cpus
-        if resources.num_gpus:
-            actor["num_gpus"] = resources.num_gpus
-        schema["ray_actor_options"] = actor
-        schema["autoscaling_config"] = {
-            "min_replicas": resources.min_replicas,
-            "initial_replicas": max(resources.min_replicas, 1),
-            "max_replicas": resources.max_replicas,
-            # Serve adds replicas when the mean in-flight requests per replica exceed this.
-            "target_ongoing_requests": resources.target_ongoing_requests,
-            "upscale_delay_s": 10,
-            "downscale_delay_s": 300,
-        }
-        if reconfigurable and resources.user_config:
-            schema["user_config"] = dict(resources.user_config)
+    for schema, reconfigurable in _deployments(ensemble, scaling):
+        if reconfigurable and user_config:
+            schema["user_config"] = dict(user_config)
         deployments.append(schema)
     runtime_env: dict[str, Any] = {"env_vars": _env_vars(runtime_env_file)}
     if working_dir_uri:
@@ -152,43 +147,38 @@ def embed_in_rayservice(manifest_text: str, serve_yaml: str) -> str:
     raise ValueError("no `serveConfigV2: |` block found in the RayService manifest")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """Flags generated from ``ServeBuildConfig``; the scaling fields keep their short names
+    (``--num-cpus``, ``--min-replicas``, ...) as aliases of ``--scaling.*``."""
+    from workflows.cli import stage_parser
+
+    short = ("num_cpus", "num_gpus", "min_replicas", "max_replicas", "target_ongoing_requests",
+             "max_ongoing_requests", "upscale_delay_s", "downscale_delay_s")
+    return stage_parser(ServeBuildConfig, "python -m cluster.serve_config", ray=False,
+                        description=__doc__.split("\n\n")[0],
+                        aliases={f"scaling.{n}": ["--" + n.replace("_", "-")] for n in short})
+
+
 def main(argv: "list[str] | None" = None) -> int:
     """Command-line entry: build, validate and write the serve config (and RayService block)."""
-    p = argparse.ArgumentParser(prog="python -m cluster.serve_config", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ensemble", required=True, help="ensemble folder or URI the replicas load (ensemble.json)")
-    p.add_argument("--out", help="file to write (default: stdout)")
-    p.add_argument("--rayservice", help="also rewrite the serveConfigV2 block of this RayService manifest")
-    p.add_argument("--num-cpus", type=float, default=0.5, help="CPUs per replica (fractions allowed)")
-    p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per replica")
-    p.add_argument("--min-replicas", type=int, default=1)
-    p.add_argument("--max-replicas", type=int, default=4)
-    p.add_argument("--target-ongoing-requests", type=float, default=2.0,
-                   help="in-flight requests per replica above which Serve scales up")
-    p.add_argument("--max-ongoing-requests", type=int, help="cap per replica (default: the code's)")
-    p.add_argument("--user-config", default="", help="YAML mapping sent to deployments that have reconfigure()")
-    p.add_argument("--host", default="0.0.0.0", help="HTTP bind address of the Serve proxies")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--working-dir-uri", help="remote .zip of this checkout (images without the project)")
-    args = p.parse_args(argv)
+    from workflows.cli import stage_config
+    from workflows.runtime import UserError
+
     try:
-        user_config = yaml.safe_load(args.user_config) if args.user_config else {}
-        if not isinstance(user_config, dict):
-            raise ValueError(f"--user-config must be a YAML mapping, got {args.user_config!r}")
-        res = ServeResources(args.num_cpus, args.num_gpus, args.min_replicas, args.max_replicas,
-                             args.target_ongoing_requests, args.max_ongoing_requests, user_config)
-        config = build_serve_config(args.ensemble, res, host=args.host, port=args.port,
-                                    working_dir_uri=args.working_dir_uri)
-    except (ValueError, yaml.YAMLError) as e:
+        cfg: ServeBuildConfig = stage_config(build_parser().parse_args(argv), required=("ensemble",))
+        config = build_serve_config(cfg.ensemble, cfg.scaling, user_config=cfg.user_config, host=cfg.host,
+                                    port=cfg.port, working_dir_uri=cfg.working_dir_uri or None)
+    except (ValueError, UserError) as e:
         print(f"facsflow: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     shown = ["python -m cluster.serve_config", *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))]
     text = render(config, " ".join(shown))
-    if args.out:
-        Path(args.out).write_text(text)
+    if cfg.out:
+        Path(cfg.out).write_text(text)
     else:
         sys.stdout.write(text)
-    if args.rayservice:
-        path = Path(args.rayservice)
+    if cfg.rayservice:
+        path = Path(cfg.rayservice)
         path.write_text(embed_in_rayservice(path.read_text(), text))
     return 0
 

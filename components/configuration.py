@@ -4,6 +4,12 @@ A config is a (possibly nested) dataclass whose fields carry a docstring right b
 (the attribute-docstring convention). ``field_docs`` reads those docstrings from the source so
 that ``--help`` and the YAML a run saves explain every field. Checks live in each
 dataclass's ``__post_init__``.
+
+One override mechanism: ``apply_overrides`` sets dotted keys (``optim.lr``) in a plain mapping,
+from ``key=value`` strings (the command line's ``--set``, values parsed as YAML) or from a
+mapping of typed values (a Tune trial's hyperparameters). A YAML file may start from another
+with ``extends: base.yaml`` (a path relative to the file): the base is read first and the
+file's own keys are merged over it, mapping into mapping, anything else replaced.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import inspect
 import textwrap
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,7 +34,10 @@ __all__ = [
     "from_dict",
     "to_dict",
     "load_yaml",
+    "read_yaml_data",
+    "merge",
     "save_yaml",
+    "dump_yaml",
     "apply_overrides",
     "flatten_fields",
 ]
@@ -65,6 +75,14 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     args = typing.get_args(hint)
     if hint is Any:
         return value
+    if isinstance(hint, type) and hasattr(hint, "model_validate"):
+        # A pydantic model nested in a config (serve_inputs.Limits): pydantic checks it.
+        if isinstance(value, hint):
+            return value
+        try:
+            return hint.model_validate(value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {' '.join(str(e).split())}") from None
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         if isinstance(value, hint):
             return value
@@ -154,6 +172,8 @@ def to_dict(obj: Any) -> Any:
         return {k: to_dict(v) for k, v in obj.items()}
     if isinstance(obj, Path):
         return str(obj)
+    if hasattr(obj, "model_dump") and not isinstance(obj, type):
+        return obj.model_dump(mode="json")
     return obj
 
 
@@ -172,48 +192,82 @@ def flatten_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, str]]:
     return out
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` overrides (value parsed as YAML) to a nested mapping, in place."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key=value")
-        key, raw = item.split("=", 1)
+def apply_overrides(data: dict[str, Any], overrides: "list[str] | Mapping[str, Any]") -> dict[str, Any]:
+    """Set dotted keys (``a.b``) in a nested mapping, in place; return it.
+
+    ``overrides`` is either ``["a.b=value", ...]`` (the command line's ``--set``; each value is
+    parsed as YAML, so ``lr=3e-4`` is a number and ``aus=[1, 2]`` a list) or a mapping
+    ``{"a.b": value}`` of values used as they are (a Tune trial's sampled hyperparameters).
+    Types are checked later, when the mapping becomes its dataclass (``from_dict``).
+    """
+    if isinstance(overrides, Mapping):
+        pairs = [(str(k), to_dict(v), f"{k}={v!r}") for k, v in overrides.items()]
+    else:
+        pairs = []
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+            key, raw = item.split("=", 1)
+            try:
+                value = yaml.safe_load(raw) if raw != "" else ""
+            except yaml.YAMLError as e:
+                raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
+            pairs.append((key.strip(), value, item))
+    for key, value, item in pairs:
         node = data
-        parts = key.strip().split(".")
+        parts = key.split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty part in key {key!r}")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p} is not a section")
-        try:
-            node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from None
+        node[parts[-1]] = value
     return data
 
 
-def load_yaml(cls: type[T], path: "str | Path | None" = None, overrides: "list[str] | None" = None) -> T:
-    """Read ``cls`` from a YAML file (optional) and apply ``key=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping, got {type(loaded).__name__}")
-        data = loaded or {}
-    apply_overrides(data, list(overrides or []))
+def merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` over ``base``: mappings merge key by key, anything else (lists too) is replaced."""
+    out = dict(base)
+    for k, v in child.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_yaml_data(path: "str | Path", _seen: "tuple[Path, ...]" = ()) -> dict[str, Any]:
+    """The mapping a YAML config file gives, its ``extends:`` chain resolved (bases first)."""
+    p = Path(path)
+    if not p.is_file():
+        where = f" (extended by {_seen[-1]})" if _seen else ""
+        raise ConfigError(f"config file not found: {p}{where}")
+    if p.resolve() in _seen:
+        raise ConfigError(f"{p}: extends itself through {' -> '.join(map(str, _seen))}")
+    try:
+        loaded = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML: {e}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(loaded).__name__}")
+    data = dict(loaded or {})
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{p}: extends must be a file name relative to {p.parent}, got {base!r}")
+    return merge(read_yaml_data(p.parent / base, (*_seen, p.resolve())), data)
+
+
+def load_yaml(cls: type[T], path: "str | Path | None" = None,
+              overrides: "list[str] | Mapping[str, Any] | None" = None) -> T:
+    """Read ``cls`` from a YAML file (optional; ``extends:`` resolved) and apply overrides."""
+    data = read_yaml_data(path) if path is not None else {}
+    apply_overrides(data, overrides or [])
     return from_dict(cls, data, where=str(path) if path else cls.__name__)
 
 
-def save_yaml(obj: Any, path: "str | Path") -> Path:
-    """Write a dataclass as commented YAML: each field preceded by its docstring."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    lines: list[str] = []
+def dump_yaml(obj: Any, header: str = "") -> str:
+    """A dataclass as commented YAML text: each field preceded by its docstring."""
+    lines: list[str] = [ln for ln in header.splitlines()]
 
     def emit(o: Any, indent: int) -> None:
         docs = field_docs(type(o))
@@ -232,5 +286,12 @@ def save_yaml(obj: Any, path: "str | Path") -> Path:
                 lines.append(f"{pad}{dumped}")
 
     emit(obj, 0)
-    p.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
+
+
+def save_yaml(obj: Any, path: "str | Path") -> Path:
+    """Write a dataclass as commented YAML (``dump_yaml``) to a local file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(dump_yaml(obj))
     return p

@@ -195,21 +195,20 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="facsflow demo", description=__doc__.split("\n\n")[0].strip("`"))
-    p.add_argument("--workdir", help="where artefacts go (default ./facsflow-demo)")
-    p.add_argument("--config", default=str(CONFIG_DIR / "demo.yaml"), help="demo YAML")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a demo field")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
-    return p
+    """Flags generated from ``DemoConfig`` (``--workdir``, ``--epochs``, ...); ``--config`` defaults to demo.yaml."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(DemoConfig, "facsflow demo", description=__doc__.split("\n\n")[0].strip("`"),
+                        default_config=str(CONFIG_DIR / "demo.yaml"))
 
 
 def main(argv: "list[str] | None" = None) -> int:
+    from workflows.cli import stage_config
     from workflows.runtime import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging()
-    over = list(args.set) + ([f"workdir={args.workdir}"] if args.workdir else [])
-    cfg = load_yaml(DemoConfig, args.config, over)
+    cfg: DemoConfig = stage_config(args)
     s = run_demo(cfg, args.address)
     print("")
     for name, f1 in s["mean_f1"].items():

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 
@@ -22,7 +23,28 @@ from components.ensemble import EnsembleManifest, Member
 
 log = logging.getLogger("facsflow.ensemble")
 
-__all__ = ["build_ensemble", "main"]
+__all__ = ["EnsembleConfig", "build_ensemble", "main"]
+
+
+@dataclass
+class EnsembleConfig:
+    """One ensemble; saved as ``<out>/ensemble.yaml`` beside ``ensemble.json``."""
+
+    runs: tuple[str, ...] = ()
+    """Run folders (or folders holding runs): the members."""
+    out: str = ""
+    """Ensemble folder (ensemble.json, ensemble_report.json)."""
+    rule: Literal["mean", "vote", "best_per_au"] = "mean"
+    """Combination rule: weighted mean of probabilities, weighted vote of occurrences, or per AU
+    the member with the best validation F1."""
+    thresholds: str = ""
+    """Evaluation folder whose thresholds.json to copy ('' : each checkpoint's own, 0.5)."""
+    actors: int = 1
+    """Prediction actors for the validation and unseen-subject predictions."""
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise ValueError(f"actors must be >= 1, got {self.actors}")
 
 
 def _member(run_dir: str, thresholds: dict[str, Any]) -> tuple[Member, dict[str, Any]]:
@@ -108,24 +130,24 @@ def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="facsflow ensemble",
-                                description="Choose an ensemble of trained runs (weights on validation "
-                                            "subjects) and write ensemble.json for serving and prediction.")
-    p.add_argument("--runs", nargs="+", required=True, help="run folders, or folders of runs")
-    p.add_argument("--out", required=True, help="ensemble folder")
-    p.add_argument("--rule", default="mean", choices=["mean", "vote", "best_per_au"], help="combination rule")
-    p.add_argument("--thresholds", default="", help="evaluation folder whose thresholds.json to copy")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
-    return p
+    """Flags generated from ``EnsembleConfig`` (``--runs``, ``--out``, ``--rule``, ``--thresholds``, ...)."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(EnsembleConfig, "facsflow ensemble",
+                        description="Choose an ensemble of trained runs (weights on validation "
+                                    "subjects) and write ensemble.json for serving and prediction.")
 
 
 def main(argv: "list[str] | None" = None) -> int:
+    from workflows.cli import save_config, stage_config
     from workflows.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
+    cfg: EnsembleConfig = stage_config(args, required=("runs", "out"))
+    save_config(cfg, cfg.out, "ensemble")
     with ray_session(args.address):
-        res = build_ensemble(args.runs, args.out, args.rule, args.thresholds)
+        res = build_ensemble(list(cfg.runs), cfg.out, cfg.rule, cfg.thresholds, cfg.actors)
     print(f"ensemble manifest: {res['manifest']} (weights {np.round(res['weights'], 3).tolist()})")
     return 0
 

@@ -1,6 +1,6 @@
 """Evaluate trained runs on their held-out test subjects and write the report.
 
-``python -m workflows.evaluate --runs RUNS... --out DIR [--tune-thresholds]``
+``python -m workflows.evaluate --runs RUNS... --out DIR [--tune-thresholds] [--config YAML] [--set K=V]``
 
 Each run is evaluated on its own fold's test subjects with the same ``Predictor`` that serving
 uses. Thresholds are 0.5, or tuned per AU on the run's validation subjects (never on test) with
@@ -27,7 +27,7 @@ __all__ = ["EvaluateConfig", "find_runs", "run_evaluation", "main"]
 
 @dataclass
 class EvaluateConfig:
-    """One evaluation."""
+    """One evaluation; saved as ``<out>/evaluate.yaml``."""
 
     runs: tuple[str, ...] = ()
     """Run folders (or folders holding runs)."""
@@ -43,6 +43,9 @@ class EvaluateConfig:
     """CPUs per prediction actor."""
     seed: int = 0
     """Seed of the bootstrap."""
+    smooth_window: int = 1
+    """Frames of the centred moving mean over each test video's probabilities before thresholds
+    and metrics (paper 002 §3 post-processing, evaluated as served; odd; 1: off)."""
     test_data: tuple[str, ...] = ()
     """Other feature stores to test every run on (cross-dataset, over the shared AUs; all their
     subjects are unseen by the runs)."""
@@ -175,30 +178,25 @@ def run_evaluation(cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="facsflow evaluate",
+    """Flags generated from ``EvaluateConfig`` (``--runs``, ``--out``, ``--tune-thresholds``, ...)."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(
+        EvaluateConfig, "facsflow evaluate",
         description="Evaluate trained runs on their held-out test subjects: per-AU F1, mean F1, "
                     "accuracy, ABAW score, bootstrap CIs, trivial predictors; report.md/.html/.json.")
-    p.add_argument("--runs", nargs="+", required=True, help="run folders, or folders of runs")
-    p.add_argument("--out", required=True, help="report folder")
-    p.add_argument("--tune-thresholds", action="store_true",
-                   help="tune per-AU thresholds on validation subjects (never on test)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (0: no CIs)")
-    p.add_argument("--test-data", nargs="*", default=[], metavar="STORE",
-                   help="also test every run on these feature stores (cross-dataset, shared AUs)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
-    return p
 
 
 def main(argv: "list[str] | None" = None) -> int:
+    from workflows.cli import save_config, stage_config
     from workflows.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
-    cfg = EvaluateConfig(runs=tuple(args.runs), out=args.out, tune_thresholds=args.tune_thresholds,
-                         bootstrap=args.bootstrap, test_data=tuple(args.test_data))
+    cfg = stage_config(args, required=("runs", "out"))
+    save_config(cfg, cfg.out, "evaluate")
     with ray_session(args.address):
-        res = run_evaluation(cfg)
+        res = run_evaluation(cfg, cfg.smooth_window)
     for name, m in res["results"]["models"].items():
         mf = m["summary"]["mean_f1"]
         print(f"{name}: test mean F1 {mf['mean']:.3f}" + (f" ± {mf['std']:.3f}" if mf.get("std") else ""))

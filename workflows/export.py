@@ -14,15 +14,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from components.export import FORMATS
 
 SUFFIX = {"torchscript": ".pt", "onnx": ".onnx"}
 
+Format = Literal["torchscript", "onnx"]
+assert typing.get_args(Format) == FORMATS, "ExportConfig.format must list components.export.FORMATS"
 
-def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
+
+@dataclass
+class ExportConfig:
+    """One export; saved as ``<out>/export.yaml`` beside ``export.json``."""
+
+    ensemble: str = ""
+    """Ensemble folder (its ensemble.json names the members); or give checkpoint."""
+    checkpoint: tuple[str, ...] = ()
+    """Member checkpoints to export instead of an ensemble's members."""
+    member: tuple[str, ...] = ()
+    """Only these members of the ensemble (default: all)."""
+    format: Format = "onnx"
+    """torchscript (.pt) or onnx (.onnx)."""
+    out: str = ""
+    """Output folder."""
+
+    def __post_init__(self) -> None:
+        if self.ensemble and self.checkpoint:
+            raise ValueError("give ensemble or checkpoint, not both")
+        if self.member and not self.ensemble:
+            raise ValueError("member selects members of ensemble: give ensemble too")
+
+
+def _targets(args: ExportConfig) -> list[tuple[str, str]]:
     """(name, checkpoint) pairs to export."""
     from components.ensemble import EnsembleManifest
     from workflows.runtime import UserError
@@ -48,7 +75,7 @@ def _targets(args: argparse.Namespace) -> list[tuple[str, str]]:
     return [(n, members[n]) for n in wanted]
 
 
-def run_export(args: argparse.Namespace) -> dict[str, Any]:
+def run_export(args: ExportConfig) -> dict[str, Any]:
     from components.export import export_member
 
     out = Path(args.out)
@@ -72,21 +99,21 @@ def run_export(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="facsflow export", description=__doc__.split("\n\n")[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ensemble", help="ensemble folder (its ensemble.json names the members)")
-    src.add_argument("--checkpoint", nargs="+", help="one or more member checkpoints")
-    p.add_argument("--member", nargs="+", help="only these members of the ensemble (default: all)")
-    p.add_argument("--format", choices=FORMATS, default="onnx")
-    p.add_argument("--out", required=True, help="output folder")
-    return p
+    """Flags generated from ``ExportConfig`` (``--ensemble`` or ``--checkpoint``, ``--member``, ...)."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(ExportConfig, "facsflow export", ray=False, description=__doc__.split("\n\n")[0])
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.member and not args.ensemble:
-        build_parser().error("--member selects members of --ensemble")
-    summary = run_export(args)
+    from workflows.cli import save_config, stage_config
+    from workflows.runtime import UserError
+
+    cfg: ExportConfig = stage_config(build_parser().parse_args(argv), required=("out",))
+    if not cfg.ensemble and not cfg.checkpoint:
+        raise UserError("export needs --ensemble DIR or --checkpoint FILE... (or ensemble/checkpoint in --config)")
+    save_config(cfg, cfg.out, "export")
+    summary = run_export(cfg)
     return 1 if summary["failed"] else 0
 
 

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelsConfig:
+    """What ``facsflow models`` prints."""
+
+    json: bool = False
+    """Machine-readable output (a JSON list of name, family, paper, description, tags)."""
 
 
 def describe_models() -> list[dict]:
@@ -13,12 +22,19 @@ def describe_models() -> list[dict]:
              "tags": list(m.tags)} for m in list_models()]
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """Flags generated from ``ModelsConfig`` (``--json``)."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(ModelsConfig, "facsflow models", ray=False, description="List the registered AU models.")
+
+
 def main(argv: "list[str] | None" = None) -> int:
-    p = argparse.ArgumentParser(prog="facsflow models", description="List the registered AU models.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    args = p.parse_args(argv)
+    from workflows.cli import stage_config
+
+    cfg: ModelsConfig = stage_config(build_parser().parse_args(argv))
     models = describe_models()
-    if args.json:
+    if cfg.json:
         print(json.dumps(models, indent=2))
     else:
         width = max(len(m["name"]) for m in models)

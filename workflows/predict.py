@@ -23,17 +23,46 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
+from components.inference import SMOOTH_WINDOW
+
 log = logging.getLogger("facsflow.predict")
 
-__all__ = ["collect_inputs", "FilePredictor", "run_predict", "read_predictions", "main", "IMAGE_EXT", "VIDEO_EXT"]
+__all__ = ["PredictConfig", "collect_inputs", "FilePredictor", "run_predict", "read_predictions", "main",
+           "IMAGE_EXT", "VIDEO_EXT"]
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+
+
+@dataclass
+class PredictConfig:
+    """One batch prediction; saved as ``<out>/predict.yaml``."""
+
+    ensemble: str = ""
+    """Ensemble folder (ensemble.json)."""
+    input: tuple[str, ...] = ()
+    """Files, folders (searched recursively), or .txt/.csv lists of paths."""
+    out: str = ""
+    """Output folder: one CSV per input and predictions/ (Parquet)."""
+    detector: Literal["dlib", "mtcnn"] = "dlib"
+    """Face detector."""
+    policy: Literal["tracked", "largest", "all"] = "tracked"
+    """Faces followed through videos (still images always report every face)."""
+    actors: int = 0
+    """Parallel actors (0: one per CPU, or per GPU)."""
+    smooth_window: int = SMOOTH_WINDOW
+    """Frames of the centred moving mean over video probabilities (odd; 1: none); the default is
+    what Serve answers with."""
+
+    def __post_init__(self) -> None:
+        if self.actors < 0:
+            raise ValueError(f"actors must be >= 0, got {self.actors}")
 
 
 def collect_inputs(paths: list[str]) -> list[str]:
@@ -137,33 +166,30 @@ def read_predictions(out: str) -> pd.DataFrame:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="facsflow predict",
-                                description="Predict AUs for images and videos into OpenFace-style CSVs "
-                                            "(one per input) and one Parquet dataset.")
-    p.add_argument("--ensemble", required=True, help="ensemble folder (ensemble.json)")
-    p.add_argument("--input", nargs="+", required=True, help="files, folders, or a .txt/.csv list of paths")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--detector", default="dlib", choices=["dlib", "mtcnn"], help="face detector")
-    p.add_argument("--policy", default="tracked", choices=["tracked", "largest", "all"],
-                   help="faces followed through videos (still images always report every face)")
-    p.add_argument("--actors", type=int, default=0, help="parallel actors (default: one per CPU, or per GPU)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
-    return p
+    """Flags generated from ``PredictConfig`` (``--ensemble``, ``--input``, ``--out``, ``--detector``, ...)."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(PredictConfig, "facsflow predict",
+                        description="Predict AUs for images and videos into OpenFace-style CSVs "
+                                    "(one per input) and one Parquet dataset.")
 
 
 def main(argv: "list[str] | None" = None) -> int:
+    from workflows.cli import save_config, stage_config
     from workflows.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
+    cfg: PredictConfig = stage_config(args, required=("ensemble", "input", "out"))
+    save_config(cfg, cfg.out, "predict")
     with ray_session(args.address):
-        res = run_predict(args.ensemble, args.input, args.out, args.actors,
-                          {"detector": args.detector, "policy": args.policy})
+        res = run_predict(cfg.ensemble, list(cfg.input), cfg.out, cfg.actors,
+                          {"detector": cfg.detector, "policy": cfg.policy}, cfg.smooth_window)
     for r in res:
-        where = f"{args.out}/{r['name']}.csv"
+        where = f"{cfg.out}/{r['name']}.csv"
         print(f"{where}: {r['rows']} rows, {r['rows_with_face']} with a face"
               if not r["error"] else f"{r['name']}: ERROR {r['error']}")
-    print(f"all rows: {args.out}/predictions/ (Parquet)")
+    print(f"all rows: {cfg.out}/predictions/ (Parquet)")
     return 1 if any(r["error"] for r in res) else 0
 
 

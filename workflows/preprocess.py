@@ -1,6 +1,6 @@
 """Preprocess a dataset into the Parquet feature store with Ray Data.
 
-``python -m workflows.preprocess --dataset D --root DIR --out STORE [--config YAML] [--address A]``
+``python -m workflows.preprocess --dataset D --root DIR --out STORE [--config YAML] [--set K=V] [--address A]``
 
 One unit of work is a video, or a fixed chunk of a long one (``store.chunk_frames``). The driver
 walks the adapter's units one at a time and writes each pending unit's frame records to
@@ -34,7 +34,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from components import storage
-from components.configuration import load_yaml, save_yaml, to_dict
+from components.configuration import save_yaml, to_dict
 from components.datasets.base import build_adapter
 from components.faces.pipeline import FacePipelineConfig
 from components.preprocessing import StoreConfig, plan_chunks
@@ -349,30 +349,25 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="facsflow preprocess",
+    """Flags generated from ``PreprocessConfig`` (``--dataset``, ``--face.detector``, ...), plus ``--images``."""
+    from workflows.cli import stage_parser
+
+    p = stage_parser(
+        PreprocessConfig, "facsflow preprocess",
         description="Detect, track and align faces of a dataset into a Parquet feature store "
-                    "(<out>/frames/ and <out>/rejects/), in parallel with Ray Data.")
-    p.add_argument("--dataset", required=True, help="dataset layout: bp4d, bp4d+, disfa, affwild2, manifest, media")
-    p.add_argument("--root", required=True, help="dataset root folder")
-    p.add_argument("--out", required=True, help="feature store folder or s3:// URI to write")
-    p.add_argument("--images", help="BP4D/BP4D+: folder holding the <Subj>/<Task>/ frame folders")
-    p.add_argument("--config", help="YAML with a PreprocessConfig (see workflows/configs/)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set face.detect_every=4 (repeatable)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
-    p.add_argument("--no-resume", action="store_true",
-                   help="clear the store's frames/rejects and reprocess every unit")
+                    "(<out>/frames/ and <out>/rejects/), in parallel with Ray Data. Shipped configs: "
+                    "workflows/configs/preprocess-*.yaml.")
+    p.add_argument("--images", help="BP4D/BP4D+: folder holding the <Subj>/<Task>/ frame folders "
+                                    "(sets adapter_options.images)")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> PreprocessConfig:
-    overrides = [f"dataset={args.dataset}", f"root={args.root}", f"out={args.out}", *args.set]
-    if args.images:
-        overrides.append(f"adapter_options.images={args.images}")
-    if args.no_resume:
-        overrides.append("resume=false")
-    return load_yaml(PreprocessConfig, args.config, overrides)
+    """PreprocessConfig from ``--config``, ``--set`` and the flags; root and out are required."""
+    from workflows.cli import stage_config
+
+    extra = {"adapter_options.images": args.images} if args.images else {}
+    return stage_config(args, required=("root", "out"), extra=extra)
 
 
 def main(argv: "list[str] | None" = None) -> int:

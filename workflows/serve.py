@@ -11,8 +11,10 @@ deployments; default: counted from the manifest when building, 1 if it is unread
 ``image_faces``/``video_faces`` (FacePipelineConfig fields), ``limits`` (components.serving_inputs.Limits),
 ``max_batch_size`` (0: no @serve.batch), ``batch_wait_timeout_s``,
 ``smooth_window``, and ``ingress``/``faces``/``member``/``combiner`` (``Scaling``: CPUs, GPUs,
-replicas, autoscaling target). Deployments: ``AUService``, ``FacePipeline``, ``Member0`` ..,
-``Combiner``; ``AUService`` and ``Member*`` take ``user_config``.
+replicas, autoscaling target and delays). ``facsflow serve`` takes every AppArgs field as a flag
+(``--member.max-replicas 4``) or from ``--config``/``--args`` YAML (``ServeConfig``).
+Deployments: ``AUService``, ``FacePipeline``, ``Member0`` .., ``Combiner``; ``AUService`` and
+``Member*`` take ``user_config``.
 
     AUService (HTTP ingress, FastAPI)  ──►  FacePipeline (decode, detect, landmarks, align; CPU)
           │                            ──►  Member0 .. MemberN-1 (one per member; @serve.batch)
@@ -63,39 +65,63 @@ import argparse
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
 from ray import serve
 
+from components.inference import SMOOTH_WINDOW
 from components.serving_inputs import Limits
+from components.configuration import ConfigError, from_dict, to_dict
+from components.faces.pipeline import FacePipelineConfig
 from workflows.serve_deployments import Combiner, FacePipelineDeployment, MemberModel
 from workflows.serve_ingress import AUService
 
 log = logging.getLogger("facsflow.serve")
 
-__all__ = ["AppArgs", "Scaling", "build_app", "start", "deploy", "rollout", "main", "IMPORT_PATH"]
+__all__ = ["AppArgs", "Scaling", "ServeConfig", "build_app", "start", "deploy", "rollout", "main", "IMPORT_PATH"]
 
 IMPORT_PATH = "workflows.serve:build_app"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-class Scaling(BaseModel):
-    """Resources and replicas of one deployment."""
+@dataclass(frozen=True)
+class Scaling:
+    """Resources and replicas of one deployment: the one definition that ``facsflow serve`` and
+    the generated cluster Serve config (cluster/serve_config.py) both use."""
 
-    num_cpus: float = Field(0.25, gt=0)
+    num_cpus: float = 0.25
     """CPUs per replica (fractions: the whole app fits 2 cores)."""
-    num_gpus: float = Field(0.0, ge=0)
+    num_gpus: float = 0.0
     """GPUs per replica."""
-    min_replicas: int = Field(1, ge=0)
+    min_replicas: int = 1
     """Fewest replicas (autoscaling floor)."""
-    max_replicas: int = Field(2, ge=1)
+    max_replicas: int = 2
     """Most replicas; equal to min_replicas fixes the count (no autoscaling)."""
-    target_ongoing_requests: float = Field(2.0, gt=0)
+    target_ongoing_requests: float = 2.0
     """Autoscaling adds replicas when in-flight requests per replica exceed this."""
-    max_ongoing_requests: "int | None" = Field(None, ge=1)
+    max_ongoing_requests: "int | None" = None
     """Cap of in-flight requests per replica (default: the deployment's own)."""
+    upscale_delay_s: float = 10.0
+    """Seconds the load must stay above target before autoscaling adds replicas."""
+    downscale_delay_s: float = 120.0
+    """Seconds the load must stay below target before autoscaling removes replicas."""
+
+    def __post_init__(self) -> None:
+        if self.num_cpus <= 0:
+            raise ValueError(f"num_cpus must be > 0 (fractions allowed), got {self.num_cpus}")
+        if self.num_gpus < 0:
+            raise ValueError(f"num_gpus must be >= 0, got {self.num_gpus}")
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise ValueError(f"need 0 <= min_replicas <= max_replicas >= 1, got "
+                             f"{self.min_replicas}..{self.max_replicas}")
+        if self.target_ongoing_requests <= 0:
+            raise ValueError(f"target_ongoing_requests must be > 0, got {self.target_ongoing_requests}")
+        if self.max_ongoing_requests is not None and self.max_ongoing_requests < 1:
+            raise ValueError(f"max_ongoing_requests must be >= 1, got {self.max_ongoing_requests}")
+        if self.upscale_delay_s < 0 or self.downscale_delay_s < 0:
+            raise ValueError("upscale_delay_s and downscale_delay_s must be >= 0")
 
     def options(self, default_ongoing: int, num_cpus: "float | None" = None,
                 num_gpus: "float | None" = None) -> dict[str, Any]:
@@ -110,62 +136,83 @@ class Scaling(BaseModel):
             opts["autoscaling_config"] = {
                 "min_replicas": self.min_replicas, "initial_replicas": max(1, self.min_replicas),
                 "max_replicas": self.max_replicas, "target_ongoing_requests": self.target_ongoing_requests,
-                "upscale_delay_s": 10, "downscale_delay_s": 120}
+                "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s}
         else:
             opts["num_replicas"] = max(1, self.min_replicas)
         return opts
 
 
-class AppArgs(BaseModel):
+@dataclass
+class AppArgs:
     """Typed application arguments (``serve run workflows.serve:build_app ensemble=DIR``; the
     ``args`` of a Serve config). Only ``ensemble`` is required."""
 
-    ensemble: str
-    """Ensemble folder or URI (``ensemble.json``)."""
-    members: "int | None" = Field(None, ge=1)
+    ensemble: str = ""
+    """Ensemble folder or URI (``ensemble.json``); required."""
+    members: "int | None" = None
     """Member deployments to create (default: the manifest's member count, read when building;
     give it when the manifest is not readable where the config is built; 1 if neither)."""
-    num_cpus: "float | None" = Field(None, gt=0)
+    num_cpus: "float | None" = None
     """CPUs per replica for every deployment (overrides each Scaling's num_cpus)."""
-    member_gpus: "float | None" = Field(None, ge=0)
+    member_gpus: "float | None" = None
     """GPUs per member replica; None: a share of the cluster's GPUs when it has any, else 0."""
     api_key: str = ""
     """Required X-API-Key (else FACSFLOW_API_KEY from the replicas' environment, else none)."""
     require_api_key: bool = False
     """Refuse to start without an API key (``start`` sets it when binding beyond loopback)."""
-    image_faces: dict[str, Any] = Field(default_factory=lambda: {"detector": "dlib", "policy": "all"})
-    """FacePipelineConfig fields for still images (every face is answered)."""
-    video_faces: dict[str, Any] = Field(default_factory=lambda: {"detector": "dlib", "policy": "tracked"})
-    """FacePipelineConfig fields for videos (policy 'tracked': the largest face, followed)."""
-    limits: Limits = Field(default_factory=Limits)
-    """Body, pixel and video limits."""
-    max_batch_size: int = Field(16, ge=0)
+    image_faces: FacePipelineConfig = field(default_factory=lambda: FacePipelineConfig(detector="dlib", policy="all"))
+    """Face pipeline for still images (every face is answered)."""
+    video_faces: FacePipelineConfig = field(
+        default_factory=lambda: FacePipelineConfig(detector="dlib", policy="tracked"))
+    """Face pipeline for videos (policy 'tracked': the largest face, followed)."""
+    limits: Limits = field(default_factory=Limits)
+    """Body, pixel and video limits (components.serving_inputs.Limits)."""
+    max_batch_size: int = 16
     """@serve.batch size of member deployments, in requests (an image's faces or a video segment
     of ``components.inference.SEGMENT_FRAMES`` frames of one face);
     0 turns dynamic batching off."""
-    batch_wait_timeout_s: float = Field(0.005, ge=0)
+    batch_wait_timeout_s: float = 0.005
     """How long a member waits to fill a batch."""
-    smooth_window: int = Field(5, ge=1)
+    smooth_window: int = SMOOTH_WINDOW
     """Frames of the centred moving mean over video probabilities (odd; 1: none)."""
-    ingress: Scaling = Field(default_factory=Scaling)
-    faces: Scaling = Field(default_factory=Scaling)
-    member: Scaling = Field(default_factory=Scaling)
-    combiner: Scaling = Field(default_factory=lambda: Scaling(max_replicas=1))
+    ingress: Scaling = field(default_factory=Scaling)
+    """HTTP ingress (AUService) replicas."""
+    faces: Scaling = field(default_factory=Scaling)
+    """Face pipeline replicas."""
+    member: Scaling = field(default_factory=Scaling)
+    """Replicas of each member deployment."""
+    combiner: Scaling = field(default_factory=lambda: Scaling(max_replicas=1))
+    """Combiner replicas."""
 
-    @field_validator("smooth_window")
-    @classmethod
-    def _odd(cls, v: int) -> int:
-        if v % 2 == 0:
-            raise ValueError(f"smooth_window must be odd (a centred window), got {v}")
-        return v
+    def __post_init__(self) -> None:
+        if self.members is not None and self.members < 1:
+            raise ValueError(f"members must be >= 1, got {self.members}")
+        if self.num_cpus is not None and self.num_cpus <= 0:
+            raise ValueError(f"num_cpus must be > 0, got {self.num_cpus}")
+        if self.member_gpus is not None and self.member_gpus < 0:
+            raise ValueError(f"member_gpus must be >= 0, got {self.member_gpus}")
+        if self.max_batch_size < 0 or self.batch_wait_timeout_s < 0:
+            raise ValueError("need max_batch_size >= 0 and batch_wait_timeout_s >= 0")
+        if self.smooth_window < 1 or self.smooth_window % 2 == 0:
+            raise ValueError(f"smooth_window must be odd (a centred window), got {self.smooth_window}")
 
-    @field_validator("image_faces", "video_faces")
-    @classmethod
-    def _faces(cls, v: dict[str, Any]) -> dict[str, Any]:
-        from components.faces.pipeline import FacePipelineConfig
 
-        FacePipelineConfig(**v)  # unknown fields and bad values fail at build time, not in a replica
-        return v
+@dataclass
+class ServeConfig(AppArgs):
+    """``facsflow serve``: the application's arguments plus where the HTTP proxy listens."""
+
+    host: str = "127.0.0.1"
+    """Bind address (beyond loopback needs an API key)."""
+    port: int = 8000
+    """HTTP port."""
+
+
+def app_args(args: "dict[str, Any] | AppArgs") -> AppArgs:
+    """``args`` as checked AppArgs (a mapping's values may be strings, as ``serve run k=v`` gives)."""
+    a = args if isinstance(args, AppArgs) else from_dict(AppArgs, dict(args), where="serve app args")
+    if not a.ensemble:
+        raise ConfigError("serve app args: ensemble is required (an ensemble folder or URI)")
+    return a
 
 
 def _slots(a: AppArgs) -> int:
@@ -193,11 +240,11 @@ def _member_gpus(a: AppArgs, slots: int) -> float:
 
 def build_app(args: "dict[str, Any] | AppArgs") -> Any:
     """The Serve application for ``args`` (used by ``serve run``/``serve build``/configs and ``start``)."""
-    a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
+    a = app_args(args)
     slots = _slots(a)
     gpus = _member_gpus(a, slots)
     faces = FacePipelineDeployment.options(**a.faces.options(4, a.num_cpus)).bind(
-        a.image_faces, a.video_faces, a.limits.model_dump())
+        to_dict(a.image_faces), to_dict(a.video_faces), a.limits.model_dump())
     ongoing = max(32, 2 * a.max_batch_size)  # at least the batch size, so a batch can fill
     members = [MemberModel.options(name=f"Member{i}", **a.member.options(ongoing, a.num_cpus, gpus)).bind(
         a.ensemble, i, a.max_batch_size, a.batch_wait_timeout_s, gpus > 0) for i in range(slots)]
@@ -223,9 +270,9 @@ def deploy(args: dict[str, Any], name: str = "facsflow", user_config: "dict[str,
 
     from workflows.runtime import UserError
 
-    a = AppArgs.model_validate(args)
+    a = app_args(args)
     app: dict[str, Any] = {"name": name, "route_prefix": "/", "import_path": IMPORT_PATH,
-                           "args": a.model_dump(mode="json", exclude_unset=True), "runtime_env": _runtime_env()}
+                           "args": to_dict(dict(args)), "runtime_env": _runtime_env()}
     if user_config:
         app["deployments"] = [{"name": n, "user_config": dict(user_config)}
                               for n in ["AUService"] + [f"Member{i}" for i in range(_slots(a))]]
@@ -293,34 +340,27 @@ def start(ensemble: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="facsflow serve",
-                                description="Serve an ensemble over HTTP with Ray Serve (web page at /, "
-                                            "POST /v1/predict, /v1/predict/video, GET /v1/models, /healthz).")
-    p.add_argument("--ensemble", required=True, help="ensemble folder (ensemble.json)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (beyond loopback needs --api-key)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--api-key", default=None, help="require this X-API-Key header (default: FACSFLOW_API_KEY)")
-    p.add_argument("--args", help="YAML file of further application arguments (see AppArgs)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
-    return p
+    """Flags generated from ``ServeConfig`` (``--ensemble``, ``--host``, ``--port``, ``--api-key``,
+    ``--member.max-replicas``, ...); ``--args`` is the old name of ``--config``."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(ServeConfig, "facsflow serve", config_aliases=("--args",),
+                        description="Serve an ensemble over HTTP with Ray Serve (web page at /, "
+                                    "POST /v1/predict, /v1/predict/video, GET /v1/models, /healthz).")
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    import yaml
-
-    from workflows.runtime import UserError, configure_logging, init_ray
+    from workflows.cli import stage_config
+    from workflows.runtime import configure_logging, init_ray
 
     args = build_parser().parse_args(argv)
     configure_logging()
-    extra: dict[str, Any] = {}
-    if args.args:
-        extra = yaml.safe_load(Path(args.args).read_text()) or {}
-        if not isinstance(extra, dict):
-            raise UserError(f"{args.args}: expected a mapping of AppArgs fields")
+    cfg: ServeConfig = stage_config(args, required=("ensemble",))
+    app = {k: v for k, v in to_dict(cfg).items() if k not in ("ensemble", "host", "port", "api_key")}
     init_ray(args.address)
-    key = args.api_key if args.api_key is not None else os.environ.get("FACSFLOW_API_KEY", "")
-    url = start(args.ensemble, args.host, args.port, key, app=extra)
-    print(f"serving {args.ensemble} at {url} (web page {url}/, POST {url}/v1/predict); Ctrl-C to stop")
+    key = cfg.api_key or os.environ.get("FACSFLOW_API_KEY", "")
+    url = start(cfg.ensemble, cfg.host, cfg.port, key, app=app)
+    print(f"serving {cfg.ensemble} at {url} (web page {url}/, POST {url}/v1/predict); Ctrl-C to stop")
     try:
         while True:
             time.sleep(3600)

@@ -2,67 +2,38 @@
 
     python -m workflows.synth --out DIR --layout bp4d|disfa|affwild2|manifest [--faces DIR] [--seed N]
 
-Every ``SynthConfig`` field is a flag (``--subjects-per-identity 4``, ``--aus 1,2,12``), and
-``--config YAML`` reads them from a file first. The generator runs in this process on one core
-(no Ray): a demo-size set takes seconds. Rendering many videos could later be spread over Ray
-tasks, one per pseudo-subject, since every video has its own random stream.
+Every ``SynthConfig`` field is a flag (``--subjects-per-identity 4``, ``--aus 1,2,12``);
+``--config YAML`` reads them from a file first and ``--set key=value`` overrides any. The
+generator runs in this process on one core (no Ray): a demo-size set takes seconds. Rendering
+many videos could later be spread over Ray tasks, one per pseudo-subject, since every video has
+its own random stream.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import typing
 
-from components.configuration import field_docs, flatten_fields, load_yaml
 from components.datasets.synth import SynthConfig, SynthSummary
 
 __all__ = ["build_parser", "config_from_args", "main", "describe"]
 
 
-def _metavar(name: str, hint: object) -> str:
-    if typing.get_origin(hint) is tuple:
-        return "AU,AU,..."
-    if name in ("out", "faces"):
-        return "DIR"
-    return {int: "N", float: "X"}.get(hint, "VALUE")  # type: ignore[call-overload]
-
-
 def build_parser() -> argparse.ArgumentParser:
-    """One flag per ``SynthConfig`` field, its help the field's docstring."""
-    p = argparse.ArgumentParser(
-        prog="facsflow synth",
+    """One flag per ``SynthConfig`` field (workflows.cli.stage_parser), its help the field's docstring."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(
+        SynthConfig, "facsflow synth", ray=False,
         description="Generate a synthetic AU video dataset from real face photos, written in the "
                     "on-disk layout of BP4D, DISFA, Aff-Wild2 or a manifest CSV, so that the same "
                     "adapters read it as real data. Labels mean 'AU added by the generator'.")
-    p.add_argument("--config", help="YAML with SynthConfig fields (flags override it)")
-    docs = field_docs(SynthConfig)
-    for name, hint, _ in flatten_fields(SynthConfig):
-        flag = "--" + name.replace("_", "-")
-        if hint is bool:
-            p.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=docs.get(name))
-        elif typing.get_origin(hint) is typing.Literal:
-            p.add_argument(flag, dest=name, choices=typing.get_args(hint), default=None, help=docs.get(name))
-        else:
-            p.add_argument(flag, dest=name, default=None, metavar=_metavar(name, hint), help=docs.get(name))
-    return p
 
 
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
-    """``SynthConfig`` from ``--config`` plus the flags given (values checked by the config)."""
-    overrides = []
-    for name, hint, _ in flatten_fields(SynthConfig):
-        value = getattr(args, name)
-        if value is None:
-            continue
-        if typing.get_origin(hint) is tuple:
-            overrides.append(f"{name}=[{value}]")
-        elif hint is str or name in ("out", "faces"):
-            # JSON quoting is valid YAML: paths with ':' or '#' stay strings.
-            overrides.append(f"{name}={json.dumps(str(value))}")
-        else:
-            overrides.append(f"{name}={value}")
-    return load_yaml(SynthConfig, args.config, overrides)
+    """``SynthConfig`` from ``--config``, ``--set`` and the flags given (values checked by the config)."""
+    from workflows.cli import stage_config
+
+    return stage_config(args)
 
 
 def describe(summary: SynthSummary) -> str:

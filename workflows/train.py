@@ -1,7 +1,7 @@
 """Train one model (or every fold) on the feature store with Ray Train (TorchTrainer, DDP).
 
 ``python -m workflows.train --model NAME --data STORE --out RUNS [--fold K|all] [--workers N]
-[--gpu] [--config YAML]``
+[--gpu] [--config YAML] [--set KEY=VALUE] [--address A]`` (every TrainConfig field is a flag)
 
 Data come straight from the Parquet store through Ray Data: decoding, augmentation and the
 model's input transform run on CPU in Ray Data; workers read their shard with
@@ -23,7 +23,7 @@ from typing import Any
 
 from components import storage
 from components.batches import VIDEO_BATCH_ROWS, AugmentConfig
-from components.configuration import load_yaml, save_yaml, to_dict
+from components.configuration import save_yaml, to_dict
 from components.training import OptimConfig
 from workflows.data import SplitConfig, balanced_pos_weight, load_split, store_info, subject_label_counts
 
@@ -402,43 +402,23 @@ def _best_checkpoint(result: Any) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="facsflow train",
+    """Flags generated from ``TrainConfig`` (``--model``, ``--epochs``, ``--optim.lr``, ...), plus ``--fold``."""
+    from workflows.cli import stage_parser
+
+    p = stage_parser(
+        TrainConfig, "facsflow train",
         description="Train a registered AU model on a feature store with Ray Train (DDP). "
                     "Each fold is a run in <out>/<model>-fold<k>/ with checkpoints, metrics and config.")
-    p.add_argument("--model", help="registered model name (see `facsflow models`)")
-    p.add_argument("--data", help="feature store written by `facsflow preprocess`")
-    p.add_argument("--out", help="runs folder")
-    p.add_argument("--fold", help="fold number (1-based), or 'all' for every fold (default 1)")
-    p.add_argument("--workers", type=int, help="DDP workers (default 2)")
-    p.add_argument("--gpu", action="store_true", help="one GPU per worker")
-    p.add_argument("--epochs", type=int, help="maximum epochs")
-    p.add_argument("--config", help="YAML with a TrainConfig (e.g. the best config `facsflow tune` wrote)")
-    p.add_argument("--tensorboard", metavar="DIR", help="also log per-epoch metrics to TensorBoard in DIR")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any config field, e.g. --set optim.lr=3e-4 (repeatable)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
+    p.add_argument("--fold", help="fold number (1-based; sets split.fold), or 'all' for every fold")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    over = list(args.set)
-    for key, val in (("model", args.model), ("data", args.data), ("out", args.out),
-                     ("workers", args.workers), ("epochs", args.epochs)):
-        if val is not None:
-            over.append(f"{key}={val}")
-    if args.gpu:
-        over.append("gpu=true")
-    if args.tensorboard:
-        over.append(f"tensorboard={args.tensorboard}")
-    if args.fold is not None and args.fold != "all":
-        over.append(f"split.fold={args.fold}")
-    cfg = load_yaml(TrainConfig, args.config, over)
-    from workflows.runtime import UserError
+    """TrainConfig from ``--config``, ``--set`` and the flags; data and out are required."""
+    from workflows.cli import stage_config
 
-    if not cfg.data or not cfg.out:
-        raise UserError("train needs --data STORE and --out RUNS (or both in --config)")
-    return cfg
+    extra = {"split.fold": args.fold} if args.fold not in (None, "all") else {}
+    return stage_config(args, required=("data", "out"), extra=extra)
 
 
 def main(argv: "list[str] | None" = None) -> int:

@@ -26,13 +26,12 @@ import io
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from components import storage
-from components.configuration import ConfigError, flatten_fields, from_dict, load_yaml, save_yaml, to_dict
+from components.configuration import ConfigError, apply_overrides, dump_yaml, flatten_fields, from_dict, to_dict
 from workflows.train import TrainConfig
 
 log = logging.getLogger("facsflow.tune")
@@ -160,15 +159,12 @@ class SearchConfig:
 
 
 def apply_params(base: dict[str, Any], params: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from a plain base mapping with dotted ``params`` set (types checked)."""
-    data = to_dict(base)
-    for key, value in params.items():
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = to_dict(value)
-    return from_dict(TrainConfig, data, where="trial config")
+    """TrainConfig from a plain base mapping with dotted ``params`` set (types checked).
+
+    The same override path as the command line's ``--set`` (``apply_overrides``), given typed
+    values instead of YAML text.
+    """
+    return from_dict(TrainConfig, apply_overrides(to_dict(base), params), where="trial config")
 
 
 def trial_resources(cfg: TrainConfig, driver_cpus: float) -> dict[str, float]:
@@ -364,9 +360,7 @@ def _csv(rows: list[dict[str, Any]], params: list[str]) -> str:
 
 def _write_yaml(obj: Any, uri: str, header: str = "") -> None:
     """Commented YAML of a dataclass, to a local path or a URI."""
-    with tempfile.TemporaryDirectory() as tmp:
-        text = save_yaml(obj, Path(tmp) / "config.yaml").read_text()
-    storage.write_text(uri, header + text)
+    storage.write_text(uri, header + dump_yaml(obj))
 
 
 def default_config_path(model: str) -> Path:
@@ -385,38 +379,30 @@ def default_config_path(model: str) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="facsflow tune",
+    """Flags generated from ``SearchConfig`` (``--samples``, ``--train.optim.lr``, ...);
+    ``--model`` and ``--data`` set ``train.model`` and ``train.data``."""
+    from workflows.cli import stage_parser
+
+    return stage_parser(
+        SearchConfig, "facsflow tune",
+        aliases={"train.model": ["--model"], "train.data": ["--data"]},
         description="Search hyperparameters of a registered AU model with Ray Tune: each trial is a Ray "
                     "Train run; ASHA stops weak trials between epochs. Writes <out>/trials.csv and "
-                    "<out>/best_config.yaml (for `facsflow train --config`).")
-    p.add_argument("--model", help="registered model name (see `facsflow models`)")
-    p.add_argument("--data", help="feature store written by `facsflow preprocess`")
-    p.add_argument("--out", help="results folder")
-    p.add_argument("--config", help="YAML with a SearchConfig (default: workflows/configs/tune-<family>.yaml)")
-    p.add_argument("--samples", type=int, help="number of trials")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config field, e.g. --set train.max_steps_per_epoch=20 (repeatable)")
-    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else embedded local Ray)")
-    return p
+                    "<out>/best_config.yaml (for `facsflow train --config`). Without --config the "
+                    "model family's workflows/configs/tune-<family>.yaml is read.")
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
-    """SearchConfig from the command line: --config (or the model family's), then the flags."""
+    """SearchConfig from the command line: --config (or the model family's), --set, then the flags."""
+    from workflows.cli import stage_config
     from workflows.runtime import UserError
 
-    if not args.config and not args.model:
+    model = getattr(args, "train.model")
+    if not args.config and not model:
         raise UserError("tune needs --model NAME (or --config YAML)")
-    path = args.config or default_config_path(args.model)
-    over = list(args.set)
-    for key, val in (("train.model", args.model), ("train.data", args.data), ("out", args.out),
-                     ("samples", args.samples)):
-        if val is not None:
-            over.append(f"{key}={val}")
-    search = load_yaml(SearchConfig, path, over)
-    if not search.train.data or not search.out:
-        raise UserError("tune needs --data STORE and --out DIR (or train.data and out in --config)")
-    return search
+    if not args.config:
+        args.config = str(default_config_path(model))
+    return stage_config(args, required=("train.data", "out"))
 
 
 def main(argv: "list[str] | None" = None) -> int:

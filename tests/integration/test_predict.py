@@ -101,6 +101,14 @@ def test_group_photo_has_a_row_per_face_and_parquet_holds_every_row(predicted: d
     assert Path(table.loc[table["name"] == "no_face", "input"].iloc[0]).name == "no_face.mp4"
 
 
+def test_the_resolved_config_is_saved_with_the_outputs(predicted: dict) -> None:
+    from components.configuration import load_yaml
+    from workflows.predict import PredictConfig
+
+    cfg = load_yaml(PredictConfig, predicted["out"] / "predict.yaml")
+    assert (cfg.out, cfg.actors, cfg.detector, len(cfg.input)) == (str(predicted["out"]), 2, "dlib", 2)
+
+
 def test_missing_inputs_are_named(tmp_path: Path) -> None:
     from workflows.predict import collect_inputs
     from workflows.runtime import UserError

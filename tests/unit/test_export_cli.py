@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import torch
 
 from tests.serving_fixtures import make_ensemble
@@ -45,7 +46,11 @@ def test_selected_member_to_torchscript_gives_pytorchs_probabilities(ensemble: P
 
     out = tmp_path / "ts"
     assert main(["--ensemble", str(ensemble), "--member", "img", "--format", "torchscript", "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["export.json", "img.pt", "img.pt.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "export.yaml", "img.pt", "img.pt.json"]
+    # The resolved config beside the outputs: what was asked, flags applied.
+    saved = yaml.safe_load((out / "export.yaml").read_text())
+    assert saved == {"ensemble": str(ensemble), "checkpoint": [], "member": ["img"], "format": "torchscript",
+                     "out": str(out)}
     manifest = json.loads((ensemble / "ensemble.json").read_text())
     model, spec = model_from_checkpoint(load_checkpoint(manifest["members"][0]["checkpoint"]))
     x = torch.randn(5, spec.num_channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(4))
