@@ -69,13 +69,25 @@ def _colour_jitter(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
     return np.clip((f - mean) * c + mean * b, 0, 255).astype(np.uint8)
 
 
+def _blendshapes(col: Any, n: int) -> np.ndarray:
+    """float32 (n, 52) from a column of 52-float rows; a missing row (None) is an error naming it."""
+    out = np.zeros((n, 52), np.float32)
+    for i, v in enumerate(col):
+        if v is None or len(v) != 52:
+            raise ValueError(f"row {i}: blendshapes must be 52 floats, got "
+                             f"{'none' if v is None else len(v)} (was the face fitted by MediaPipe?)")
+        out[i] = np.asarray(v, np.float32)
+    return out
+
+
 class BatchBuilder:
     """Callable on a columnar batch (dict of numpy arrays) of feature-store rows.
 
     Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown, intensity (B,n_AU) float32 (-1 where the store has none), and the
-    id columns sample_id, dataset, subject, video, frame_order as passthrough, and video_index
+    id columns sample_id, dataset, subject, video, frame_order as passthrough, ``blendshapes``
+    (B, 52) when the batch has them (required when the model declares them), and video_index
     (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video.
     """
 
@@ -140,6 +152,12 @@ class BatchBuilder:
             "labels": self._labels(batch.get("labels", [None] * n), "labels"),
             "intensity": self._labels(batch.get("intensities", [None] * n), "intensities"),
         }
+        if "blendshapes" in batch and batch["blendshapes"] is not None:
+            # MediaPipe blendshapes are not geometric: augmentation leaves them as they are.
+            out["blendshapes"] = _blendshapes(batch["blendshapes"], n)
+        elif spec.blendshapes:
+            raise ValueError("the model reads blendshapes but the batch has none: build the feature "
+                             "store (or run the face pipeline) with landmarker='mediapipe'")
         for key in ("sample_id", "dataset", "subject", "video", "frame_order"):
             if key in batch:
                 out[key] = np.asarray(batch[key])

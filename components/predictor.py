@@ -9,6 +9,7 @@ Models load once, when the Predictor is built.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -71,6 +72,11 @@ class Predictor:
     def diff_steps(self) -> tuple[int, ...]:
         return tuple(sorted({s for m in self.members for s in m.spec.diff_steps}))
 
+    @property
+    def needs_blendshapes(self) -> bool:
+        """Whether a member reads MediaPipe blendshapes (the face pipeline then uses MediaPipe)."""
+        return any(m.spec.blendshapes for m in self.members)
+
     def image_members(self) -> list[int]:
         return [i for i, m in enumerate(self.members) if not m.spec.needs_video]
 
@@ -109,6 +115,8 @@ class Predictor:
 
             cfg = self._face_config or FacePipelineConfig(
                 align_size=int(self.manifest.members[0].preprocess.get("image_size", 112)))
+            if self.needs_blendshapes and not cfg.gives_blendshapes:
+                cfg = dataclasses.replace(cfg, landmarker="mediapipe")  # only MediaPipe gives them
             self._pipeline = FacePipeline(cfg)
         return self._pipeline
 
@@ -119,6 +127,8 @@ class Predictor:
             return []
         batch = {"crop": [r.aligned.crop for r in results],
                  "landmarks": [r.aligned.landmarks.reshape(-1) for r in results]}
+        if all(r.blendshapes is not None for r in results):
+            batch["blendshapes"] = [r.blendshapes for r in results]
         ans = self.predict_aligned(batch, video=False)
         return [self._face_answer(r, ans, k) for k, r in enumerate(results)]
 
@@ -142,6 +152,8 @@ class Predictor:
             lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)
             batch: dict[str, Any] = {"crop": [r.aligned.crop for _, r in seq],
                                      "landmarks": list(lms.reshape(len(seq), -1))}
+            if all(r.blendshapes is not None for _, r in seq):
+                batch["blendshapes"] = [r.blendshapes for _, r in seq]
             if steps:
                 d, v = landmark_diffs(lms, steps)
                 batch["landmark_diff"] = list(d.reshape(len(seq), -1))
