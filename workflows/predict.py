@@ -1,6 +1,7 @@
 """Batch prediction over images and videos with Ray Data: OpenFace-style CSVs plus one Parquet.
 
-``facsflow predict --ensemble DIR --input PATH... --out DIR [--detector dlib|mtcnn] [--policy tracked|all]``
+``facsflow predict [--ensemble DIR] --input PATH... --out DIR [--detector dlib|mtcnn|retinaface] [--policy tracked|all]``
+(no ``--ensemble``: the built-in detector, ``components.builtin``)
 
 Inputs are files, folders (searched recursively) or manifests (``.txt``/``.csv`` whose first
 column lists paths, relative to the manifest). One input file is one unit of work (a video is
@@ -134,10 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="facsflow predict",
                                 description="Predict AUs for images and videos into OpenFace-style CSVs "
                                             "(one per input) and one Parquet dataset.")
-    p.add_argument("--ensemble", required=True, help="ensemble folder (ensemble.json)")
+    p.add_argument("--ensemble", default=None,
+                   help="ensemble folder (ensemble.json); default: the built-in detector (MediaPipe "
+                        "blendshapes mapped to AUs, real faces, no training: components.builtin)")
     p.add_argument("--input", nargs="+", required=True, help="files, folders, or a .txt/.csv list of paths")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--detector", default="dlib", choices=["dlib", "mtcnn"], help="face detector")
+    p.add_argument("--detector", default=None, choices=["dlib", "mtcnn", "retinaface"],
+                   help="face detector (default: retinaface for the built-in, else dlib)")
     p.add_argument("--policy", default="tracked", choices=["tracked", "largest", "all"],
                    help="faces followed through videos (still images always report every face)")
     p.add_argument("--actors", type=int, default=0, help="parallel actors (default: one per CPU, or per GPU)")
@@ -150,9 +154,17 @@ def main(argv: "list[str] | None" = None) -> int:
 
     args = build_parser().parse_args(argv)
     configure_logging()
+    faces: dict[str, Any] = {"policy": args.policy}
+    ensemble = args.ensemble
+    if ensemble is None:
+        from components.builtin import BUILTIN_FACES, builtin_ensemble_dir
+
+        ensemble = builtin_ensemble_dir()
+        faces = {**BUILTIN_FACES, **faces}
+    if args.detector:
+        faces["detector"] = args.detector
     with ray_session(args.address):
-        res = run_predict(args.ensemble, args.input, args.out, args.actors,
-                          {"detector": args.detector, "policy": args.policy})
+        res = run_predict(ensemble, args.input, args.out, args.actors, faces)
     for r in res:
         where = f"{args.out}/{r['name']}.csv"
         print(f"{where}: {r['rows']} rows, {r['rows_with_face']} with a face"

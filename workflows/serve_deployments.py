@@ -42,7 +42,8 @@ def probe_batch(align_size: int, steps: "tuple[int, ...]" = (), n: int = 1) -> d
 
     lms = crop_template(align_size).reshape(1, -1).repeat(n, 0)
     batch: dict[str, np.ndarray] = {"crop": np.full((n, align_size, align_size, 3), 128, np.uint8),
-                                    "landmarks": lms.astype(np.float32)}
+                                    "landmarks": lms.astype(np.float32),
+                                    "blendshapes": np.zeros((n, 52), np.float32)}
     if steps:
         batch["landmark_diff"] = np.zeros((n, len(steps) * 136), np.float32)
         batch["diff_valid"] = np.zeros((n, len(steps)), bool)
@@ -101,6 +102,9 @@ class FacePipelineDeployment:
             "crop": np.stack([r.aligned.crop for r in results]) if results else None,
             "landmarks": np.stack([r.aligned.landmarks.reshape(-1) for r in results]).astype(np.float32)
             if results else None,
+            # MediaPipe blendshapes (the 'mediapipe' landmarker) for members that read them.
+            "blendshapes": np.stack([r.blendshapes for r in results])
+            if results and all(r.blendshapes is not None for r in results) else None,
         }
 
     def video(self, data: bytes, content_type: str, align_size: int, steps: list[int]) -> dict[str, Any]:
@@ -123,8 +127,10 @@ class FacePipelineDeployment:
         for face_id, seq in sorted(by_face.items()):
             crop_lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)
             diffs, valid = landmark_diffs(crop_lms, steps)
+            extra = ({"blendshapes": np.stack([r.blendshapes for _, r in seq])}
+                     if all(r.blendshapes is not None for _, r in seq) else {})
             faces.append({
-                "face_id": face_id, "frames": [t for t, _ in seq],
+                **extra, "face_id": face_id, "frames": [t for t, _ in seq],
                 "crop": np.stack([r.aligned.crop for _, r in seq]),
                 "landmarks": crop_lms.reshape(len(seq), -1),
                 "landmark_diff": diffs.reshape(len(seq), -1), "diff_valid": valid,
@@ -223,6 +229,8 @@ class MemberModel:
         for (_, aus, steps), idx in groups.items():
             reqs = [requests[i] for i in idx]
             batch = {k: np.concatenate([r[k] for r in reqs]) for k in ("crop", "landmarks")}
+            if all("blendshapes" in r for r in reqs):
+                batch["blendshapes"] = np.concatenate([r["blendshapes"] for r in reqs])
             if all("landmark_diff" in r for r in reqs):
                 batch["landmark_diff"] = np.concatenate([r["landmark_diff"] for r in reqs])
                 batch["diff_valid"] = np.concatenate([r["diff_valid"] for r in reqs])

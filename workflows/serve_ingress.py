@@ -239,7 +239,7 @@ class AUService:
                 raise BadInput(res["status"], res["error"])
             faces = res["faces"]
             if faces:
-                batch = {"crop": res["crop"], "landmarks": res["landmarks"]}
+                batch = {k: res[k] for k in ("crop", "landmarks", "blendshapes") if res.get(k) is not None}
                 outs = await asyncio.gather(*[self._member(st, i, batch) for i in st.image_use])
                 ans = await self._call(self.combiner.combine, st.manifest, st.image_use, outs)
         except BadInput as e:
@@ -293,6 +293,7 @@ class AUService:
     async def _video_rows(self, st: Served, res: dict[str, Any]) -> list[dict[str, Any]]:
         chunk = self.settings.video_chunk
         keys = ("crop", "landmarks", "landmark_diff", "diff_valid")
+        keys += ("blendshapes",) if all("blendshapes" in f for f in res["faces"]) else ()
 
         async def member_over_face(face: dict[str, Any], i: int) -> dict[str, np.ndarray]:
             parts = await asyncio.gather(*[
