@@ -69,13 +69,14 @@ def _colour_jitter(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
     return np.clip((f - mean) * c + mean * b, 0, 255).astype(np.uint8)
 
 
-def _blendshapes(col: Any, n: int) -> np.ndarray:
+def _blendshapes(col: Any, n: int, batch_ids: "Sequence[str] | None" = None) -> np.ndarray:
     """float32 (n, 52) from a column of 52-float rows; a missing row (None) is an error naming it."""
     out = np.zeros((n, 52), np.float32)
+    ids = batch_ids if batch_ids is not None else [f"row {i}" for i in range(n)]
     for i, v in enumerate(col):
         if v is None or len(v) != 52:
-            raise ValueError(f"row {i}: blendshapes must be 52 floats, got "
-                             f"{'none' if v is None else len(v)} (was the face fitted by MediaPipe?)")
+            raise ValueError(f"{ids[i]}: blendshapes must be 52 floats, got "
+                             f"{'none' if v is None else len(v)} (preprocess with landmarker='mediapipe')")
         out[i] = np.asarray(v, np.float32)
     return out
 
@@ -152,12 +153,13 @@ class BatchBuilder:
             "labels": self._labels(batch.get("labels", [None] * n), "labels"),
             "intensity": self._labels(batch.get("intensities", [None] * n), "intensities"),
         }
-        if "blendshapes" in batch and batch["blendshapes"] is not None:
-            # MediaPipe blendshapes are not geometric: augmentation leaves them as they are.
-            out["blendshapes"] = _blendshapes(batch["blendshapes"], n)
-        elif spec.blendshapes:
+        col = batch.get("blendshapes")
+        if spec.blendshapes and col is None:
             raise ValueError("the model reads blendshapes but the batch has none: build the feature "
                              "store (or run the face pipeline) with landmarker='mediapipe'")
+        if spec.blendshapes or (col is not None and all(v is not None for v in col)):
+            # MediaPipe blendshapes are not geometric: augmentation leaves them as they are.
+            out["blendshapes"] = _blendshapes(col, n, batch.get("sample_id"))
         for key in ("sample_id", "dataset", "subject", "video", "frame_order"):
             if key in batch:
                 out[key] = np.asarray(batch[key])
