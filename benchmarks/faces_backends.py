@@ -63,6 +63,11 @@ def small_faces(media: Path) -> list[np.ndarray]:
     return out
 
 
+def _signed_area(tri: np.ndarray) -> float:
+    (x0, y0), (x1, y1), (x2, y2) = tri
+    return float((x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0))
+
+
 def turned(rgb: np.ndarray, mesh: np.ndarray, degrees: float) -> np.ndarray:
     """``rgb`` with its face re-rendered turned by ``degrees`` of yaw (see the module docstring)."""
     from scipy.spatial import Delaunay
@@ -83,8 +88,8 @@ def turned(rgb: np.ndarray, mesh: np.ndarray, degrees: float) -> np.ndarray:
     order = np.argsort([new[t, 2].mean() for t in tris])[::-1]  # far triangles first
     for t in tris[order]:
         src, dst = pts[t, :2].astype(np.float32), new[t, :2].astype(np.float32)
-        area = np.cross(dst[1] - dst[0], dst[2] - dst[0])
-        if abs(area) < 0.5 or np.sign(area) != np.sign(np.cross(src[1] - src[0], src[2] - src[0])):
+        area, src_area = _signed_area(dst), _signed_area(src)
+        if abs(area) < 0.5 or np.sign(area) != np.sign(src_area):
             continue  # degenerate or turned away from the camera
         x, y, w, h = cv2.boundingRect(dst)
         m = cv2.getAffineTransform(src, dst - np.float32([x, y]))
