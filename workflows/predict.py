@@ -13,6 +13,8 @@ when the cluster has one. Outputs:
   timestamp, confidence, success, x_0..x_67, y_0..y_67, AUxx_c, AUxx_r where some member gives
   intensity, AUxx_p probability), one row per frame and tracked face, ``success`` 0 on a frame
   without a face (a still image without a face is one such row);
+- ``<out>/model_card.json``: the ensemble's members and model card (what it is, trained on what,
+  licence; the built-in's says so);
 - ``<out>/predictions/`` one Parquet dataset of all rows, with ``input`` (the source path) and
   ``name`` (the CSV's name) first.
 
@@ -22,6 +24,7 @@ An input that cannot be read is reported (and the exit code is 1) without stoppi
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -114,6 +117,12 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
         items.append({"path": f, "name": stem if stems[stem] == 1 else f"{stem}_{stems[stem]}"})
     out_dir = Path(out).resolve()
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    from components.ensemble import EnsembleManifest
+
+    # What answered, trained on what, under which licence, beside the CSVs.
+    manifest = EnsembleManifest.load(ensemble)
+    (out_dir / "model_card.json").write_text(json.dumps(
+        {"ensemble": ensemble, "members": [m.name for m in manifest.members], **manifest.model_card}, indent=2))
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0.0)
     n = actors or max(1, min(len(items), int(gpus) if gpus else int(resources.get("CPU", 1))))

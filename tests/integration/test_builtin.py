@@ -4,6 +4,7 @@ CSVs for the posed photos whose AU probabilities pass the FACS prototype contras
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def test_predict_without_ensemble_passes_the_posed_contrasts(ray_local, tmp_path
     code = main(["--input", *(str(media / f"{n}.jpg") for n in POSED.values()), "--out", str(out),
                  "--actors", "1"])
     assert code == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["members"] == ["blendshape"] and "Apache-2.0" in card["licence"]
     rows = {expr: pd.read_csv(out / f"{name}.csv").iloc[0] for expr, name in POSED.items()}
     for expr, row in rows.items():
         assert row["success"] == 1, expr
@@ -69,3 +72,32 @@ def test_serve_without_ensemble_answers_a_real_photo(ray_local) -> None:
             assert face["probs"]["AU12"] > face["probs"]["AU4"]
     finally:
         serve.shutdown()
+
+
+def test_blendshape_calibrated_trains_from_a_store_preprocessed_with_mediapipe(ray_local, tmp_path: Path) -> None:
+    """``facsflow train --model blendshape_calibrated`` on a store whose rows carry blendshapes:
+    every row has 52 of them, and training the calibration lowers the loss."""
+    import pyarrow.dataset as pads
+
+    from components.datasets.synth import SynthConfig, generate
+    from components.faces.pipeline import FacePipelineConfig
+    from components.training import OptimConfig
+    from tests.integration.conftest import face_photos_dir
+    from workflows.data import SplitConfig
+    from workflows.preprocess import PreprocessConfig, run_preprocess
+    from workflows.train import TrainConfig, run_training
+
+    data, store = tmp_path / "data", tmp_path / "store"
+    generate(SynthConfig(out=str(data), layout="manifest", faces=str(face_photos_dir(tmp_path)), seed=0,
+                         subjects_per_identity=1, videos_per_subject=2, frames_per_video=16))
+    run_preprocess(PreprocessConfig(dataset="manifest", root=str(data), out=str(store), actor_cpus=0.5,
+                                    face=FacePipelineConfig(detector="retinaface", landmarker="mediapipe")))
+    rows = pads.dataset(str(store / "frames"), format="parquet").to_table(columns=["blendshapes"])
+    assert rows.num_rows > 0 and all(len(b) == 52 for b in rows.column("blendshapes").to_pylist())
+    cfg = TrainConfig(model="blendshape_calibrated", data=str(store), out=str(tmp_path / "run"), epochs=4,
+                      batch_size=16, workers=1, worker_cpus=0.5, data_cpus=0.25, early_stop_patience=0,
+                      keep_best=1, split=SplitConfig(fold=1, k=3, val_fraction=0.25),
+                      optim=OptimConfig(lr=0.05, schedule="cosine"))
+    summary = run_training(cfg)
+    losses = [h["train_loss"] for h in summary["history"]]
+    assert len(losses) == 4 and losses[-1] < losses[0], losses
