@@ -93,7 +93,7 @@ class BlendshapeModel(AUModel):
                            "pipeline with landmarker='mediapipe' (feature stores: preprocess with it)")
         b = batch["blendshapes"].float()
         s = (b @ self.mapping.T).clamp(_EPS, 1 - _EPS)
-        logits = self.scale * torch.logit(s) + self.bias
+        logits = self.scale * (torch.log(s) - torch.log1p(-s)) + self.bias  # logit(s), exportable
         if self.correction is not None:
             logits = logits + self.correction(b)
         return {"logits": logits, "intensity": 5.0 * torch.sigmoid(logits), "score": s}

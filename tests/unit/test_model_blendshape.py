@@ -69,3 +69,16 @@ def test_batch_builder_passes_blendshapes_and_names_rows_without_them() -> None:
     plain_spec = type(spec)(image_size=112)
     rows["blendshapes"] = [None, None]
     assert "blendshapes" not in BatchBuilder(plain_spec, (), 1)(rows)
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_blendshape_member_exports_with_blendshapes_as_its_only_input(tmp_path, fmt: str) -> None:
+    from components.checkpoint import make_checkpoint, save_checkpoint
+    from components.export import export_member
+
+    model = build_model("blendshape", [1, 12, 26])
+    path = save_checkpoint(make_checkpoint(model, "blendshape", epoch=0, preprocess={"image_size": 112},
+                                           provenance={}, train_config={}), tmp_path / "m")
+    info = export_member(path, tmp_path / f"m.{'pt' if fmt == 'torchscript' else 'onnx'}", format=fmt)
+    assert info["inputs"] == ["blendshapes"] and info["outputs"] == ["probs", "intensity"]
+    assert info["max_abs_diff"] < 1e-5
