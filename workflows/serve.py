@@ -183,6 +183,16 @@ def _slots(a: AppArgs) -> int:
         return 1
 
 
+def _reads_blendshapes(a: AppArgs) -> bool:
+    """Whether a member of the manifest declares MediaPipe blendshapes as input."""
+    from components.ensemble import EnsembleManifest
+
+    try:
+        return any(m.input_spec.get("blendshapes") for m in EnsembleManifest.load(a.ensemble).members)
+    except (OSError, ValueError):
+        return False  # unreadable here: the replicas report it
+
+
 def _member_gpus(a: AppArgs, slots: int) -> float:
     if a.member_gpus is not None:
         return a.member_gpus
@@ -197,8 +207,11 @@ def build_app(args: "dict[str, Any] | AppArgs") -> Any:
     a = args if isinstance(args, AppArgs) else AppArgs.model_validate(args)
     slots = _slots(a)
     gpus = _member_gpus(a, slots)
+    image_faces, video_faces = a.image_faces, a.video_faces
+    if _reads_blendshapes(a):  # only MediaPipe's landmarker gives the blendshapes a member reads
+        image_faces, video_faces = ({**f, "landmarker": "mediapipe"} for f in (image_faces, video_faces))
     faces = FacePipelineDeployment.options(**a.faces.options(4, a.num_cpus)).bind(
-        a.image_faces, a.video_faces, a.limits.model_dump())
+        image_faces, video_faces, a.limits.model_dump())
     ongoing = max(32, 2 * a.max_batch_size)  # at least the batch size, so a batch can fill
     members = [MemberModel.options(name=f"Member{i}", **a.member.options(ongoing, a.num_cpus, gpus)).bind(
         a.ensemble, i, a.max_batch_size, a.batch_wait_timeout_s, gpus > 0) for i in range(slots)]
