@@ -22,6 +22,7 @@ __all__ = [
     "dataset_aus",
     "validate_au_list",
     "LEFT_RIGHT_LANDMARK_PERMUTATION",
+    "BLENDSHAPE_AUS",
 ]
 
 
@@ -292,3 +293,43 @@ LEFT_RIGHT_LANDMARK_PERMUTATION: tuple[int, ...] = _mirror_permutation()
 for _au in _AUS:
     if not all(0 <= i < 68 for i in _au.landmarks):
         raise AssertionError(f"AU{_au.number}: landmark index outside 0..67")
+
+
+BLENDSHAPE_AUS: dict[int, tuple[tuple[str, float], ...]] = {
+    1: (("browInnerUp", 1.0),),
+    2: (("browOuterUpLeft", 0.5), ("browOuterUpRight", 0.5)),
+    4: (("browDownLeft", 0.5), ("browDownRight", 0.5)),
+    5: (("eyeWideLeft", 0.5), ("eyeWideRight", 0.5)),
+    6: (("cheekSquintLeft", 0.25), ("cheekSquintRight", 0.25), ("eyeSquintLeft", 0.125),
+        ("eyeSquintRight", 0.125), ("mouthSmileLeft", 0.125), ("mouthSmileRight", 0.125)),
+    7: (("eyeSquintLeft", 0.5), ("eyeSquintRight", 0.5)),
+    9: (("noseSneerLeft", 0.5), ("noseSneerRight", 0.5)),
+    10: (("mouthUpperUpLeft", 0.5), ("mouthUpperUpRight", 0.5)),
+    12: (("mouthSmileLeft", 0.5), ("mouthSmileRight", 0.5)),
+    14: (("mouthDimpleLeft", 0.5), ("mouthDimpleRight", 0.5)),
+    15: (("mouthFrownLeft", 0.5), ("mouthFrownRight", 0.5)),
+    17: (("mouthShrugLower", 1.0),),
+    20: (("mouthStretchLeft", 0.5), ("mouthStretchRight", 0.5)),
+    23: (("mouthPressLeft", 0.25), ("mouthPressRight", 0.25), ("mouthRollLower", 0.25), ("mouthRollUpper", 0.25)),
+    24: (("mouthPressLeft", 0.5), ("mouthPressRight", 0.5)),
+    25: (("jawOpen", 0.5), ("mouthLowerDownLeft", 0.25), ("mouthLowerDownRight", 0.25)),
+    26: (("jawOpen", 1.0),),
+    28: (("mouthRollLower", 0.5), ("mouthRollUpper", 0.5)),
+    45: (("eyeBlinkLeft", 0.5), ("eyeBlinkRight", 0.5)),
+}
+"""AU -> (MediaPipe blendshape, weight) pairs: the one mapping table from the Face Landmarker's 52
+ARKit-style blendshapes to the AUs they express (``components.models.blendshape`` reads it).
+
+Each AU's score is the weighted sum of its blendshapes (weights sum to 1, so the score stays in
+[0, 1]); left and right are averaged, so a one-sided movement counts half (the per-side scores
+are ``components.models.blendshape.au_sides``). Correspondences follow the ARKit definitions:
+brow raisers and lowerer, lid raiser (eyeWide), cheek raiser (cheekSquint), lid tightener
+(eyeSquint), nose wrinkler (noseSneer), upper lip raiser (mouthUpperUp), lip corner puller
+(mouthSmile), dimpler, lip corner depressor (mouthFrown), chin raiser (mouthShrugLower), lip
+stretcher, lip pressor (mouthPress), lip suck (mouthRoll), jaw drop (jawOpen), blink. AU23 (lip
+tightener) has no blendshape of its own: it narrows the red of the lips, which the model
+expresses as pressing and rolling in, so it shares theirs. AU25 (lips part) is the jaw drop or
+the lower lip pulled down. AU6 (cheek raiser): cheekSquint barely moves in this model (0.00 on
+the posed happy photo of ../shared/media), so half of AU6's score is the lid narrowing from below
+(eyeSquint) and the smile it nearly always comes with (the Duchenne smile, AU6+12): AU6 without
+AU12 is under-scored. AUs absent here (e.g. AU43) cannot be answered from blendshapes."""

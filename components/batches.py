@@ -69,13 +69,26 @@ def _colour_jitter(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
     return np.clip((f - mean) * c + mean * b, 0, 255).astype(np.uint8)
 
 
+def _blendshapes(col: Any, n: int, batch_ids: "Sequence[str] | None" = None) -> np.ndarray:
+    """float32 (n, 52) from a column of 52-float rows; a missing row (None) is an error naming it."""
+    out = np.zeros((n, 52), np.float32)
+    ids = batch_ids if batch_ids is not None else [f"row {i}" for i in range(n)]
+    for i, v in enumerate(col):
+        if v is None or len(v) != 52:
+            raise ValueError(f"{ids[i]}: blendshapes must be 52 floats, got "
+                             f"{'none' if v is None else len(v)} (preprocess with landmarker='mediapipe')")
+        out[i] = np.asarray(v, np.float32)
+    return out
+
+
 class BatchBuilder:
     """Callable on a columnar batch (dict of numpy arrays) of feature-store rows.
 
     Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown, intensity (B,n_AU) float32 (-1 where the store has none), and the
-    id columns sample_id, dataset, subject, video, frame_order as passthrough, and video_index
+    id columns sample_id, dataset, subject, video, frame_order as passthrough, ``blendshapes``
+    (B, 52) when the batch has them (required when the model declares them), and video_index
     (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video.
     """
 
@@ -140,6 +153,13 @@ class BatchBuilder:
             "labels": self._labels(batch.get("labels", [None] * n), "labels"),
             "intensity": self._labels(batch.get("intensities", [None] * n), "intensities"),
         }
+        col = batch.get("blendshapes")
+        if spec.blendshapes and col is None:
+            raise ValueError("the model reads blendshapes but the batch has none: build the feature "
+                             "store (or run the face pipeline) with landmarker='mediapipe'")
+        if spec.blendshapes or (col is not None and all(v is not None for v in col)):
+            # MediaPipe blendshapes are not geometric: augmentation leaves them as they are.
+            out["blendshapes"] = _blendshapes(col, n, batch.get("sample_id"))
         for key in ("sample_id", "dataset", "subject", "video", "frame_order"):
             if key in batch:
                 out[key] = np.asarray(batch[key])

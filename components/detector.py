@@ -2,6 +2,7 @@
 
     from components.detector import Detector
     det = Detector.from_ensemble("runs/ensemble")        # or Detector.from_checkpoint("run/.../checkpoint.pt")
+    det = Detector.pretrained()                          # the built-in (real faces, no training)
     faces = det.predict_image("photo.jpg")               # one row per face
     frames = det.predict_video("talk.mp4")               # one row per frame (and tracked face)
 
@@ -179,6 +180,15 @@ class Detector:
         return cls(Predictor(manifest, device, cls._face_config(size, faces)), smooth_window)
 
     @classmethod
+    def pretrained(cls, device: str = "cpu", faces: "FacePipelineConfig | None" = None) -> "Detector":
+        """The built-in detector: MediaPipe blendshapes mapped to AUs (``components.builtin``),
+        real faces, no training. ``faces`` default: RetinaFace + the MediaPipe landmarker."""
+        from components.builtin import BUILTIN_FACES, builtin_ensemble_dir
+        from components.faces.pipeline import FacePipelineConfig
+
+        return cls.from_ensemble(builtin_ensemble_dir(), device, faces or FacePipelineConfig(**BUILTIN_FACES))
+
+    @classmethod
     def from_checkpoint(cls, path: "str | Path", device: str = "cpu",
                         faces: "FacePipelineConfig | None" = None, smooth_window: "int | None" = None) -> "Detector":
         """From one model's ``checkpoint.pt`` (or the folder holding it); arguments as ``from_ensemble``."""
@@ -213,7 +223,8 @@ class Detector:
             size = pred.pipeline.config.align_size
             steps = pred.diff_steps
             batch: dict[str, Any] = {"crop": [np.full((size, size, 3), 128, np.uint8)],
-                                     "landmarks": [crop_template(size).reshape(-1)]}
+                                     "landmarks": [crop_template(size).reshape(-1)],
+                                     "blendshapes": [np.zeros(52, np.float32)]}
             if steps:
                 batch["landmark_diff"] = [np.zeros(len(steps) * 136, np.float32)]
                 batch["diff_valid"] = [np.zeros(len(steps), bool)]

@@ -7,7 +7,8 @@ The exported graph starts at the model input, after alignment and the family's i
 transform (``components.faces.transforms.model_input``: resize, optional background mask,
 ImageNet-normalised RGB or [-1, 1] gray/Sobel planes), and ends at per-AU probabilities:
 
-- inputs: ``image`` float32 (B, C, S, S); for members that read temporal landmarks also
+- inputs: ``image`` float32 (B, C, S, S) (a ``blendshape`` member: ``blendshapes`` float32 (B, 52)
+  instead, MediaPipe's scores); for members that read temporal landmarks also
   ``landmarks`` float32 (B, 68, 2) in model-input pixels, ``landmark_diff`` float32
   (B, k, 68, 2) with diff_t = l_{t+s} - l_{t-s} for the member's k steps, and ``diff_valid``
   float32 (B, k), 0 where a step was clamped at a video edge;
@@ -48,11 +49,12 @@ class ExportedMember(nn.Module):
         super().__init__()
         self.model = model
         self.temporal = bool(spec.diff_steps)
+        self.first = "blendshapes" if spec.blendshapes else "image"
 
     def forward(self, image: torch.Tensor, landmarks: "torch.Tensor | None" = None,
                 landmark_diff: "torch.Tensor | None" = None,
                 diff_valid: "torch.Tensor | None" = None) -> tuple[torch.Tensor, ...]:
-        batch = {"image": image}
+        batch = {self.first: image}  # a blendshape member's only input is the (B, 52) blendshapes
         if self.temporal:
             batch.update(landmarks=landmarks, landmark_diff=landmark_diff, diff_valid=diff_valid)
         out = self.model(batch)
@@ -62,12 +64,16 @@ class ExportedMember(nn.Module):
 
 def input_names(spec: InputSpec) -> list[str]:
     """Names of the exported graph's inputs for a member declaring ``spec``."""
+    if spec.blendshapes:
+        return ["blendshapes"]
     return ["image", "landmarks", "landmark_diff", "diff_valid"] if spec.diff_steps else ["image"]
 
 
 def example_inputs(spec: InputSpec, batch: int = 2, seed: int = 0) -> tuple[torch.Tensor, ...]:
     """Random inputs of the right shapes and ranges for a member declaring ``spec``."""
     g = torch.Generator().manual_seed(seed)
+    if spec.blendshapes:
+        return (torch.rand(batch, 52, generator=g),)
     s = spec.image_size
     image = torch.randn(batch, spec.num_channels, s, s, generator=g)
     if not spec.diff_steps:

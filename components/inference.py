@@ -74,6 +74,8 @@ class FaceTrack:
     """bool (n, len(steps)): where the difference reached inside the track."""
     steps: tuple[int, ...] = ()
     """Difference steps s of ``landmark_diff``, in order."""
+    blendshapes: "np.ndarray | None" = None
+    """float32 (n, 52) MediaPipe blendshapes, when the face pipeline's landmarker gives them."""
 
     def motion(self) -> np.ndarray:
         """(n, len(steps)) mean landmark displacement per step in crop pixels, 0 where invalid:
@@ -122,11 +124,19 @@ def face_info(r: Any) -> dict[str, Any]:
             "landmarks": np.asarray(f.landmarks, np.float64).round(2).tolist()}
 
 
+def _blendshapes(results: Sequence[Any]) -> "np.ndarray | None":
+    """(n, 52) blendshapes of pipeline results, or None unless every one of them has them."""
+    values = [getattr(r, "blendshapes", None) for r in results]
+    if not values or any(v is None for v in values):
+        return None
+    return np.stack([np.asarray(v, np.float32) for v in values])
+
+
 def image_tracks(results: Sequence[Any]) -> list[FaceTrack]:
     """Faces of a still image (``FacePipeline.process_image``), each its own one-frame track."""
     return [FaceTrack(face_id=int(r.face.face_id), frames=[0],
                       crop=r.aligned.crop[None], landmarks=r.aligned.landmarks.reshape(1, -1).astype(np.float32),
-                      info=[face_info(r)]) for r in results]
+                      info=[face_info(r)], blendshapes=_blendshapes([r])) for r in results]
 
 
 def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[np.ndarray],
@@ -146,7 +156,7 @@ def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[n
         lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)
         track = FaceTrack(face_id=face_id, frames=[t for t, _ in seq], crop=np.stack([r.aligned.crop for _, r in seq]),
                           landmarks=lms.reshape(len(seq), -1), info=[face_info(r) for _, r in seq],
-                          steps=tuple(int(s) for s in steps))
+                          steps=tuple(int(s) for s in steps), blendshapes=_blendshapes([r for _, r in seq]))
         if steps:
             d, v = landmark_diffs(lms, steps)
             track.landmark_diff, track.diff_valid = d.reshape(len(seq), -1), v
@@ -160,7 +170,7 @@ class MemberInput:
     """One member request: a batch of rows and which rows of which tracks they are."""
 
     batch: dict[str, np.ndarray]
-    """crop, landmarks, (landmark_diff, diff_valid), dataset, subject, video, frame_order."""
+    """crop, landmarks, (landmark_diff, diff_valid), (blendshapes), dataset, subject, video, frame_order."""
     parts: list[tuple[int, int, int]] = field(default_factory=list)
     """(track index, first row in the track, rows) for consecutive row ranges of the batch."""
 
@@ -174,6 +184,8 @@ def _rows(track: FaceTrack, lo: int, hi: int, source: str, name: str, subject: s
         "video": np.array([name] * n), "frame_order": np.asarray(track.frames[lo:hi], np.int64)}
     if track.landmark_diff is not None:
         rows["landmark_diff"], rows["diff_valid"] = track.landmark_diff[lo:hi], track.diff_valid[lo:hi]
+    if track.blendshapes is not None:
+        rows["blendshapes"] = track.blendshapes[lo:hi]
     return rows
 
 

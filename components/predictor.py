@@ -11,6 +11,7 @@ once, when the Predictor is built.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -74,6 +75,11 @@ class Predictor:
     def diff_steps(self) -> tuple[int, ...]:
         return tuple(sorted({s for m in self.members for s in m.spec.diff_steps}))
 
+    @property
+    def needs_blendshapes(self) -> bool:
+        """Whether a member reads MediaPipe blendshapes (the face pipeline then uses MediaPipe)."""
+        return any(m.spec.blendshapes for m in self.members)
+
     def image_members(self) -> list[int]:
         return [i for i, m in enumerate(self.members) if not m.spec.needs_video]
 
@@ -116,6 +122,8 @@ class Predictor:
             from components.faces.pipeline import FacePipeline, FacePipelineConfig
 
             cfg = self._face_config or FacePipelineConfig(align_size=self.plan.align_size)
+            if self.needs_blendshapes and not cfg.gives_blendshapes:
+                cfg = dataclasses.replace(cfg, landmarker="mediapipe")  # only MediaPipe gives them
             self._pipeline = FacePipeline(cfg)
         return self._pipeline
 

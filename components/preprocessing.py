@@ -228,6 +228,7 @@ def _rows(unit: VideoUnit, faces_by_pos: dict[int, list[Any]], store: StoreConfi
                 "det_score": float(res.face.score), "tracked": bool(res.face.tracked),
                 "landmark_diff": diffs[k].reshape(-1).tolist() if steps else [],
                 "diff_valid": valid[k].tolist() if steps else [],
+                "blendshapes": res.blendshapes.tolist() if res.blendshapes is not None else None,
             })
     rows.sort(key=lambda r: (r["frame_order"], r["face_id"]))
     return rows

@@ -37,6 +37,7 @@ FRAMES_SCHEMA = pa.schema([
     pa.field("tracked", pa.bool_(), nullable=False),
     pa.field("landmark_diff", pa.list_(pa.float32()), nullable=False),
     pa.field("diff_valid", pa.list_(pa.bool_()), nullable=False),
+    pa.field("blendshapes", pa.list_(pa.float32()), nullable=True),
 ])
 """One row per face per frame.
 
@@ -46,7 +47,10 @@ FRAMES_SCHEMA = pa.schema([
 - landmarks: 136 float32, (x0, y0, x1, y1, ...) in crop pixel coordinates;
 - tracked: landmarks carried from the previous frame rather than a fresh detection;
 - landmark_diff: len(diff_steps) × 136 float32, diff_t = l_{t+s} − l_{t−s} (crop coords);
-- diff_valid: per step, False where t−s or t+s fell outside the video (edge, clamped).
+- diff_valid: per step, False where t−s or t+s fell outside the video (edge, clamped);
+- blendshapes: 52 float32 MediaPipe blendshape scores (``BLENDSHAPE_NAMES`` order) when the store
+  was preprocessed with the 'mediapipe' landmarker, else null (optional: stores written before
+  it have no such column and read the same).
 """
 
 REJECTS_SCHEMA = pa.schema([

@@ -88,6 +88,15 @@ def _item_hint(hint: Any) -> Any:
     return args[0] if args else str
 
 
+def _unwrap_optional(hint: Any) -> Any:
+    """``X | None`` → ``X`` (other hints unchanged)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
 def _metavar(hint: Any) -> str:
     if typing.get_origin(hint) in (dict, Mapping) or hasattr(hint, "model_validate"):
         return "YAML"
@@ -135,8 +144,9 @@ def stage_parser(cls: type, prog: str, description: str, *, ray: bool = True,
         if hint is bool:
             fields.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None,
                                 help=help_text)
-        elif typing.get_origin(hint) is typing.Literal:
-            fields.add_argument(*flags, dest=name, choices=typing.get_args(hint), default=None, help=help_text)
+        elif typing.get_origin(_unwrap_optional(hint)) is typing.Literal:
+            fields.add_argument(*flags, dest=name, choices=typing.get_args(_unwrap_optional(hint)), default=None,
+                                help=help_text)
         elif _is_sequence(hint):
             fields.add_argument(*flags, dest=name, nargs="+", default=None, metavar=_metavar(_item_hint(hint)),
                                 help=help_text)

@@ -24,7 +24,9 @@ __all__ = ["SplitConfig", "Split", "store_info", "load_split", "fold_count", "fr
            "transformed_dataset", "store_fingerprint"]
 
 COLUMNS = ["sample_id", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
-           "diff_valid", "labels", "intensities"]
+           "diff_valid", "labels", "intensities", "blendshapes"]
+OPTIONAL_COLUMNS = ("blendshapes",)
+"""Columns read only where the store has them (stores written before they existed lack them)."""
 
 
 @dataclass(frozen=True)
@@ -265,6 +267,12 @@ def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | N
 
     fs, _ = storage.resolve(files[0]) if files else (None, None)
     paths = [storage.resolve(f)[1] for f in files]
+    if paths and any(c in OPTIONAL_COLUMNS for c in columns):
+        import pyarrow.parquet as pq
+
+        with fs.open_input_file(paths[0]) as f:
+            have = set(pq.read_schema(f).names)
+        columns = [c for c in columns if c in have or c not in OPTIONAL_COLUMNS]
     kwargs = {} if num_cpus is None else {"num_cpus": num_cpus}
     if "RAY_DATA_USE_DATASOURCE_V2" in os.environ:
         return ray.data.read_parquet(paths, filesystem=fs, columns=columns, **kwargs)

@@ -1,6 +1,7 @@
 """Batch prediction over images and videos with Ray Data: OpenFace-style CSVs plus one Parquet.
 
-``facsflow predict --ensemble DIR --input PATH... --out DIR [--detector dlib|mtcnn] [--policy tracked|all]``
+``facsflow predict [--ensemble DIR] --input PATH... --out DIR [--detector dlib|mtcnn|retinaface] [--policy tracked|all]``
+(no ``--ensemble``: the built-in detector, ``components.builtin``)
 
 Inputs are files, folders (searched recursively) or manifests (``.txt``/``.csv`` whose first
 column lists paths, relative to the manifest). One input file is one unit of work (a video is
@@ -13,6 +14,8 @@ evaluation run, video probabilities smoothed as served. Outputs:
   timestamp, confidence, success, x_0..x_67, y_0..y_67, AUxx_c, AUxx_r where some member gives
   intensity, AUxx_p probability), one row per frame and tracked face, ``success`` 0 on a frame
   without a face (a still image without a face is one such row);
+- ``<out>/model_card.json``: the ensemble's members and model card (what it is, trained on what,
+  licence; the built-in's says so);
 - ``<out>/predictions/`` one Parquet dataset of all rows, with ``input`` (the source path) and
   ``name`` (the CSV's name) first.
 
@@ -22,6 +25,7 @@ An input that cannot be read is reported (and the exit code is 1) without stoppi
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,13 +49,14 @@ class PredictConfig:
     """One batch prediction; saved as ``<out>/predict.yaml``."""
 
     ensemble: str = ""
-    """Ensemble folder (ensemble.json)."""
+    """Ensemble folder (ensemble.json); empty: the built-in detector (MediaPipe blendshapes mapped
+    to AUs, real faces, no training: ``components.builtin``)."""
     input: tuple[str, ...] = ()
     """Files, folders (searched recursively), or .txt/.csv lists of paths."""
     out: str = ""
     """Output folder: one CSV per input and predictions/ (Parquet)."""
-    detector: Literal["dlib", "mtcnn"] = "dlib"
-    """Face detector."""
+    detector: Literal['dlib', 'mtcnn', 'retinaface'] | None = None
+    """Face detector (default: the built-in's, retinaface, without an ensemble; else dlib)."""
     policy: Literal["tracked", "largest", "all"] = "tracked"
     """Faces followed through videos (still images always report every face)."""
     actors: int = 0
@@ -147,6 +152,12 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
         items.append({"path": f, "name": stem if stems[stem] == 1 else f"{stem}_{stems[stem]}"})
     out_dir = Path(out).resolve()
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    from components.ensemble import EnsembleManifest
+
+    # What answered, trained on what, under which licence, beside the CSVs.
+    manifest = EnsembleManifest.load(ensemble)
+    (out_dir / "model_card.json").write_text(json.dumps(
+        {"ensemble": ensemble, "members": [m.name for m in manifest.members], **manifest.model_card}, indent=2))
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0.0)
     n = actors or max(1, min(len(items), int(gpus) if gpus else int(resources.get("CPU", 1))))
@@ -180,11 +191,19 @@ def main(argv: "list[str] | None" = None) -> int:
 
     args = build_parser().parse_args(argv)
     configure_logging()
-    cfg: PredictConfig = stage_config(args, required=("ensemble", "input", "out"))
+    cfg: PredictConfig = stage_config(args, required=("input", "out"))
     save_config(cfg, cfg.out, "predict")
+    faces: dict[str, Any] = {"policy": cfg.policy}
+    ensemble = cfg.ensemble
+    if not ensemble:
+        from components.builtin import BUILTIN_FACES, builtin_ensemble_dir
+
+        ensemble = builtin_ensemble_dir()
+        faces = {**BUILTIN_FACES, **faces}
+    if cfg.detector:
+        faces["detector"] = cfg.detector
     with ray_session(args.address):
-        res = run_predict(cfg.ensemble, list(cfg.input), cfg.out, cfg.actors,
-                          {"detector": cfg.detector, "policy": cfg.policy}, cfg.smooth_window)
+        res = run_predict(ensemble, list(cfg.input), cfg.out, cfg.actors, faces, cfg.smooth_window)
     for r in res:
         where = f"{cfg.out}/{r['name']}.csv"
         print(f"{where}: {r['rows']} rows, {r['rows_with_face']} with a face"

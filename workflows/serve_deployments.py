@@ -49,7 +49,8 @@ def probe_batch(align_size: int, steps: "tuple[int, ...]" = (), n: int = 1) -> d
 
     lms = crop_template(align_size).reshape(1, -1).repeat(n, 0)
     batch: dict[str, np.ndarray] = {"crop": np.full((n, align_size, align_size, 3), 128, np.uint8),
-                                    "landmarks": lms.astype(np.float32)}
+                                    "landmarks": lms.astype(np.float32),
+                                    "blendshapes": np.zeros((n, 52), np.float32)}
     if steps:
         batch["landmark_diff"] = np.zeros((n, len(steps) * 136), np.float32)
         batch["diff_valid"] = np.zeros((n, len(steps)), bool)

@@ -3,6 +3,7 @@
 Backends:
 - ``DlibHogDetector``: dlib's frontal HOG + linear SVM detector (fast on CPU, frontal faces).
 - ``MtcnnDetector``: MTCNN from facenet-pytorch (weights ship inside the wheel, no download).
+- ``RetinaFaceDetector`` (``components.faces.retinaface``): RetinaFace MobileNet-0.25, pose-robust.
 
 Models load once in ``__init__`` (one per actor / replica), never per call.
 """
@@ -127,15 +128,22 @@ class MtcnnDetector:
         return _sorted_by_area(faces)
 
 
+def _retinaface(**opts: Any) -> FaceDetector:
+    from components.faces.retinaface import RetinaFaceDetector  # imports this module
+
+    return RetinaFaceDetector(**opts)
+
+
 DETECTORS: dict[str, Callable[..., FaceDetector]] = {
     "dlib": DlibHogDetector,
     "mtcnn": MtcnnDetector,
+    "retinaface": _retinaface,
 }
 """Detector name -> constructor; ``build_detector`` reads it."""
 
 
 def build_detector(name: str, **opts: Any) -> FaceDetector:
-    """Build a detector by name ('dlib', 'mtcnn'); ``opts`` go to its constructor."""
+    """Build a detector by name ('dlib', 'mtcnn', 'retinaface'); ``opts`` go to its constructor."""
     try:
         cls = DETECTORS[name]
     except KeyError:

@@ -6,6 +6,8 @@ Backends:
 - ``FanLandmarker``: FAN (2D-FAN-4) from face-alignment. Its weights are not in the wheel:
   face-alignment downloads them into the torch hub cache on first use. facsflow never downloads
   weights at run time, so the cache must be pre-seeded (see ``FanLandmarker``).
+- ``MediaPipeLandmarker`` (``components.faces.mediapipe_mesh``): MediaPipe's Face Landmarker on a
+  crop around each box; the 478-point mesh and 52 blendshapes come with the 68 points.
 
 Points are iBUG-68, (x, y) in image pixels, float32.
 """
@@ -165,15 +167,22 @@ class FanLandmarker:
         return np.stack([np.asarray(p, dtype=np.float32)[:, :2] for p in preds])
 
 
+def _mediapipe(**opts: Any) -> LandmarkModel:
+    from components.faces.mediapipe_mesh import MediaPipeLandmarker  # imports this module
+
+    return MediaPipeLandmarker(**opts)
+
+
 LANDMARKERS: dict[str, Callable[..., LandmarkModel]] = {
     "dlib": DlibLandmarker,
     "fan": FanLandmarker,
+    "mediapipe": _mediapipe,
 }
 """Landmarker name -> constructor; ``build_landmarker`` reads it."""
 
 
 def build_landmarker(name: str, **opts: Any) -> LandmarkModel:
-    """Build a landmark model by name ('dlib', 'fan'); ``opts`` go to its constructor."""
+    """Build a landmark model by name ('dlib', 'fan', 'mediapipe'); ``opts`` go to its constructor."""
     try:
         cls = LANDMARKERS[name]
     except KeyError:

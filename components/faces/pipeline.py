@@ -25,11 +25,13 @@ __all__ = ["FacePipelineConfig", "FaceResult", "FacePipeline"]
 class FacePipelineConfig:
     """How faces are found, followed and cropped (saved with every feature store and run)."""
 
-    detector: Literal["dlib", "mtcnn"] = "dlib"
-    """Face detector: 'dlib' (HOG, fast, frontal) or 'mtcnn' (facenet-pytorch, more poses)."""
-    landmarker: Literal["dlib", "fan"] = "dlib"
-    """68-point landmark model: 'dlib' (regression trees) or 'fan' (2D-FAN-4; weights must be
-    pre-seeded in the torch hub cache)."""
+    detector: Literal["dlib", "mtcnn", "retinaface"] = "dlib"
+    """Face detector: 'dlib' (HOG, fast, frontal), 'mtcnn' (facenet-pytorch, more poses) or
+    'retinaface' (MobileNet-0.25 RetinaFace: profiles to ~60 degrees, small faces)."""
+    landmarker: Literal["dlib", "fan", "mediapipe"] = "dlib"
+    """68-point landmark model: 'dlib' (regression trees), 'fan' (2D-FAN-4; weights must be
+    pre-seeded in the torch hub cache) or 'mediapipe' (Face Landmarker: 478-point mesh and 52
+    blendshapes too, which the ``blendshape`` member reads)."""
     detect_every: int = 6
     """Run the detector on frames whose index is a multiple of this; refit landmarks between."""
     policy: Literal["largest", "tracked", "all"] = "tracked"
@@ -49,7 +51,11 @@ class FacePipelineConfig:
     mtcnn_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     """MTCNN: P-, R- and O-net acceptance thresholds."""
     min_score: float = 0.9
-    """MTCNN: smallest face probability kept."""
+    """MTCNN and RetinaFace: smallest face probability kept."""
+    retinaface_max_side: int = 1280
+    """RetinaFace: larger images are downscaled to this longer side before detection."""
+    mesh_crop_scale: float = 2.0
+    """MediaPipe landmarker: side of the square crop around a face box, in box sides."""
     device: str = "cpu"
     """Torch device for MTCNN and FAN ('cpu', 'cuda', 'cuda:1')."""
     min_iou: float = 0.3
@@ -63,10 +69,14 @@ class FacePipelineConfig:
     too, instead of keeping the dataset's own alignment (only resized to ``align_size``)."""
 
     def __post_init__(self) -> None:
-        if self.detector not in ("dlib", "mtcnn"):
-            raise ValueError(f"detector must be 'dlib' or 'mtcnn', got {self.detector!r}")
-        if self.landmarker not in ("dlib", "fan"):
-            raise ValueError(f"landmarker must be 'dlib' or 'fan', got {self.landmarker!r}")
+        if self.detector not in ("dlib", "mtcnn", "retinaface"):
+            raise ValueError(f"detector must be 'dlib', 'mtcnn' or 'retinaface', got {self.detector!r}")
+        if self.landmarker not in ("dlib", "fan", "mediapipe"):
+            raise ValueError(f"landmarker must be 'dlib', 'fan' or 'mediapipe', got {self.landmarker!r}")
+        if self.retinaface_max_side < 64:
+            raise ValueError(f"retinaface_max_side must be >= 64, got {self.retinaface_max_side}")
+        if not 1.0 <= self.mesh_crop_scale <= 4.0:
+            raise ValueError(f"mesh_crop_scale must be in [1, 4], got {self.mesh_crop_scale}")
         if self.policy not in ("largest", "tracked", "all"):
             raise ValueError(f"policy must be 'largest', 'tracked' or 'all', got {self.policy!r}")
         if self.detect_every < 1:
@@ -94,12 +104,21 @@ class FacePipelineConfig:
         """Constructor options of the configured detector."""
         if self.detector == "dlib":
             return {"upsample": self.dlib_upsample}
+        if self.detector == "retinaface":
+            return {"min_score": min(self.min_score, 0.99), "max_side": self.retinaface_max_side}
         return {"min_face_size": self.mtcnn_min_face_size, "thresholds": tuple(self.mtcnn_thresholds),
                 "device": self.device, "min_score": self.min_score}
 
     def landmarker_options(self) -> dict[str, Any]:
         """Constructor options of the configured landmark model."""
+        if self.landmarker == "mediapipe":
+            return {"crop_scale": self.mesh_crop_scale}
         return {} if self.landmarker == "dlib" else {"device": self.device}
+
+    @property
+    def gives_blendshapes(self) -> bool:
+        """Whether faces come with MediaPipe's mesh and blendshapes (the 'mediapipe' landmarker)."""
+        return self.landmarker == "mediapipe"
 
 
 @dataclass
@@ -110,6 +129,10 @@ class FaceResult:
     """Box, score, landmarks (image pixels), face id and whether it was tracked."""
     aligned: AlignedFace
     """Aligned crop, landmarks in crop pixels, image-to-crop matrix."""
+    mesh: "np.ndarray | None" = None
+    """float32 (478, 3) MediaPipe face mesh in image pixels ('mediapipe' landmarker only)."""
+    blendshapes: "np.ndarray | None" = None
+    """float32 (52,) MediaPipe blendshape scores in ``BLENDSHAPE_NAMES`` order ('mediapipe' only)."""
 
 
 class FacePipeline:
@@ -134,13 +157,24 @@ class FacePipeline:
 
     def _results(self, rgb: np.ndarray, faces: list[Face]) -> list[FaceResult]:
         c = self.config
-        return [FaceResult(f, align_face(rgb, f.landmarks, c.align_size, c.margin)) for f in faces]
+        return self._with_mesh([FaceResult(f, align_face(rgb, f.landmarks, c.align_size, c.margin))
+                                for f in faces])
+
+    def _with_mesh(self, results: list[FaceResult]) -> list[FaceResult]:
+        """Attach the mesh and blendshapes of the landmark fit each face came from (MediaPipe)."""
+        mesh_for = getattr(self.landmarker, "mesh_for", None)
+        if mesh_for is not None:
+            for r in results:
+                fit = mesh_for(r.face.landmarks)
+                if fit is not None:
+                    r.mesh, r.blendshapes = fit.mesh, fit.blendshapes
+        return results
 
     def process_image(self, rgb: np.ndarray) -> list[FaceResult]:
         """Every face of a still image (all detections, largest first, ids 0, 1, ...)."""
         rgb = check_rgb(rgb)
         faces = self.tracker.detect(rgb)
-        lms = self.tracker.fit_detections(rgb, faces)
+        faces, lms = self.tracker.accepted(faces, self.tracker.fit_detections(rgb, faces))
         for i, (f, lm) in enumerate(zip(faces, lms)):
             f.landmarks, f.face_id = lm, i
         return self._results(rgb, faces)
@@ -161,7 +195,8 @@ class FacePipeline:
             yield self.step(rgb, index)
 
     def prealigned(self, crop: np.ndarray) -> list[FaceResult]:
-        """One face from a crop that a dataset already aligned (the face fills the crop).
+        """One face from a crop that a dataset already aligned (the face fills the crop); none
+        when the landmarker rejects it.
 
         Landmarks are fitted inside the whole crop as the box, then refitted inside the
         landmark-derived box. Unless ``realign_prealigned``, the aligned crop is the input
@@ -171,15 +206,20 @@ class FacePipeline:
         h, w = crop.shape[:2]
         whole = np.array([[0, 0, w, h]], dtype=np.float32)
         lm = self.landmarker.fit(crop, whole)[0]
+        if not np.all(np.isfinite(lm)):
+            return []  # the landmarker rejected the face
         lm = self.landmarker.fit(crop, canonical_box(lm)[None])[0]
+        if not np.all(np.isfinite(lm)):
+            return []
         face = Face(box=whole[0], score=1.0, landmarks=lm)
         size = self.config.align_size
         if self.config.realign_prealigned:
-            return [FaceResult(face, align_face(crop, lm, size, self.config.margin))]
+            return self._with_mesh([FaceResult(face, align_face(crop, lm, size, self.config.margin))])
         sx, sy = size / w, size / h
         # Pixel-centre convention: x' = (x + 0.5) * s - 0.5.
         matrix = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5]], dtype=np.float32)
         resized = crop if (h, w) == (size, size) else cv2.resize(
             crop, (size, size), interpolation=cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR)
         crop_lm = (lm * np.array([sx, sy], dtype=np.float32) + matrix[:, 2]).astype(np.float32)
-        return [FaceResult(face, AlignedFace(crop=np.ascontiguousarray(resized), landmarks=crop_lm, matrix=matrix))]
+        return self._with_mesh([FaceResult(face, AlignedFace(crop=np.ascontiguousarray(resized), landmarks=crop_lm,
+                                                             matrix=matrix))])

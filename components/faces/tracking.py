@@ -207,19 +207,32 @@ class FaceTracker:
         return faces
 
     def fit_detections(self, rgb: np.ndarray, faces: list[Face]) -> list[np.ndarray]:
-        """Landmarks (68, 2) for each detection (refitted in its canonical box if configured)."""
+        """Landmarks (68, 2) for each detection (refitted in its canonical box if configured).
+
+        A landmarker that rejects a face (MediaPipe finding none in the crop) gives NaN points;
+        those stay NaN here and ``accepted`` drops them.
+        """
         if not faces:
             return []
         lms = self.landmarker.fit(rgb, np.stack([f.box for f in faces]))
         if self.refit_on_detect:
-            lms = self.landmarker.fit(rgb, np.stack([canonical_box(lm) for lm in lms]))
+            ok = [i for i, lm in enumerate(lms) if np.all(np.isfinite(lm))]
+            if ok:
+                lms = lms.copy()
+                lms[ok] = self.landmarker.fit(rgb, np.stack([canonical_box(lms[i]) for i in ok]))
         return list(lms)
+
+    @staticmethod
+    def accepted(faces: list[Face], lms: list[np.ndarray]) -> tuple[list[Face], list[np.ndarray]]:
+        """The detections whose landmark fit succeeded (finite points), with their landmarks."""
+        keep = [i for i, lm in enumerate(lms) if np.all(np.isfinite(lm))]
+        return [faces[i] for i in keep], [lms[i] for i in keep]
 
     def _detect_step(self, rgb: np.ndarray) -> list[Face]:
         faces = self.detect(rgb)
         if self.policy != "all" and faces:
             faces = self._choose_single(faces)
-        lms = self.fit_detections(rgb, faces)
+        faces, lms = self.accepted(faces, self.fit_detections(rgb, faces))
         boxes = [canonical_box(lm) for lm in lms]
         # Greedy IoU matching, best pairs first, between tracks and fresh detections.
         pairs = sorted(

@@ -13,3 +13,4 @@ from components.models import lrp_arl_ff  # noqa: F401,E402  (registers lrp_arl_
 from components.models import sev_net  # noqa: F401,E402  (registers sev_net*)
 from components.models import to_sequence  # noqa: F401,E402  (registers to_sequence*)
 from components.models import pairwise_rank  # noqa: F401,E402  (registers pairwise_rank*)
+from components.models import blendshape  # noqa: F401,E402  (registers blendshape*)

@@ -12,7 +12,8 @@ Batch keys (all tensors, first dimension B):
 - ``landmark_diff``: float32 (B, len(diff_steps), 68, 2), diff_t = l_{t+s} - l_{t-s};
 - ``labels``: float32 (B, n_AU) with 1, 0 or -1 (unknown);
 - ``intensity``: float32 (B, n_AU), 0-5, -1 unknown (only where the data has it);
-- ``window``: optional float32 (B, T, C, S, S) video window for families that need one.
+- ``window``: optional float32 (B, T, C, S, S) video window for families that need one;
+- ``blendshapes``: float32 (B, 52) MediaPipe blendshape scores, for families that declare them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class InputSpec:
     """Temporal landmark difference steps s the model reads (empty: image only)."""
     window: int = 0
     """Frames of video context the model needs around each frame (0: none)."""
+    blendshapes: bool = False
+    """Reads MediaPipe's 52 blendshape scores (batch key ``blendshapes``, float32 (B, 52)) rather
+    than pixels; faces must come from the face pipeline's 'mediapipe' landmarker."""
 
     def __post_init__(self) -> None:
         if self.image_size < 16:

@@ -206,9 +206,9 @@ def test_face_validates_landmarks_and_area():
 
 
 def test_factories_name_known_backends():
-    with pytest.raises(KeyError, match=r"\['dlib', 'mtcnn'\]"):
+    with pytest.raises(KeyError, match=r"\['dlib', 'mtcnn', 'retinaface'\]"):
         build_detector("retina")
-    with pytest.raises(KeyError, match=r"\['dlib', 'fan'\]"):
+    with pytest.raises(KeyError, match=r"\['dlib', 'fan', 'mediapipe'\]"):
         build_landmarker("pfld")
 
 

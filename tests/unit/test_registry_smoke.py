@@ -67,6 +67,8 @@ def make_batch(model, n_aus: int, b: int = BATCH) -> dict:
         "video_index": torch.zeros(b, dtype=torch.long),
         "frame_order": torch.arange(b),
     }
+    if spec.blendshapes:
+        batch["blendshapes"] = torch.rand(b, 52, generator=g)
     if spec.window:
         batch["window"] = torch.randn(b, spec.window, c, s, s, generator=g)
     return batch

