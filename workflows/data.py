@@ -23,7 +23,9 @@ from components.models.base import InputSpec
 __all__ = ["SplitConfig", "Split", "store_info", "load_split", "fold_count", "frames_files",
            "transformed_dataset", "store_fingerprint"]
 
-COLUMNS = ["sample_id", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
+# "dataset" with "subject" and "video": the full video key (components.video_key) that pairs,
+# windows and the resampling stride group by.
+COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
            "diff_valid", "labels", "intensities"]
 
 
@@ -221,12 +223,14 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
     # evaluation transforms are deterministic.
     rng_seed = None if aug is not None else seed
     if resample is not None:
-        # Paper 001 §3.4.1 within each block of consecutive frames, with a fresh phase every
-        # epoch (Ray Data re-executes the pipeline), so each epoch sees another tenth.
+        # Paper 001 §3.4.1 within each block of consecutive frames, per video of the block, with a
+        # fresh phase every epoch (Ray Data re-executes the pipeline), so each epoch sees another tenth.
         from components.datasets.samplers import ResampleSpec, rare_au_resample
+        from components.video_key import video_keys
 
         labels = np.stack([np.asarray(v, np.int8) for v in batch["labels"]])
-        keep = rare_au_resample(labels, aus, ResampleSpec(**resample), seed=int(np.random.default_rng().integers(1 << 30)))
+        keep = rare_au_resample(labels, aus, ResampleSpec(**resample), seed=int(np.random.default_rng().integers(1 << 30)),
+                                videos=video_keys(batch))
         batch = {k: np.asarray(v)[keep] if len(v) == len(labels) else v for k, v in batch.items()}
     if label_override is not None:
         batch = dict(batch)

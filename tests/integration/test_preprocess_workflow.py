@@ -210,8 +210,8 @@ def test_broken_media_each_end_in_rejects_with_a_reason(ray_2cpu, tmp_path: Path
     assert [r["frame"] for r in no_face] == list(range(98))
     assert {r["reason"] for r in no_face[:95]} == {"no face"}
     assert {r["reason"] for r in no_face[95:]} == {"unreadable"}
-    assert not [r for r in rows if r["video"] == "no_face"]
-    kept = [r for r in rows if r["video"] == "truncated"]
+    assert not [r for r in rows if r["video"] == "no_face.mp4"]
+    kept = [r for r in rows if r["video"] == "truncated.avi"]
     cut = by_file["truncated.avi"]
     assert 10 < len(kept) < 40 and len(kept) + len(cut) == 40
     assert {r["reason"] for r in cut} == {"unreadable"}
@@ -240,7 +240,7 @@ def test_chunked_video_equals_whole_video_on_any_number_of_actors(ray_2cpu, vide
     unit = next(iter(build_adapter("media", video_root).units()))
     whole = process_unit(unit, FacePipeline(FAST_FACE), cfg.store).frames.sort_by("sample_id")
     assert whole.num_rows == 72
-    assert whole.column("sample_id").to_pylist() == [f"media/./single_face/{i:06d}" for i in range(72)]
+    assert whole.column("sample_id").to_pylist() == [f"media/./single_face.mp4/{i:06d}" for i in range(72)]
     one = run_preprocess(cfg)
     two = run_preprocess(video_config(video_root, tmp_path / "two", 2))
     assert (one["units"], two["units"], one["rejects"], two["rejects"]) == (3, 3, 0, 0)
