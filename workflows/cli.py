@@ -13,6 +13,7 @@ STAGES = {
     "tune": "Search hyperparameters with Ray Tune (ASHA) and write the best config",
     "evaluate": "Evaluate runs on held-out subjects; write the report",
     "ensemble": "Choose an ensemble of runs and write its manifest",
+    "recipe": "Train a paper's recipe on every fold, then ensemble the runs (paper 001's vote)",
     "serve": "Serve an ensemble over HTTP with Ray Serve",
     "predict": "Predict AUs for images and videos into OpenFace-style CSVs",
     "export": "Export ensemble members to TorchScript or ONNX (no Ray needed to use them)",

@@ -44,6 +44,10 @@ class SplitConfig:
     """Share of the training identity groups carved out for validation."""
     seed: int = 0
     """Seed of the k-fold and validation assignment."""
+    train_folds: int = 0
+    """Datasets with an official split (Aff-Wild2): also this many folds by identity group over
+    the official training split, numbered 2..train_folds+1 after the official fold 1 (paper 001
+    §4.3: 4); the official validation subjects stay out of them (``FoldSpec.train_folds``)."""
     by: str = "group"
     """'group': folds never split an identity group (the default and the only leak-free choice);
     'subject': every subject its own group, for data from fewer identities than folds (test
@@ -56,6 +60,8 @@ class SplitConfig:
             raise ValueError(f"fold must be >= 0 and k >= 2, got fold={self.fold}, k={self.k}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.train_folds == 1 or self.train_folds < 0:
+            raise ValueError(f"train_folds must be 0 or >= 2, got {self.train_folds}")
         if self.folds not in ("auto", "kfold"):
             raise ValueError(f"folds must be 'auto' or 'kfold', got {self.folds!r}")
 
@@ -169,7 +175,13 @@ def fold_spec(dataset: str, cfg: SplitConfig) -> Any:
         spec = load_folds(dataset, default_k=cfg.k, seed=cfg.seed)
     else:
         spec = FoldSpec(dataset=dataset, kind="kfold", k=cfg.k, seed=cfg.seed)
-    return replace(spec, val_fraction=cfg.val_fraction)
+    if cfg.train_folds and spec.kind != "split":
+        from workflows.runtime import UserError
+
+        raise UserError(f"split.train_folds={cfg.train_folds} needs a dataset with an official split "
+                         f"(fold kind 'split', e.g. affwild2); {dataset} folds are of kind {spec.kind!r}")
+    return replace(spec, val_fraction=cfg.val_fraction,
+                   **({"train_folds": cfg.train_folds} if cfg.train_folds else {}))
 
 
 def subject_splits(store: str) -> dict[str, str]:
@@ -229,8 +241,8 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
         from components.video_key import video_keys
 
         labels = np.stack([np.asarray(v, np.int8) for v in batch["labels"]])
-        keep = rare_au_resample(labels, aus, ResampleSpec(**resample), seed=int(np.random.default_rng().integers(1 << 30)),
-                                videos=video_keys(batch))
+        keep = rare_au_resample(labels, aus, ResampleSpec(**resample),
+                                seed=int(np.random.default_rng().integers(1 << 30)), videos=video_keys(batch))
         batch = {k: np.asarray(v)[keep] if len(v) == len(labels) else v for k, v in batch.items()}
     if label_override is not None:
         batch = dict(batch)

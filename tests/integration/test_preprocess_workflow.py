@@ -241,7 +241,8 @@ def test_same_stem_inputs_each_land_once_and_counts_come_from_the_store(ray_2cpu
     assert main(argv) == 0
     frames, rejects = read_dir(store / "frames"), read_dir(store / "rejects")
     inputs = {"face.jpg", "face.png", "sub/face.jpg", "clip.jpg", "clip.mp4"}
-    landed = [str(Path(p).relative_to(root)) for p in frames.column("source").to_pylist() + rejects.column("source").to_pylist()]
+    sources = frames.column("source").to_pylist() + rejects.column("source").to_pylist()
+    landed = [str(Path(p).relative_to(root)) for p in sources]
     assert set(landed) == inputs
     assert len(frames.column("sample_id").to_pylist() + rejects.column("sample_id").to_pylist()) == 4 + 6
     assert sorted(set(frames.column("video").to_pylist() + rejects.column("video").to_pylist())) == [

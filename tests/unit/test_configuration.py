@@ -79,7 +79,8 @@ def test_every_shipped_yaml_parses() -> None:
 
     root = Path(__file__).resolve().parents[2] / "workflows" / "configs"
     kinds = {"demo": "workflows.demo:DemoConfig", "preprocess": "workflows.preprocess:PreprocessConfig",
-             "train": "workflows.train:TrainConfig", "tune": "workflows.tune:SearchConfig"}
+             "train": "workflows.train:TrainConfig", "tune": "workflows.tune:SearchConfig",
+             "recipe": "workflows.train:TrainConfig"}
     files = sorted(root.glob("*.yaml"))
     assert len(files) >= 9
     for f in files:
