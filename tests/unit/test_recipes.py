@@ -67,7 +67,8 @@ def test_other_recipes_values() -> None:
     seq = recipe("to-sequence-affwild2")                   # papers 000 §3, 002 §3
     assert (seq.select_metric, seq.batch_size * seq.workers) == ("acc_f1", 64)
     sev = recipe("sev-net-bp4d")                            # paper 003 §4.2
-    assert (sev.optim.optimizer, sev.optim.lr, sev.optim.schedule, sev.optim.gamma) == ("adam", 0.001, "epoch_decay", 0.85)
+    assert (sev.optim.optimizer, sev.optim.lr, sev.optim.schedule, sev.optim.gamma) == (
+        "adam", 0.001, "epoch_decay", 0.85)
     assert (sev.epochs, sev.batch_size * sev.workers) == (50, 100)
     pair = recipe("pairwise-rank-affwild2")                 # paper 004 §3.1-3.3
     assert list(pair.stage_epochs) == ["rank", "uncertainty", "mapping"]
