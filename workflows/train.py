@@ -341,7 +341,8 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
     latest = _as_uri(cfg.out, result.checkpoint.path) if result.checkpoint else None
     summary = {"run": cfg.run_name(), "run_dir": run_dir, "model": cfg.model,
                "checkpoint": latest if cfg.select == "last" and latest else best, "select": cfg.select,
-               "select_metric": cfg.select_metric, "best_val_score": max(h.get("val_score", h["val_mean_f1"]) for h in history),
+               "select_metric": cfg.select_metric,
+               "best_val_score": max(h.get("val_score", h["val_mean_f1"]) for h in history),
                "best_checkpoint": best, "latest_checkpoint": latest,
                "best_val_mean_f1": max(h["val_mean_f1"] for h in history), "epochs_run": len(history),
                "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
