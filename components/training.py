@@ -31,12 +31,16 @@ class OptimConfig:
     """Weight decay."""
     momentum: float = 0.9
     """SGD momentum."""
-    schedule: Literal["none", "step", "epoch_decay", "cosine"] = "cosine"
-    """'step': ×gamma every step_epochs (paper 003); 'epoch_decay': ×gamma every epoch (paper 001)."""
+    schedule: Literal["none", "step", "epoch_decay", "cosine", "multistep"] = "cosine"
+    """'step': ×gamma every step_epochs; 'epoch_decay': ×gamma every epoch (paper 003 §4.2);
+    'multistep': ×gamma at each of ``milestones`` (paper 001 §4.2)."""
     step_epochs: int = 10
     """Epochs between decays for the step schedule."""
     gamma: float = 0.1
-    """Decay factor for step / epoch_decay."""
+    """Decay factor for step / epoch_decay / multistep."""
+    milestones: tuple[int, ...] = ()
+    """multistep: epochs (1-based) from which the learning rate is ×gamma once more, e.g.
+    (4, 6, 8): "reduced to one-tenth of the original at the 4th, 6th, and 8th steps" (paper 001)."""
     amp: Literal["none", "bf16", "fp16"] = "bf16"
     """Autocast precision on GPU (ignored on CPU: float32)."""
     grad_clip: float = 5.0
@@ -47,6 +51,8 @@ class OptimConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 < self.gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.schedule == "multistep" and (not self.milestones or min(self.milestones) < 1):
+            raise ValueError(f"schedule 'multistep' needs milestones >= 1, got {self.milestones}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
 
@@ -64,6 +70,9 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, epochs: int) -
     """Per-epoch scheduler (``.step()`` once per epoch)."""
     if cfg.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_epochs, gamma=cfg.gamma)
+    if cfg.schedule == "multistep":
+        # Epoch e (0-based) runs at gamma^(milestones <= e + 1): milestone 4 = the 4th epoch.
+        return torch.optim.lr_scheduler.MultiStepLR(opt, [m - 1 for m in cfg.milestones], gamma=cfg.gamma)
     if cfg.schedule == "epoch_decay":
         return torch.optim.lr_scheduler.ExponentialLR(opt, gamma=cfg.gamma)
     if cfg.schedule == "cosine":

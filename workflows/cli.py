@@ -30,6 +30,7 @@ STAGES = {
     "tune": "Search hyperparameters with Ray Tune (ASHA) and write the best config",
     "evaluate": "Evaluate runs on held-out subjects; write the report",
     "ensemble": "Choose an ensemble of runs and write its manifest",
+    "recipe": "Train a paper's recipe on every fold, then ensemble the runs (paper 001's vote)",
     "serve": "Serve an ensemble over HTTP with Ray Serve",
     "predict": "Predict AUs for images and videos into OpenFace-style CSVs",
     "export": "Export ensemble members to TorchScript or ONNX (no Ray needed to use them)",
@@ -50,6 +51,8 @@ STAGE_CONFIGS = {
     "predict": "workflows.predict:PredictConfig",
     "export": "workflows.export:ExportConfig",
     "models": "workflows.models:ModelsConfig",
+    "recipe": "workflows.recipe:RecipeConfig",
+    "weights": "workflows.weights:WeightsConfig",
 }
 """Each stage's one typed config (``module:class``); a shipped YAML's stage is the part of its
 file name before the first '-' (``train-bp4d.yaml`` → ``train``, ``demo.yaml`` → ``demo``)."""

@@ -23,7 +23,9 @@ from components.models.base import InputSpec
 __all__ = ["SplitConfig", "Split", "store_info", "load_split", "fold_count", "frames_files",
            "transformed_dataset", "store_fingerprint"]
 
-COLUMNS = ["sample_id", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
+# "dataset" with "subject" and "video": the full video key (components.video_key) that pairs,
+# windows and the resampling stride group by.
+COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
            "diff_valid", "labels", "intensities", "blendshapes"]
 OPTIONAL_COLUMNS = ("blendshapes",)
 """Columns read only where the store has them (stores written before they existed lack them)."""
@@ -44,6 +46,10 @@ class SplitConfig:
     """Share of the training identity groups carved out for validation."""
     seed: int = 0
     """Seed of the k-fold and validation assignment."""
+    train_folds: int = 0
+    """Datasets with an official split (Aff-Wild2): also this many folds by identity group over
+    the official training split, numbered 2..train_folds+1 after the official fold 1 (paper 001
+    §4.3: 4); the official validation subjects stay out of them (``FoldSpec.train_folds``)."""
     by: str = "group"
     """'group': folds never split an identity group (the default and the only leak-free choice);
     'subject': every subject its own group, for data from fewer identities than folds (test
@@ -56,6 +62,8 @@ class SplitConfig:
             raise ValueError(f"fold must be >= 0 and k >= 2, got fold={self.fold}, k={self.k}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.train_folds == 1 or self.train_folds < 0:
+            raise ValueError(f"train_folds must be 0 or >= 2, got {self.train_folds}")
         if self.folds not in ("auto", "kfold"):
             raise ValueError(f"folds must be 'auto' or 'kfold', got {self.folds!r}")
 
@@ -169,7 +177,13 @@ def fold_spec(dataset: str, cfg: SplitConfig) -> Any:
         spec = load_folds(dataset, default_k=cfg.k, seed=cfg.seed)
     else:
         spec = FoldSpec(dataset=dataset, kind="kfold", k=cfg.k, seed=cfg.seed)
-    return replace(spec, val_fraction=cfg.val_fraction)
+    if cfg.train_folds and spec.kind != "split":
+        from workflows.runtime import UserError
+
+        raise UserError(f"split.train_folds={cfg.train_folds} needs a dataset with an official split "
+                         f"(fold kind 'split', e.g. affwild2); {dataset} folds are of kind {spec.kind!r}")
+    return replace(spec, val_fraction=cfg.val_fraction,
+                   **({"train_folds": cfg.train_folds} if cfg.train_folds else {}))
 
 
 def subject_splits(store: str) -> dict[str, str]:
@@ -223,12 +237,14 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
     # evaluation transforms are deterministic.
     rng_seed = None if aug is not None else seed
     if resample is not None:
-        # Paper 001 §3.4.1 within each block of consecutive frames, with a fresh phase every
-        # epoch (Ray Data re-executes the pipeline), so each epoch sees another tenth.
+        # Paper 001 §3.4.1 within each block of consecutive frames, per video of the block, with a
+        # fresh phase every epoch (Ray Data re-executes the pipeline), so each epoch sees another tenth.
         from components.datasets.samplers import ResampleSpec, rare_au_resample
+        from components.video_key import video_keys
 
         labels = np.stack([np.asarray(v, np.int8) for v in batch["labels"]])
-        keep = rare_au_resample(labels, aus, ResampleSpec(**resample), seed=int(np.random.default_rng().integers(1 << 30)))
+        keep = rare_au_resample(labels, aus, ResampleSpec(**resample),
+                                seed=int(np.random.default_rng().integers(1 << 30)), videos=video_keys(batch))
         batch = {k: np.asarray(v)[keep] if len(v) == len(labels) else v for k, v in batch.items()}
     if label_override is not None:
         batch = dict(batch)

@@ -35,15 +35,15 @@ import pyarrow.fs as pafs
 
 from components import storage
 from components.configuration import save_yaml, to_dict
-from components.datasets.base import build_adapter
+from components.datasets.base import build_adapter, unit_origin
 from components.faces.pipeline import FacePipelineConfig
 from components.preprocessing import StoreConfig, plan_chunks
 from components.schema import SCHEMA_VERSION
-from workflows.preprocess_units import FAULT_ENV, UnitProcessor, marker_done, unit_stem
+from workflows.preprocess_units import FAULT_ENV, UnitProcessor, marker_done, unit_stem, written_counts
 
 log = logging.getLogger("facsflow.preprocess")
 
-__all__ = ["PreprocessConfig", "UnitsFailed", "Plan", "plan_items", "run_preprocess", "unit_stem",
+__all__ = ["PreprocessConfig", "UnitsFailed", "InputsLost", "Plan", "plan_items", "run_preprocess", "unit_stem",
            "result_fingerprint", "min_chunk_overlap", "main", "FAULT_ENV"]
 
 
@@ -120,6 +120,11 @@ class UnitsFailed(RuntimeError):
     """Some units did not finish; their frames are not in the store. Rerunning retries them."""
 
 
+class InputsLost(RuntimeError):
+    """The written store does not account for every input frame (a unit's files replaced by
+    another's, or rows missing): the store is left unfinished (no store.json)."""
+
+
 @dataclass
 class Plan:
     """What a run has to do: the pending work items and what the dataset holds in all."""
@@ -131,6 +136,9 @@ class Plan:
     """Input frames of the whole dataset (finished units included)."""
     units_total: int
     """Units (chunks) of the whole dataset."""
+    expected: dict[str, int] = field(default_factory=dict)
+    """Stem of every unit (chunk) of the whole dataset → input frames it must account for (an
+    empty unit: 1, its "unreadable" reject)."""
 
 
 def plan_items(cfg: PreprocessConfig) -> Plan:
@@ -142,19 +150,24 @@ def plan_items(cfg: PreprocessConfig) -> Plan:
     total = n_units = 0
     subjects: dict[str, dict[str, str]] = {}
     seen: dict[str, str] = {}
+    expected: dict[str, int] = {}
     for unit in adapter.units():
         subjects.setdefault(unit.subject, {"group": unit.group, "split": str(unit.meta.get("split", ""))})
         chunks = plan_chunks(len(unit.frames), cfg.store.chunk_frames)
         total += len(unit.frames)
         n_units += len(chunks)
         base = unit_stem(unit)
-        if seen.setdefault(base, unit.key) != unit.key:
-            raise UserError(f"{cfg.root}: units {seen[base]!r} and {unit.key!r} would share the store "
-                            f"files {base}.*; the {cfg.dataset} adapter listed the same video twice?")
+        if base in seen:
+            # Adapters refuse duplicate keys themselves (components.datasets.base.unique_units);
+            # this guards any adapter: two units never write one file, whatever their keys.
+            raise UserError(f"{cfg.root}: {seen[base]} and {unit_origin(unit)} would share the store "
+                            f"files {base}.* (video {unit.key!r}); rename or move one of them")
+        seen[base] = unit_origin(unit)
         plan_uri = storage.join(cfg.out, "_plan", f"{base}.pkl")
         written = False
         for chunk in chunks:
             stem = unit_stem(unit, chunk, len(chunks))
+            expected[stem] = chunk.stop - chunk.start if unit.frames else 1
             if cfg.resume and marker_done(storage.join(cfg.out, "_markers", f"{stem}.json")):
                 continue
             if not written:
@@ -166,7 +179,7 @@ def plan_items(cfg: PreprocessConfig) -> Plan:
             items.append({"stem": stem, "plan": plan_uri, "chunk": chunk.index, "start": chunk.start,
                           "stop": chunk.stop, "frames": chunk.stop - chunk.start})
     storage.write_json(storage.join(cfg.out, "subjects.json"), subjects)
-    return Plan(items, tuple(adapter.aus), total, n_units)
+    return Plan(items, tuple(adapter.aus), total, n_units, expected)
 
 
 def _clear(cfg: PreprocessConfig, names: tuple[str, ...]) -> None:
@@ -261,11 +274,30 @@ def _unit_rows(cfg: PreprocessConfig, items: list[dict[str, Any]], aus: Any, act
     return out
 
 
+def _count_written(cfg: PreprocessConfig, plan: Plan, ran: set[str], summary: dict[str, Any]) -> None:
+    """Fill the summary's counts from the store's files and check every input is accounted for.
+
+    Counted from what was written, not from the actors' reports: on 2026-12-03 ``face.jpg`` and
+    ``face.png`` shared one video id, the run reported 3 rows for 3 files and the store held 2.
+    Raises ``InputsLost`` naming the units whose files do not hold one row or reject per frame.
+    """
+    counts = {stem: written_counts(cfg.out, stem) for stem in plan.expected}
+    summary["rows"] = sum(counts[s][0] for s in ran)
+    summary["rejects"] = sum(counts[s][1] for s in ran)
+    summary["store_rows"] = sum(c[0] for c in counts.values())
+    summary["store_rejects"] = sum(c[1] for c in counts.values())
+    lost = sorted(f"{s} ({counts[s][2]} of {n})" for s, n in plan.expected.items() if counts[s][2] != n)
+    if lost:
+        raise InputsLost(f"{len(lost)} unit(s) of {cfg.out} do not account for every input frame in "
+                         f"frames/ or rejects/ (frames accounted of expected): {', '.join(lost[:5])}")
+
+
 def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     """Run preprocessing on the connected Ray cluster; return a summary.
 
     Keys: store, frames_in (whole dataset), units (processed by this run), rows, rejects (this
-    run's), nodes (node ids that processed units), seconds (wall, all of it), startup_seconds
+    run's units), store_rows, store_rejects (the whole store; all four counted from the written
+    files), nodes (node ids that processed units), seconds (wall, all of it), startup_seconds
     (until the first unit started: planning, actor start, model loading) and
     processing_seconds (first unit started to last unit finished). Raises ``UnitsFailed`` when some
     units could not be finished (the others are kept; rerun to retry them).
@@ -330,7 +362,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
             pending = [it for it in pending if it["stem"] not in finished]
             if not pending:
                 break
-        summary.update(rows=progress.rows, rejects=progress.rejects, nodes=sorted(nodes))
+        summary["nodes"] = sorted(nodes)
         if progress.done_units:
             summary["startup_seconds"] = round(progress.first_start - wall0, 3)
             summary["processing_seconds"] = round(progress.last_end - progress.first_start, 3)
@@ -340,6 +372,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
         raise UnitsFailed(
             f"{len(failed)} of {len(items)} unit(s) did not finish (e.g. {', '.join(failed[:5])}); "
             f"their frames are not in {cfg.out}. Rerun the same command to retry only those.")
+    _count_written(cfg, plan, {it["stem"] for it in items}, summary)
     _clear(cfg, ("_plan",))
     info = {"schema_version": SCHEMA_VERSION, "dataset": cfg.dataset, "aus": list(plan.aus),
             "diff_steps": list(cfg.store.diff_steps), "image_size": cfg.face.align_size,
@@ -379,11 +412,11 @@ def main(argv: "list[str] | None" = None) -> int:
     with ray_session(args.address):
         try:
             summary = run_preprocess(cfg)
-        except UnitsFailed as e:
+        except (UnitsFailed, InputsLost) as e:
             log.error("%s", e)
             return 1
-    print(f"feature store: {cfg.out}/frames ({summary['rows']} rows), {cfg.out}/rejects "
-          f"({summary['rejects']} rejects); {summary['frames_in']} input frames, "
+    print(f"feature store: {cfg.out}/frames ({summary['store_rows']} rows), {cfg.out}/rejects "
+          f"({summary['store_rejects']} rejects); {summary['frames_in']} input frames, "
           f"{summary['units']} unit(s) processed, {summary['seconds']} s")
     return 0
 

@@ -23,7 +23,7 @@ from components.faces.pipeline import FacePipelineConfig
 from components.preprocessing import Chunk, StoreConfig
 from components.schema import store_metadata
 
-__all__ = ["FAULT_ENV", "UnitProcessor", "unit_stem", "marker_done", "write_atomic_text"]
+__all__ = ["FAULT_ENV", "UnitProcessor", "unit_stem", "marker_done", "write_atomic_text", "written_counts"]
 
 FAULT_ENV = "FACSFLOW_FAULT_KILL_UNIT"
 """Fault injection for tests: the actor processing the unit with this stem SIGKILLs itself after
@@ -140,3 +140,29 @@ def marker_done(uri: str) -> bool:
     except (FileNotFoundError, OSError, ValueError):
         return False
     return True
+
+
+def written_counts(out: str, stem: str) -> tuple[int, int, int]:
+    """(rows, rejects, input frames accounted for) of one unit (or chunk) as its store files hold
+    them: read back, not taken from the actor's report, so a file another unit overwrote shows.
+
+    A frame is accounted for when it has at least one row (one per face) or a reject; an
+    unopenable video's one reject (frame -1) accounts for the unit.
+    """
+    import pyarrow.parquet as pq
+
+    rows = rejects = 0
+    seen: set[int] = set()
+    for folder in ("frames", "rejects"):
+        uri = storage.join(out, folder, f"{stem}.parquet")
+        if not storage.exists(uri):
+            continue
+        fs, path = storage.resolve(uri)
+        with fs.open_input_file(path) as f:
+            frames = pq.read_table(f, columns=["frame"]).column("frame").to_pylist()
+        if folder == "frames":
+            rows = len(frames)
+        else:
+            rejects = len(frames)
+        seen.update(frames)
+    return rows, rejects, len(seen)

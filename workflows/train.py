@@ -6,8 +6,9 @@
 Data come straight from the Parquet store through Ray Data: decoding, augmentation and the
 model's input transform run on CPU in Ray Data; workers read their shard with
 ``iter_torch_batches``. Every epoch reports validation metrics and a full checkpoint from every
-rank; the best k by validation mean F1 and the latest are kept; a worker failure resumes from the
-latest checkpoint, and starting a finished run again returns its result instead of retraining.
+rank; the best k by the validation score (``select_metric``) and the latest are kept; a worker
+failure resumes from the latest checkpoint, and starting a finished run again returns its result
+instead of retraining.
 """
 
 from __future__ import annotations
@@ -67,14 +68,18 @@ class TrainConfig:
     shuffle_buffer: int = 512
     """Local shuffle buffer (rows) per worker."""
     early_stop_patience: int = 4
-    """Stop after this many epochs without a better validation mean F1 (0: never)."""
+    """Stop after this many epochs without a better validation score (``select_metric``; 0: never)."""
     keep_best: int = 2
-    """Checkpoints kept by validation mean F1 (the latest is always kept too)."""
+    """Checkpoints kept by validation score (``select_metric``; the latest is always kept too)."""
     select: str = "best"
     """The checkpoint the run hands to evaluation, ensembles and serving (``checkpoint`` in
-    run.json): 'best' by validation mean F1, or 'last' (the end of the schedule), for a
-    validation set too small to rank epochs (the demo's one identity: measured, 'best' picked
+    run.json): 'best' by validation score (``select_metric``), or 'last' (the end of the
+    schedule), for a validation set too small to rank epochs (the demo's one identity: measured, 'best' picked
     epoch 2 of 6 at held-out 0.331 where the last epoch scored 0.464)."""
+    select_metric: str = "f1"
+    """The validation score that ranks epochs (best checkpoint, early stopping; recorded in
+    run.json): 'f1' (mean F1 over AUs), or 'acc_f1' (0.5 x mean accuracy + 0.5 x mean F1, the
+    ABAW 2020 metric papers 000 §3 and 002 §3 select their models by)."""
     max_failures: int = 2
     """Worker-group restarts allowed after failures (resume from the latest checkpoint)."""
     seed: int = 0
@@ -107,6 +112,8 @@ class TrainConfig:
             raise ValueError("epochs, batch_size and workers must be >= 1")
         if self.select not in ("best", "last"):
             raise ValueError(f"select must be best or last, got {self.select!r}")
+        if self.select_metric not in ("f1", "acc_f1"):
+            raise ValueError(f"select_metric must be 'f1' or 'acc_f1', got {self.select_metric!r}")
         if self.keep_best < 1:
             raise ValueError(f"keep_best must be >= 1, got {self.keep_best}")
         if self.pos_weight not in ("none", "balanced"):
@@ -218,12 +225,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         res = evaluate_occurrence(val["probs"], val["labels"], aus)
         val_bce = masked_bce_of_probs(val["probs"], val["labels"]) if len(val["labels"]) else float("nan")
         mean_f1 = float(res["mean_f1"])
-        improved = mean_f1 > best
-        best, stale = (mean_f1, 0) if improved else (best, stale + 1)
+        score = mean_f1 if cfg.select_metric == "f1" else 0.5 * float(res["mean_accuracy"]) + 0.5 * mean_f1
+        improved = score > best
+        best, stale = (score, 0) if improved else (best, stale + 1)
         train_loss, seen_all = _all_ranks_mean(losses, seen, world)
         metrics = {"epoch": epoch, "train_loss": train_loss, "samples_all_workers": seen_all,
                    "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]), "val_bce": val_bce,
-                   "best_val_mean_f1": best, "samples_per_s": seen / max(train_s, 1e-9),
+                   "val_score": score, "best_val_score": best,
+                   "best_val_mean_f1": max([mean_f1] + [h["val_mean_f1"] for h in history
+                                                        if h["stage"] == (stage or "train")]),
+                   "samples_per_s": seen / max(train_s, 1e-9),
                    "first_batch_s": first_batch_s or 0.0, "data_wait_s": data_wait_s,
                    "epoch_seconds": time.perf_counter() - t0, "lr": opt.param_groups[0]["lr"],
                    "stage": stage or "train", "worker_nodes": worker_nodes,
@@ -233,7 +244,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             step_name = f" ({stage})" if stage else ""
             print(f"[{cfg.run_name()}] epoch {epoch + 1}/{len(schedule)}{step_name} loss {metrics['train_loss']:.4f} "
-                  f"val mean F1 {mean_f1:.3f} (best {best:.3f}) {metrics['samples_per_s']:.1f} samples/s, "
+                  f"val mean F1 {mean_f1:.3f}, {cfg.select_metric} {score:.3f} (best {best:.3f}) "
+                  f"{metrics['samples_per_s']:.1f} samples/s, "
                   f"waited {data_wait_s:.1f} s for data")
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
@@ -315,7 +327,7 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
         run_config=ray.train.RunConfig(
             name=cfg.run_name(), storage_path=storage_path, storage_filesystem=storage_fs,
             checkpoint_config=ray.train.CheckpointConfig(
-                num_to_keep=cfg.keep_best, checkpoint_score_attribute="val_mean_f1",
+                num_to_keep=cfg.keep_best, checkpoint_score_attribute="val_score",
                 checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             callbacks=list(callbacks or []) + _tracking_callbacks(cfg)),
@@ -329,6 +341,8 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
     latest = _as_uri(cfg.out, result.checkpoint.path) if result.checkpoint else None
     summary = {"run": cfg.run_name(), "run_dir": run_dir, "model": cfg.model,
                "checkpoint": latest if cfg.select == "last" and latest else best, "select": cfg.select,
+               "select_metric": cfg.select_metric,
+               "best_val_score": max(h.get("val_score", h["val_mean_f1"]) for h in history),
                "best_checkpoint": best, "latest_checkpoint": latest,
                "best_val_mean_f1": max(h["val_mean_f1"] for h in history), "epochs_run": len(history),
                "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
@@ -342,6 +356,7 @@ def read_run(run_dir: str) -> dict[str, Any]:
     summary = json.loads(storage.read_text(storage.join(run_dir, "run.json")))
     summary.setdefault("checkpoint", summary["best_checkpoint"])
     summary.setdefault("select", "best")
+    summary.setdefault("select_metric", "f1")
     return summary
 
 
@@ -394,7 +409,7 @@ def _as_uri(out: str, path: str) -> str:
 
 
 def _best_checkpoint(result: Any) -> str:
-    pairs = [(m.get("val_mean_f1", -1.0), c) for c, m in (result.best_checkpoints or [])]
+    pairs = [(m.get("val_score", -1.0), c) for c, m in (result.best_checkpoints or [])]
     if not pairs:
         raise RuntimeError("training reported no checkpoint")
     score, ckpt = max(pairs, key=lambda p: p[0])

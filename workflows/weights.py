@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 
 def describe(name: str, load: bool = False) -> dict:
@@ -60,28 +60,49 @@ def _text(row: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class WeightsConfig:
+    """``facsflow weights``: which catalogue entries to show, and how."""
+
+    names: tuple[str, ...] = ()
+    """Entries to show (default: all); also given as positional arguments."""
+    json: bool = False
+    """Machine-readable output."""
+    load: bool = False
+    """Also build each present network and time it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags generated from ``WeightsConfig``, plus entry names as positional arguments."""
+    from workflows.cli import stage_parser
+
+    p = stage_parser(WeightsConfig, "facsflow weights", ray=False,
+                     description="List the pretrained-weights catalogue: licence, presence, checksum, "
+                                 "and how to get each entry.")
+    p.add_argument("entries", nargs="*", help="entries to show (as --names)")
+    return p
+
+
 def main(argv: "list[str] | None" = None) -> int:
     from components import weights
+    from workflows.cli import stage_config
 
-    p = argparse.ArgumentParser(prog="facsflow weights", description="List the pretrained-weights catalogue.")
-    p.add_argument("names", nargs="*", help="entries to show (default: all)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--load", action="store_true", help="also build each present network and time it")
-    args = p.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    cfg: WeightsConfig = stage_config(args, extra={"names": list(args.entries)} if args.entries else None)
     try:
-        names = args.names or [e.name for e in weights.list_entries()]
-        rows = [describe(n, args.load) for n in names]
+        names = list(cfg.names) or [e.name for e in weights.list_entries()]
+        rows = [describe(n, cfg.load) for n in names]
     except weights.UnknownWeightsError as exc:
         print(f"facsflow: error: {exc}", file=sys.stderr)
         return 2
-    if args.json:
+    if cfg.json:
         print(json.dumps(rows, indent=2))
     else:
         print("\n".join(_text(r) for r in rows))
         restricted = [r["name"] for r in rows if r["commercial_use"] != "yes"]
         if restricted:
             print(f"\nnot cleared for commercial use: {', '.join(restricted)} (models built on them inherit this)")
-    return 1 if args.names and not all(r["verified"] for r in rows) else 0
+    return 1 if cfg.names and not all(r["verified"] for r in rows) else 0
 
 
 if __name__ == "__main__":

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from components.au import DATASET_AUS, validate_au_list
-from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
+from components.datasets.base import (FrameRecord, LayoutError, VideoUnit, distinct_units,
+                                      register_adapter)
 from components.datasets.folds import read_groups
 from components.datasets.media import VIDEO_EXTS, find_dir, index_frame_files, natural_key
 from components.datasets.video_io import video_frame_count
@@ -157,6 +158,7 @@ class AffWild2Adapter:
                     index.setdefault(stem, Path(dirpath) / f)
         return index
 
+    @distinct_units
     def units(self) -> Iterator[VideoUnit]:
         """One unit per annotation file, sorted by video name."""
         files = self.label_files()

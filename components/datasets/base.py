@@ -7,9 +7,10 @@ parallel preprocessing is a ``VideoUnit`` (temporal features need ordered neighb
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Literal, Protocol, Sequence
 
 __all__ = [
     "FrameRecord",
@@ -20,6 +21,9 @@ __all__ = [
     "build_adapter",
     "list_adapters",
     "sample_id",
+    "unit_origin",
+    "unique_units",
+    "distinct_units",
 ]
 
 SourceKind = Literal["image", "video", "zip"]
@@ -83,6 +87,42 @@ class VideoUnit:
     def key(self) -> str:
         """Unique id of the unit inside its dataset (completion markers use it)."""
         return f"{self.dataset}/{self.subject}/{self.video}"
+
+
+def unit_origin(unit: VideoUnit) -> str:
+    """The input a unit was read from, for messages: its media file, label file or label folder,
+    else its first frame's source, else its key."""
+    for key in ("path", "label_file", "labels_dir"):
+        if unit.meta.get(key):
+            return str(unit.meta[key])
+    first = next((f.source for f in unit.frames if f.source), "")
+    return first or unit.key
+
+
+def unique_units(units: Iterable[VideoUnit]) -> Iterator[VideoUnit]:
+    """Pass ``units`` through; raise ``LayoutError`` naming both inputs when two share a key.
+
+    Two units with one (dataset, subject, video) key would write the same store files (one
+    silently replacing the other) and be grouped as one video (``components.video_key``).
+    """
+    seen: dict[str, str] = {}
+    for unit in units:
+        origin = unit_origin(unit)
+        if unit.key in seen:
+            raise LayoutError(f"{seen[unit.key]} and {origin} both give the video {unit.key!r}: one would "
+                              "replace the other in the feature store; rename or move one of them")
+        seen[unit.key] = origin
+        yield unit
+
+
+def distinct_units(method: Callable[..., Iterator[VideoUnit]]) -> Callable[..., Iterator[VideoUnit]]:
+    """Decorator for an adapter's ``units``: refuse two units with one key (``unique_units``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Iterator[VideoUnit]:
+        return unique_units(method(self, *args, **kwargs))
+
+    return wrapper
 
 
 class DatasetAdapter(Protocol):

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from components.au import DATASET_AUS, validate_au_list
-from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
+from components.datasets.base import (FrameRecord, LayoutError, VideoUnit, distinct_units,
+                                      register_adapter)
 from components.datasets.folds import read_groups
 from components.datasets.media import find_dir, frame_number, index_frame_files, natural_key
 from components.datasets.video_io import ZIP_SEP
@@ -229,6 +230,7 @@ class BP4DAdapter:
                     dirs[int(m.group(1))] = d
         return dirs
 
+    @distinct_units
     def units(self) -> Iterator[VideoUnit]:
         """One unit per label file, sorted by subject then task (natural order)."""
         label_files = self._label_files()

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from components.au import DATASET_AUS, validate_au_list
-from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
+from components.datasets.base import (FrameRecord, LayoutError, VideoUnit, distinct_units,
+                                      register_adapter)
 from components.datasets.folds import read_groups
 from components.datasets.media import find_dir, natural_key
 from components.datasets.video_io import video_frame_count
@@ -94,6 +95,7 @@ class DISFAAdapter:
     def _dir(self, name: str) -> "Path | None":
         return find_dir(self.root, name, (name,), max_depth=3)
 
+    @distinct_units
     def units(self) -> Iterator[VideoUnit]:
         """One unit per subject folder of ActionUnit_Labels, in natural order (SN001, SN002...)."""
         labels_dir = self._dir("ActionUnit_Labels")

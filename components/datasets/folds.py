@@ -5,7 +5,9 @@ Three kinds, each read from ``components/datasets/folds/<dataset>.yaml`` (``load
 - ``subjects``: literal test-subject lists per fold (the BP4D and DISFA 3-fold protocol of
   JAA-Net and ME-GraphAU; the YAML documents how our fold numbers map to theirs);
 - ``split``: the units' own split (``VideoUnit.meta['split']``), e.g. ABAW's official
-  train / validation, where the official validation set is the test set;
+  train / validation, where the official validation set is the test set; with ``train_folds``
+  = k, folds 2..k+1 are k folds by identity group over the training split (paper 001 §4.3:
+  "in addition to the official validation set, we also did 4-fold cross-validation");
 - ``kfold``: k folds by identity group, balanced by subject count (``kfold_by_group``), the
   default for any dataset without a YAML (synthetic, manifest).
 
@@ -55,6 +57,12 @@ class FoldSpec:
     """kind 'split': units whose meta['split'] equals this are the test set."""
     train_splits: tuple[str, ...] = ("train",)
     """kind 'split': the splits that train and validation are drawn from."""
+    train_folds: int = 0
+    """kind 'split': folds by identity group over the training split added after the official
+    fold (0: none). Fold 1 tests on ``test_split``; fold k+1 tests on the k-th of these folds and
+    trains on the rest of the training split. The ``test_split`` subjects are in none of them
+    (ours: the paper does not say; kept out, a vote of all the folds' models can be scored on
+    the official validation set, which no member saw)."""
     val_fraction: float = 0.2
     """Share of the training subjects (rounded, whole groups) held out for validation."""
     seed: int = 0
@@ -80,6 +88,9 @@ class FoldSpec:
                         raise ValueError(f"fold spec {self.dataset!r}: subject {s!r} in folds "
                                          f"{seen[s]} and {i}")
                     seen[s] = i
+        if self.train_folds and (self.kind != "split" or self.train_folds < 2):
+            raise ValueError(f"fold spec {self.dataset!r}: train_folds needs kind 'split' and >= 2, got "
+                             f"{self.train_folds} with kind {self.kind!r}")
         if self.kind == "kfold" and self.k < 2:
             raise ValueError(f"fold spec {self.dataset!r}: k must be >= 2")
         for name, theirs in self.their_folds.items():
@@ -90,7 +101,7 @@ class FoldSpec:
     @property
     def n_folds(self) -> int:
         """Number of folds this spec defines."""
-        return {"subjects": len(self.folds), "split": 1, "kfold": self.k}[self.kind]
+        return {"subjects": len(self.folds), "split": 1 + self.train_folds, "kfold": self.k}[self.kind]
 
     def their_fold(self, codebase: str, fold: int) -> int:
         """The fold number ``codebase`` (e.g. 'me-graphau') gives our ``fold``."""
@@ -241,6 +252,10 @@ def split_subjects(spec: FoldSpec, fold: int, subjects: Iterable[str],
             raise ValueError(f"{spec.dataset}: no split for subject(s) {nosplit[:5]}")
         test = [s for s in subjects if splits[s] == spec.test_split]
         pool = [s for s in subjects if splits[s] in spec.train_splits]
+        if fold > 1:        # a fold over the training split (train_folds)
+            held = set(kfold_by_group([groups[s] for s in pool], spec.train_folds, spec.seed)[fold - 2])
+            test = [s for s in pool if groups[s] in held]
+            pool = [s for s in pool if groups[s] not in held]
     straddle = sorted({groups[s] for s in test} & {groups[s] for s in pool}, key=natural_key)
     if straddle:
         raise ValueError(f"{spec.dataset} fold {fold}: group(s) {straddle[:5]} have subjects "
@@ -259,6 +274,8 @@ def fold_hash(spec: FoldSpec) -> str:
         "k": spec.k, "test_split": spec.test_split, "train_splits": list(spec.train_splits),
         "val_fraction": spec.val_fraction, "seed": spec.seed,
     }
+    if spec.train_folds:    # only when set: the hashes of existing definitions stay as they were
+        definition["train_folds"] = spec.train_folds
     blob = json.dumps(definition, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from components.au import validate_au_list
-from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
+from components.datasets.base import (FrameRecord, LayoutError, VideoUnit, distinct_units,
+                                      register_adapter)
 from components.datasets.media import natural_key
 
 __all__ = ["ManifestAdapter", "au_columns"]
@@ -107,6 +108,7 @@ class ManifestAdapter:
         col = self._columns.get(key)
         return (row.get(col) or "").strip() if col else ""
 
+    @distinct_units
     def units(self) -> Iterator[VideoUnit]:
         """Units sorted by (subject, video), frames sorted by frame number."""
         by_path = "path" in self._columns
@@ -144,6 +146,13 @@ class ManifestAdapter:
                     video = Path(rel).with_suffix("").as_posix()
                     kind = "video"
                 unit = units.setdefault((subject, video), {"group": group, "rows": []})
+                if kind == "video":
+                    # One unit reads one video file: 'clip.mp4' and 'clip.avi' of one subject
+                    # would share the video id 'clip' and their frames would interleave.
+                    first = unit.setdefault("file", (src, line))
+                    if first[0] != src:
+                        raise LayoutError(f"{self.path}: line {line}: {src} and {first[0]} (line "
+                                          f"{first[1]}) both give video {subject}/{video}; list one")
                 if frame_text:
                     try:
                         frame = int(frame_text)

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from components.datasets.base import FrameRecord, LayoutError, VideoUnit, register_adapter
+from components.datasets.base import (FrameRecord, LayoutError, VideoUnit, distinct_units,
+                                      register_adapter)
 
 __all__ = [
     "IMAGE_EXTS",
@@ -126,9 +127,11 @@ def find_dir(root: "str | Path", name: str, usual: Iterable[str] = (), max_depth
 class MediaAdapter:
     """Plain folders of videos and images, without labels (``facsflow predict`` inputs).
 
-    Every video file is one unit (``video`` = its path relative to the root, without suffix);
-    every loose image is a unit of one frame. The subject is the file's parent folder relative
-    to the root ('.' at the top level) unless ``subject`` is given. Labels are empty.
+    Every video file is one unit (``video`` = its path relative to the root, suffix kept:
+    ``clip.mp4`` and ``clip.jpg``, or ``a/face.jpg`` and ``b/face.jpg``, are different inputs and
+    stay different videos); every loose image is a unit of one frame. The subject is the file's
+    parent folder relative to the root ('.' at the top level) unless ``subject`` is given.
+    Labels are empty.
     """
 
     name = "media"
@@ -148,6 +151,7 @@ class MediaAdapter:
         return sorted((p for p in self.root.glob(pattern) if p.is_file()),
                       key=lambda p: natural_key(p.relative_to(self.root).as_posix()))
 
+    @distinct_units
     def units(self) -> Iterator[VideoUnit]:
         """One unit per video, one single-frame unit per image, sorted by relative path."""
         from components.datasets.video_io import video_frame_count
@@ -159,7 +163,7 @@ class MediaAdapter:
                 continue
             rel = path.relative_to(base)
             subject = self.subject or (rel.parent.as_posix() or ".")
-            video = rel.with_suffix("").as_posix()
+            video = rel.as_posix()
             meta: dict[str, Any] = {"path": str(path), "warnings": []}
             if ext in IMAGE_EXTS:
                 rec = FrameRecord(frame=0, timestamp=0.0, source=str(path), source_kind="image")

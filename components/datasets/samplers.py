@@ -8,8 +8,10 @@ of AU2, AU15, AU23, AU24, and AU26".
 Our reading of the second sentence: frames where at least one of those rare AUs is present
 are sampled uniformly at one-fifth instead of one-tenth, so rare-AU positives are kept at
 twice the rate of other frames; every other frame keeps the one-tenth rate. "Uniform" is
-taken as an even stride through the frames in their stored (temporal) order, with a seeded
-phase, which keeps the sample spread over every video. The rare AUs and both fractions are
+taken as an even stride through each video's frames in their stored (temporal) order, with a
+seeded phase per video (``components.video_key`` names the video), which keeps the sample spread
+over every video: one stride across a batch holding the end of one video and the start of the
+next would let the phase of the first decide the second. The rare AUs and both fractions are
 per-dataset data (``ResampleSpec``, ``RESAMPLE_DEFAULTS``); a label of -1 (unknown) never counts
 as present.
 """
@@ -80,25 +82,33 @@ def uniform_fraction(n: int, fraction: float = 0.1, seed: int = 0) -> np.ndarray
 
 
 def rare_au_resample(labels: np.ndarray, aus: Sequence[int],
-                     spec: "ResampleSpec | None" = None, seed: int = 0) -> np.ndarray:
+                     spec: "ResampleSpec | None" = None, seed: int = 0,
+                     videos: "Sequence[str] | None" = None) -> np.ndarray:
     """Paper 001 §3.4.1: indices of the training frames to keep, in increasing order.
 
     ``labels`` is (N, len(aus)) with 1 / 0 / -1 in temporal order. Frames with any of
     ``spec.rare_aus`` present are sampled uniformly at ``spec.rare_fraction``, all other frames
     at ``spec.fraction`` (see the module docstring for this reading). Rare AUs missing from
-    ``aus`` are ignored (the dataset does not code them).
+    ``aus`` are ignored (the dataset does not code them). ``videos`` (N,) gives each frame's video
+    key (``components.video_key.video_keys``): each video is then strided on its own, with its
+    own phase; without it the frames are one sequence.
     """
     spec = spec or ResampleSpec()
     labels = np.asarray(labels)
     if labels.ndim != 2 or labels.shape[1] != len(aus):
         raise ValueError(f"rare_au_resample: labels shape {labels.shape} does not match "
                          f"{len(aus)} AUs")
+    if videos is not None and len(videos) != len(labels):
+        raise ValueError(f"rare_au_resample: {len(videos)} video keys for {len(labels)} frames")
     cols = [list(aus).index(a) for a in spec.rare_aus if a in aus]
     rare = (labels[:, cols] == 1).any(axis=1) if cols else np.zeros(len(labels), dtype=bool)
-    rare_idx = np.flatnonzero(rare)
-    common_idx = np.flatnonzero(~rare)
-    keep = np.concatenate([
-        rare_idx[uniform_fraction(len(rare_idx), spec.rare_fraction, seed + 1)],
-        common_idx[uniform_fraction(len(common_idx), spec.fraction, seed)],
-    ])
-    return np.sort(keep)
+    groups = np.zeros(len(labels), np.int64) if videos is None else \
+        np.unique(np.asarray([str(v) for v in videos]), return_inverse=True)[1].reshape(-1)
+    keep = []
+    for g in range(int(groups.max()) + 1 if len(groups) else 0):
+        in_video = groups == g
+        rare_idx = np.flatnonzero(rare & in_video)
+        common_idx = np.flatnonzero(~rare & in_video)
+        keep += [rare_idx[uniform_fraction(len(rare_idx), spec.rare_fraction, seed + 2 * g + 1)],
+                 common_idx[uniform_fraction(len(common_idx), spec.fraction, seed + 2 * g)]]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)

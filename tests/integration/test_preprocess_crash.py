@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 # single_face.mp4 (72 frames) in 6 chunks of 12: the killed chunk is the 4th.
 CHUNK, OVERLAP = 12, 12
-KILLED = "media/root~3a52ce78/single_face.c0003"  # the top-level subject "." hashed into a name
+KILLED = "media/root~3a52ce78/single_face.mp4.c0003"  # the top-level subject "." hashed into a name
 SETTINGS = ["--set", "face.detect_scale=0.5", "--set", f"store.chunk_frames={CHUNK}",
             "--set", f"store.chunk_overlap={OVERLAP}", "--set", "actors=2", "--set", "log_every_s=0"]
 

@@ -210,12 +210,46 @@ def test_broken_media_each_end_in_rejects_with_a_reason(ray_2cpu, tmp_path: Path
     assert [r["frame"] for r in no_face] == list(range(98))
     assert {r["reason"] for r in no_face[:95]} == {"no face"}
     assert {r["reason"] for r in no_face[95:]} == {"unreadable"}
-    assert not [r for r in rows if r["video"] == "no_face"]
-    kept = [r for r in rows if r["video"] == "truncated"]
+    assert not [r for r in rows if r["video"] == "no_face.mp4"]
+    kept = [r for r in rows if r["video"] == "truncated.avi"]
     cut = by_file["truncated.avi"]
     assert 10 < len(kept) < 40 and len(kept) + len(cut) == 40
     assert {r["reason"] for r in cut} == {"unreadable"}
     assert max(r["frame"] for r in kept) < min(r["frame"] for r in cut)  # the end was cut off
+
+
+def test_same_stem_inputs_each_land_once_and_counts_come_from_the_store(ray_2cpu, tmp_path: Path, capsys) -> None:
+    # 2026-12-03: face.jpg and face.png shared the video id 'face'; the run reported 3 rows for
+    # 3 files and the store held 2. Same stems with other extensions and in other folders.
+    media = require_media("single_face.jpg", "0-f1-su-ph.jpg", "15-f13-anc-ph.jpg", "single_face.mp4")
+    root = tmp_path / "media"
+    (root / "sub").mkdir(parents=True)
+    shutil.copy(media / "single_face.jpg", root / "face.jpg")
+    cv2.imwrite(str(root / "face.png"), cv2.imread(str(media / "0-f1-su-ph.jpg")))
+    shutil.copy(media / "15-f13-anc-ph.jpg", root / "sub" / "face.jpg")
+    shutil.copy(media / "0-f1-su-ph.jpg", root / "clip.jpg")
+    cap = cv2.VideoCapture(str(media / "single_face.mp4"))
+    out = cv2.VideoWriter(str(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25.0,
+                          (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))))
+    for _ in range(6):
+        out.write(cap.read()[1])
+    out.release()
+    cap.release()
+    store = tmp_path / "store"
+    argv = ["--dataset", "media", "--root", str(root), "--out", str(store), "--set", "actors=1",
+            "--set", "log_every_s=0", "--set", "face.detect_every=6", "--set", "face.detect_scale=0.5"]
+    assert main(argv) == 0
+    frames, rejects = read_dir(store / "frames"), read_dir(store / "rejects")
+    inputs = {"face.jpg", "face.png", "sub/face.jpg", "clip.jpg", "clip.mp4"}
+    sources = frames.column("source").to_pylist() + rejects.column("source").to_pylist()
+    landed = [str(Path(p).relative_to(root)) for p in sources]
+    assert set(landed) == inputs
+    assert len(frames.column("sample_id").to_pylist() + rejects.column("sample_id").to_pylist()) == 4 + 6
+    assert sorted(set(frames.column("video").to_pylist() + rejects.column("video").to_pylist())) == [
+        "clip.jpg", "clip.mp4", "face.jpg", "face.png", "sub/face.jpg"]
+    printed = capsys.readouterr().out
+    assert f"({frames.num_rows} rows)" in printed and f"({rejects.num_rows} rejects)" in printed
+    assert "10 input frames" in printed
 
 
 # --- chunking ----------------------------------------------------------------------------------------
@@ -240,7 +274,7 @@ def test_chunked_video_equals_whole_video_on_any_number_of_actors(ray_2cpu, vide
     unit = next(iter(build_adapter("media", video_root).units()))
     whole = process_unit(unit, FacePipeline(FAST_FACE), cfg.store).frames.sort_by("sample_id")
     assert whole.num_rows == 72
-    assert whole.column("sample_id").to_pylist() == [f"media/./single_face/{i:06d}" for i in range(72)]
+    assert whole.column("sample_id").to_pylist() == [f"media/./single_face.mp4/{i:06d}" for i in range(72)]
     one = run_preprocess(cfg)
     two = run_preprocess(video_config(video_root, tmp_path / "two", 2))
     assert (one["units"], two["units"], one["rejects"], two["rejects"]) == (3, 3, 0, 0)

@@ -86,7 +86,7 @@ def test_media_folder_videos_and_loose_images(tmp_path: Path) -> None:
     units = list(ad.units())
     assert ad.aus == ()
     assert [(u.subject, u.video, len(u.frames)) for u in units] == [
-        (".", "photo", 1), ("talks", "talks/still", 1), ("talks", "talks/t1", 5)]
+        (".", "photo.jpg", 1), ("talks", "talks/still.png", 1), ("talks", "talks/t1.avi", 5)]
     video = units[2]
     assert [f.video_frame for f in video.frames] == [0, 1, 2, 3, 4]
     assert video.fps == 10.0 and video.frames[4].timestamp == pytest.approx(0.4)

@@ -123,6 +123,29 @@ def test_abaw_official_split() -> None:
         split_subjects(spec, 1, subjects + ["w3"], splits=splits)
 
 
+def test_abaw_official_split_plus_four_folds_over_the_training_videos() -> None:
+    # Paper 001 §4.3: the official validation set and 4 folds over the training set, 5 models.
+    spec = dataclasses.replace(load_folds("affwild2"), train_folds=4)
+    assert spec.n_folds == 5
+    train = [f"v{i}" for i in range(8)]
+    splits = {s: "train" for s in train} | {"w1": "validation", "w2": "validation"}
+    groups = {s: f"g{i // 2}" for i, s in enumerate(train)} | {"w1": "h1", "w2": "h2"}
+    official = split_subjects(spec, 1, list(splits), groups, splits)
+    assert official["test"] == ["w1", "w2"]
+    tests = []
+    for fold in range(2, 6):
+        parts = split_subjects(spec, fold, list(splits), groups, splits)
+        assert len(parts["test"]) == 2 and len({groups[s] for s in parts["test"]}) == 1  # one group
+        assert not {"w1", "w2"} & set(parts["train"] + parts["val"] + parts["test"])
+        assert set(parts["train"] + parts["val"] + parts["test"]) == set(train)
+        tests += parts["test"]
+    assert sorted(tests) == sorted(train)                           # each training video tested once
+    assert fold_hash(spec) != fold_hash(load_folds("affwild2"))
+    assert fold_hash(load_folds("affwild2")) == fold_hash(dataclasses.replace(spec, train_folds=0))
+    with pytest.raises(ValueError, match="train_folds needs kind 'split'"):
+        dataclasses.replace(load_folds("bp4d"), train_folds=4)
+
+
 def test_default_kfold_and_yaml_path(tmp_path: Path) -> None:
     spec = load_folds("synthetic", default_k=4)
     assert (spec.kind, spec.k) == ("kfold", 4)

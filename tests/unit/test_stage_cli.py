@@ -13,7 +13,7 @@ from workflows.cli import STAGE_CONFIGS, config_class, save_config, stage_config
 
 pytestmark = pytest.mark.unit
 
-RAY_STAGES = {"demo", "preprocess", "train", "tune", "evaluate", "ensemble", "serve", "predict"}
+RAY_STAGES = {"demo", "preprocess", "train", "tune", "evaluate", "ensemble", "serve", "predict", "recipe"}
 
 
 def _parse(stage: str, argv: list[str]):
