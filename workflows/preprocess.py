@@ -376,12 +376,14 @@ def config_from_args(args: argparse.Namespace) -> PreprocessConfig:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.runtime import check_resources, configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
     cfg = config_from_args(args)
-    with ray_session(args.address):
+    with ray_session(args.address) as resources:
+        check_resources("preprocess", resources, 1, cfg.actor_cpus, cfg.actor_gpus, fit=False,
+                        change="--set actor_cpus=X, --set actor_gpus=0")
         try:
             summary = run_preprocess(cfg)
         except UnitsFailed as e:
