@@ -18,15 +18,16 @@ import logging
 import os
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger("facsflow")
 
 __all__ = ["UserError", "StopRequested", "init_ray", "ray_session", "resolve_address", "configure_logging",
            "run_main", "torch_single_thread", "verbose_requested", "install_stop_handlers",
-           "check_resources", "HARMLESS_RAY_WARNINGS", "VERBOSE_ENV", "RAY_LOG_FILE"]
+           "check_resources", "wait_until_stopped", "HARMLESS_RAY_WARNINGS", "VERBOSE_ENV", "RAY_LOG_FILE"]
 
 VERBOSE_ENV = "FACSFLOW_VERBOSE"
 """Environment variable that, set to 1/true/yes, shows Ray's logs on the console (as ``--verbose``)."""
@@ -231,6 +232,27 @@ def _owner_only(path: Path) -> None:
             path.chmod(0o600)
     except OSError:  # pragma: no cover - best effort on exotic filesystems
         pass
+
+
+def wait_until_stopped(shutdown: "Callable[[], None]", what: str) -> int:
+    """Block until SIGTERM or SIGINT (Ctrl-C), then run ``shutdown`` once and print one line.
+
+    For long-running services (``facsflow serve``): Kubernetes stops a pod with SIGTERM, then
+    SIGKILL after its grace period, so the drain runs at once and further signals during it are
+    ignored. Returns 0, the exit code of a clean stop.
+    """
+    install_stop_handlers()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt as e:
+        why = e.signal_name if isinstance(e, StopRequested) else "SIGINT"
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    t0 = time.perf_counter()
+    shutdown()
+    print(f"facsflow: {why} received: {what} stopped cleanly in {time.perf_counter() - t0:.1f} s", flush=True)
+    return 0
 
 
 MIN_WORKER_CPUS = 0.25

@@ -309,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: "list[str] | None" = None) -> int:
     import yaml
 
-    from workflows.runtime import UserError, configure_logging, init_ray
+    from workflows.runtime import UserError, configure_logging, init_ray, wait_until_stopped
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -321,13 +321,8 @@ def main(argv: "list[str] | None" = None) -> int:
     init_ray(args.address)
     key = args.api_key if args.api_key is not None else os.environ.get("FACSFLOW_API_KEY", "")
     url = start(args.ensemble, args.host, args.port, key, app=extra)
-    print(f"serving {args.ensemble} at {url} (web page {url}/, POST {url}/v1/predict); Ctrl-C to stop")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
-    return 0
+    print(f"serving {args.ensemble} at {url} (web page {url}/, POST {url}/v1/predict); Ctrl-C to stop", flush=True)
+    return wait_until_stopped(serve.shutdown, "Serve drained its requests and")
 
 
 if __name__ == "__main__":
