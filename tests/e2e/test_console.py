@@ -57,7 +57,7 @@ def test_short_run_console(tmp_path: Path) -> None:
                     "--config", str(ROOT / "workflows" / "configs" / "preprocess-demo.yaml"), cwd=tmp_path)
     _quiet(pre)
     assert sum("Ray logs: " in ln and "--verbose or FACSFLOW_VERBOSE=1" in ln for ln in pre) == 1
-    assert any(re.search(r"preprocess: 8/8 units, 96/96 frames, [\d.]+ frames/s", ln) for ln in pre), "\n".join(pre)
+    assert any(re.search(r"preprocess: 8/8 units, 96/96 frames, [\d.]+ frames/s, ETA 0:00, ", ln) for ln in pre), "\n".join(pre)
 
     train = _facsflow("train", "--model", "baseline_mobilenetv3_112", "--data", "store", "--out", "runs",
                       "--config", str(ROOT / "workflows" / "configs" / "train-demo.yaml"), "--epochs", "2",
