@@ -7,8 +7,8 @@ Ray 2.60 clusters run with token authentication, and a missing token is reported
 
 The console belongs to facsflow's own progress lines. Ray's logs (driver-side Ray loggers,
 worker and actor output) go to files whose folder is printed when Ray starts; ``--verbose`` or
-``FACSFLOW_VERBOSE=1`` shows them on the console again. Ray warnings reach the console unless
-``HARMLESS_RAY_WARNINGS`` names them; errors always do. SIGTERM and SIGINT end a command through
+``FACSFLOW_VERBOSE=1`` shows them on the console again. Ray warnings and errors reach the
+console unless ``HARMLESS_RAY_WARNINGS`` names them. SIGTERM and SIGINT end a command through
 the same path as Ctrl-C (``StopRequested``), so every ``finally`` runs and Ray shuts down.
 """
 
@@ -40,9 +40,12 @@ HARMLESS_RAY_WARNINGS: tuple[tuple[str, str], ...] = (
     ("ray._private.authentication", "Token authentication is enabled"),
     # Our own epoch lines and the preprocess progress line replace Ray Data's progress output.
     ("ray.data", "Progress bars disabled"),
+    # Ray Data's metrics actor got a dataset's metrics before its registration (seen on a loaded
+    # 2-core machine, dozens of tracebacks); the data themselves are unaffected.
+    ("ray._private.worker", "_StatsActor.update_execution_metrics"),
 )
-"""(logger name prefix, message prefix) of Ray warnings that are known and harmless here: they
-go to the log file only. Any other Ray warning, and every error, still reaches the console."""
+"""(logger name prefix, message text) of Ray warnings and errors that are known and harmless
+here: they go to the log file only. Any other Ray warning or error still reaches the console."""
 
 
 class UserError(Exception):
@@ -81,19 +84,16 @@ def verbose_requested(flag: bool = False) -> bool:
 
 
 class _RayConsoleFilter(logging.Filter):
-    """On Ray's console handlers: keep warnings and errors, drop the harmless named warnings and
-    everything below WARNING (those records still reach ``RAY_LOG_FILE``)."""
+    """On Ray's console handlers: keep warnings and errors, drop those ``HARMLESS_RAY_WARNINGS``
+    names and everything below WARNING (those records still reach ``RAY_LOG_FILE``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if verbose_requested():
             return True
-        if record.levelno >= logging.ERROR:
-            return True
         if record.levelno < logging.WARNING:
             return False
         msg = record.getMessage()
-        return not any(record.name.startswith(name) and msg.startswith(text)
-                       for name, text in HARMLESS_RAY_WARNINGS)
+        return not any(record.name.startswith(name) and text in msg for name, text in HARMLESS_RAY_WARNINGS)
 
 
 _CONSOLE_FILTER = _RayConsoleFilter()

@@ -54,7 +54,9 @@ def test_sigterm_unwinds_like_ctrl_c(capsys) -> None:
     ("ray.data._internal.x", logging.WARNING, "Progress bars disabled. To enable", False),
     ("ray.data._internal.x", logging.WARNING, "Cluster resources are not enough", True),  # not named: shown
     ("ray.data._internal.x", logging.INFO, "Execution plan of Dataset", False),            # below WARNING
-    ("ray._private.authentication.x", logging.ERROR, "Token authentication is enabled", True),  # errors always
+    ("ray._private.worker", logging.ERROR, "Unhandled error: ray::_StatsActor.update_execution_metrics() "
+     "KeyError: 'dataset_1'", False),                                       # named harmless error
+    ("ray._private.worker", logging.ERROR, "Unhandled error: ray::UnitProcessor() ValueError", True),
 ])
 def test_ray_console_filter(monkeypatch, name, level, msg, shown) -> None:
     monkeypatch.delenv(VERBOSE_ENV, raising=False)
