@@ -55,3 +55,23 @@ def kill_all(pids: "dict[int, str]") -> None:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def run_command(argv: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> tuple[int, str, str]:
+    """Run a command; (exit code, stdout, stderr). On a timeout, or when the test itself is
+    stopped, the command gets SIGTERM first, so that it shuts down the Ray it started, and
+    SIGKILL only if it has not exited 60 s later."""
+    import subprocess
+
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+        return proc.returncode, out, err
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_media
+from tests.processes import run_command
 from workflows.demo import DEMO_FACE_PHOTOS, link_face_photos
 
 pytestmark = pytest.mark.e2e
@@ -30,10 +30,9 @@ def _facsflow(*args: str, cwd: Path) -> list[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("FACSFLOW_VERBOSE", None)
     env.pop("RAY_ADDRESS", None)
-    r = subprocess.run([sys.executable, "-m", "workflows.cli", *args], cwd=cwd, env=env, capture_output=True,
-                       text=True, timeout=900)
-    lines = (r.stdout + r.stderr).splitlines()
-    assert r.returncode == 0, "\n".join(lines)
+    rc, out, err = run_command([sys.executable, "-m", "workflows.cli", *args], cwd, env, 900)
+    lines = (out + err).splitlines()
+    assert rc == 0, "\n".join(lines)
     return lines
 
 

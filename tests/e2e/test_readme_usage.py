@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.processes import run_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -29,6 +30,7 @@ for its 3 folds by identity group: synth says so and the line splits by subject 
 TRAIN_EXTRA = {"manifest": " --set split.by=subject"}
 
 
+@pytest.mark.timeout(3600)   # default sizes and epochs: most of an hour on a loaded 2-core machine
 @pytest.mark.parametrize("layout", ["bp4d", "disfa", "affwild2", "manifest"])
 def test_readme_usage_runs_as_written(tmp_path: Path, layout: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -36,10 +38,9 @@ def test_readme_usage_runs_as_written(tmp_path: Path, layout: str) -> None:
     consoles = []
     for line in README_LINES:
         argv = line.format(layout=layout, train_extra=TRAIN_EXTRA.get(layout, "")).split()
-        r = subprocess.run([sys.executable, "-m", "workflows.cli", *argv[1:]], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=3600)
-        consoles.append(f"$ {' '.join(argv)}\n{r.stdout}{r.stderr}")
-        assert r.returncode == 0, "\n".join(consoles)
+        rc, out, err = run_command([sys.executable, "-m", "workflows.cli", *argv[1:]], tmp_path, env, 3000)
+        consoles.append(f"$ {' '.join(argv)}\n{out}{err}")
+        assert rc == 0, "\n".join(consoles)
     synth = consoles[0]
     if layout == "manifest":
         assert "--set split.by=subject" in synth   # synth said what train needs
