@@ -4,9 +4,13 @@ need it skip with a clear reason when it is absent, and fail instead when CI=tru
 from __future__ import annotations
 
 import os
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.processes import MARK, kill_all, wait_gone
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FACSFLOW_MEDIA", ROOT.parent / "shared" / "media"))
@@ -64,3 +68,31 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(f"{tier:<12} {spent:8.1f} s of {budget:6.0f} s  {flag}")
 
 
+
+# ----------------------------------------------------------------------------- leftover processes
+# Every process this session starts (Ray's GCS, raylet, workers, Train controllers, subprocess
+# CLIs) inherits MARK from the environment set here; at the end, after Ray is shut down, any
+# still alive is a fixture or command that did not clean up: they are listed, killed, and the
+# session fails. Other people's Ray processes on a shared machine carry no mark.
+_SESSION_MARK = os.environ.setdefault(MARK, uuid.uuid4().hex)
+LEFTOVER_GRACE_S = 30.0
+"""How long Ray's processes get to exit after the last shutdown before they count as left."""
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+    left = wait_gone(_SESSION_MARK, LEFTOVER_GRACE_S)
+    if not left:
+        return
+    kill_all(left)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"  pid {pid}: {cmd[:160]}" for pid, cmd in sorted(left.items())]
+    text = "processes started by this test session were still running at its end (now killed):\n" + "\n".join(lines)
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(text, red=True)
+    else:
+        print(text, file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -112,7 +112,7 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
     from workflows.ensemble import build_ensemble
     from workflows.evaluate import EvaluateConfig, run_evaluation
     from workflows.preprocess import PreprocessConfig, run_preprocess
-    from workflows.runtime import init_ray
+    from workflows.runtime import check_resources, init_ray
     from workflows.serve import start
     from workflows.train import TrainConfig, run_training
 
@@ -128,7 +128,8 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
                                  subjects_per_identity=cfg.subjects_per_identity,
                                  videos_per_subject=cfg.videos_per_subject, frames_per_video=cfg.frames_per_video))
     artefacts["dataset"] = str(data)
-    print(f"      {synth}")
+    print(f"      {synth.identities} identities, {synth.subjects} subjects, {synth.videos} videos, "
+          f"{synth.frames} frames in {synth.seconds} s: {data}")
 
     resources = init_ray(address)
     print(f"[2/7] Ray: {resources.get('CPU', 0):.0f} CPUs; preprocessing with Ray Data ...")
@@ -140,11 +141,15 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
 
     runs = work / "runs"
     over = [f"data={store}", f"out={runs}", f"model={cfg.model}", f"epochs={cfg.epochs}", f"workers={cfg.workers}"]
-    if synth.identities < 3:
-        print(f"      WARNING: only {synth.identities} source identity; held-out subjects are morphs of "
-              "the training identities (pass --set faces=DIR with 3+ different people for a leak-free split)")
+    if synth.train_problems:
+        print(f"      WARNING: {synth.identities} source identity(ies) are too few for folds by identity; "
+              "held-out subjects are morphs of the training identities (pass --set faces=DIR with 4+ "
+              "different people for a leak-free split)")
         over.append("split.by=subject")
     base = load_yaml(TrainConfig, CONFIG_DIR / "train-demo.yaml", over)
+    base = replace(base, worker_cpus=check_resources(
+        "demo training", resources, base.workers, base.worker_cpus, 1.0 if base.gpu else 0.0, base.data_cpus,
+        change="--set workers=N"))
     trained = []
     plan = [(f"{cfg.model}-seed{s}", replace(base, seed=s, split=replace(base.split, seed=0))) for s in cfg.seeds]
     if cfg.control:

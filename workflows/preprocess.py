@@ -239,9 +239,10 @@ class _Progress:
             self.last = now
             # Frames/s since the first unit started: actor start-up is not held against it.
             rate = self.done_frames / max(time.time() - self.first_start, 1e-9)
-            log.info("preprocess: %d/%d units, %d/%d frames, %.1f frames/s, %d rows, %d rejects "
+            eta = int(max(0, self.frames - self.done_frames) / max(rate, 1e-9))
+            log.info("preprocess: %d/%d units, %d/%d frames, %.1f frames/s, ETA %d:%02d, %d rows, %d rejects "
                      "(last: %s, %.1f s)", self.done_units, self.units, self.done_frames, self.frames,
-                     rate, self.rows, self.rejects, row["stem"], float(row["seconds"]))
+                     rate, eta // 60, eta % 60, self.rows, self.rejects, row["stem"], float(row["seconds"]))
 
 
 def _unit_rows(cfg: PreprocessConfig, items: list[dict[str, Any]], aus: Any, actors: int) -> Any:
@@ -404,12 +405,14 @@ def config_from_args(args: argparse.Namespace) -> PreprocessConfig:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.runtime import check_resources, configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
     cfg = config_from_args(args)
-    with ray_session(args.address):
+    with ray_session(args.address) as resources:
+        check_resources("preprocess", resources, 1, cfg.actor_cpus, cfg.actor_gpus, fit=False,
+                        change="--set actor_cpus=X, --set actor_gpus=0")
         try:
             summary = run_preprocess(cfg)
         except (UnitsFailed, InputsLost) as e:

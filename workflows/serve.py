@@ -377,7 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     from workflows.cli import stage_config
-    from workflows.runtime import configure_logging, init_ray
+    from workflows.runtime import configure_logging, init_ray, wait_until_stopped
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -389,13 +389,8 @@ def main(argv: "list[str] | None" = None) -> int:
     init_ray(args.address)
     key = cfg.api_key or os.environ.get("FACSFLOW_API_KEY", "")
     url = start(ensemble, cfg.host, cfg.port, key, app=app)
-    print(f"serving {ensemble} at {url} (web page {url}/, POST {url}/v1/predict); Ctrl-C to stop")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        serve.shutdown()
-    return 0
+    print(f"serving {ensemble} at {url} (web page {url}/, POST {url}/v1/predict); Ctrl-C to stop", flush=True)
+    return wait_until_stopped(serve.shutdown, "Serve drained its requests and")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,11 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
     return stage_config(args)
 
 
+def _progress_line(msg: str) -> None:
+    """The generator's per-subject progress, one line each, flushed (a pipe buffers otherwise)."""
+    print(msg, flush=True)
+
+
 def describe(summary: SynthSummary) -> str:
     """What was written and where, for a person."""
     rates = ", ".join(f"{k} {v:.0%}" for k, v in summary.base_rates.items())
@@ -49,6 +54,11 @@ def describe(summary: SynthSummary) -> str:
         f"  base rates: {rates}",
     ]
     lines += [f"  skipped: {s}" for s in summary.skipped]
+    if summary.train_problems:
+        lines.append("  WARNING: `facsflow train` with its default split cannot use this set:")
+        lines += [f"    {p}" for p in summary.train_problems]
+    else:
+        lines.append("  every fold of train's default split has train, validation and test subjects")
     return "\n".join(lines)
 
 
@@ -60,7 +70,7 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
     try:
-        summary = generate(cfg, progress=print)
+        summary = generate(cfg, progress=_progress_line)
     except (SourceError, OutputDirError) as e:
         raise UserError(str(e)) from None
     print(describe(summary))

@@ -293,6 +293,9 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
 
     from workflows.provenance import provenance
 
+    if not storage.is_remote(cfg.out):
+        # Workers write metrics.jsonl into run_dir from their own working folder.
+        cfg = replace(cfg, out=os.path.abspath(cfg.out))
     info = store_info(cfg.data)
     run_dir = storage.join(cfg.out, cfg.run_name())
     done_marker = storage.join(run_dir, "run.json")
@@ -335,7 +338,14 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     t0 = time.perf_counter()
-    result = trainer.fit()
+    from components.models.registry import build_model
+    from workflows.train_callbacks import EpochLines
+
+    total = len(epoch_schedule(build_model(cfg.model, info["aus"], **cfg.model_kwargs), cfg))
+    print(f"[{cfg.run_name()}] training {cfg.model}: {len(split.train)} train / {len(split.val)} val subjects, "
+          f"{cfg.workers} worker(s) x {cfg.worker_cpus:g} CPU{', GPU' if cfg.gpu else ''}, {total} epochs")
+    with EpochLines(cfg.run_name(), run_dir, total):
+        result = trainer.fit()
     best = _as_uri(cfg.out, _best_checkpoint(result))
     history = [json.loads(line) for line in storage.read_text(storage.join(run_dir, "metrics.jsonl")).splitlines()]
     latest = _as_uri(cfg.out, result.checkpoint.path) if result.checkpoint else None
@@ -437,12 +447,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.runtime import check_resources, configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
     cfg = config_from_args(args)
-    with ray_session(args.address):
+    with ray_session(args.address) as resources:
+        cfg = replace(cfg, worker_cpus=check_resources(
+            "train", resources, cfg.workers, cfg.worker_cpus, 1.0 if cfg.gpu else 0.0, cfg.data_cpus,
+            change="--workers, --set worker_cpus=X, --set data_cpus=X"))
         folds = [cfg.split.fold]
         if args.fold == "all":
             from workflows.data import fold_count

@@ -45,6 +45,7 @@ import numpy as np
 
 from components.au import au_name, validate_au_list
 from components.configuration import save_yaml
+from components.datasets.synth_check import train_split_problems
 from components.datasets.synth_layouts import LAYOUTS, LayoutWriter, VideoPlan
 from components.datasets.synth_render import (
     RENDER_AUS, FaceRig, Look, mirror, neutralise, render_frame, sample_look, sample_nuisance, subject_morph,
@@ -76,8 +77,10 @@ class SynthConfig:
     """Folder of face photos (each face found is one identity); empty: scikit-image's astronaut."""
     seed: int = 0
     """Random seed; the same seed gives the same data."""
-    subjects_per_identity: int = 4
-    """Pseudo-subjects (shape and colour morphs) made from each source face."""
+    subjects_per_identity: int = 0
+    """Pseudo-subjects (shape and colour morphs) made from each source face; 0: automatic
+    (``auto_subjects_per_identity``: at least 6 subjects in all so that every fold of the
+    layout's split keeps validation subjects, 4 per face when there is room)."""
     videos_per_subject: int = 2
     """Videos per pseudo-subject (BP4D tasks T1..; DISFA joins them into one recording)."""
     frames_per_video: int = 40
@@ -110,9 +113,10 @@ class SynthConfig:
             raise ValueError(f"layout: {self.layout!r} is not one of {sorted(LAYOUTS)}")
         if self.faces is not None and not str(self.faces).strip():
             self.faces = None
+        zero_ok = ("max_identities", "seed", "subjects_per_identity")
         for name in ("subjects_per_identity", "videos_per_subject", "max_identities", "seed"):
-            if getattr(self, name) < (0 if name in ("max_identities", "seed") else 1):
-                raise ValueError(f"{name}: must be >= {0 if name in ('max_identities', 'seed') else 1}, "
+            if getattr(self, name) < (0 if name in zero_ok else 1):
+                raise ValueError(f"{name}: must be >= {0 if name in zero_ok else 1}, "
                                  f"got {getattr(self, name)}")
         limit = LAYOUTS[self.layout].max_videos
         if limit and self.videos_per_subject > limit:
@@ -177,6 +181,39 @@ class SynthSummary:
     """Folder of the side files."""
     seconds: float = 0.0
     """Wall time of the run."""
+    train_problems: list[str] = field(default_factory=list)
+    """Why ``facsflow train`` with its default split could not use this set (empty: it can);
+    ``synth_check.train_split_problems``."""
+
+
+AUTO_MIN_SUBJECTS = 6
+"""Fewest subjects the automatic ``subjects_per_identity`` aims for: with 3 folds by subject, 5
+or more leave every fold a test subject and a validation subject (0.2 of 3+ training ones)."""
+AUTO_PER_IDENTITY = 4
+"""Pseudo-subjects per source face the automatic choice gives when the layout has room."""
+
+
+def auto_subjects_per_identity(identities: int, capacity: int) -> int:
+    """Subjects per source face when ``subjects_per_identity`` is 0: enough for
+    ``AUTO_MIN_SUBJECTS`` in all, at least ``AUTO_PER_IDENTITY``, at most what the layout's
+    ``capacity`` (0: unlimited) leaves each face."""
+    per = max(-(-AUTO_MIN_SUBJECTS // max(1, identities)), AUTO_PER_IDENTITY)
+    return min(per, capacity // max(1, identities)) if capacity else per
+
+
+def _subjects_per_identity(config: SynthConfig, identities: int) -> int:
+    """The resolved count; ``SourceError`` up front when the layout cannot name that many."""
+    capacity = LAYOUTS[config.layout].capacity()
+    per = config.subjects_per_identity or auto_subjects_per_identity(identities, capacity)
+    if capacity and (per < 1 or identities * per > capacity):
+        fit = capacity // max(1, identities)
+        fix = (f"use --subjects-per-identity {fit} or leave it out (automatic)" if fit >= 1
+               else f"use --max-identities {capacity}")
+        raise SourceError(f"{config.layout}: {identities} identities x {max(per, 1)} subjects = "
+                          f"{identities * max(per, 1)} subjects, but the layout names at most {capacity} "
+                          f"(the real {config.layout.upper()} subject ids, so that its official folds hold "
+                          f"them): {fix}")
+    return per
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -220,11 +257,11 @@ class _Subject:
     look: Look
 
 
-def _make_subjects(faces: list[SourceFace], cfg: SynthConfig, writer: LayoutWriter) -> list[_Subject]:
+def _make_subjects(faces: list[SourceFace], cfg: SynthConfig, writer: LayoutWriter, per: int) -> list[_Subject]:
     subjects = []
     for f, face in enumerate(faces):
-        for j in range(cfg.subjects_per_identity):
-            idx = f * cfg.subjects_per_identity + j
+        for j in range(per):
+            idx = f * per + j
             subjects.append(_Subject(idx, writer.subject_name(idx, f), f, face, sample_look(_rng(cfg.seed, 1, idx))))
     return subjects
 
@@ -303,9 +340,10 @@ def generate(config: SynthConfig, progress: Callable[[str], None] | None = None)
     if not faces:
         where = config.faces or "the default astronaut photo"
         raise SourceError(f"no usable face found in {where}: " + "; ".join(skipped))
+    per = _subjects_per_identity(config, len(faces))
     _prepare_out(out, config.overwrite)
     writer = LAYOUTS[config.layout](out, config.aus, config.frame_rate, config.frame_size)
-    subjects = _make_subjects(faces, config, writer)
+    subjects = _make_subjects(faces, config, writer, per)
     validation = _validation_groups([f.group for f in faces])
     if not validation and len(subjects) > 1:
         validation_subjects = {subjects[-1].name}
@@ -351,6 +389,7 @@ def generate(config: SynthConfig, progress: Callable[[str], None] | None = None)
                            subjects=len(subjects), videos=n_videos, frames=len(meta.occlusion_rows),
                            occluded_frames=sum(int(r[3]) for r in meta.occlusion_rows), base_rates=rates,
                            skipped=skipped, labels=str(out / writer.labels_at), meta_dir=str(meta_dir))
+    summary.train_problems = train_split_problems(out, config.layout, len(faces))
     record = {k: v for k, v in asdict(summary).items() if k not in ("seconds", "out", "meta_dir", "labels")}
     (meta_dir / "summary.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     summary.seconds = round(time.perf_counter() - start, 2)

@@ -3,10 +3,16 @@
 Each writer reproduces the files an adapter finds in a real copy of its dataset, so the same
 adapter reads synthetic and real data:
 
-- ``bp4d``: ``<Subj>/<Task>/<frame>.jpg`` (subjects F001, M002, ...; tasks T1..T8; frame numbers
+Subjects of ``bp4d`` and ``disfa`` take the real dataset's subject ids, from its fold lists
+(``components/datasets/folds/<name>.yaml``) taken in turn (fold 1's first, fold 2's first, fold
+3's first, fold 1's second, ...), so the official folds hold every generated subject and even a
+small set has test subjects in each fold; these layouts therefore hold at most as many subjects
+as the dataset has (``LayoutWriter.capacity``).
+
+- ``bp4d``: ``<Subj>/<Task>/<frame>.jpg`` (subjects F001, M007, ...; tasks T1..T8; frame numbers
   from 1, zero-padded to 4 digits as in the common 2D-frame copies) and
   ``AUCoding/AU_OCC/<Subj>_<Task>.csv`` (header ``Frame,1,2,4,...``; 0/1, 9 = not coded).
-- ``disfa``: ``Videos_LeftCamera/LeftVideo<SN>_comp.avi`` (MJPG; one continuous recording per
+- ``disfa``: ``Videos_LeftCamera/LeftVideo<SN>_comp.avi`` (SN002, SN013, ...; MJPG; one continuous recording per
   subject, as DISFA has) and ``ActionUnit_Labels/<SN>/<SN>_au<k>.txt`` (``frame,intensity``,
   frames from 1, intensities 0-5) for all 12 DISFA AUs.
 - ``affwild2``: ``cropped_aligned/<video>/%05d.jpg`` (112x112 aligned crops, frames from 1) and
@@ -30,7 +36,17 @@ import numpy as np
 from components.au import DATASET_AUS, au_name
 from components.datasets.synth_timeline import occurrence
 
-__all__ = ["VideoPlan", "LayoutWriter", "LAYOUTS", "DISFA_AUS", "ABAW_AUS", "AFFWILD2_CROP"]
+__all__ = ["VideoPlan", "LayoutWriter", "LAYOUTS", "DISFA_AUS", "ABAW_AUS", "AFFWILD2_CROP", "fold_subject_ids"]
+
+
+def fold_subject_ids(dataset: str) -> tuple[str, ...]:
+    """The real subject ids of ``dataset``'s shipped fold lists, taken from each fold in turn
+    (each list in natural order), so that the first n ids spread over the folds."""
+    from components.datasets.folds import load_folds
+    from components.datasets.media import natural_key
+
+    parts = [sorted(f, key=natural_key) for f in load_folds(dataset).folds]
+    return tuple(part[i] for i in range(max(map(len, parts), default=0)) for part in parts if i < len(part))
 
 DISFA_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 """All 12 AUs DISFA codes (intensity 0-5); its 8-AU protocol list is DATASET_AUS['disfa']."""
@@ -80,6 +96,13 @@ class LayoutWriter:
     """Unknowns also as single cells (one AU of one frame), not only whole frames."""
     labels_at: ClassVar[str] = ""
     """Where the label files are, relative to the output folder."""
+    fold_dataset: ClassVar[str] = ""
+    """Dataset whose fold lists name the subjects ('' : the layout numbers them freely)."""
+
+    @classmethod
+    def capacity(cls) -> int:
+        """Most subjects the layout can name (0: no limit): the fold lists' subject count."""
+        return len(fold_subject_ids(cls.fold_dataset)) if cls.fold_dataset else 0
 
     def __init__(self, root: Path, aus: tuple[int, ...], fps: float, frame_size: int) -> None:
         self.root = Path(root)
@@ -90,6 +113,12 @@ class LayoutWriter:
 
     def subject_name(self, index: int, identity: int) -> str:
         """Layout name of pseudo-subject ``index`` (0-based) made from source face ``identity``."""
+        if self.fold_dataset:
+            ids = fold_subject_ids(self.fold_dataset)
+            if index >= len(ids):
+                raise ValueError(f"{self.name}: subject {index + 1} asked for, the layout names "
+                                 f"{len(ids)} (the real subject ids of its fold lists)")
+            return ids[index]
         return f"S{index + 1:03d}"
 
     def group_key(self, plan: VideoPlan) -> tuple[str, str]:
@@ -139,15 +168,12 @@ class Bp4dWriter(LayoutWriter):
     """BP4D / BP4D+: ``<Subj>/<Task>/%04d.jpg`` and ``AUCoding/AU_OCC/<Subj>_<Task>.csv``."""
 
     name = "bp4d"
+    fold_dataset = "bp4d"
     labels_at = "AUCoding/AU_OCC"
     default_aus = DATASET_AUS["bp4d"]
     max_videos = 8
     unknown_code = 9
     unknown_cells = True
-
-    def subject_name(self, index: int, identity: int) -> str:
-        # BP4D prefixes F/M by gender; the generator cannot know it, so identities alternate.
-        return f"{'F' if identity % 2 == 0 else 'M'}{index + 1:03d}"
 
     def plan(self, subject: str, group: str, n_videos: int, n_frames: int, validation: bool) -> list[VideoPlan]:
         return [VideoPlan(subject, f"T{v + 1}", group, n_frames) for v in range(n_videos)]
@@ -172,6 +198,7 @@ class DisfaWriter(LayoutWriter):
     """DISFA: ``Videos_LeftCamera/LeftVideo<SN>_comp.avi``, ``ActionUnit_Labels/<SN>/<SN>_au<k>.txt``."""
 
     name = "disfa"
+    fold_dataset = "disfa"
     labels_at = "ActionUnit_Labels"
     default_aus = DISFA_AUS
     fixed_columns = DISFA_AUS
@@ -180,9 +207,6 @@ class DisfaWriter(LayoutWriter):
     def __init__(self, root: Path, aus: tuple[int, ...], fps: float, frame_size: int) -> None:
         super().__init__(root, aus, fps, frame_size)
         self._writer: cv2.VideoWriter | None = None
-
-    def subject_name(self, index: int, identity: int) -> str:
-        return f"SN{index + 1:03d}"
 
     def plan(self, subject: str, group: str, n_videos: int, n_frames: int, validation: bool) -> list[VideoPlan]:
         # DISFA has one continuous recording per subject: the subject's videos run back to back.

@@ -61,13 +61,14 @@ def _dict_rows(path: Path) -> list[dict[str, str]]:
 
 def test_bp4d_layout(made):
     out, summary = made("bp4d")
-    # Identity 0 makes F001, F002; identity 1 makes M003, M004; tasks T1, T2.
-    assert sorted(p.name for p in out.iterdir()) == ["AUCoding", "F001", "F002", "M003", "M004", "synth_meta"]
+    # Real BP4D ids, from the three fold lists in turn: F001 (fold 1), F003 (2), F004 (3), F002 (1);
+    # tasks T1, T2.
+    assert sorted(p.name for p in out.iterdir()) == ["AUCoding", "F001", "F002", "F003", "F004", "synth_meta"]
     assert sorted(p.name for p in (out / "F001").iterdir()) == ["T1", "T2"]
-    assert sorted(p.name for p in (out / "M003" / "T2").iterdir()) == [f"{i:04d}.jpg" for i in range(1, 11)]
-    assert cv2.imread(str(out / "M003" / "T2" / "0007.jpg")).shape == (128, 128, 3)
+    assert sorted(p.name for p in (out / "F003" / "T2").iterdir()) == [f"{i:04d}.jpg" for i in range(1, 11)]
+    assert cv2.imread(str(out / "F003" / "T2" / "0007.jpg")).shape == (128, 128, 3)
     occ = sorted(p.name for p in (out / "AUCoding" / "AU_OCC").iterdir())
-    assert occ == [f"{s}_{t}.csv" for s in ("F001", "F002", "M003", "M004") for t in ("T1", "T2")]
+    assert occ == [f"{s}_{t}.csv" for s in ("F001", "F002", "F003", "F004") for t in ("T1", "T2")]
     values = []
     for name in occ:
         rows = _rows(out / "AUCoding" / "AU_OCC" / name)
@@ -83,14 +84,15 @@ def test_bp4d_layout(made):
 def test_disfa_layout_and_intensities(made):
     out, summary = made("disfa")
     videos = sorted(p.name for p in (out / "Videos_LeftCamera").iterdir())
-    assert videos == [f"LeftVideoSN00{i}_comp.avi" for i in range(1, 5)]
+    # Real DISFA ids, from the three fold lists in turn (SN014, SN015, ... do not exist).
+    assert videos == [f"LeftVideoSN00{i}_comp.avi" for i in (1, 2, 3, 6)]
     cap = cv2.VideoCapture(str(out / "Videos_LeftCamera" / videos[0]))
     frames = 0
     while cap.read()[0]:
         frames += 1
     assert frames == 20  # one continuous recording: 2 videos x 10 frames
     dirs = sorted(p.name for p in (out / "ActionUnit_Labels").iterdir())
-    assert dirs == ["SN001", "SN002", "SN003", "SN004"]
+    assert dirs == ["SN001", "SN002", "SN003", "SN006"]
     disfa_12 = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
     files = sorted(p.name for p in (out / "ActionUnit_Labels" / "SN002").iterdir())
     assert files == sorted(f"SN002_au{k}.txt" for k in disfa_12)

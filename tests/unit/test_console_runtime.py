@@ -1,0 +1,77 @@
+"""Console plumbing of workflows.runtime and the driver's epoch line, without starting Ray:
+``--verbose`` handling, the stop signals' exit path, the filter on Ray's console handlers, and
+the epoch line's figures and ETA."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+import pytest
+
+from workflows.runtime import VERBOSE_ENV, StopRequested, _RayConsoleFilter, run_main
+
+pytestmark = pytest.mark.unit
+
+
+def _record(name: str, level: int, msg: str) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, None, None)
+
+
+def test_verbose_flag_is_taken_out_and_restored(monkeypatch) -> None:
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    seen = {}
+
+    def stage(argv):
+        seen["argv"], seen["env"] = list(argv), os.environ.get(VERBOSE_ENV)
+        return 0
+
+    assert run_main(stage, ["--out", "x", "--verbose"]) == 0
+    assert seen == {"argv": ["--out", "x"], "env": "1"}
+    assert VERBOSE_ENV not in os.environ
+
+
+def test_sigterm_unwinds_like_ctrl_c(capsys) -> None:
+    cleaned = []
+
+    def stage(argv):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)   # run_main's handler turns it into StopRequested
+            signal.pause()
+        finally:
+            cleaned.append(True)
+
+    assert run_main(stage, []) == 130
+    assert cleaned == [True]
+    assert capsys.readouterr().err.strip() == "facsflow: interrupted (SIGTERM)"
+    assert isinstance(StopRequested(signal.SIGINT), KeyboardInterrupt)
+
+
+@pytest.mark.parametrize("name, level, msg, shown", [
+    ("ray._private.authentication.authentication_token_setup", logging.WARNING,
+     "Token authentication is enabled for this Ray cluster.", False),      # named harmless
+    ("ray.data._internal.x", logging.WARNING, "Progress bars disabled. To enable", False),
+    ("ray.data._internal.x", logging.WARNING, "Cluster resources are not enough", True),  # not named: shown
+    ("ray.data._internal.x", logging.INFO, "Execution plan of Dataset", False),            # below WARNING
+    ("ray._private.worker", logging.ERROR, "Unhandled error: ray::_StatsActor.update_execution_metrics() "
+     "KeyError: 'dataset_1'", False),                                       # named harmless error
+    ("ray._private.worker", logging.ERROR, "Unhandled error: ray::UnitProcessor() ValueError", True),
+])
+def test_ray_console_filter(monkeypatch, name, level, msg, shown) -> None:
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    assert _RayConsoleFilter().filter(_record(name, level, msg)) is shown
+    monkeypatch.setenv(VERBOSE_ENV, "1")
+    assert _RayConsoleFilter().filter(_record(name, level, msg)) is True
+
+
+def test_epoch_line() -> None:
+    from workflows.train_callbacks import epoch_line
+
+    m = {"epoch": 1, "train_loss": 0.61234, "val_mean_f1": 0.4321, "best_val_mean_f1": 0.5,
+         "samples_per_s": 37.25, "epoch_seconds": 42.4, "stage": "train"}
+    # 4 epochs left at 42.4 s each: 169.6 s → 2:50.
+    assert epoch_line("r", m, 6) == ("[r] epoch 2/6  loss 0.6123  val F1 0.432 (best 0.500)  37.2 samples/s  "
+                                     "42 s  ETA 2:50")
+    assert epoch_line("r", {**m, "stage": "rank", "epoch": 5}, 6).startswith("[r] epoch 6/6 (rank)  ")
+    assert epoch_line("r", {**m, "epoch": 5}, 6).endswith("ETA 0:00")
