@@ -97,7 +97,7 @@ def builtin_ensemble_dir(cache: "str | Path | None" = None) -> str:
     processes call it at once: each writes a private folder and renames it into place.
     """
     if cache is None:
-        from components.text_encoder import cache_root
+        from components.cache import cache_root
 
         cache = cache_root()
     final = Path(cache).expanduser() / "builtin" / _content_key()

@@ -1,7 +1,8 @@
 """The checkpoint contract (train → evaluate / serve).
 
 One file, ``checkpoint.pt``, loadable with ``torch.load(weights_only=True)``: the weights plus
-everything needed to rebuild and use the model: registered model name and constructor kwargs,
+everything needed to rebuild and use the model: the registry's constructor record (model name,
+constructor kwargs, the name of the pretrained weights it started from: never a local path),
 AU list, input declaration, preprocessing config, thresholds, and provenance. Training state
 (optimiser, scaler, scheduler, epoch) rides along for resumption.
 """
@@ -16,7 +17,7 @@ import torch
 
 from components import storage
 from components.models.base import AUModel, InputSpec
-from components.models.registry import build_model
+from components.models.registry import constructor_record, rebuild_model
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_VERSION", "make_checkpoint", "save_checkpoint",
            "load_checkpoint", "model_from_checkpoint"]
@@ -32,10 +33,12 @@ def make_checkpoint(model: AUModel, model_name: str, *, epoch: int, preprocess: 
                     scaler: "dict | None" = None) -> dict[str, Any]:
     """A plain dict of tensors, numbers, strings, lists and dicts (safe for weights_only)."""
     core = getattr(model, "module", model)
+    record = constructor_record(core)
     return {
         "version": CHECKPOINT_VERSION,
         "model_name": model_name,
-        "model_kwargs": core.constructor_kwargs(),
+        "model_kwargs": record["kwargs"],
+        "pretrained": record["pretrained"],
         "aus": list(core.aus),
         "input_spec": core.input_spec().to_dict(),
         "family": core.family,
@@ -82,8 +85,9 @@ def load_checkpoint(path: "str | Path") -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[AUModel, InputSpec]:
-    """Rebuild the registered model and load its weights strictly."""
-    model = build_model(ckpt["model_name"], ckpt["aus"], **ckpt["model_kwargs"])
+    """Rebuild the registered model (no pretrained file needed) and load its weights strictly."""
+    model = rebuild_model(ckpt["model_name"], ckpt["aus"], ckpt["model_kwargs"])
+    model.pretrained = ckpt.get("pretrained")   # provenance survives a re-save
     model.load_state_dict(ckpt["state_dict"], strict=True)
     model.eval()
     return model, InputSpec.from_dict(ckpt["input_spec"])

@@ -1,7 +1,7 @@
 """Ensembles: combination rules and the manifest (ensemble → serve / predict).
 
 Rules, all chosen and weighted on validation subjects only:
-- ``vote``: majority vote of member decisions (paper 001, §3.5: five models — the official split
+- ``vote``: majority vote of member decisions (paper 001, §4.3: five models — the official split
   plus 4-fold cross-validation — vote); ties count as positive when at least half agree;
 - ``mean``: weighted average of member probabilities, then per-AU thresholds;
 - ``best_per_au``: for each AU, the member with the best validation F1 answers alone.

@@ -1,4 +1,5 @@
-"""Small, Ray-free training pieces: optimiser and schedule builders, one train step, one eval pass.
+"""Small, Ray-free training pieces: optimiser and schedule builders, one train step, one eval
+pass, and ``fit_stages`` for families trained in several steps (``MultiStepTraining``).
 
 The Ray Train loop (workflows/train.py) wires these together; a plain PyTorch loop (the
 benchmarks' reference) calls the very same functions, so their comparison measures Ray alone.
@@ -7,16 +8,17 @@ benchmarks' reference) calls the very same functions, so their comparison measur
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Iterable, Literal, Mapping
 
 import numpy as np
 import torch
 
-from components.models.base import AUModel
+from components.models.base import AUModel, MultiStepTraining
 
 __all__ = ["OptimConfig", "build_optimizer", "build_scheduler", "autocast_context", "train_step",
-           "predict_batches", "to_device"]
+           "predict_batches", "to_device", "fit_stages"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class OptimConfig:
     """Optimiser, schedule, precision and clipping."""
 
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    """Optimiser (papers 001/003 use Adam/AdamW; 004 uses SGD)."""
+    """Optimiser (paper 001 §4.2: SGD, lr 1e-3, batch 256; paper 003 §4.2: Adam, lr 1e-3, batch
+    100; papers 000/002/004 name none)."""
     lr: float = 1e-3
     """Peak learning rate."""
     weight_decay: float = 1e-4
@@ -163,3 +166,55 @@ def predict_batches(model: torch.nn.Module, batches: Iterable[dict[str, Any]], d
         res["intensity"] = np.concatenate(intens)
     res.update({k: np.asarray(v) for k, v in ids.items() if v})
     return res
+
+
+def fit_stages(model: MultiStepTraining, batches_iter_factory: Callable[[str], Iterable[Mapping[str, Any]]],
+               epochs_per_stage: "int | Mapping[str, int]",
+               optimizer_factory: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+               on_step: "Callable[[str, int, dict[str, float]], None] | None" = None,
+               **stage_options: Any) -> dict[str, list[float]]:
+    """Train a multi-step family's stages in order, each with only its networks trainable.
+
+    ``batches_iter_factory(stage)`` returns a fresh iterable of batches for one epoch of that
+    stage (video-ordered for ``model.video_order_stages``). ``epochs_per_stage``: one count for
+    every stage or a mapping stage → count (missing or 0 skips it). ``optimizer_factory(params)``
+    makes a fresh optimiser per stage over the stage's trainable parameters (``model.stage`` is
+    already set when it is called). ``on_step(stage, step, losses)`` is called after every
+    optimiser step. ``stage_options`` go to ``model.stage_loss`` (e.g. pairwise-rank's
+    ``max_pairs``). Returns stage → mean loss per epoch (NaN for an epoch without a usable
+    batch). The model ends in eval mode with every network trainable again (stage None).
+    """
+    stages = model.stages()
+    if isinstance(epochs_per_stage, Mapping):
+        unknown = set(epochs_per_stage) - set(stages)
+        if unknown:
+            raise ValueError(f"fit_stages: unknown stage(s) {sorted(unknown)}; this model runs {stages}")
+        counts = {s: int(epochs_per_stage.get(s, 0)) for s in stages}
+    else:
+        counts = {s: int(epochs_per_stage) for s in stages}
+    history: dict[str, list[float]] = {}
+    step = 0
+    for stage in stages:
+        if counts[stage] <= 0:
+            continue
+        model.set_stage(stage)
+        model.train()  # type: ignore[attr-defined]
+        optimizer = optimizer_factory(model.trainable_parameters())
+        history[stage] = []
+        for _ in range(counts[stage]):
+            losses = []
+            for batch in batches_iter_factory(stage):
+                parts = model.stage_loss(stage, dict(batch), **stage_options)
+                if parts is None:
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                parts["loss"].backward()
+                optimizer.step()
+                step += 1
+                losses.append(float(parts["loss"].detach()))
+                if on_step is not None:
+                    on_step(stage, step, {k: float(v.detach()) for k, v in parts.items()})
+            history[stage].append(sum(losses) / len(losses) if losses else math.nan)
+    model.set_stage(None)
+    model.eval()  # type: ignore[attr-defined]
+    return history

@@ -380,12 +380,11 @@ def _every(rows: Rows, every: int) -> Rows:
 
 def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: int = 0) -> Trained:
     """Train registered model ``name`` on the training subjects with ``components.training``
-    (pairwise-rank: its three steps with ``fit_pairwise``); CPU."""
+    (multi-step families such as pairwise-rank: their steps with ``fit_stages``); CPU."""
     import time
 
     from components.models import build_model
-    from components.models.pairwise_training import fit_pairwise
-    from components.training import OptimConfig, build_optimizer, build_scheduler, train_step
+    from components.training import OptimConfig, build_optimizer, build_scheduler, fit_stages, train_step
 
     rec = recipe or RECIPES[name]
     torch.manual_seed(seed)
@@ -421,7 +420,7 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
         def optimizer(params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
             return build_optimizer(params, replace(cfg, lr=dict(rec.stage_lr).get(model.stage, rec.lr)))
 
-        hist = fit_pairwise(model, epoch_batches, dict(rec.pairwise_epochs), optimizer, max_pairs=rec.max_pairs)
+        hist = fit_stages(model, epoch_batches, dict(rec.pairwise_epochs), optimizer, max_pairs=rec.max_pairs)
         history = [v for stage in hist.values() for v in stage]
     else:
         opt = build_optimizer(model.parameters(), cfg)

@@ -87,8 +87,8 @@ class TrainConfig:
     max_steps_per_epoch: int = 0
     """Cap on optimiser steps per epoch (0: the whole shard)."""
     stage_epochs: dict[str, int] = field(default_factory=dict)
-    """Multi-step families (pairwise_rank: rank, uncertainty, mapping): epochs per step, run in
-    order as one command (default: ``epochs`` for each step)."""
+    """Multi-step families (``MultiStepTraining``, e.g. pairwise_rank: rank, uncertainty,
+    mapping): epochs per step, run in order as one command (default: ``epochs`` for each step)."""
     stage_lr: dict[str, float] = field(default_factory=dict)
     """Multi-step families: peak learning rate of a step where it differs from ``optim.lr``
     (e.g. {mapping: 0.01}: the small mapping FCN learns from scratch in a few epochs)."""
@@ -133,6 +133,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from components.configuration import from_dict
     from components.losses import masked_bce_of_probs
     from components.metrics import evaluate_occurrence
+    from components.models.base import training_stages
     from components.models.registry import build_model
     from components.training import build_optimizer, build_scheduler, predict_batches, train_step
     from workflows.runtime import torch_single_thread
@@ -164,7 +165,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank == 0:
             print(f"[{cfg.run_name()}] resumed from epoch {state['epoch'] + 1} checkpoint; "
                   f"continuing at epoch {start_epoch + 1}")
-    staged = schedule[0] is not None
+    staged = bool(training_stages(core))
     # Multi-step families train one sub-network per step through their own methods, which DDP's
     # forward hook would not see: they are not wrapped, and gradients are all-reduced by hand.
     model = ray.train.torch.prepare_model(core, parallel_strategy=None if staged else "ddp")
@@ -189,14 +190,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         last_step = stage == schedule[-1]
         if last_step and stale and cfg.early_stop_patience and stale >= cfg.early_stop_patience:
             break
-        loss_fn = None
-        if staged:
-            from components.models.pairwise_training import pairwise_step
-
-            loss_fn = (lambda b, _s=stage: pairwise_step(core, _s, b))  # noqa: E731
-        # A step the model declares video-ordered (pairwise-rank's mapping) reads its shard
+        loss_fn = (lambda b, _s=stage: core.stage_loss(_s, b)) if staged else None  # noqa: E731
+        # A step the model declares video-ordered (e.g. pairwise-rank's mapping) reads its shard
         # unshuffled in store (video) order, cut as evaluation cuts it.
-        video_order = stage in getattr(core, "video_order_stages", ())
+        video_order = staged and stage in core.video_order_stages
         shuffle = cfg.shuffle_buffer if not video_order else 0
         t0 = time.perf_counter()
         losses, seen = [], 0
@@ -252,7 +249,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if rank == 0:
                 saved = make_checkpoint(
                     model, cfg.model, epoch=epoch, preprocess=config["preprocess"],
-                    provenance=config["provenance"], train_config=config["train"],
+                    provenance=config["provenance"], train_config=checkpoint_train_config(config["train"]),
                     metrics=metrics, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                     scaler=scaler.state_dict())
                 saved["train_state"] = {"best": best, "stale": stale, "history": history}
@@ -268,9 +265,23 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             os._exit(1)
 
 
+def checkpoint_train_config(train: dict[str, Any]) -> dict[str, Any]:
+    """The run's TrainConfig as a checkpoint stores it: a ``model_kwargs.pretrained`` weights
+    path becomes its name (``components.models.registry.pretrained_name``), so a checkpoint never
+    points at the training machine's disk."""
+    from components.models.registry import pretrained_name
+
+    kwargs = train.get("model_kwargs") or {}
+    if not kwargs.get("pretrained"):
+        return train
+    return {**train, "model_kwargs": {**kwargs, "pretrained": pretrained_name(kwargs["pretrained"])}}
+
+
 def epoch_schedule(model: Any, cfg: TrainConfig) -> list["str | None"]:
     """The step each epoch trains: [None] * epochs, or a multi-step family's steps in order."""
-    stages = model.stages() if hasattr(model, "stages") else ()
+    from components.models.base import training_stages
+
+    stages = training_stages(model)
     if not stages:
         return [None] * cfg.epochs
     for key in ("stage_epochs", "stage_lr"):

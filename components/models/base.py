@@ -1,4 +1,5 @@
-"""The one model interface every AU model implements, and the input declaration.
+"""The one model interface every AU model implements, the input declaration, and the
+multi-step training interface.
 
 A model takes a batch dict and returns a dict with ``logits`` of shape (B, n_AU), one logit per
 AU in the model's AU order, plus optional extras (``intensity`` (B, n_AU) on the 0-5 scale,
@@ -18,6 +19,7 @@ Batch keys (all tensors, first dimension B):
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Sequence
@@ -27,7 +29,7 @@ from torch import nn
 
 from components.au import validate_au_list
 
-__all__ = ["InputSpec", "AUModel"]
+__all__ = ["InputSpec", "AUModel", "MultiStepTraining", "training_stages"]
 
 Channels = Literal["rgb", "gray", "gray+sobel"]
 
@@ -84,9 +86,11 @@ class InputSpec:
 class AUModel(nn.Module):
     """Base class of every registered AU model.
 
-    Subclasses set ``family`` and ``paper``, store their constructor config dataclass in
-    ``self.config`` and implement ``forward`` and (when the family's loss is not masked BCE)
-    ``loss``.
+    Subclasses set ``family`` and ``paper``, take ``(aus, config, weights=None)`` where
+    ``weights`` is a local pretrained-weights file the registry resolved (their backbone(s) load
+    it), store their config dataclass in ``self.config``, declare their input from the config
+    alone (``input_spec_for``) and implement ``forward`` and (when the family's loss is not
+    masked BCE) ``loss``. Build them through ``components.models.build_model``.
     """
 
     family: ClassVar[str] = ""
@@ -99,6 +103,10 @@ class AUModel(nn.Module):
         self.pos_weight: "torch.Tensor | None" = None
         """Per-AU BCE weight of positive labels, set by training (``TrainConfig.pos_weight``);
         a plain attribute, not state: checkpoints and inference do not depend on it."""
+        self.registered_name: str = ""
+        """The registry name this model was built under (set by ``build_model``)."""
+        self.pretrained: "str | None" = None
+        """Name of the weights its backbone started from (set by ``build_model``; provenance)."""
 
     def positive_weight(self, like: torch.Tensor) -> "torch.Tensor | None":
         """``pos_weight`` on ``like``'s device and dtype (None when training set none)."""
@@ -114,8 +122,14 @@ class AUModel(nn.Module):
     def num_aus(self) -> int:
         return len(self.aus)
 
-    def input_spec(self) -> InputSpec:  # pragma: no cover - abstract
+    @classmethod
+    def input_spec_for(cls, config: Any) -> InputSpec:  # pragma: no cover - abstract
+        """What a model of this family built with ``config`` reads (no model needed)."""
         raise NotImplementedError
+
+    def input_spec(self) -> InputSpec:
+        """This model's input declaration (``input_spec_for`` of its config)."""
+        return type(self).input_spec_for(self.config)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError
@@ -134,7 +148,47 @@ class AUModel(nn.Module):
         return parts
 
     def constructor_kwargs(self) -> dict[str, Any]:
-        """Everything ``build_model(name, aus, **kwargs)`` needs to rebuild this model."""
+        """The config as plain data: ``build_model(name, aus, **kwargs)`` rebuilds this
+        architecture (pretrained weights are not in the config: they travel in the state dict)."""
         from components.configuration import to_dict
 
         return to_dict(self.config)
+
+
+class MultiStepTraining(abc.ABC):
+    """A family trained as a sequence of steps, each training some of its networks.
+
+    Training code (``components.training.fit_stages``, ``workflows/train.py``) drives any such
+    family through this interface alone: for each stage of ``stages()`` in order it calls
+    ``set_stage(stage)``, builds an optimiser over ``trainable_parameters()`` and takes steps
+    on ``stage_loss(stage, batch)``. Batches of a stage in ``video_order_stages`` are cut in
+    video order, unshuffled, as prediction cuts them; the others are shuffled.
+    """
+
+    video_order_stages: ClassVar[tuple[str, ...]] = ()
+    """Stages whose batches must hold consecutive frames of one video (unshuffled)."""
+    stage: "str | None" = None
+    """The stage being trained (None: every network trainable)."""
+
+    @abc.abstractmethod
+    def stages(self) -> tuple[str, ...]:
+        """The training steps this configuration runs, in order."""
+
+    @abc.abstractmethod
+    def set_stage(self, stage: "str | None") -> None:
+        """Make only ``stage``'s networks trainable (None: all); sets ``self.stage``."""
+
+    @abc.abstractmethod
+    def stage_loss(self, stage: str, batch: dict[str, Any], **options: Any) -> "dict[str, torch.Tensor] | None":
+        """Loss parts of one batch for ``stage`` (total under ``loss``), or None when the batch
+        holds nothing that stage can learn from. ``options`` are family-specific knobs."""
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the current stage trains (for the stage's optimiser)."""
+        return [p for p in self.parameters() if p.requires_grad]  # type: ignore[attr-defined]
+
+
+def training_stages(model: nn.Module) -> tuple[str, ...]:
+    """A (possibly DDP-wrapped) model's training steps; () for a family trained end to end."""
+    core = getattr(model, "module", model)
+    return core.stages() if isinstance(core, MultiStepTraining) else ()

@@ -1,14 +1,16 @@
 """Baseline: backbone + global average pooling + linear head, trained with masked BCE.
 
-This is the ablation baseline of paper 001 (Yu et al., §4.3, "Baseline" row of the ablation
-table) and paper 003 (SEV-Net, §4.3 ablation, "ResNet" row): the backbone's pooled feature and
-one fully connected layer with one logit per AU. An optional intensity head regresses 0-5.
+This is the ablation baseline of paper 001 (Yu et al., §4.4, "a classification head after
+IResNet100", Table 2) and paper 003 (SEV-Net, §4.4, the ResNet-18 bars of Fig. 3): the
+backbone's pooled feature and one fully connected layer with one logit per AU. An optional
+intensity head regresses 0-5.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -30,8 +32,6 @@ class BaselineConfig:
     """Input channels: rgb, gray or gray+sobel."""
     mask: bool = False
     """Apply the background mask to the input."""
-    pretrained: str = ""
-    """Optional local path to torchvision weights for the backbone."""
     dropout: float = 0.0
     """Dropout before the head."""
     intensity_head: bool = False
@@ -46,20 +46,21 @@ class BaselineConfig:
 
 class BaselineModel(AUModel):
     family = "baseline"
-    paper = "ablation baseline of papers 001 (§4.3) and 003 (§4.3)"
+    paper = "ablation baseline of papers 001 (§4.4) and 003 (§4.4)"
 
-    def __init__(self, aus: Sequence[int], config: BaselineConfig) -> None:
+    def __init__(self, aus: Sequence[int], config: BaselineConfig, weights: "str | Path | None" = None) -> None:
         super().__init__(aus, config)
         spec = self.input_spec()
-        self.features, width = build_backbone(config.backbone, spec.num_channels, config.pretrained)
+        # ``weights``: a torchvision state dict of the whole classifier (build_backbone drops its head).
+        self.features, width = build_backbone(config.backbone, spec.num_channels, str(weights or ""))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(width, self.num_aus)
         self.intensity = nn.Linear(width, self.num_aus) if config.intensity_head else None
 
-    def input_spec(self) -> InputSpec:
-        c = self.config
-        return InputSpec(image_size=c.image_size, channels=c.channels, mask=c.mask)
+    @classmethod
+    def input_spec_for(cls, config: BaselineConfig) -> InputSpec:
+        return InputSpec(image_size=config.image_size, channels=config.channels, mask=config.mask)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feat = self.dropout(self.pool(self.features(batch["image"])).flatten(1))
@@ -69,26 +70,19 @@ class BaselineModel(AUModel):
         return out
 
 
-def _build(aus: Sequence[int], base: BaselineConfig, kwargs: dict[str, Any]) -> BaselineModel:
-    return BaselineModel(aus, replace(base, **kwargs))
-
-
-@register_model("baseline_resnet18_112", family="baseline", tags=("small",),
-                paper="ablation baseline of papers 001 and 003",
+@register_model("baseline_resnet18_112", BaselineModel, tags=("small",),
                 description="ResNet-18 at 112 px + linear head (demo and test default)")
-def baseline_resnet18_112(aus: Sequence[int], **kwargs: Any) -> BaselineModel:
-    return _build(aus, BaselineConfig(), kwargs)
+def baseline_resnet18_112() -> BaselineConfig:
+    return BaselineConfig()
 
 
-@register_model("baseline_mobilenetv3_112", family="baseline", tags=("small",),
-                paper="ablation baseline of papers 001 and 003",
+@register_model("baseline_mobilenetv3_112", BaselineModel, tags=("small",),
                 description="MobileNetV3-Large at 112 px + linear head (fastest CPU member)")
-def baseline_mobilenetv3_112(aus: Sequence[int], **kwargs: Any) -> BaselineModel:
-    return _build(aus, BaselineConfig(backbone="mobilenet_v3_large"), kwargs)
+def baseline_mobilenetv3_112() -> BaselineConfig:
+    return BaselineConfig(backbone="mobilenet_v3_large")
 
 
-@register_model("baseline_resnet18_224", family="baseline",
-                paper="ablation baseline of papers 001 and 003",
+@register_model("baseline_resnet18_224", BaselineModel,
                 description="ResNet-18 at 224 px + linear head (the papers' input size)")
-def baseline_resnet18_224(aus: Sequence[int], **kwargs: Any) -> BaselineModel:
-    return _build(aus, BaselineConfig(image_size=224), kwargs)
+def baseline_resnet18_224() -> BaselineConfig:
+    return BaselineConfig(image_size=224)

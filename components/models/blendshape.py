@@ -18,8 +18,9 @@ intensity labels).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -75,7 +76,9 @@ class BlendshapeModel(AUModel):
     family = "blendshape"
     paper = BLENDSHAPE_PAPER
 
-    def __init__(self, aus: Sequence[int], config: BlendshapeConfig) -> None:
+    def __init__(self, aus: Sequence[int], config: BlendshapeConfig, weights: "str | Path | None" = None) -> None:
+        if weights:
+            raise ValueError("the blendshape member has no backbone: it takes no pretrained weights")
         super().__init__(aus, config)
         self.register_buffer("mapping", torch.from_numpy(mapping_matrix(self.aus)))
         self.scale = nn.Parameter(torch.ones(self.num_aus))
@@ -84,8 +87,9 @@ class BlendshapeModel(AUModel):
         if self.correction is not None:
             nn.init.zeros_(self.correction.weight)
 
-    def input_spec(self) -> InputSpec:
-        return InputSpec(image_size=self.config.image_size, channels="rgb", blendshapes=True)
+    @classmethod
+    def input_spec_for(cls, config: BlendshapeConfig) -> InputSpec:
+        return InputSpec(image_size=config.image_size, channels="rgb", blendshapes=True)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if "blendshapes" not in batch:
@@ -99,17 +103,13 @@ class BlendshapeModel(AUModel):
         return {"logits": logits, "intensity": 5.0 * torch.sigmoid(logits), "score": s}
 
 
-def _build(aus: Sequence[int], base: BlendshapeConfig, **kwargs: Any) -> BlendshapeModel:
-    return BlendshapeModel(aus, replace(base, **kwargs))
-
-
-@register_model("blendshape", family="blendshape", paper=BLENDSHAPE_PAPER,
+@register_model("blendshape", BlendshapeModel,
                 description="MediaPipe blendshapes mapped to AUs by a fixed table; needs no training")
-def blendshape(aus: Sequence[int], **kwargs: Any) -> BlendshapeModel:
-    return _build(aus, BlendshapeConfig(), **kwargs)
+def blendshape() -> BlendshapeConfig:
+    return BlendshapeConfig()
 
 
-@register_model("blendshape_calibrated", family="blendshape", paper=BLENDSHAPE_PAPER,
+@register_model("blendshape_calibrated", BlendshapeModel,
                 description="blendshape mapping plus per-AU logistic calibration fitted on a labelled store")
-def blendshape_calibrated(aus: Sequence[int], **kwargs: Any) -> BlendshapeModel:
-    return _build(aus, BlendshapeConfig(calibrated=True), **kwargs)
+def blendshape_calibrated() -> BlendshapeConfig:
+    return BlendshapeConfig(calibrated=True)

@@ -107,6 +107,17 @@ class IResNet(nn.Module):
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        # Zero scale on each residual branch's last BN (bn3): every block starts as its shortcut
+        # (Goyal et al. 2017; torchvision's zero_init_residual). N(0, 0.1) 3x3 convs multiply the
+        # scale by ~2.4 each, so 49 random branches summed into the trunk overflow in eval mode,
+        # where BatchNorm uses running statistics instead of the batch's (measured: IResNet-100
+        # gave NaN eval logits after one training step). insightface's own option, off by
+        # default, zeroes bn2 instead: the middle BN, which also gives an identity block but
+        # cuts the gradient of the branch's first conv until bn2 moves. Loaded weights replace
+        # all of this.
+        for m in self.modules():
+            if isinstance(m, IBasicBlock):
+                nn.init.zeros_(m.bn3.weight)
         nn.init.ones_(self.features.weight)
         self.features.weight.requires_grad_(False)
 

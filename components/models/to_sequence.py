@@ -42,7 +42,8 @@ Departures (also in the README):
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Sequence
+from pathlib import Path
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -235,8 +236,11 @@ class ToSequenceModel(AUModel):
     family = "to-sequence"
     paper = "Ji et al., To-Sequence (ABAW 2020), papers 000 and 002"
 
-    def __init__(self, aus: Sequence[int], config: ToSequenceConfig) -> None:
+    def __init__(self, aus: Sequence[int], config: ToSequenceConfig, weights: "str | Path | None" = None) -> None:
         super().__init__(aus, config)
+        if weights is not None:
+            raise ValueError(f"to-sequence trains every module from scratch (papers 000, 002); it has no "
+                             f"backbone for pretrained weights {weights.name!r}")
         c = config
         # Static module C, eq. 1: limited-receptive-field CNN, then a GRU over the regions.
         widths = (2,) + tuple(c.conv_channels)
@@ -276,10 +280,10 @@ class ToSequenceModel(AUModel):
         self.classifier = _mlp(p_sizes)
         self.intensity = nn.Linear(c.hidden, 1) if c.intensity_head else None
 
-    def input_spec(self) -> InputSpec:
-        c = self.config
-        return InputSpec(image_size=c.image_size, channels="gray+sobel", mask=True,
-                         diff_steps=tuple(c.diff_steps) if c.dynamic else ())
+    @classmethod
+    def input_spec_for(cls, config: ToSequenceConfig) -> InputSpec:
+        return InputSpec(image_size=config.image_size, channels="gray+sobel", mask=True,
+                         diff_steps=tuple(config.diff_steps) if config.dynamic else ())
 
     def receptive_field(self) -> int:
         """Receptive field of one CNN output cell, in input pixels (3x3 conv + 2x2 pool blocks)."""
@@ -388,30 +392,25 @@ def smooth_sequence(probs: np.ndarray, window: int, method: Literal["mean", "med
     return stacked.mean(-1) if method == "mean" else np.median(stacked, -1)
 
 
-def _build(aus: Sequence[int], base: ToSequenceConfig, kwargs: dict[str, Any]) -> ToSequenceModel:
-    return ToSequenceModel(aus, replace(base, **kwargs))
-
-
 _SMALL = ToSequenceConfig(conv_channels=(16, 32, 64, 64), feature_dim=64, dynamic_hidden=(64,),
                           tensor_dim=16, hidden=64, classifier_hidden=32)
 _PAPER = ToSequenceConfig(conv_channels=(64, 128, 256, 256), feature_dim=256, dynamic_hidden=(256,),
                           hidden=256, classifier_hidden=128)
-_PAPER_REF = "Ji et al., To-Sequence (papers 000, 002)"
 
 
-@register_model("to_sequence_small", family="to-sequence", paper=_PAPER_REF, tags=("small",),
+@register_model("to_sequence_small", ToSequenceModel, tags=("small",),
                 description="112 px gray+Sobel CNN+GRU, landmark dynamics, AU-query GRU decoder (small widths)")
-def to_sequence_small(aus: Sequence[int], **kwargs: Any) -> ToSequenceModel:
-    return _build(aus, _SMALL, kwargs)
+def to_sequence_small() -> ToSequenceConfig:
+    return _SMALL
 
 
-@register_model("to_sequence", family="to-sequence", paper=_PAPER_REF,
+@register_model("to_sequence", ToSequenceModel,
                 description="To-Sequence at the paper's 112 px input, 8x64-style AU table, wider CNN")
-def to_sequence(aus: Sequence[int], **kwargs: Any) -> ToSequenceModel:
-    return _build(aus, _PAPER, kwargs)
+def to_sequence() -> ToSequenceConfig:
+    return _PAPER
 
 
-@register_model("to_sequence_appearance_only", family="to-sequence", paper=_PAPER_REF, tags=("small",),
+@register_model("to_sequence_appearance_only", ToSequenceModel, tags=("small",),
                 description="Ablation: static module only (no landmark dynamics), small widths")
-def to_sequence_appearance_only(aus: Sequence[int], **kwargs: Any) -> ToSequenceModel:
-    return _build(aus, replace(_SMALL, dynamic=False), kwargs)
+def to_sequence_appearance_only() -> ToSequenceConfig:
+    return replace(_SMALL, dynamic=False)

@@ -18,7 +18,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from components.text_encoder import cache_root
+from components.cache import cache_root
 from components.weights.catalogue import ENTRIES, WeightsEntry
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""The checkpoint contract: weights_only loading, strict rebuild from name + kwargs."""
+"""The checkpoint contract: weights_only loading, strict rebuild from name + kwargs, and a
+pretrained backbone recorded by name, never by this machine's path."""
 
 from __future__ import annotations
 
@@ -31,6 +32,47 @@ def test_torch_load_weights_only_accepts_it(tmp_path) -> None:
     path = save_checkpoint(make_checkpoint(model, "baseline_resnet18_112", epoch=0, preprocess={},
                                            provenance={}, train_config={}), tmp_path)
     assert torch.load(path, weights_only=True)["model_name"] == "baseline_resnet18_112"
+
+
+def test_pretrained_baseline_checkpoint_stores_the_weights_name_not_the_path(tmp_path) -> None:
+    import torchvision
+
+    from workflows.train import checkpoint_train_config
+
+    weights = tmp_path / "weights" / "resnet18-imagenet.pth"
+    weights.parent.mkdir()
+    donor = torchvision.models.resnet18(weights=None)
+    torch.save(donor.state_dict(), weights)
+    model = build_model("baseline_resnet18_112", [1, 2], pretrained=str(weights))
+    assert torch.equal(model.features[0].weight, donor.conv1.weight)
+    train = {"model": "baseline_resnet18_112", "model_kwargs": {"pretrained": str(weights), "dropout": 0.1}}
+    path = save_checkpoint(make_checkpoint(model, "baseline_resnet18_112", epoch=0, preprocess={}, provenance={},
+                                           train_config=checkpoint_train_config(train)), tmp_path / "ck")
+    raw = (tmp_path / "ck" / "checkpoint.pt").read_bytes()
+    assert str(weights.parent).encode() not in raw, "the checkpoint names a local weights path"
+    loaded = load_checkpoint(path)
+    assert loaded["pretrained"] == "resnet18-imagenet.pth" and "pretrained" not in loaded["model_kwargs"]
+    assert loaded["train_config"]["model_kwargs"] == {"pretrained": "resnet18-imagenet.pth", "dropout": 0.1}
+    weights.unlink()    # the serving host has no weights file: the state dict carries them
+    again, _ = model_from_checkpoint(loaded)
+    assert torch.equal(again.features[0].weight, donor.conv1.weight) and again.pretrained == "resnet18-imagenet.pth"
+
+
+def test_older_checkpoints_with_a_pretrained_path_rebuild_without_the_file(tmp_path) -> None:
+    model = build_model("baseline_resnet18_112", [1, 2])
+    ckpt = make_checkpoint(model, "baseline_resnet18_112", epoch=0, preprocess={}, provenance={}, train_config={})
+    ckpt["model_kwargs"]["pretrained"] = str(tmp_path / "gone.pth")     # as baseline checkpoints stored it
+    again, _ = model_from_checkpoint(ckpt)
+    torch.testing.assert_close(again.state_dict(), model.state_dict())
+
+
+def test_registry_errors_name_what_is_wrong(tmp_path) -> None:
+    with pytest.raises(TypeError, match=r"no field\(s\) \['dropot'\].*'dropout'"):
+        build_model("baseline_resnet18_112", [1, 2], dropot=0.1)
+    with pytest.raises(FileNotFoundError, match="absent.pth.*never downloads"):
+        build_model("baseline_resnet18_112", [1, 2], pretrained=str(tmp_path / "absent.pth"))
+    with pytest.raises(KeyError, match="baseline_resnet18_112"):
+        build_model("baseline_resnet19", [1, 2])
 
 
 def test_missing_checkpoint_is_clear(tmp_path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.losses_circle import multilabel_circle_loss
+from components.models.lrp_arl_ff import multilabel_circle_loss
 
 pytestmark = pytest.mark.unit
 
@@ -20,7 +20,8 @@ def test_worked_example_excludes_unknown_entry() -> None:
 
 def test_sums_over_several_positives_and_negatives() -> None:
     # s = [1, -2, 0.5, 3], y = [0, 0, 1, 1]:
-    # log(1 + e^1 + e^-2) + log(1 + e^-0.5 + e^-3) = 1.3329 + 0.5207 = 1.8536091
+    # log(1 + e^1 + e^-2) + log(1 + e^-0.5 + e^-3) = log 3.8536 + log 1.6563
+    #                                              = 1.3490122 + 0.5045969 = 1.8536091
     s = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
     y = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
     assert multilabel_circle_loss(s, y).item() == pytest.approx(1.8536091, abs=1e-6)

@@ -101,6 +101,18 @@ def test_shapes_and_parameter_count_of_iresnet18() -> None:
     assert not net.features.weight.requires_grad
 
 
+def test_a_fresh_block_is_its_shortcut() -> None:
+    # bn3 starts at zero scale (and zero shift), so the residual branch adds exactly 0: a block
+    # without downsampling returns its input, in training and in eval mode alike.
+    net = build_iresnet(18)
+    assert all(int(torch.count_nonzero(b.bn3.weight.detach())) == 0 for s in (net.layer1, net.layer4) for b in s)
+    block = net.layer2[1]
+    x = torch.randn(2, 128, 14, 14)
+    for mode in (True, False):
+        block.train(mode)
+        assert torch.equal(block(x), x)
+
+
 def test_unknown_depth_is_rejected() -> None:
     with pytest.raises(ValueError, match="depth 42"):
         build_iresnet(42)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from components.losses import masked_bce, masked_bce_of_probs
-from components.losses_ranking import misordering_loss, misordering_probability, ranking_hinge, sigma_from_raw
+from components.models.pairwise_rank.losses import misordering_loss, misordering_probability, ranking_hinge, sigma_from_raw
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from components.models import build_model
+from components.models import build_model, constructor_record, rebuild_model
 from components.models.lrp_arl_ff import (LocalRegionPerception, LrpArlFfConfig,
                                           imagenet_to_arcface, knn_adjacency)
 
@@ -74,6 +74,30 @@ def test_forward_backward_without_nan(aus: tuple[int, ...]) -> None:
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert torch.isfinite(parts["loss"])
+
+
+def test_weight_token_fusion_weight_depends_on_each_face() -> None:
+    # α = sigmoid(FC(encoded weight token)), §3.3 Fig. 3. The FC starts at zero (α = 0.5 for
+    # every face), so take one training step first; then α must follow the face: changing one
+    # face's image changes that face's α and no other (the weight token attends only to its own
+    # face's backbone and AU tokens; eval mode, so no batch statistics couple the faces).
+    torch.manual_seed(0)
+    model = build_model("lrp_arl_ff_small", AUS8, width=16, num_features=64)
+    batch = _batch(8)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.loss(model(batch), batch)["loss"].backward()
+    opt.step()
+    model.eval()
+    other = dict(batch, image=batch["image"].clone())
+    other["image"][2] = torch.randn(3, 112, 112, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        alpha = model(batch)["fusion_weight"].squeeze(1)
+        changed = model(other)["fusion_weight"].squeeze(1)
+    assert alpha.shape == (4,)
+    assert float(alpha.max() - alpha.min()) > 1e-4, f"α is the same for every face: {alpha}"
+    assert abs(float(changed[2] - alpha[2])) > 1e-4, "α of the changed face did not move"
+    keep = torch.tensor([0, 1, 3])
+    torch.testing.assert_close(changed[keep], alpha[keep])
 
 
 def test_turning_lrp_off_removes_exactly_the_lanet_parameters() -> None:
@@ -146,9 +170,12 @@ def test_pretrained_backbone_loads_from_a_local_file(tmp_path: Path) -> None:
     torch.save(donor.backbone.state_dict(), path)
     model = build_model("lrp_arl_ff_small", AUS8, pretrained=str(path))
     assert torch.equal(model.backbone.conv1.weight, donor.backbone.conv1.weight)
-    # A checkpoint rebuilds without the file: its weights are in the state dict.
+    # A checkpoint records the weights' name, not this machine's path, and rebuilds without the
+    # file: its weights are in the state dict.
+    record = constructor_record(model)
+    assert record["pretrained"] == "backbone.pth" and str(tmp_path) not in repr(record)
     path.unlink()
-    again = build_model("lrp_arl_ff_small", AUS8, **model.constructor_kwargs())
+    again = rebuild_model("lrp_arl_ff_small", AUS8, record["kwargs"])
     again.load_state_dict(model.state_dict(), strict=True)
     with pytest.raises(FileNotFoundError, match="absent.pth"):
         build_model("lrp_arl_ff_small", AUS8, pretrained=str(tmp_path / "absent.pth"))

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from components.losses_ranking import ranking_hinge
-from components.models import build_model
-from components.models.pairwise_rank import PairwiseRankConfig, RunningStandardize, pair_indices, window_statistics
-from components.models.pairwise_training import fit_pairwise, pairwise_step
+from components.models import build_model, constructor_record, rebuild_model
+from components.models.pairwise_rank import (PairwiseRankConfig, RunningStandardize, pair_indices, ranking_hinge,
+                                             window_statistics)
+from components.training import fit_stages
 
 pytestmark = pytest.mark.unit
 
@@ -166,7 +166,7 @@ def test_stages_freeze_the_right_parameters(stage: str, trained: str) -> None:
     model.set_stage(stage)
     model.train()
     batch, _ = toy_videos(1, 6)
-    pairwise_step(model, stage, batch)["loss"].backward()
+    model.stage_loss(stage, batch)["loss"].backward()
     for name in ("rank_net", "uncertainty_net", "mapping"):
         grads = [p.grad for p in getattr(model, name).parameters()]
         if name == trained:
@@ -197,7 +197,7 @@ def test_uncertainty_off_ablation() -> None:
     model = build_model("pairwise_rank_small", AUS, **TINY, uncertainty=False)
     assert model.stages() == ("rank", "mapping") and model.uncertainty_net is None
     batch, _ = toy_videos(1, 6)
-    hist = fit_pairwise(model, lambda stage: [batch], 1, lambda p: torch.optim.SGD(p, lr=1e-3))
+    hist = fit_stages(model, lambda stage: [batch], 1, lambda p: torch.optim.SGD(p, lr=1e-3))
     assert set(hist) == {"rank", "mapping"}
     out = model(batch)
     assert "sigma" not in out and torch.isfinite(out["logits"]).all()
@@ -226,21 +226,21 @@ def test_running_standardize_uses_every_training_row_not_the_batch() -> None:
     assert torch.allclose(norm(torch.tensor([[5.0, 10.0]])), out[:1])
 
 
-def test_fit_pairwise_rejects_bad_input() -> None:
+def test_fit_stages_rejects_bad_input() -> None:
     model = build_model("pairwise_rank_small", AUS, **TINY)
     batch, _ = toy_videos(1, 4)
     with pytest.raises(ValueError, match="unknown stage"):
-        fit_pairwise(model, lambda stage: [batch], {"rnak": 1}, lambda p: torch.optim.SGD(p, lr=1e-3))
+        fit_stages(model, lambda stage: [batch], {"rnak": 1}, lambda p: torch.optim.SGD(p, lr=1e-3))
     with pytest.raises(KeyError, match="video"):
-        pairwise_step(model, "rank", {"image": batch["image"], "labels": batch["labels"]})
+        model.stage_loss("rank", {"image": batch["image"], "labels": batch["labels"]})
     with pytest.raises(KeyError, match="intensity"):
-        pairwise_step(build_model("pairwise_rank_small", AUS, **TINY, rank_target="intensity"), "rank", batch)
+        build_model("pairwise_rank_small", AUS, **TINY, rank_target="intensity").stage_loss("rank", batch)
     # A one-frame batch (the tail of a video cut into batches) gives G no context: skipped;
     # two frames train.
     model.set_stage("mapping")
     model.train()
-    assert pairwise_step(model, "mapping", {k: v[:1] for k, v in batch.items()}) is None
-    assert torch.isfinite(pairwise_step(model, "mapping", {k: v[:2] for k, v in batch.items()})["loss"])
+    assert model.stage_loss("mapping", {k: v[:1] for k, v in batch.items()}) is None
+    assert torch.isfinite(model.stage_loss("mapping", {k: v[:2] for k, v in batch.items()})["loss"])
 
 
 def test_rebuild_and_paper_declaration() -> None:
@@ -256,17 +256,19 @@ def test_rebuild_and_paper_declaration() -> None:
         PairwiseRankConfig(backbone="vgg19")
 
 
-def test_checkpoint_config_does_not_need_the_pretrained_files(tmp_path) -> None:
+def test_pretrained_weights_start_f_and_h_and_the_record_needs_no_file(tmp_path) -> None:
     import torchvision
 
     weights = tmp_path / "resnet18.pth"
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
-    model = build_model("pairwise_rank_small", AUS, **TINY, pretrained=str(weights),
-                        uncertainty_pretrained=str(weights))
-    kwargs = model.constructor_kwargs()
-    assert kwargs["pretrained"] == kwargs["uncertainty_pretrained"] == ""
+    donor = torchvision.models.resnet18(weights=None)
+    torch.save(donor.state_dict(), weights)
+    model = build_model("pairwise_rank_small", AUS, **TINY, pretrained=str(weights))
+    assert torch.equal(model.rank_net.features[0].weight, donor.conv1.weight)
+    assert torch.equal(model.uncertainty_net.features[0].weight, donor.conv1.weight)
+    record = constructor_record(model)
+    assert record["pretrained"] == "resnet18.pth" and str(tmp_path) not in repr(record)
     weights.unlink()
-    build_model("pairwise_rank_small", AUS, **kwargs).load_state_dict(model.state_dict(), strict=True)
+    rebuild_model("pairwise_rank_small", AUS, record["kwargs"]).load_state_dict(model.state_dict(), strict=True)
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +285,7 @@ def trained() -> dict:
         return torch.optim.Adam(params, lr=1e-2 if model.stage == "mapping" else 1e-3)
 
     # Every ordered pair of the batch (each frame is scored once, so pairs cost no forward pass).
-    history = fit_pairwise(model, lambda stage: [train], {"rank": 10, "uncertainty": 15, "mapping": 40},
+    history = fit_stages(model, lambda stage: [train], {"rank": 10, "uncertainty": 15, "mapping": 40},
                            optimizer)
     return {"model": model, "test": test, "occluded": test_occluded, "before": before, "history": history}
 

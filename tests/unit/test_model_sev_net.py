@@ -11,7 +11,7 @@ import torch
 
 from components.models import build_model
 from components.models.sev_net import SevNetConfig, cross_modality_attention
-from components.text_encoder import cache_path, clear_memory_cache, encode_au_texts
+from components.models.sev_net.text_encoder import cache_path, clear_memory_cache, encode_au_texts
 from components.au import CATALOGUE
 
 pytestmark = pytest.mark.unit

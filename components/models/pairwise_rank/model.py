@@ -5,21 +5,22 @@ improved pairwise deep architecture", ABAW 2021).
 Three networks, trained one after the other (§3, Fig. 1):
 1. pseudo-intensity network f (§3.1): a CNN (VGG16 in the paper) scoring a face; trained as a
    siamese pair on two frames of the same video with different labels, with the ranking hinge
-   max(0, m - r_ij (f(x_i) - f(x_j))), m = 1 (``components.losses_ranking.ranking_hinge``);
+   max(0, m - r_ij (f(x_i) - f(x_j))), m = 1 (``.losses.ranking_hinge``);
 2. uncertainty network h (§3.2): a second CNN giving σ = softplus(h(x)) + ε, trained on the same
    pairs with f frozen to minimise the probability of misordering (sign-corrected, see
-   ``components.losses_ranking``);
+   ``.losses``);
 3. mapping network (§3.3): fully connected layers (shaped like the VGG16 classifier: FC, ReLU,
    dropout) on the frame's pseudo-intensity ŷ, its σ and statistics G of both over the frames of
    the same video around it, trained with MAE against the labels (occurrence in [0, 1] and,
    optionally, intensity 0-5).
-``set_stage`` freezes all but the stage's network; ``loss_rank``, ``loss_uncertainty`` and
-``loss_mapping`` are the three steps; ``components.models.pairwise_training.fit_pairwise`` runs
-them as one call. At inference it is one model: ``forward`` returns ``logits`` (the logit of the
-mapped occurrence probability, thresholded at 0 ⇔ 0.5), ``pseudo_intensity``, ``sigma`` and
-``intensity`` when configured. A generic loop that only calls ``forward`` and ``loss`` trains
-all three networks end to end on the mapping MAE, which is not the paper's schedule: drive
-training with ``fit_pairwise`` or ``pairwise_step``.
+The model implements ``MultiStepTraining``: ``stages()`` lists the steps, ``set_stage`` freezes
+all but the stage's network and ``stage_loss`` is one batch's loss for a step (``loss_rank``,
+``loss_uncertainty`` and ``loss_mapping`` are the three steps on explicit inputs);
+``components.training.fit_stages`` runs them as one call. At inference it is one model:
+``forward`` returns ``logits`` (the logit of the mapped occurrence probability, thresholded at
+0 ⇔ 0.5), ``pseudo_intensity``, ``sigma`` and ``intensity`` when configured. A generic loop that
+only calls ``forward`` and ``loss`` trains all three networks end to end on the mapping MAE,
+which is not the paper's schedule: drive training through the stages.
 
 Batch keys read: ``image`` (B, C, S, S); ``labels`` (B, n_AU); ``intensity`` (B, n_AU) when
 ranking or mapping intensities; video context for G, first match wins:
@@ -48,23 +49,22 @@ scores each frame of a batch once and forms every pair from those scores (``loss
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import torch
 from torch import nn
 
 from components.losses import masked_l1
-from components.losses_ranking import misordering_loss, ranking_hinge, sigma_from_raw
 from components.models.backbones import BACKBONES, build_backbone
-from components.models.base import AUModel, InputSpec
-from components.models.pairwise_context import (
-    RunningStandardize, batch_frame_index, batch_video_ids, group_ids, pair_indices, window_statistics,
-)
+from components.models.base import AUModel, InputSpec, MultiStepTraining
+from components.models.pairwise_rank.context import (RunningStandardize, batch_frame_index, batch_video_ids,
+                                                     pair_indices, window_statistics)
+from components.models.pairwise_rank.losses import misordering_loss, ranking_hinge, sigma_from_raw
 from components.models.registry import register_model
 
-__all__ = ["PairwiseRankConfig", "PairwiseRankModel", "RunningStandardize", "window_statistics", "group_ids",
-           "pair_indices", "batch_video_ids", "batch_frame_index", "STAGES", "N_FRAME_FEATURES"]
+__all__ = ["PairwiseRankConfig", "PairwiseRankModel", "STAGES", "N_FRAME_FEATURES"]
 
 STAGES: tuple[str, ...] = ("rank", "uncertainty", "mapping")
 """Training steps of paper 004 in order (§3.1, §3.2, §3.3)."""
@@ -84,10 +84,6 @@ class PairwiseRankConfig:
     """Input channels; the paper fine-tunes ImageNet VGG16 on RGB."""
     mask: bool = False
     """Apply the background mask to the input."""
-    pretrained: str = ""
-    """Local path to torchvision weights for f's backbone (paper: ImageNet VGG16); empty: random."""
-    uncertainty_pretrained: str = ""
-    """Local path to torchvision weights for h's backbone; empty: random."""
     uncertainty: bool = True
     """Use the uncertainty network (§3.2); False is last year's framework (the paper's P2 row
     drops it for some AUs): σ features are zero and the uncertainty stage is skipped."""
@@ -144,9 +140,9 @@ class PairwiseRankConfig:
 class _ScoreNet(nn.Module):
     """Backbone, global average pooling and one linear output per AU."""
 
-    def __init__(self, backbone: str, in_channels: int, pretrained: str, n_out: int) -> None:
+    def __init__(self, backbone: str, in_channels: int, weights: "str | Path | None", n_out: int) -> None:
         super().__init__()
-        self.features, width = build_backbone(backbone, in_channels, pretrained)
+        self.features, width = build_backbone(backbone, in_channels, str(weights or ""))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(width, n_out)
 
@@ -157,7 +153,7 @@ class _ScoreNet(nn.Module):
         return self.head(self.embed(x))
 
 
-class PairwiseRankModel(AUModel):
+class PairwiseRankModel(AUModel, MultiStepTraining):
     """Siamese pseudo-intensity network f, uncertainty network h and mapping FCN (paper 004)."""
 
     family = "pairwise-rank"
@@ -167,14 +163,16 @@ class PairwiseRankModel(AUModel):
     (``components.batches.VIDEO_BATCH_ROWS``, unshuffled): the mapping reads G from the batch's
     frames of the same video. The rank and uncertainty steps pair frames in shuffled batches."""
 
-    def __init__(self, aus: Sequence[int], config: PairwiseRankConfig) -> None:
+    def __init__(self, aus: Sequence[int], config: PairwiseRankConfig, weights: "str | Path | None" = None) -> None:
         super().__init__(aus, config)
         c, k = config, self.num_aus
         n_in = self.input_spec().num_channels
-        self.rank_net = _ScoreNet(c.backbone, n_in, c.pretrained, k)
+        # ``weights`` (torchvision classifier state dict; paper: ImageNet VGG16) start both f and,
+        # when it has its own CNN, h: §3.2 describes h as a second network of the same kind.
+        self.rank_net = _ScoreNet(c.backbone, n_in, weights, k)
         self.uncertainty_net: "nn.Module | None" = None
         if c.uncertainty and c.uncertainty_backbone == "separate":
-            self.uncertainty_net = _ScoreNet(c.backbone, n_in, c.uncertainty_pretrained, k)
+            self.uncertainty_net = _ScoreNet(c.backbone, n_in, weights, k)
         elif c.uncertainty:
             self.uncertainty_net = nn.Linear(self.rank_net.head.in_features, k)
         # ŷ has no fixed scale (only its order is trained), so the mapping standardises its
@@ -189,16 +187,10 @@ class PairwiseRankModel(AUModel):
         self.stage: "str | None" = None
 
     # ----- declaration and stage control ---------------------------------------------------------
-    def input_spec(self) -> InputSpec:
-        c = self.config
+    @classmethod
+    def input_spec_for(cls, config: PairwiseRankConfig) -> InputSpec:
+        c = config
         return InputSpec(image_size=c.image_size, channels=c.channels, mask=c.mask, window=c.window)
-
-    def constructor_kwargs(self) -> dict[str, Any]:
-        """Config to rebuild this architecture with the pretrained paths emptied: the weights
-        they initialised travel in the state dict, so a serving machine need not hold the files."""
-        kwargs = super().constructor_kwargs()
-        kwargs["pretrained"] = kwargs["uncertainty_pretrained"] = ""
-        return kwargs
 
     def stages(self) -> tuple[str, ...]:
         """The training steps this configuration runs, in order."""
@@ -226,10 +218,6 @@ class PairwiseRankModel(AUModel):
                 if part is not None and name != self.stage:
                     part.eval()
         return self
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        """Parameters the current stage trains (for the stage's optimizer)."""
-        return [p for p in self.parameters() if p.requires_grad]
 
     # ----- the networks --------------------------------------------------------------------------
     def _check_images(self, x: torch.Tensor, where: str) -> torch.Tensor:
@@ -397,21 +385,40 @@ class PairwiseRankModel(AUModel):
         """Step 3 (§3.3): forward (G over the batch's video context) and the mapping MAE."""
         return self.loss(self(batch), batch)
 
+    def stage_loss(self, stage: str, batch: dict[str, Any], max_pairs: "int | None" = None,
+                   generator: "torch.Generator | None" = None) -> "dict[str, torch.Tensor] | None":
+        """Loss parts of one batch for ``stage`` ('rank', 'uncertainty' or 'mapping').
 
-def _build(aus: Sequence[int], base: PairwiseRankConfig, kwargs: dict[str, Any]) -> PairwiseRankModel:
-    return PairwiseRankModel(aus, replace(base, **kwargs))
+        Rank and uncertainty stages build same-video pairs with ``pair_indices`` from the video ids
+        (``batch['video_index']`` or ``batch['video']``) and ``ranking_targets(batch)``, and score
+        each frame once (``loss_pairs``); they return None when the batch holds no ordered pair.
+        ``max_pairs`` None keeps every ordered pair (pairs cost no forward pass). The mapping
+        stage is ``loss_mapping(batch)``, None for a one-frame batch (G over a single frame says
+        nothing about the video's neutral level; a video cut into batches can leave one over).
+        """
+        if stage == "mapping":
+            return self.loss_mapping(dict(batch)) if len(batch["image"]) > 1 else None
+        if stage not in ("rank", "uncertainty"):
+            raise ValueError(f"pairwise-rank: unknown stage {stage!r}; stages are {STAGES}")
+        targets = self.ranking_targets(batch)
+        vid = batch_video_ids(batch, targets.device)
+        if vid is None:
+            raise KeyError("pairwise-rank training needs batch['video_index'] or batch['video']: pairs "
+                           "come from one video (paper 004 §3.1)")
+        ii, jj, r = pair_indices(vid, targets, max_pairs, generator)
+        if len(ii) == 0:
+            return None
+        device = batch["image"].device
+        return self.loss_pairs(stage, batch, ii.to(device), jj.to(device), r.to(device))
 
 
-_PAPER_REF = "Saito et al., improved pairwise deep architecture (paper 004)"
-
-
-@register_model("pairwise_rank_small", family="pairwise-rank", paper=_PAPER_REF, tags=("small",),
+@register_model("pairwise_rank_small", PairwiseRankModel, tags=("small",),
                 description="ResNet-18 f and h at 112 px, mapping FCN 64-64 on ŷ, σ and window statistics")
-def pairwise_rank_small(aus: Sequence[int], **kwargs: Any) -> PairwiseRankModel:
-    return _build(aus, PairwiseRankConfig(backbone="resnet18", image_size=112, mapping_hidden=(64, 64)), kwargs)
+def pairwise_rank_small() -> PairwiseRankConfig:
+    return PairwiseRankConfig(backbone="resnet18", image_size=112, mapping_hidden=(64, 64))
 
 
-@register_model("pairwise_rank", family="pairwise-rank", paper=_PAPER_REF,
+@register_model("pairwise_rank", PairwiseRankModel,
                 description="VGG16 f and h at 224 px (the paper), mapping FCN 1024-1024")
-def pairwise_rank(aus: Sequence[int], **kwargs: Any) -> PairwiseRankModel:
-    return _build(aus, PairwiseRankConfig(mapping_hidden=(1024, 1024)), kwargs)
+def pairwise_rank() -> PairwiseRankConfig:
+    return PairwiseRankConfig(mapping_hidden=(1024, 1024))

@@ -6,8 +6,8 @@ detection" (CVPR 2021). Section by section:
 - §3.1 image encoding: ResNet-18 (§4.2) gives V = {V_1..V_{w×h}}, V_i ∈ R^{d_v} (7×7×512 at
   224 px; 4×4×512 at 112 px for the small variant).
 - §3.2 intra-AU encoder: each AU's catalogue description through a frozen pre-trained sentence
-  encoder, mean over its token outputs (``components.text_encoder``). Computed once, never per
-  forward, and kept in the ``text_embeddings`` buffer.
+  encoder, mean over its token outputs (``.text_encoder``). Computed once, never per forward,
+  and kept in the ``text_embeddings`` buffer.
 - §3.2 inter-AU encoder: a 2-layer transformer encoder (eqs. 2–3: post-norm, GELU feed-forward)
   across the AU sentence embeddings, then a linear projection R^{d_w} → R^{d_v} (w̄_k).
 - §3.3 cross-modality attention: z_k^i = ReLU(cos(V_i, w̄_k)) (eq. 4), α_k^i = z_k^i / Σ_i z_k^i
@@ -33,7 +33,8 @@ serving needs no sentence encoder.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -42,7 +43,7 @@ from torch import nn
 from components.models.backbones import BACKBONES, build_backbone
 from components.models.base import AUModel, InputSpec
 from components.models.registry import register_model
-from components.text_encoder import DEFAULT_ENCODER, ENCODER_DIMS, encode_au_texts
+from components.models.sev_net.text_encoder import DEFAULT_ENCODER, ENCODER_DIMS, encode_au_texts
 
 __all__ = ["SevNetConfig", "SevNetModel", "cross_modality_attention"]
 
@@ -55,8 +56,6 @@ class SevNetConfig:
     """Visual backbone (the paper uses ResNet-18)."""
     image_size: int = 224
     """Input crop side in pixels (224 in the paper: a 7x7 map)."""
-    pretrained: str = ""
-    """Optional local path to torchvision weights for the backbone."""
     text: bool = True
     """Use the AU-description branch; False is the 'no text' ablation (learned AU queries)."""
     center_text: bool = True
@@ -64,7 +63,7 @@ class SevNetConfig:
     encoder (our addition; False is the paper). Descriptions share wording, so raw embeddings
     are ~0.6-0.7 cosine-similar and all AUs would start with nearly the same attention map."""
     encoder: str = DEFAULT_ENCODER
-    """Frozen intra-AU sentence encoder: a name of components.text_encoder or a local folder."""
+    """Frozen intra-AU sentence encoder: a name in ``.text_encoder`` or a local folder."""
     text_dim: int = 0
     """Embedding size of ``encoder``; 0 = the known size of a named encoder."""
     inter_layers: int = 2
@@ -129,10 +128,11 @@ class SevNetModel(AUModel):
     family = "sev-net"
     paper = _PAPER
 
-    def __init__(self, aus: Sequence[int], config: SevNetConfig) -> None:
+    def __init__(self, aus: Sequence[int], config: SevNetConfig, weights: "str | Path | None" = None) -> None:
         super().__init__(aus, config)
         c = config
-        self.features, width = build_backbone(c.backbone, 3, c.pretrained)
+        # ``weights``: a torchvision state dict of the whole classifier (§4.2 ResNet-18).
+        self.features, width = build_backbone(c.backbone, 3, str(weights or ""))
         if c.text:
             dim = c.embedding_dim
             self.register_buffer("text_embeddings", torch.zeros(self.num_aus, dim))
@@ -149,15 +149,9 @@ class SevNetModel(AUModel):
         self.classifier = nn.Linear(width, 1)
         self.intensity = nn.Linear(width, 1) if c.intensity_head else None
 
-    def input_spec(self) -> InputSpec:
-        return InputSpec(image_size=self.config.image_size, channels="rgb")
-
-    def constructor_kwargs(self) -> dict[str, Any]:
-        """Config to rebuild this architecture, with ``pretrained`` emptied: the weights it
-        initialised travel in the state dict, so a serving machine need not hold that file."""
-        kwargs = super().constructor_kwargs()
-        kwargs["pretrained"] = ""
-        return kwargs
+    @classmethod
+    def input_spec_for(cls, config: SevNetConfig) -> InputSpec:
+        return InputSpec(image_size=config.image_size, channels="rgb")
 
     @torch.no_grad()
     def prepare_text(self) -> None:
@@ -202,23 +196,19 @@ def _recheck_text(module: nn.Module, incompatible_keys: Any) -> None:
     module._text_checked = False
 
 
-def _build(aus: Sequence[int], base: SevNetConfig, kwargs: dict[str, Any]) -> SevNetModel:
-    return SevNetModel(aus, replace(base, **kwargs))
-
-
-@register_model("sev_net_small", family="sev-net", paper=_PAPER, tags=("small",),
+@register_model("sev_net_small", SevNetModel, tags=("small",),
                 description="ResNet-18 at 112 px (4x4 map) + MiniLM AU text + cross-modality attention")
-def sev_net_small(aus: Sequence[int], **kwargs: Any) -> SevNetModel:
-    return _build(aus, SevNetConfig(image_size=112), kwargs)
+def sev_net_small() -> SevNetConfig:
+    return SevNetConfig(image_size=112)
 
 
-@register_model("sev_net_no_text", family="sev-net", paper=_PAPER, tags=("small",),
+@register_model("sev_net_no_text", SevNetModel, tags=("small",),
                 description="ablation of sev_net_small without the text branch (learned AU queries)")
-def sev_net_no_text(aus: Sequence[int], **kwargs: Any) -> SevNetModel:
-    return _build(aus, SevNetConfig(image_size=112, text=False), kwargs)
+def sev_net_no_text() -> SevNetConfig:
+    return SevNetConfig(image_size=112, text=False)
 
 
-@register_model("sev_net", family="sev-net", paper=_PAPER,
+@register_model("sev_net", SevNetModel,
                 description="the paper's size: ResNet-18 at 224 px (7x7x512) + MiniLM AU text")
-def sev_net(aus: Sequence[int], **kwargs: Any) -> SevNetModel:
-    return _build(aus, SevNetConfig(), kwargs)
+def sev_net() -> SevNetConfig:
+    return SevNetConfig()

@@ -3,7 +3,7 @@
 Scores are per pair and per AU: ``s_i, s_j, r`` broadcast to the same shape (P, n_AU), with
 r_ij in {+1, -1} the sign of y_i - y_j (paper 004 §3.1 eq. 1) and r_ij = 0 where the pair has no
 order for that AU (equal or unknown labels). Entries with r = 0 never contribute, the same
-convention as label -1 in ``components.losses``.
+convention as label -1 in ``components.losses``. The pairwise-rank family's own losses.
 
 Sign correction (README lists it): paper 004 §3.2 prints the uncertainty loss as
 ``1 - ½{1 + erf((m - r(ŷ_i - ŷ_j)) / √(2(h_i² + h_j²)))}``. With D ~ N(r(ŷ_i - ŷ_j), σ_i² + σ_j²)

@@ -1,6 +1,6 @@
 """Video context of the pairwise-rank family (paper 004): which frames share a video, the
 training pairs of §3.1 and the window statistics G of §3.3 with the mapping's input
-standardisation. Split from ``components.models.pairwise_rank``, which re-exports every name.
+standardisation. Part of the ``components.models.pairwise_rank`` package, which re-exports it.
 """
 
 from __future__ import annotations

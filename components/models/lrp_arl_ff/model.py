@@ -4,7 +4,7 @@ Paper 001: Yu et al., "Local region perception and relationship learning combine
 fusion for facial action unit detection" (USTC, ABAW5 / CVPRW 2023). Section by section:
 
 - §3 / §4.2 backbone: IResNet (insightface layout, ``components.models.iresnet``), Glint360K
-  weights from a local file when the user has them. Its B×C×7×7 map (112 px input) feeds two
+  weights (``build_model(..., pretrained=...)``) when the user has them. Its B×C×7×7 map (112 px input) feeds two
   branches; its face embedding feeds the backbone logits and the backbone token.
 - §3.1 LRP: m LANets [Wang & Guo, LS-CNN], each 1×1 conv C→C/r, ReLU, 1×1 conv C/r→1; the m maps
   are stacked, max-reduced over the stack, passed through a sigmoid and multiplied into the map.
@@ -14,8 +14,8 @@ fusion for facial action unit detection" (USTC, ABAW5 / CVPRW 2023). Section by 
   gives the AU logits.
 - §3.3 FF: backbone logits from an FC head, fused with the AU logits by a fixed weight or by
   the weight token of a 2-layer transformer encoder over [weight, backbone, AU tokens] (Fig. 3).
-- §3.4.2 loss: BCE (eq. 1) + multi-label circle loss (eq. 2), summed (eq. 3) with a
-  configurable circle weight; -1 labels never contribute.
+- §3.4.2 loss: BCE (eq. 1) + multi-label circle loss (eq. 2, ``.losses``), summed (eq. 3)
+  with a configurable circle weight; -1 labels never contribute.
 
 Departures (the paper leaves these open; ours): m = 8 LANets and r = 8 by default; a ReLU
 between the two LANet convolutions (two stacked linear 1×1 convs would collapse into one); the
@@ -29,15 +29,16 @@ what they were trained on. Not here: the paper's resampling (samplers) and 5-mod
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Sequence
+from pathlib import Path
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
 
 from components.losses import masked_l1
-from components.losses_circle import multilabel_circle_loss
 from components.models.base import AUModel, InputSpec
 from components.models.iresnet import IRESNET_LAYERS, build_iresnet
+from components.models.lrp_arl_ff.losses import multilabel_circle_loss
 from components.models.registry import register_model
 
 __all__ = ["LrpArlFfConfig", "LrpArlFfModel", "LocalRegionPerception", "AUGraph",
@@ -58,8 +59,6 @@ class LrpArlFfConfig:
     """Face-embedding size of the IResNet ``fc`` (512 in insightface)."""
     image_size: int = 112
     """Input crop side in pixels (112 for ArcFace weights)."""
-    pretrained: str = ""
-    """Optional local path to an insightface IResNet state dict (e.g. Glint360K backbone.pth)."""
     arcface_input: bool = True
     """Map ImageNet-normalised input to ArcFace's (x-0.5)/0.5 before the backbone."""
     lrp: bool = True
@@ -240,11 +239,12 @@ class LrpArlFfModel(AUModel):
     family = "lrp-arl-ff"
     paper = _PAPER
 
-    def __init__(self, aus: Sequence[int], config: LrpArlFfConfig) -> None:
+    def __init__(self, aus: Sequence[int], config: LrpArlFfConfig, weights: "str | Path | None" = None) -> None:
         super().__init__(aus, config)
         c = config
+        # ``weights``: an insightface IResNet state dict (e.g. Glint360K backbone.pth), §4.2.
         self.backbone = build_iresnet(c.depth, c.width, c.image_size, c.num_features, c.dropout,
-                                      c.pretrained)
+                                      weights or "")
         channels = self.backbone.out_channels
         self.lrp = LocalRegionPerception(channels, c.lanets, c.lanet_reduction) if c.lrp else None
         self.arl = AUGraph(channels, self.num_aus, c.neighbours, c.graph_metric, c.graph_layers)
@@ -255,15 +255,9 @@ class LrpArlFfModel(AUModel):
         if c.intensity_head:
             self.intensity = nn.Parameter(torch.randn(self.num_aus, channels) * channels ** -0.5)
 
-    def input_spec(self) -> InputSpec:
-        return InputSpec(image_size=self.config.image_size, channels="rgb")
-
-    def constructor_kwargs(self) -> dict[str, Any]:
-        """Config to rebuild this architecture, with ``pretrained`` emptied: the weights it
-        initialised travel in the state dict, so a serving machine need not hold that file."""
-        kwargs = super().constructor_kwargs()
-        kwargs["pretrained"] = ""
-        return kwargs
+    @classmethod
+    def input_spec_for(cls, config: LrpArlFfConfig) -> InputSpec:
+        return InputSpec(image_size=config.image_size, channels="rgb")
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["image"]
@@ -305,39 +299,35 @@ class LrpArlFfModel(AUModel):
         return parts
 
 
-def _build(aus: Sequence[int], base: LrpArlFfConfig, kwargs: dict[str, Any]) -> LrpArlFfModel:
-    return LrpArlFfModel(aus, replace(base, **kwargs))
-
-
 _SMALL = LrpArlFfConfig(depth=18, width=32, num_features=256, fusion_heads=4)
 """IResNet-18 at half width (256-channel 7×7 map): the CPU test, demo and benchmark size."""
 
 
-@register_model("lrp_arl_ff_small", family="lrp-arl-ff", paper=_PAPER, tags=("small",),
+@register_model("lrp_arl_ff_small", LrpArlFfModel, tags=("small",),
                 description="IResNet-18 (half width) at 112 px + LRP + ARL + transformer FF")
-def lrp_arl_ff_small(aus: Sequence[int], **kwargs: Any) -> LrpArlFfModel:
-    return _build(aus, _SMALL, kwargs)
+def lrp_arl_ff_small() -> LrpArlFfConfig:
+    return _SMALL
 
 
-@register_model("lrp_arl_ff_no_lrp", family="lrp-arl-ff", paper=_PAPER, tags=("small",),
+@register_model("lrp_arl_ff_no_lrp", LrpArlFfModel, tags=("small",),
                 description="ablation of lrp_arl_ff_small without the LRP module")
-def lrp_arl_ff_no_lrp(aus: Sequence[int], **kwargs: Any) -> LrpArlFfModel:
-    return _build(aus, replace(_SMALL, lrp=False), kwargs)
+def lrp_arl_ff_no_lrp() -> LrpArlFfConfig:
+    return replace(_SMALL, lrp=False)
 
 
-@register_model("lrp_arl_ff_fixed_fusion", family="lrp-arl-ff", paper=_PAPER, tags=("small",),
+@register_model("lrp_arl_ff_fixed_fusion", LrpArlFfModel, tags=("small",),
                 description="ablation of lrp_arl_ff_small with fixed-weight fusion (0.5)")
-def lrp_arl_ff_fixed_fusion(aus: Sequence[int], **kwargs: Any) -> LrpArlFfModel:
-    return _build(aus, replace(_SMALL, fusion="fixed"), kwargs)
+def lrp_arl_ff_fixed_fusion() -> LrpArlFfConfig:
+    return replace(_SMALL, fusion="fixed")
 
 
-@register_model("lrp_arl_ff", family="lrp-arl-ff", paper=_PAPER,
+@register_model("lrp_arl_ff", LrpArlFfModel,
                 description="the paper's size: IResNet-100 (insightface layout, Glint360K-loadable)")
-def lrp_arl_ff(aus: Sequence[int], **kwargs: Any) -> LrpArlFfModel:
-    return _build(aus, LrpArlFfConfig(), kwargs)
+def lrp_arl_ff() -> LrpArlFfConfig:
+    return LrpArlFfConfig()
 
 
-@register_model("lrp_arl_ff_r50", family="lrp-arl-ff", paper=_PAPER,
+@register_model("lrp_arl_ff_r50", LrpArlFfModel,
                 description="IResNet-50 (insightface layout, Glint360K-loadable) + LRP + ARL + FF")
-def lrp_arl_ff_r50(aus: Sequence[int], **kwargs: Any) -> LrpArlFfModel:
-    return _build(aus, LrpArlFfConfig(depth=50), kwargs)
+def lrp_arl_ff_r50() -> LrpArlFfConfig:
+    return LrpArlFfConfig(depth=50)

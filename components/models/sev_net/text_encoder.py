@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from components.au import CATALOGUE, validate_au_list
+from components.cache import cache_root
 
-__all__ = ["DEFAULT_ENCODER", "PAPER_ENCODER", "HASH_ENCODER", "ENCODER_DIMS", "cache_root",
+__all__ = ["DEFAULT_ENCODER", "PAPER_ENCODER", "HASH_ENCODER", "ENCODER_DIMS",
            "cache_path", "encode_texts", "encode_au_texts", "clear_memory_cache"]
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
@@ -51,12 +52,6 @@ ENCODER_DIMS: dict[str, int] = {DEFAULT_ENCODER: 384, PAPER_ENCODER: 1024, HASH_
 _memory: dict[tuple[str, str], torch.Tensor] = {}
 _models: dict[str, Any] = {}
 _lock = threading.Lock()
-
-
-def cache_root() -> Path:
-    """Root of facsflow's caches: ``$FACSFLOW_CACHE`` or ``~/.cache/facsflow`` (not created)."""
-    env = os.environ.get("FACSFLOW_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "facsflow"
 
 
 def _text_sha(text: str) -> str:

@@ -1,6 +1,7 @@
 """Multi-label circle loss (paper 001, Yu et al., §3.4.2, eq. 2) under the masked convention.
 
-Kept beside ``components.losses`` (masked BCE, L1) so each loss module stays one idea.
+The lrp-arl-ff family's own loss, beside its model; the shared losses (masked BCE, L1) are in
+``components.losses``.
 """
 
 from __future__ import annotations
