@@ -39,7 +39,7 @@ POSED = IMAGES[:3]
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    from components.detector import read_image
+    from components.au_detector import read_image
 
     return read_image(path)
 

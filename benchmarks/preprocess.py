@@ -44,8 +44,8 @@ from typing import Callable
 from components import storage
 from components.datasets.base import build_adapter
 from components.faces.pipeline import FacePipeline, FacePipelineConfig
-from components.preprocessing import StoreConfig, process_unit
-from components.schema import store_metadata
+from components.store.rows import StoreConfig, process_unit
+from components.store.schema import store_metadata
 from workflows.preprocess import PreprocessConfig, run_preprocess, unit_stem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,7 +236,7 @@ def main(argv: "list[str] | None" = None) -> int:
     if args.copies < 1 or args.large_copies <= args.copies:
         p.error("need 1 <= --copies < --large-copies")
 
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from workflows.runtime import configure_logging, init_ray
 
     configure_logging()

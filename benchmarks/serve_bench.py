@@ -133,7 +133,7 @@ def member_handle_rps(ensemble: str, n: int, concurrency: int = 32) -> dict[str,
 
 def video_per_core(ensemble: "str | None", checkpoint: "str | None", video: Path) -> dict[str, Any]:
     """End-to-end frames per CPU second of the in-process Detector on one video."""
-    from components.detector import Detector
+    from components.au_detector import Detector
     from components.faces.pipeline import FacePipelineConfig
 
     faces = FacePipelineConfig(**VIDEO_FACES)

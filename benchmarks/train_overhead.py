@@ -55,7 +55,7 @@ def build_store(workdir: Path, copies: int) -> str:
     import pyarrow.parquet as pq
 
     from components import storage
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from components.faces.pipeline import FacePipelineConfig
     from workflows.demo import link_face_photos
     from workflows.preprocess import PreprocessConfig, run_preprocess
@@ -111,7 +111,7 @@ def _batches(files: list[str], info: dict[str, Any], cfg: Any, augment: bool):
 
     from components.batches import BatchBuilder
     from components.models.registry import build_model
-    from workflows.data import COLUMNS
+    from workflows.store_reader import COLUMNS
 
     spec = build_model(cfg.model, info["aus"], **cfg.model_kwargs).input_spec()
     builder = BatchBuilder(spec, info["diff_steps"], len(info["aus"]), cfg.augment if augment else None,
@@ -175,7 +175,7 @@ def data_only(files: list[str], info: dict[str, Any], cfg: Any) -> list[float]:
     import torch
 
     from components.models.registry import build_model
-    from workflows.data import transformed_dataset
+    from workflows.store_reader import transformed_dataset
 
     spec = build_model(cfg.model, info["aus"], **cfg.model_kwargs).input_spec()
     ds = transformed_dataset(files, info, spec, cfg.augment, cfg.data_cpus, cfg.seed)
@@ -297,7 +297,7 @@ def main(argv: "list[str] | None" = None) -> int:
     args = p.parse_args(argv)
 
     from components.configuration import to_dict
-    from workflows.data import SplitConfig, load_split, store_info
+    from components.store.splits import SplitConfig, load_split, store_info
     from workflows.runtime import ray_session, torch_single_thread
     from workflows.train import TrainConfig
 

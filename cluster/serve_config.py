@@ -4,8 +4,8 @@
         [--rayservice cluster/kuberay/rayservice.yaml]
 
 does what ``serve build`` does for an application *builder* with typed arguments (``serve build``
-only accepts an already-bound application): it builds ``workflows.serve:build_app`` with
-``{ensemble: ...}`` and every deployment scaled by one ``workflows.serve.Scaling`` (the type
+only accepts an already-bound application): it builds ``workflows.serve.app:build_app`` with
+``{ensemble: ...}`` and every deployment scaled by one ``workflows.serve.app.Scaling`` (the type
 ``facsflow serve`` uses: fractional ``num_cpus``, replicas, autoscaling), reads each deployment's
 options from the code, adds ``user_config`` where a deployment can take it,
 validates the result with Ray's own ``ServeDeploySchema`` and writes it. Building binds arguments
@@ -28,12 +28,12 @@ if __package__ in (None, ""):  # `python cluster/serve_config.py`: make the chec
 
 import yaml
 
-from workflows.serve import Scaling
+from workflows.serve.app import Scaling
 
 __all__ = ["IMPORT_PATH", "Scaling", "ServeBuildConfig", "build_serve_config", "render", "embed_in_rayservice",
            "build_parser", "main"]
 
-IMPORT_PATH = "workflows.serve:build_app"
+IMPORT_PATH = "workflows.serve.app:build_app"
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_ENV = ROOT / "cluster" / "runtime_env.yaml"
 JOB_ONLY_ENV = {"RAY_OVERRIDE_JOB_RUNTIME_ENV"}  # meaningful for job drivers, not for Serve replicas
@@ -50,7 +50,7 @@ class ServeBuildConfig:
     rayservice: str = ""
     """Also rewrite the serveConfigV2 block of this RayService manifest ('' : none)."""
     scaling: Scaling = field(default_factory=Scaling)
-    """Resources and autoscaling of every deployment (workflows.serve.Scaling, the one definition
+    """Resources and autoscaling of every deployment (workflows.serve.app.Scaling, the one definition
     ``facsflow serve`` uses too)."""
     user_config: dict[str, Any] = field(default_factory=dict)
     """Mapping sent to the deployments that have reconfigure() (e.g. {ensemble: URI} for a rollout)."""
@@ -73,7 +73,7 @@ def _deployments(ensemble: str, scaling: Scaling) -> list[tuple[dict[str, Any], 
     from ray.serve._private.build_app import build_app as build_serve_app
     from ray.serve.deployment import deployment_to_schema
 
-    from workflows.serve import AppArgs, build_app
+    from workflows.serve.app import AppArgs, build_app
 
     args = AppArgs(ensemble=ensemble, member_gpus=scaling.num_gpus, ingress=scaling, faces=scaling,
                    member=scaling, combiner=scaling)

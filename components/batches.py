@@ -16,7 +16,7 @@ import numpy as np
 from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
 from components.faces.transforms import hflip_sample, model_input
 from components.models.base import InputSpec
-from components.preprocessing import decode_jpeg
+from components.store.rows import decode_jpeg
 from components.video_key import video_index
 
 __all__ = ["AugmentConfig", "BatchBuilder", "VIDEO_BATCH_ROWS"]

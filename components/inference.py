@@ -20,7 +20,7 @@ The steps, each a plain function so a Serve deployment can run one of them:
 4. ``gather_outputs`` puts each track's member outputs back in frame order;
 5. ``combine_track``: the manifest's rule, weights and thresholds (``combine_outputs``) and,
    as an option, a centred moving mean over one track's frames (paper 002 §3);
-6. answer rows: ``face_answer``, ``video_rows`` (the rows ``components.detector`` tabulates).
+6. answer rows: ``face_answer``, ``video_rows`` (the rows ``components.au_detector`` tabulates).
 
 A model's ``InputSpec.window`` (frames of context) is met through the video key and
 ``frame_order`` of each segment: the family reads its context from the segment's frames, as in

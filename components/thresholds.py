@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from components.metrics import check_labels, f1_from_counts
+from components.metrics.occurrence import check_labels, f1_from_counts
 
 __all__ = ["DEFAULT_GRID", "DEFAULT_THRESHOLD", "tune_thresholds", "apply_thresholds"]
 

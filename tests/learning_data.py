@@ -2,8 +2,8 @@
 model benchmark.
 
 ``build_learning_set`` renders a data set with the synthetic generator
-(``components.datasets.synth``) from real face photos, reads it back with the layout's adapter,
-runs every video through the real face pipeline (``components.preprocessing.process_unit``) and
+(``components.datasets.synth.generator``) from real face photos, reads it back with the layout's adapter,
+runs every video through the real face pipeline (``components.store.rows.process_unit``) and
 splits subjects into train / validation / test by identity group (``components.datasets.folds``:
 k-fold by group, validation carved from the training groups), so no identity is on both sides.
 The decoded crops and every store column are cached as one ``.npz`` under a folder keyed by the
@@ -36,7 +36,7 @@ import torch
 from components.au import DATASET_AUS
 from components.batches import VIDEO_BATCH_ROWS, AugmentConfig, BatchBuilder
 from components.models.base import InputSpec
-from workflows.data import balanced_pos_weight
+from components.store.splits import balanced_pos_weight
 from workflows.demo import DEMO_FACE_PHOTOS, link_face_photos
 
 __all__ = ["FACE_PHOTOS", "LearningSetConfig", "LearningSet", "Rows", "build_learning_set", "take",
@@ -50,8 +50,8 @@ FACE_PHOTOS = DEMO_FACE_PHOTOS
 Rows = dict[str, np.ndarray]
 _STR_COLUMNS = ("sample_id", "subject", "group", "video")
 # Code whose change makes a cached set stale: the generator, the adapters, the face pipeline.
-_SOURCES = ("components/datasets/synth*.py", "components/datasets/manifest.py", "components/datasets/disfa.py",
-            "components/preprocessing.py", "components/faces/*.py")
+_SOURCES = ("components/datasets/synth/generator*.py", "components/datasets/manifest.py", "components/datasets/disfa.py",
+            "components/store/rows.py", "components/faces/*.py")
 _BUILD_VERSION = 1
 """Bump when the way this file builds the rows changes (it is not hashed: recipes change often)."""
 
@@ -158,9 +158,9 @@ def _render_and_read(cfg: LearningSetConfig, work: Path) -> tuple[Rows, int, dic
     import pyarrow as pa
 
     from components.datasets.base import build_adapter
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from components.faces.pipeline import FacePipeline, FacePipelineConfig
-    from components.preprocessing import StoreConfig, decode_jpeg, process_unit
+    from components.store.rows import StoreConfig, decode_jpeg, process_unit
 
     data = work / "data"
     summary = generate(SynthConfig(
@@ -310,7 +310,7 @@ class Recipe:
     ordered pair; each frame is scored once, so pairs cost no forward pass)."""
     pos_weight: bool = False
     """Class-balanced loss: the product's ``TrainConfig.pos_weight='balanced'`` rule
-    (``workflows.data.balanced_pos_weight``) over the training subjects' labels."""
+    (``components.store.splits.balanced_pos_weight``) over the training subjects' labels."""
     ablation: bool = False
     """An ablation that takes a part out (not the appearance-only one): it must build and train;
     its held-out score is reported beside its family's, not required to beat the trivial
@@ -468,13 +468,13 @@ def evaluate(model: Any, data: LearningSet) -> dict[str, Any]:
     """Held-out scores of ``model``: thresholds tuned on the validation subjects
     (``components.thresholds.tune_thresholds``), applied to the test subjects.
 
-    Returns per-AU F1 and mean F1 (``components.metrics``), the trivial predictors on the same
+    Returns per-AU F1 and mean F1 (``components.metrics.occurrence``), the trivial predictors on the same
     test labels (``trivial_report``), and the share of frames predicted positive among those
     whose generator intensity is A-B (1-2) and D-E (4-5), pooled over AUs (None without
     intensities; the generator labels occurrence at B and above, so A frames are negatives).
     """
     from components.au import au_name
-    from components.metrics import f1_per_au, mean_f1, trivial_report
+    from components.metrics.occurrence import f1_per_au, mean_f1, trivial_report
     from components.thresholds import apply_thresholds, tune_thresholds
 
     val = predict(model, data.part("val"), data)

@@ -42,13 +42,13 @@ STAGES = {
 
 STAGE_CONFIGS = {
     "demo": "workflows.demo:DemoConfig",
-    "synth": "components.datasets.synth:SynthConfig",
+    "synth": "components.datasets.synth.generator:SynthConfig",
     "preprocess": "workflows.preprocess:PreprocessConfig",
     "train": "workflows.train:TrainConfig",
     "tune": "workflows.tune:SearchConfig",
     "evaluate": "workflows.evaluate:EvaluateConfig",
     "ensemble": "workflows.ensemble:EnsembleConfig",
-    "serve": "workflows.serve:ServeConfig",
+    "serve": "workflows.serve.app:ServeConfig",
     "predict": "workflows.predict:PredictConfig",
     "export": "workflows.export:ExportConfig",
     "models": "workflows.models:ModelsConfig",

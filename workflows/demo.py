@@ -108,12 +108,12 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from workflows.ensemble import build_ensemble
     from workflows.evaluate import EvaluateConfig, run_evaluation
     from workflows.preprocess import PreprocessConfig, run_preprocess
     from workflows.runtime import check_resources, init_ray
-    from workflows.serve import start
+    from workflows.serve.app import start
     from workflows.train import TrainConfig, run_training
 
     t_start = time.perf_counter()

@@ -65,10 +65,10 @@ def _member(run_dir: str, thresholds: dict[str, Any]) -> tuple[Member, dict[str,
 def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir: str = "",
                    actors: int = 1) -> dict[str, Any]:
     """Select weights on validation subjects, write the manifest, report on unseen subjects."""
-    from components.metrics import evaluate_occurrence
-    from workflows.data import _split_files
+    from components.metrics.occurrence import evaluate_occurrence
+    from components.store.splits import _split_files
     from workflows.evaluate import find_runs
-    from workflows.inference import predict_store_files
+    from workflows.store_scoring import predict_store_files
 
     run_dirs = find_runs(runs)
     thresholds = {}
@@ -107,9 +107,9 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
 
 def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int) -> dict[str, Any]:
     """Ensemble vs members on test subjects that no member trained or validated on."""
-    from components.metrics import evaluate_occurrence
-    from workflows.data import _split_files
-    from workflows.inference import predict_store_files
+    from components.metrics.occurrence import evaluate_occurrence
+    from components.store.splits import _split_files
+    from workflows.store_scoring import predict_store_files
 
     seen = set()
     for i in infos:

@@ -79,8 +79,8 @@ def find_runs(paths: "list[str] | tuple[str, ...]") -> list[str]:
 def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cfg: EvaluateConfig,
                   smooth_window: int = 1) -> dict[str, Any]:
     """Scores of one split of a run's store (``smooth_window``: as ``run_evaluation``)."""
-    from workflows.data import _split_files
-    from workflows.inference import predict_store_files
+    from components.store.splits import _split_files
+    from workflows.store_scoring import predict_store_files
 
     files = _split_files(run["preprocess_store"], run["split"][split_name])
     return predict_store_files(files, run["checkpoint"], "checkpoint", list(info["diff_steps"]),
@@ -90,8 +90,8 @@ def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cf
 def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any]:
     """Test-set evaluation of one run (thresholds from its validation subjects when asked;
     ``smooth_window`` as ``run_evaluation``)."""
-    from components.report import evaluate_model_outputs
-    from workflows.data import store_info
+    from components.report.document import evaluate_model_outputs
+    from components.store.splits import store_info
     from workflows.train import read_run
 
     run = read_run(run_dir)
@@ -131,9 +131,9 @@ def _store_of(run: dict[str, Any]) -> str:
 def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any]:
     """Test a run on every frame of another dataset's store over the AUs both label."""
     from components.checkpoint import load_checkpoint
-    from components.report import evaluate_cross_dataset
-    from workflows.data import frames_files, store_info
-    from workflows.inference import predict_store_files
+    from components.report.document import evaluate_cross_dataset
+    from components.store.splits import frames_files, store_info
+    from workflows.store_scoring import predict_store_files
     from workflows.train import read_run
 
     run = read_run(run_dir)
@@ -155,8 +155,8 @@ def run_evaluation(cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any
     video's are smoothed by the centred moving mean of that many frames (paper 002 §3, the
     option ``components.inference`` gives every path) before thresholds and metrics; 1: raw.
     """
-    from components.report import build_results, write_report
-    from workflows.provenance import git_commit
+    from components.report.document import build_results, write_report
+    from components.provenance import git_commit
 
     if smooth_window < 1 or smooth_window % 2 == 0:
         from workflows.runtime import UserError

@@ -6,11 +6,11 @@
 Inputs are files, folders (searched recursively) or manifests (``.txt``/``.csv`` whose first
 column lists paths, relative to the manifest). One input file is one unit of work (a video is
 never split: tracking and temporal landmark differences need its frames in order); each actor
-builds a ``components.detector.Detector`` once (models, face detector) and reuses it, on a GPU
+builds a ``components.au_detector.Detector`` once (models, face detector) and reuses it, on a GPU
 when the cluster has one: the one orchestration (``components.inference``) that Serve and
 evaluation run, video probabilities smoothed as served. Outputs:
 
-- ``<out>/<name>.csv`` per input: the columns of ``components.detector`` (frame, face_id,
+- ``<out>/<name>.csv`` per input: the columns of ``components.au_detector`` (frame, face_id,
   timestamp, confidence, success, x_0..x_67, y_0..y_67, AUxx_c, AUxx_r where some member gives
   intensity, AUxx_p probability), one row per frame and tracked face, ``success`` 0 on a frame
   without a face (a still image without a face is one such row);
@@ -104,7 +104,7 @@ class FilePredictor:
                  smooth_window: "int | None" = None) -> None:
         import torch
 
-        from components.detector import Detector
+        from components.au_detector import Detector
         from components.faces.pipeline import FacePipelineConfig
         from workflows.runtime import torch_single_thread
 

@@ -37,9 +37,9 @@ from components import storage
 from components.configuration import save_yaml, to_dict
 from components.datasets.base import build_adapter, unit_origin
 from components.faces.pipeline import FacePipelineConfig
-from components.preprocessing import StoreConfig, plan_chunks
-from components.schema import SCHEMA_VERSION
-from workflows.preprocess_units import FAULT_ENV, UnitProcessor, marker_done, unit_stem, written_counts
+from components.store.rows import StoreConfig, plan_chunks
+from components.store.schema import SCHEMA_VERSION
+from workflows.preprocess_actor import FAULT_ENV, UnitProcessor, marker_done, unit_stem, written_counts
 
 log = logging.getLogger("facsflow.preprocess")
 

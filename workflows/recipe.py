@@ -38,7 +38,7 @@ def run_recipe(cfg: TrainConfig, rule: str, out: str) -> dict[str, Any]:
     ``cfg.out`` is ignored: runs go to ``<out>/runs``, the manifest to ``<out>/ensemble``.
     Returns the summary also written to ``<out>/recipe.json``.
     """
-    from workflows.data import fold_count
+    from components.store.splits import fold_count
     from workflows.ensemble import build_ensemble
     from workflows.train import run_training
 

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from components.errors import UserError
+
 log = logging.getLogger("facsflow")
 
 __all__ = ["UserError", "StopRequested", "init_ray", "ray_session", "resolve_address", "configure_logging",
@@ -46,10 +48,6 @@ HARMLESS_RAY_WARNINGS: tuple[tuple[str, str], ...] = (
 )
 """(logger name prefix, message text) of Ray warnings and errors that are known and harmless
 here: they go to the log file only. Any other Ray warning or error still reaches the console."""
-
-
-class UserError(Exception):
-    """A mistake the user can fix (missing folder, bad option): printed as one line, no traceback."""
 
 
 class StopRequested(KeyboardInterrupt):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from components.datasets.synth import SynthConfig, SynthSummary
+from components.datasets.synth.generator import SynthConfig, SynthSummary
 
 __all__ = ["build_parser", "config_from_args", "main", "describe"]
 
@@ -64,7 +64,7 @@ def describe(summary: SynthSummary) -> str:
 
 def main(argv: "list[str] | None" = None) -> int:
     """Entry point of ``facsflow synth`` / ``python -m workflows.synth``."""
-    from components.datasets.synth import OutputDirError, SourceError, generate
+    from components.datasets.synth.generator import OutputDirError, SourceError, generate
     from workflows.runtime import UserError
 
     args = build_parser().parse_args(argv)

@@ -26,7 +26,8 @@ from components import storage
 from components.batches import VIDEO_BATCH_ROWS, AugmentConfig
 from components.configuration import save_yaml, to_dict
 from components.training import OptimConfig
-from workflows.data import SplitConfig, balanced_pos_weight, load_split, store_info, subject_label_counts
+from components.store.splits import SplitConfig, balanced_pos_weight, load_split, store_info, subject_label_counts
+from workflows.store_reader import split_datasets
 
 log = logging.getLogger("facsflow.train")
 
@@ -132,7 +133,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from components.checkpoint import CHECKPOINT_FILE, make_checkpoint, save_checkpoint
     from components.configuration import from_dict
     from components.losses import masked_bce_of_probs
-    from components.metrics import evaluate_occurrence
+    from components.metrics.occurrence import evaluate_occurrence
     from components.models.base import training_stages
     from components.models.registry import build_model
     from components.training import build_optimizer, build_scheduler, predict_batches, train_step
@@ -302,7 +303,7 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from workflows.provenance import provenance
+    from components.provenance import provenance
 
     if not storage.is_remote(cfg.out):
         # Workers write metrics.jsonl into run_dir from their own working folder.
@@ -319,7 +320,7 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
     # One line per epoch from the loop is the progress a person follows; per-epoch Ray Data
     # progress bars from every worker would drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    datasets = split.datasets(info, cfg, train=True)
+    datasets = split_datasets(split, info, cfg, train=True)
     config = {
         "train": to_dict(cfg), "aus": list(info["aus"]), "run_dir": run_dir,
         "preprocess": {"store": cfg.data, "image_size": info["image_size"], "diff_steps": info["diff_steps"],
@@ -469,7 +470,7 @@ def main(argv: "list[str] | None" = None) -> int:
             change="--workers, --set worker_cpus=X, --set data_cpus=X"))
         folds = [cfg.split.fold]
         if args.fold == "all":
-            from workflows.data import fold_count
+            from components.store.splits import fold_count
 
             folds = list(range(1, fold_count(cfg.data, cfg.split) + 1))
         for k in folds:

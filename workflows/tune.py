@@ -226,7 +226,7 @@ def trial_driver(config: dict[str, Any], base: dict[str, Any]) -> None:
 def _preflight(search: SearchConfig) -> int:
     """Check one configuration from the space builds; return ASHA's max_t (epochs reported)."""
     from components.models.registry import build_model
-    from workflows.data import store_info
+    from components.store.splits import store_info
     from workflows.runtime import UserError
     from workflows.train import epoch_schedule
 
@@ -411,7 +411,7 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     search = config_from_args(args)
-    from workflows.data import store_info
+    from components.store.splits import store_info
 
     store_info(search.train.data)  # a wrong --data fails here, before Ray starts
     with ray_session(args.address):

@@ -48,7 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     from ray import serve
 
     from workflows.runtime import init_ray
-    from workflows.serve import _DEPLOYED, start
+    from workflows.serve.app import _DEPLOYED, start
 
     root = tmp_path_factory.mktemp("serve")
     ensemble = make_ensemble(root / "ensemble-a")

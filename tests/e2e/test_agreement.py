@@ -20,7 +20,6 @@ import pytest
 from tests.conftest import require_media
 from tests.serving_fixtures import AUS, make_ensemble
 
-pytestmark = pytest.mark.e2e
 
 IMAGE_MEMBER = ("img-resnet", "baseline_resnet18_112", {})
 """An image member whose seeded answers vary with the face (the serving fixtures' seeded
@@ -41,12 +40,12 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     import ray
     from ray import serve
 
-    from components.detector import Detector
+    from components.au_detector import Detector
     from components.faces.pipeline import FacePipelineConfig
     from tests.e2e.conftest import free_port
     from workflows.predict import read_predictions, run_predict
     from workflows.runtime import init_ray
-    from workflows.serve import start
+    from workflows.serve.app import start
 
     media = require_media("single_face.jpg", "single_face.mp4")
     image, video = media / "single_face.jpg", media / "single_face.mp4"

@@ -10,13 +10,11 @@ import re
 import sys
 from pathlib import Path
 
-import pytest
 
 from tests.conftest import require_media
 from tests.processes import run_command
 from workflows.demo import DEMO_FACE_PHOTOS, link_face_photos
 
-pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 30

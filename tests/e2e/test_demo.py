@@ -14,7 +14,7 @@ from tests.conftest import require_media
 
 # Not yet run to completion on an idle machine: kept out of the default run (pytest -m slow)
 # until it has been.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 PENDING_TASK_STATES = {"PENDING_NODE_ASSIGNMENT", "PENDING_ARGS_AVAIL", "PENDING_OBJ_STORE_MEM_AVAIL"}
 MAX_PENDING_S = 90.0

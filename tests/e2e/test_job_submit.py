@@ -28,7 +28,6 @@ import pytest
 from cluster.auth import save_token
 from tests.conftest import require_media
 
-pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -228,7 +227,7 @@ def test_preprocess_job_writes_the_feature_store(head: Head) -> None:
 
 def test_generated_serve_config_is_accepted_by_a_real_serve(head: Head) -> None:
     """`serve deploy` of the generated config on the token cluster: the controller builds
-    workflows.serve:build_app with our args and starts our deployment, whose replica then reports
+    workflows.serve.app:build_app with our args and starts our deployment, whose replica then reports
     the (deliberately) missing ensemble, proving the args reached it."""
     config = head.work / "serve_config.yaml"
     missing = head.work / "no-ensemble-here"

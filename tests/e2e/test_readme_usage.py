@@ -15,7 +15,7 @@ import pytest
 
 from tests.processes import run_command
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

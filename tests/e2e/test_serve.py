@@ -13,7 +13,6 @@ import pytest
 from tests.conftest import require_media
 from tests.serving_fixtures import AUS
 
-pytestmark = pytest.mark.e2e
 
 KEYS = [f"AU{a}" for a in AUS]
 
@@ -106,7 +105,7 @@ def test_png_and_webp_are_accepted(client, fmt: str, ctype: str) -> None:
 
 @pytest.mark.parametrize("how", ["query", "accept"])
 def test_csv_on_request_has_the_predict_columns(client, how: str) -> None:
-    from components.detector import openface_columns
+    from components.au_detector import openface_columns
 
     media = require_media("multi_face.jpg")
     path, headers = ("/v1/predict?format=csv", {}) if how == "query" else ("/v1/predict", {"accept": "text/csv"})

@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import require_media
 
-pytestmark = pytest.mark.e2e
 
 
 def _png(width: int, height: int, mode: str = "L", fmt: str = "PNG") -> bytes:
@@ -70,7 +69,7 @@ def test_after_all_the_bad_inputs_a_good_one_still_works(client) -> None:
 
 def test_binding_beyond_loopback_needs_an_api_key() -> None:
     from workflows.runtime import UserError
-    from workflows.serve import start
+    from workflows.serve.app import start
 
     with pytest.raises(UserError, match="set --api-key"):
         start("/nonexistent", host="0.0.0.0", port=1)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 
 from tests.conftest import require_media
 
-pytestmark = pytest.mark.e2e
 
 RECONFIGURABLE = ("AUService", "Member0", "Member1")
 
@@ -32,7 +30,7 @@ def _replicas() -> set[str]:
 
 
 def test_new_manifest_rolls_out_while_requests_keep_succeeding(client, served) -> None:
-    from workflows.serve import rollout
+    from workflows.serve.app import rollout
 
     data = (require_media("single_face.jpg") / "single_face.jpg").read_bytes()
     before = _replicas()
@@ -71,7 +69,7 @@ def test_new_manifest_rolls_out_while_requests_keep_succeeding(client, served) -
 
 
 def test_api_key_rotates_without_restart(client, served) -> None:
-    from workflows.serve import rollout
+    from workflows.serve.app import rollout
 
     rollout(str(served.ensemble), api_key="s3cret-key")
     try:

@@ -20,7 +20,6 @@ from tests.e2e.conftest import APP_ARGS, free_port
 from tests.processes import MARK, kill_all, wait_gone
 from tests.serving_fixtures import IMAGE_MEMBER, make_ensemble
 
-pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import require_media
 from tests.serving_fixtures import AUS
 
-pytestmark = pytest.mark.e2e
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

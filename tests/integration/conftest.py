@@ -45,7 +45,7 @@ def face_photos_dir(tmp: Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory, ray_local) -> dict:
     """A small synthetic manifest dataset preprocessed into a feature store (per module)."""
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from components.faces.pipeline import FacePipelineConfig
     from workflows.preprocess import PreprocessConfig, run_preprocess
 

@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import require_media
 
-pytestmark = pytest.mark.integration
 
 POSED = {"surprise": "0-f1-su-ph", "happy": "0-f15-hao-ph", "anger": "15-f13-anc-ph"}
 CONTRASTS = {"AU12_p": "happy", "AU06_p": "happy", "AU01_p": "surprise", "AU02_p": "surprise",
@@ -49,7 +48,7 @@ def test_serve_without_ensemble_answers_a_real_photo(ray_local) -> None:
     import httpx
     from ray import serve
 
-    from workflows.serve import builtin_app, start
+    from workflows.serve.app import builtin_app, start
 
     media = require_media("0-f15-hao-ph.jpg")
     ensemble, app = builtin_app({"ingress": {"max_replicas": 1}, "faces": {"max_replicas": 1},
@@ -82,11 +81,11 @@ def test_blendshape_calibrated_trains_from_a_store_preprocessed_with_mediapipe(r
     every row has 52 of them, and training the calibration lowers the loss."""
     import pyarrow.dataset as pads
 
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from components.faces.pipeline import FacePipelineConfig
     from components.training import OptimConfig
     from tests.integration.conftest import face_photos_dir
-    from workflows.data import SplitConfig
+    from components.store.splits import SplitConfig
     from workflows.preprocess import PreprocessConfig, run_preprocess
     from workflows.train import TrainConfig, run_training
 

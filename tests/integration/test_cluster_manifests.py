@@ -28,7 +28,6 @@ import jsonschema
 import pytest
 import yaml
 
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -220,7 +219,7 @@ def test_serve_config_is_generated_valid_and_embedded_in_the_rayservice() -> Non
     config = yaml.safe_load(text)
     ServeDeploySchema.model_validate(config)
     (app,) = config["applications"]
-    assert app["import_path"] == IMPORT_PATH == "workflows.serve:build_app"
+    assert app["import_path"] == IMPORT_PATH == "workflows.serve.app:build_app"
     assert set(app["args"]) == {"ensemble"}
     for d in app["deployments"]:
         assert 0 < d["ray_actor_options"]["num_cpus"] < 1, "fractional CPUs per replica"

@@ -26,7 +26,7 @@ from tests.learning_data import (
     FACE_PHOTOS, LEARNING_SET, RECIPES, LearningSet, Trained, batches, build_learning_set, evaluate, train,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = [pytest.mark.slow]
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FRAMES_PER_VIDEO = 12
@@ -55,7 +54,7 @@ pairs of runs: 0.621/0.563, 0.616/0.571 multi-node vs 0.611/0.554 one node, at m
 
 
 def _synth(root: Path) -> dict:
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from tests.integration.conftest import face_photos_dir
 
     data = root / "data"
@@ -74,7 +73,7 @@ def _preprocess_cfg(data: str, out: str, **kw):
 def _train_cfg(store: str, out: str, **kw):
     from components.batches import AugmentConfig
     from components.training import OptimConfig
-    from workflows.data import SplitConfig
+    from components.store.splits import SplitConfig
     from workflows.train import TrainConfig
 
     # SGD: the update is the averaged gradient itself (with AdamW's sign-like first steps the

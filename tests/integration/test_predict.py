@@ -13,7 +13,6 @@ import pytest
 from tests.conftest import require_media
 from tests.serving_fixtures import AUS, make_ensemble
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +47,7 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_every_readable_input_gets_a_csv_with_the_documented_columns(predicted: dict) -> None:
-    from components.detector import openface_columns
+    from components.au_detector import openface_columns
 
     assert predicted["code"] == 1, "the broken file is reported in the exit code"
     out = predicted["out"]

@@ -16,11 +16,10 @@ import pyarrow.dataset as pads
 import pytest
 
 from components.faces.pipeline import FacePipelineConfig
-from components.preprocessing import StoreConfig
+from components.store.rows import StoreConfig
 from tests.conftest import ROOT, require_media
 from workflows.preprocess import FAULT_ENV, PreprocessConfig, run_preprocess
 
-pytestmark = pytest.mark.integration
 
 # single_face.mp4 (72 frames) in 6 chunks of 12: the killed chunk is the 4th.
 CHUNK, OVERLAP = 12, 12

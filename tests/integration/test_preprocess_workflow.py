@@ -19,13 +19,12 @@ import pytest
 from components.configuration import ConfigError, from_dict
 from components.datasets.base import VideoUnit, build_adapter, sample_id
 from components.faces.pipeline import FacePipeline, FacePipelineConfig
-from components.preprocessing import StoreConfig, process_unit
-from components.schema import REJECT_REASONS, SCHEMA_VERSION, read_store_metadata
+from components.store.rows import StoreConfig, process_unit
+from components.store.schema import REJECT_REASONS, SCHEMA_VERSION, read_store_metadata
 from tests.conftest import require_media
 from workflows.preprocess import PreprocessConfig, main, run_preprocess, unit_stem
 from workflows.runtime import UserError
 
-pytestmark = pytest.mark.integration
 
 BP4D_AUS = [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
 # dlib at half resolution, a detection every 6th frame: the throughput setting of the benchmark.
@@ -72,7 +71,7 @@ def assert_lands_once(cfg: PreprocessConfig, summary: dict, extra_rejects: int =
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("synth")
     for layout in ("bp4d", "disfa", "affwild2", "manifest"):

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.integration
 
 BUCKET = "facsflow-it"
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +69,7 @@ def remote_pipeline(data: str, base: str, report: str) -> dict:
 
     from components.batches import AugmentConfig
     from components.training import OptimConfig
-    from workflows.data import SplitConfig
+    from components.store.splits import SplitConfig
     from workflows.evaluate import EvaluateConfig, run_evaluation
     from workflows.preprocess import PreprocessConfig, run_preprocess
     from workflows.runtime import init_ray
@@ -93,7 +92,7 @@ def remote_pipeline(data: str, base: str, report: str) -> dict:
 
 
 def _synth(root: Path) -> Path:
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from tests.integration.conftest import face_photos_dir
 
     data = root / "data"

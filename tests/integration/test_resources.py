@@ -10,7 +10,6 @@ import pytest
 
 from workflows.runtime import MIN_WORKER_CPUS, UserError, check_resources, run_main
 
-pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("ask, expected", [

@@ -5,11 +5,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tests.serving_fixtures import make_member
 
-pytestmark = pytest.mark.integration
 
 MEMBER = "baseline_resnet18_112"
 """Seeded random weights whose answers vary from face to face (the serving fixtures' seeded
@@ -18,8 +16,8 @@ MobileNet answers every input alike, and smoothing a constant would prove nothin
 
 def test_store_scores_smoothed_per_video_as_served(tiny_store, tmp_path) -> None:
     from components.inference import smooth_by_video
-    from workflows.data import frames_files, store_info
-    from workflows.inference import predict_store_files
+    from components.store.splits import frames_files, store_info
+    from workflows.store_scoring import predict_store_files
 
     ckpt = make_member(tmp_path / "member", MEMBER)
     files = frames_files(tiny_store["store"])

@@ -16,11 +16,10 @@ import pytest
 # Both the learning and the resume test are in the default run. The learning test preprocesses and
 # trains the demo's run (147 s in the CI run of 2026-12-02; held-out 0.404 and 0.396 that day
 # against all-positive 0.324); the resume test restarts Ray in a subprocess (107 s).
-pytestmark = pytest.mark.integration
 
 
 def _cfg(store: str, out: str, **kw):
-    from workflows.data import SplitConfig
+    from components.store.splits import SplitConfig
     from workflows.train import TrainConfig
     from components.training import OptimConfig
 
@@ -37,7 +36,7 @@ def demo_store(tmp_path_factory, ray_local) -> str:
     and preprocessed with the demo's settings. The tiny store (one subject per identity) leaves
     a fold 4 training subjects and 1 validation subject: too few to beat the trivial predictor."""
     from components.configuration import load_yaml
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from tests.integration.conftest import face_photos_dir
     from workflows.demo import CONFIG_DIR, DemoConfig
     from workflows.preprocess import PreprocessConfig, run_preprocess
@@ -143,8 +142,8 @@ def test_pairwise_rank_trains_its_three_steps_as_one_run(tiny_store, tmp_path: P
     with pytest.raises(ValueError, match="select"):
         replace(cfg, select="median")
     # One model at inference: the checkpoint predicts store rows through the evaluation path.
-    from workflows.data import _split_files, store_info
-    from workflows.inference import predict_store_files
+    from components.store.splits import _split_files, store_info
+    from workflows.store_scoring import predict_store_files
 
     files = _split_files(tiny_store["store"], summary["split"]["test"])
     pred = predict_store_files(files, summary["checkpoint"], "checkpoint",
@@ -160,7 +159,9 @@ def test_store_reader_gives_every_row_and_leaves_ray_data_settings_alone(tiny_st
     import pyarrow.dataset as pads
     import ray.data
 
-    from workflows.data import frames_files, read_store_frames
+    from components.store.splits import frames_files
+
+    from workflows.store_reader import read_store_frames
     from components import storage
 
     files = frames_files(tiny_store["store"])

@@ -18,7 +18,6 @@ from tests.conftest import require_media
 from workflows.demo import DEMO_FACE_PHOTOS, link_face_photos
 from workflows.train import TrainConfig
 
-pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_T = 3
@@ -80,7 +79,7 @@ def tiny_store(tmp_path_factory: pytest.TempPathFactory, local_ray) -> Path:
     """Synthetic manifest dataset from the real face photos (one 16-frame video per identity),
     preprocessed into a feature store."""
     media = require_media(*DEMO_FACE_PHOTOS)
-    from components.datasets.synth import SynthConfig, generate
+    from components.datasets.synth.generator import SynthConfig, generate
     from components.faces.pipeline import FacePipelineConfig
     from workflows.preprocess import PreprocessConfig, run_preprocess
 

@@ -11,7 +11,6 @@ import pytest
 
 from components.datasets import LayoutError, build_adapter
 
-pytestmark = pytest.mark.unit
 
 HEADER = "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
 

@@ -14,7 +14,6 @@ import pytest
 from components.datasets import LayoutError, build_adapter
 from components.datasets.video_io import read_frame_source
 
-pytestmark = pytest.mark.unit
 
 # BP4D's AU_OCC header codes more AUs than the 12 we use; 3 and 5 must be ignored.
 HEADER = ["0", "1", "2", "3", "4", "5", "6", "7", "10", "12", "14", "15", "17", "23", "24"]

@@ -12,7 +12,6 @@ import pytest
 from components.datasets import LayoutError, build_adapter
 from components.datasets.video_io import read_frame_source
 
-pytestmark = pytest.mark.unit
 
 AUS = (1, 2, 4, 6, 9, 12, 25, 26)
 

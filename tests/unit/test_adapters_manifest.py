@@ -13,7 +13,6 @@ from components.datasets import FrameRecord, LayoutError, build_adapter
 from components.datasets.video_io import (FrameReadError, iter_video_frames, read_frame_source,
                                           video_frame_count)
 
-pytestmark = pytest.mark.unit
 
 
 def write_image(path: Path, value: int, size: int = 8) -> None:

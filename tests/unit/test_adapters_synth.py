@@ -12,10 +12,9 @@ import pytest
 from components.datasets import build_adapter
 from components.datasets.video_io import read_frame_source
 
-pytestmark = pytest.mark.unit
 
-synth = pytest.importorskip("components.datasets.synth",
-                            reason="synthetic generator (components/datasets/synth.py) not present")
+synth = pytest.importorskip("components.datasets.synth.generator",
+                            reason="synthetic generator (components/datasets/synth/generator.py) not present")
 
 
 def generate(tmp_path: Path, layout: str) -> tuple[Path, list[dict[str, str]], dict]:

@@ -8,9 +8,8 @@ import pytest
 from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
 from components.batches import AugmentConfig, BatchBuilder
 from components.models.base import InputSpec
-from components.preprocessing import encode_jpeg
+from components.store.rows import encode_jpeg
 
-pytestmark = pytest.mark.unit
 
 
 def _rows(n: int = 4, steps: int = 2) -> dict:

@@ -9,7 +9,6 @@ import torch
 from components.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
 from components.models.registry import build_model
 
-pytestmark = pytest.mark.unit
 
 
 def test_round_trip_rebuilds_identical_model(tmp_path) -> None:

@@ -7,7 +7,6 @@ import torch
 
 from components.models.lrp_arl_ff import multilabel_circle_loss
 
-pytestmark = pytest.mark.unit
 
 
 def test_worked_example_excludes_unknown_entry() -> None:

@@ -11,7 +11,6 @@ import pytest
 from cluster.auth import AuthError, Token, find_token, generate_token, missing_token_message, save_token
 from cluster.submit import ROOT, SubmitError, build_entrypoint, load_runtime_env, main, resolve_address
 
-pytestmark = pytest.mark.unit
 
 
 @pytest.fixture

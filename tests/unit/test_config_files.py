@@ -22,7 +22,6 @@ import yaml
 from components.configuration import ConfigError, from_dict, load_yaml, read_yaml_data
 from workflows.cli import config_class_of_file
 
-pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "workflows" / "configs"
@@ -94,7 +93,7 @@ def test_an_unknown_key_in_a_shipped_file_fails_naming_it(tmp_path: Path) -> Non
 def _check_serve_config(config: dict[str, Any], where: str) -> None:
     from ray.serve.schema import ServeDeploySchema
 
-    from workflows.serve import AppArgs, app_args
+    from workflows.serve.app import AppArgs, app_args
 
     ServeDeploySchema.model_validate(config)
     for app in config["applications"]:

@@ -9,7 +9,6 @@ import pytest
 
 from components.configuration import ConfigError, field_docs, from_dict, load_yaml, save_yaml
 
-pytestmark = pytest.mark.unit
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import pytest
 
 from workflows.runtime import VERBOSE_ENV, StopRequested, _RayConsoleFilter, run_main
 
-pytestmark = pytest.mark.unit
 
 
 def _record(name: str, level: int, msg: str) -> logging.LogRecord:

@@ -7,7 +7,6 @@ import pytest
 
 from components.ensemble import EnsembleManifest, Member, combine
 
-pytestmark = pytest.mark.unit
 
 P1 = np.array([[0.9, 0.2], [0.4, 0.6]])
 P2 = np.array([[0.7, 0.1], [0.3, 0.8]])

@@ -12,7 +12,6 @@ import torch
 
 from tests.serving_fixtures import AUS, make_member
 
-pytestmark = pytest.mark.unit
 
 # Small inputs keep the export and the pure-numpy ONNX reference run to seconds.
 MEMBERS = {

@@ -13,7 +13,6 @@ import torch
 
 from tests.serving_fixtures import make_ensemble
 
-pytestmark = pytest.mark.unit
 
 MEMBERS = [("img", "baseline_mobilenetv3_112", {"image_size": 32, "intensity_head": True}),
            ("ranker", "pairwise_rank_small", {"window": 2, "image_size": 32})]

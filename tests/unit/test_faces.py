@@ -27,7 +27,6 @@ from components.faces import (
 from components.faces.pipeline import FacePipelineConfig
 from components.models.base import InputSpec
 
-pytestmark = pytest.mark.unit
 
 
 # ----------------------------------------------------------------------------- alignment

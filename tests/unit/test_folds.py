@@ -12,7 +12,6 @@ import pytest
 from components.datasets.folds import (FOLDS_DIR, FoldSpec, fold_hash, kfold_by_group,
                                        load_folds, split_subjects)
 
-pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("dataset, sizes, first_test, codebase_folds", [

@@ -15,7 +15,6 @@ import pytest
 
 from tests.serving_fixtures import AUS, IMAGE_MEMBER, VIDEO_MEMBER, make_ensemble
 
-pytestmark = pytest.mark.unit
 
 PAIRWISE_MEMBER = ("pair-rank", "pairwise_rank_small", {})
 """A member that reads video context from the batch (window statistics over the same video)."""

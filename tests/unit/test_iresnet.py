@@ -9,7 +9,6 @@ import torch
 
 from components.models.iresnet import build_iresnet
 
-pytestmark = pytest.mark.unit
 
 _BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 

@@ -9,7 +9,6 @@ import torch
 from components.losses import masked_bce, masked_bce_of_probs
 from components.models.pairwise_rank.losses import misordering_loss, misordering_probability, ranking_hinge, sigma_from_raw
 
-pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize("s_i, s_j, r, expected", [

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from components.metrics import (abaw_score, accuracy_per_au, aggregate_folds, all_positive_f1,
+from components.metrics.occurrence import (abaw_score, accuracy_per_au, aggregate_folds, all_positive_f1,
                                 base_rate_random_f1, evaluate_occurrence, f1_per_au, mean_f1,
                                 precision_per_au, recall_per_au, restrict_to_aus, shared_aus,
                                 total_accuracy, trivial_report)
 
-pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("error")]
+pytestmark = pytest.mark.filterwarnings("error")
 
 # 6 samples x 2 AUs, -1 = unknown.
 # AU1: known rows 0,1,2,3,5 -> TP rows 0,5 (2), FN row 1, FP row 2, TN row 3; row 4 ignored.

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from components.metrics_curves import average_precision, cooccurrence, pr_curve, pr_curves_summary
+from components.metrics.curves import average_precision, cooccurrence, pr_curve, pr_curves_summary
 
-pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("error")]
+pytestmark = pytest.mark.filterwarnings("error")
 
 # Known entries sorted by score: 0.9(+) 0.8(-) 0.8(+) 0.3(-) 0.1(+); the 0.5 one is unknown.
 # Thresholds 0.9, 0.8, 0.3, 0.1 -> TP 1,2,2,3  FP 0,1,2,2

@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from components.metrics_intensity import evaluate_intensity, icc_3_1, icc_3_1_matrix, mae, pearson
+from components.metrics.intensity import evaluate_intensity, icc_3_1, icc_3_1_matrix, mae, pearson
 
-pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("error")]
+pytestmark = pytest.mark.filterwarnings("error")
 
 
 def test_icc_shrout_fleiss_table():

@@ -4,11 +4,11 @@ determinism for a seed, and agreement of the fast count path with the generic on
 import numpy as np
 import pytest
 
-from components.metrics import mean_f1
-from components.metrics_resampling import (bootstrap_ci, bootstrap_occurrence, paired_bootstrap,
+from components.metrics.occurrence import mean_f1
+from components.metrics.resampling import (bootstrap_ci, bootstrap_occurrence, paired_bootstrap,
                                            sign_flip_test)
 
-pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("error")]
+pytestmark = pytest.mark.filterwarnings("error")
 
 
 def _mean_f1_at_half(probs, labels):

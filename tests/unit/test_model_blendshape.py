@@ -11,7 +11,6 @@ from components.batches import BatchBuilder
 from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
 from components.models.registry import build_model
 
-pytestmark = pytest.mark.unit
 
 
 def _data(n: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,7 +11,6 @@ from components.models import build_model, constructor_record, rebuild_model
 from components.models.lrp_arl_ff import (LocalRegionPerception, LrpArlFfConfig,
                                           imagenet_to_arcface, knn_adjacency)
 
-pytestmark = pytest.mark.unit
 
 AUS8 = (1, 2, 4, 6, 12, 15, 25, 26)
 AUS12 = (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26)

@@ -13,7 +13,6 @@ from components.models.pairwise_rank import (PairwiseRankConfig, RunningStandard
                                              window_statistics)
 from components.training import fit_stages
 
-pytestmark = pytest.mark.unit
 
 AUS = (1, 12)
 TINY = dict(backbone="resnet18", image_size=16, mapping_hidden=(16,), mapping_dropout=0.0)

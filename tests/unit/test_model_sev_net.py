@@ -14,7 +14,6 @@ from components.models.sev_net import SevNetConfig, cross_modality_attention
 from components.models.sev_net.text_encoder import cache_path, clear_memory_cache, encode_au_texts
 from components.au import CATALOGUE
 
-pytestmark = pytest.mark.unit
 
 AUS8 = (1, 2, 4, 6, 12, 15, 25, 26)
 AUS12 = (1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24)

@@ -13,7 +13,6 @@ from components.au import DATASET_AUS
 from components.models import build_model
 from components.models.to_sequence import AffineCorrection, ToSequenceConfig, smooth_sequence, stable_landmark_set
 
-pytestmark = pytest.mark.unit
 
 AUS8 = DATASET_AUS["disfa"]
 AUS12 = DATASET_AUS["bp4d"]

@@ -12,10 +12,9 @@ import torch
 
 from components.losses import masked_l1
 from components.models.registry import build_model
-from workflows.data import balanced_pos_weight
+from components.store.splits import balanced_pos_weight
 from workflows.train import TrainConfig
 
-pytestmark = pytest.mark.unit
 
 
 def test_balanced_weights_are_negatives_over_positives_clipped() -> None:

@@ -12,10 +12,9 @@ import torch
 from components.configuration import load_yaml
 from components.datasets.folds import split_subjects
 from components.training import OptimConfig, build_optimizer, build_scheduler
-from workflows.data import fold_spec
+from components.store.splits import fold_spec
 from workflows.train import TrainConfig
 
-pytestmark = pytest.mark.unit
 
 CONFIGS = Path(__file__).resolve().parents[2] / "workflows" / "configs"
 RECIPES = sorted(CONFIGS.glob("recipe-*.yaml"))

@@ -17,7 +17,6 @@ import torch
 from components.au import DATASET_AUS
 from components.models import build_model, input_spec, list_models
 
-pytestmark = pytest.mark.unit
 
 AU_LISTS = {8: DATASET_AUS["synthetic"], 12: DATASET_AUS["bp4d"]}
 

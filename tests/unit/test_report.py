@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from components.report import (build_results, evaluate_cross_dataset, evaluate_model_outputs,
+from components.report.document import (build_results, evaluate_cross_dataset, evaluate_model_outputs,
                                write_report)
 
-pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("error")]
+pytestmark = pytest.mark.filterwarnings("error")
 
 # The hand-worked example of test_metrics.py: at threshold 0.5, F1 AU1 2/3, AU2 1/2,
 # mean F1 7/12, total accuracy 5/9, ABAW 41/72; base rates 0.6 and 0.25, so all-positive

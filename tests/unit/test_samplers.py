@@ -9,7 +9,6 @@ import pytest
 from components.datasets.samplers import (RESAMPLE_DEFAULTS, ResampleSpec, rare_au_resample,
                                           resample_spec, uniform_fraction)
 
-pytestmark = pytest.mark.unit
 
 ABAW = (1, 2, 4, 6, 7, 10, 12, 15, 23, 24, 25, 26)
 

@@ -16,7 +16,6 @@ from PIL import Image
 
 from components.serving_inputs import BadInput, Limits, VideoReader, check_content_type, decode_image, read_body, video_file
 
-pytestmark = pytest.mark.unit
 
 
 def _encode(rgb: np.ndarray, fmt: str, **kw) -> bytes:

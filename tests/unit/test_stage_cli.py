@@ -11,7 +11,6 @@ import pytest
 from components.configuration import ConfigError, flatten_fields, load_yaml
 from workflows.cli import STAGE_CONFIGS, config_class, save_config, stage_config
 
-pytestmark = pytest.mark.unit
 
 RAY_STAGES = {"demo", "preprocess", "train", "tune", "evaluate", "ensemble", "serve", "predict", "recipe"}
 

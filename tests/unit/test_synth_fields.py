@@ -14,15 +14,14 @@ import numpy as np
 import pytest
 
 from components.au import CATALOGUE, DATASET_AUS, LEFT_RIGHT_LANDMARK_PERMUTATION
-from components.datasets.synth_fields import au_basis, au_field, morph_field, neutral_field, to_canonical
-from components.datasets.synth_render import RENDER_AUS, FaceRig
-from components.datasets.synth_timeline import (
+from components.datasets.synth.fields import au_basis, au_field, morph_field, neutral_field, to_canonical
+from components.datasets.synth.render import RENDER_AUS, FaceRig
+from components.datasets.synth.timeline import (
     OCCLUSION_REGIONS, envelope, intensity_levels, occurrence, sample_intensities, sample_occlusion,
 )
-from components.datasets.synth_warp import MeshWarper, anchor_points
+from components.datasets.synth.warp import MeshWarper, anchor_points
 from components.faces import TEMPLATE_68
 
-pytestmark = pytest.mark.unit
 
 FACE = TEMPLATE_68 * 100.0 + 20.0  # a 100 px face at (20, 20) in a 140 px frame; IOD 43.67 px
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import pytest
 
 from components.datasets.folds import load_folds
-from components.datasets.synth import SourceError, SynthConfig, auto_subjects_per_identity, generate
-from components.datasets.synth_layouts import LAYOUTS, fold_subject_ids
+from components.datasets.synth.generator import SourceError, SynthConfig, auto_subjects_per_identity, generate
+from components.datasets.synth.layouts import LAYOUTS, fold_subject_ids
 
-pytestmark = pytest.mark.unit
 
 TINY = dict(videos_per_subject=2, frames_per_video=2, frame_size=64, occlusion_rate=0.0)
 

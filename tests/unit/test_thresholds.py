@@ -5,7 +5,7 @@ import pytest
 
 from components.thresholds import DEFAULT_GRID, apply_thresholds, tune_thresholds
 
-pytestmark = [pytest.mark.unit, pytest.mark.filterwarnings("error")]
+pytestmark = pytest.mark.filterwarnings("error")
 
 
 def test_tune_thresholds_constructed_example():

@@ -23,7 +23,6 @@ from components.models.pairwise_rank import pair_indices
 from components.models.registry import build_model
 from components.video_key import video_index, video_key, video_keys
 
-pytestmark = pytest.mark.unit
 
 BP4D_HEADER = ["0", "1", "2", "4", "6", "7", "10", "12", "14", "15", "17", "23", "24"]
 

@@ -45,13 +45,13 @@ import numpy as np
 
 from components.au import au_name, validate_au_list
 from components.configuration import save_yaml
-from components.datasets.synth_check import train_split_problems
-from components.datasets.synth_layouts import LAYOUTS, LayoutWriter, VideoPlan
-from components.datasets.synth_render import (
+from components.datasets.synth.check import train_split_problems
+from components.datasets.synth.layouts import LAYOUTS, LayoutWriter, VideoPlan
+from components.datasets.synth.render import (
     RENDER_AUS, FaceRig, Look, mirror, neutralise, render_frame, sample_look, sample_nuisance, subject_morph,
 )
-from components.datasets.synth_sources import SourceError, SourceFace, find_faces, read_photos
-from components.datasets.synth_timeline import (
+from components.datasets.synth.sources import SourceError, SourceFace, find_faces, read_photos
+from components.datasets.synth.timeline import (
     intensity_levels, sample_intensities, sample_occlusion, sample_unknown_cells, sample_unknown_frames,
 )
 

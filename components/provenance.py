@@ -28,7 +28,7 @@ def git_commit() -> str:
 
 
 def provenance(seed: int, store: str, fold_hash: str) -> dict[str, Any]:
-    from workflows.data import store_fingerprint
+    from components.store.splits import store_fingerprint
 
     versions = {}
     for name in _PACKAGES:

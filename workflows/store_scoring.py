@@ -63,7 +63,7 @@ def predict_store_files(files: list[str], source: str, kind: str, diff_steps: li
 
     if not files:
         return {}
-    from workflows.data import read_store_frames
+    from workflows.store_reader import read_store_frames
 
     ds = read_store_frames(files, _COLUMNS)
     out = ds.map_batches(StoreRowsPredictor, batch_size=batch_size, batch_format="numpy",

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.metrics import TRIVIAL_PREDICTORS
+from components.metrics.occurrence import TRIVIAL_PREDICTORS
 
 __all__ = ["Table", "report_tables", "render_markdown", "render_html"]
 

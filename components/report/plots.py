@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from components.metrics import TRIVIAL_PREDICTORS
+from components.metrics.occurrence import TRIVIAL_PREDICTORS
 
 __all__ = ["plots_available", "write_plots"]
 

@@ -48,12 +48,12 @@ from typing import Any
 import numpy as np
 
 from components.au import au_name, validate_au_list
-from components.metrics import (TRIVIAL_PREDICTORS, aggregate_folds, check_labels,
+from components.metrics.occurrence import (TRIVIAL_PREDICTORS, aggregate_folds, check_labels,
                                 evaluate_occurrence, mean_std, restrict_to_aus, shared_aus,
                                 trivial_report)
-from components.metrics_curves import cooccurrence, pr_curves_summary
-from components.metrics_intensity import evaluate_intensity
-from components.metrics_resampling import (bootstrap_counts, paired_bootstrap_counts,
+from components.metrics.curves import cooccurrence, pr_curves_summary
+from components.metrics.intensity import evaluate_intensity
+from components.metrics.resampling import (bootstrap_counts, paired_bootstrap_counts,
                                            sign_flip_test, subject_counts)
 from components.thresholds import DEFAULT_THRESHOLD, apply_thresholds, tune_thresholds
 
@@ -318,8 +318,8 @@ def write_report(
 ) -> dict[str, Any]:
     """Write report.json, report.md, report.html and plots/*.png (when matplotlib is
     installed) under ``out_dir``; return ``{'json', 'md', 'html', 'plots': [...]}`` paths."""
-    from components.report_plots import write_plots
-    from components.report_tables import render_html, render_markdown
+    from components.report.plots import write_plots
+    from components.report.tables import render_html, render_markdown
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """The Python API: AU detection on images and videos as pandas tables, no Ray needed.
 
-    from components.detector import Detector
+    from components.au_detector import Detector
     det = Detector.from_ensemble("runs/ensemble")        # or Detector.from_checkpoint("run/.../checkpoint.pt")
     det = Detector.pretrained()                          # the built-in (real faces, no training)
     faces = det.predict_image("photo.jpg")               # one row per face

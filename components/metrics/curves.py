@@ -1,7 +1,7 @@
 """Threshold-free views of AU predictions for the report: precision-recall curves, average
 precision, and AU co-occurrence matrices (how often AU j is on when AU i is on).
 
-Unknown labels (-1) are excluded per AU, as in ``components.metrics``.
+Unknown labels (-1) are excluded per AU, as in ``components.metrics.occurrence``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from components.metrics import safe_divide, check_labels
+from components.metrics.occurrence import safe_divide, check_labels
 
 __all__ = ["pr_curve", "average_precision", "cooccurrence", "pr_curves_summary"]
 

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from components.au import DATASET_AUS, au_name
-from components.datasets.synth_timeline import occurrence
+from components.datasets.synth.timeline import occurrence
 
 __all__ = ["VideoPlan", "LayoutWriter", "LAYOUTS", "DISFA_AUS", "ABAW_AUS", "AFFWILD2_CROP", "fold_subject_ids"]
 

@@ -5,7 +5,7 @@ request through the steps of ``components.inference`` (the orchestration ``predi
 ``Detector`` and evaluation run in process): the face pipeline deployment (tracks), the member
 deployments (``member_inputs``: every face track keyed by this request's id, videos in segments;
 concurrently; a call that fails because a replica died is retried once), the combiner (per
-track) and the answer rows, as JSON or, on request, CSV (the columns of ``components.detector``).
+track) and the answer rows, as JSON or, on request, CSV (the columns of ``components.au_detector``).
 It loads no model itself.
 
 No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at runtime.
@@ -30,7 +30,7 @@ from ray.exceptions import RayActorError
 from components.inference import (
     SMOOTH_WINDOW, InferencePlan, face_answer, gather_outputs, member_inputs, plan_for, request_id, video_rows,
 )
-from workflows.serve_deployments import probe_batch
+from workflows.serve.deployments import probe_batch
 from components.serving_inputs import BadInput, Limits, check_content_type, read_body
 
 log = logging.getLogger("facsflow.serve")
@@ -165,7 +165,7 @@ class AUService:
         return fmt == "csv" or (not fmt and "text/csv" in request.headers.get("accept", ""))
 
     def _csv(self, rows: list[dict[str, Any]], aus: list[int]) -> Response:
-        from components.detector import rows_to_openface
+        from components.au_detector import rows_to_openface
 
         return Response(rows_to_openface(rows, aus).to_csv(index=False), media_type="text/csv")
 

@@ -3,7 +3,7 @@
 The check reads the output with the layout's real adapter (so subjects, identity groups and
 official splits are those training will see) and splits it with the layout's default fold
 definition (``folds.load_folds``: the shipped BP4D/DISFA fold lists, the Aff-Wild2 official
-split, else 3-fold by identity group), exactly as ``workflows.data.load_split`` does with the
+split, else 3-fold by identity group), exactly as ``components.store.splits.load_split`` does with the
 default ``SplitConfig``. A fold without test, training or validation subjects, or a split the
 fold machinery refuses, is reported with what to change, before anyone waits for preprocessing.
 """

@@ -20,7 +20,6 @@ from components.faces import (
 from components.faces.align import STABLE_POINTS
 from tests.conftest import require_media
 
-pytestmark = pytest.mark.unit
 
 ONE_FACE = ["0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "single_face.jpg"]
 

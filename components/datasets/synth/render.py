@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 
 from components.au import CATALOGUE, LEFT_RIGHT_LANDMARK_PERMUTATION
-from components.datasets.synth_appearance import (
+from components.datasets.synth.appearance import (
     Hand, paint_furrows, paint_hand, paint_mouth_cavity, region_centre, sample_hand, skin_colour,
 )
-from components.datasets.synth_fields import MORPH_RANGES, au_basis, canonical_frame, morph_field, neutral_field
-from components.datasets.synth_warp import MeshWarper, anchor_points
+from components.datasets.synth.fields import MORPH_RANGES, au_basis, canonical_frame, morph_field, neutral_field
+from components.datasets.synth.warp import MeshWarper, anchor_points
 from components.faces.align import transform_points
 
 __all__ = ["RENDER_AUS", "FaceRig", "Look", "Nuisance", "sample_look", "sample_nuisance", "render_frame",

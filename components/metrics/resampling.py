@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from components.metrics import check_labels, f1_from_counts, safe_divide
+from components.metrics.occurrence import check_labels, f1_from_counts, safe_divide
 
 __all__ = [
     "bootstrap_ci",

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from components.datasets.base import FrameRecord, VideoUnit, sample_id
 from components.faces.transforms import landmark_diffs
-from components.schema import FRAMES_SCHEMA, REJECTS_SCHEMA
+from components.store.schema import FRAMES_SCHEMA, REJECTS_SCHEMA
 
 __all__ = ["StoreConfig", "Chunk", "plan_chunks", "process_unit", "UnitResult", "encode_jpeg",
            "decode_jpeg"]

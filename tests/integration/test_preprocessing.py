@@ -10,10 +10,9 @@ import pytest
 
 from components.datasets.base import build_adapter
 from components.faces.pipeline import FacePipeline, FacePipelineConfig
-from components.preprocessing import Chunk, StoreConfig, decode_jpeg, plan_chunks, process_unit
+from components.store.rows import Chunk, StoreConfig, decode_jpeg, plan_chunks, process_unit
 from tests.conftest import require_media
 
-pytestmark = pytest.mark.unit
 
 
 def test_plan_chunks_depends_on_config_only() -> None:

@@ -12,11 +12,10 @@ import pytest
 from tests.conftest import require_media
 from tests.serving_fixtures import AUS, IMAGE_MEMBER, make_ensemble
 
-pytestmark = pytest.mark.unit
 
 
 def test_columns_follow_openface_order_with_zero_padded_aus() -> None:
-    from components.detector import openface_columns
+    from components.au_detector import openface_columns
 
     cols = openface_columns([1, 12], intensity=True)
     assert len(cols) == 5 + 68 + 68 + 3 * 2
@@ -27,7 +26,7 @@ def test_columns_follow_openface_order_with_zero_padded_aus() -> None:
 
 
 def test_rows_land_in_their_columns_and_faceless_rows_stay_empty() -> None:
-    from components.detector import rows_to_openface
+    from components.au_detector import rows_to_openface
 
     lms = np.stack([np.arange(68) * 1.0, 100 + np.arange(68) * 0.5], axis=1)
     face = {"frame": 3, "face_id": 0, "timestamp": 0.1, "score": 0.98766, "success": 1, "landmarks": lms,
@@ -57,7 +56,7 @@ def ensembles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_image_rows_per_face_and_video_members_left_out(ensembles: dict) -> None:
-    from components.detector import Detector, openface_columns
+    from components.au_detector import Detector, openface_columns
 
     media = require_media("0-f15-hao-ph.jpg", "free-mountain-vector-01.jpg")
     det = Detector.from_ensemble(ensembles["mixed"])
@@ -75,7 +74,7 @@ def test_image_rows_per_face_and_video_members_left_out(ensembles: dict) -> None
 
 def test_weighted_mean_of_members_is_the_ensemble_answer(ensembles: dict) -> None:
     """rule 'mean' with weights 0.25/0.75: p = 0.25 p_1 + 0.75 p_2, each p_i from its own checkpoint."""
-    from components.detector import Detector
+    from components.au_detector import Detector
     from components.ensemble import EnsembleManifest
 
     media = require_media("0-f1-su-ph.jpg")
@@ -89,7 +88,7 @@ def test_weighted_mean_of_members_is_the_ensemble_answer(ensembles: dict) -> Non
 
 
 def test_video_rows_one_per_frame_with_every_member(ensembles: dict) -> None:
-    from components.detector import Detector
+    from components.au_detector import Detector
 
     media = require_media("single_face.mp4")
     df = Detector.from_ensemble(ensembles["mixed"]).predict_video(media / "single_face.mp4")
@@ -100,7 +99,7 @@ def test_video_rows_one_per_frame_with_every_member(ensembles: dict) -> None:
 
 
 def test_bad_inputs_name_the_file(tmp_path: Path, ensembles: dict) -> None:
-    from components.detector import Detector, read_image
+    from components.au_detector import Detector, read_image
 
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"not an image")

@@ -16,11 +16,10 @@ import numpy as np
 import pytest
 
 from components.au import DATASET_AUS
-from components.datasets.synth import OutputDirError, SourceError, SynthConfig, generate
-from components.datasets.synth_timeline import OCCLUSION_REGIONS
+from components.datasets.synth.generator import OutputDirError, SourceError, SynthConfig, generate
+from components.datasets.synth.timeline import OCCLUSION_REGIONS
 from tests.conftest import require_media
 
-pytestmark = pytest.mark.unit
 
 PHOTOS = ("0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg")
 SMALL = dict(subjects_per_identity=2, videos_per_subject=2, frames_per_video=10, frame_size=128,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from components.au import au_name, validate_au_list
-from components.metrics import nanmean
+from components.metrics.occurrence import nanmean
 
 __all__ = ["icc_3_1_matrix", "icc_3_1", "mae", "pearson", "evaluate_intensity"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from components.datasets.synth_fields import canonical_frame
+from components.datasets.synth.fields import canonical_frame
 
 __all__ = ["FURROWS", "paint_furrows", "paint_mouth_cavity", "Hand", "sample_hand", "paint_hand",
            "region_centre", "skin_colour"]

@@ -2,7 +2,7 @@
 
 ``UnitProcessor`` is the Ray Data class UDF of ``workflows.preprocess``: it loads the face models
 once, then per call reads one unit's frame records from the run's plan file, runs
-``components.preprocessing.process_unit`` on its chunk and writes ``frames/<stem>.parquet``,
+``components.store.rows.process_unit`` on its chunk and writes ``frames/<stem>.parquet``,
 ``rejects/<stem>.parquet`` and, last and atomically, the completion marker ``_markers/<stem>.json``.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 from components import storage
 from components.datasets.base import VideoUnit
 from components.faces.pipeline import FacePipelineConfig
-from components.preprocessing import Chunk, StoreConfig
-from components.schema import store_metadata
+from components.store.rows import Chunk, StoreConfig
+from components.store.schema import store_metadata
 
 __all__ = ["FAULT_ENV", "UnitProcessor", "unit_stem", "marker_done", "write_atomic_text", "written_counts"]
 
@@ -109,7 +109,7 @@ class UnitProcessor:
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         import ray
 
-        from components.preprocessing import process_unit
+        from components.store.rows import process_unit
 
         stats: dict[str, list[Any]] = {"stem": [], "frames": [], "rows": [], "rejects": [],
                                        "seconds": [], "started": [], "node": []}

@@ -9,13 +9,12 @@ import torch
 
 from tests.conftest import require_media
 
-pytestmark = pytest.mark.unit
 
 POSED = {"surprise": "0-f1-su-ph.jpg", "happy": "0-f15-hao-ph.jpg", "anger": "15-f13-anc-ph.jpg"}
 
 
 def _rgb(name: str) -> np.ndarray:
-    from components.detector import read_image
+    from components.au_detector import read_image
 
     return read_image(require_media(name) / name)
 
@@ -30,7 +29,7 @@ def mesh():
 @pytest.fixture(scope="module")
 def builtin(tmp_path_factory):
     from components.builtin import builtin_ensemble_dir
-    from components.detector import Detector
+    from components.au_detector import Detector
 
     mp = pytest.MonkeyPatch()
     mp.setenv("FACSFLOW_CACHE", str(tmp_path_factory.mktemp("cache")))

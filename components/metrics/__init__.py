@@ -1,0 +1,1 @@
+"""AU metrics: occurrence scores, curves, intensity agreement, resampling."""

@@ -1,0 +1,1 @@
+"""The evaluation report: the JSON document, its tables and its plots."""

@@ -1,0 +1,1 @@
+"""The feature store: its schema, and how one unit of frames becomes rows and rejects."""
