@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import os
 import sys
 import types
 import typing
@@ -137,9 +136,6 @@ def stage_parser(cls: type, prog: str, description: str, *, ray: bool = True,
     if ray:
         general.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else an "
                                                "embedded local Ray)")
-        general.add_argument("--verbose", action="store_true",
-                             help="show Ray's own logs on the console too (as FACSFLOW_VERBOSE=1); by default "
-                                  "they go to the log folder printed when Ray starts")
     fields = p.add_argument_group(f"{cls.__name__} fields")
     defaults = _leaf_defaults(cls)
     for name, hint, doc in flatten_fields(cls):
@@ -221,10 +217,6 @@ def stage_config(args: argparse.Namespace, *, required: "Sequence[str]" = (),
     from workflows.runtime import UserError
 
     cls = args._config_class
-    if getattr(args, "verbose", False):
-        from workflows.runtime import VERBOSE_ENV
-
-        os.environ[VERBOSE_ENV] = "1"  # read when Ray starts, by this stage and the ones it runs
     data = read_yaml_data(args.config) if args.config else {}
     apply_overrides(data, list(args.set))
     apply_overrides(data, flag_overrides(args))
