@@ -314,7 +314,7 @@ class Recipe:
     ablation: bool = False
     """An ablation that takes a part out (not the appearance-only one): it must build and train;
     its held-out score is reported beside its family's, not required to beat the trivial
-    predictors (issue 4 asks that of the families and the appearance-only ablations)."""
+    predictors (asked of the families and the appearance-only ablations)."""
 
 
 LIGHT_AUGMENT = AugmentConfig(crop_jitter=0.02, scale_jitter=0.02)

@@ -289,7 +289,7 @@ def trivial_report(labels: np.ndarray, aus: Sequence[int]) -> dict[str, Any]:
 
     Base rates come from the labels being evaluated (the test subjects), which favours the
     trivial predictors: a model must beat even this oracle knowledge. ``best`` names the
-    predictor with the higher mean F1 (issue 2: the baseline must beat the best one).
+    predictor with the higher mean F1 (a model must beat the best one to count as learning).
     """
     labels = check_labels(labels)
     aus = _check_aus(aus, labels.shape[1])

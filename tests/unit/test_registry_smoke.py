@@ -1,4 +1,4 @@
-"""One smoke test over every registered model (STYLE.md §9, issue 4 "Must show").
+"""One smoke test over every registered model (STYLE.md §9).
 
 Each model builds for 8 and 12 AUs, declares without being built the input it declares once
 built (``input_spec(name)``), runs forward and backward on CPU over a small batch whose labels
