@@ -145,6 +145,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     worker_nodes = _worker_nodes(world)
+    epoch_hook, hook_kwargs = _epoch_hook(config.get("epoch_hook"))
     torch.manual_seed(cfg.seed)
     aus = config["aus"]
     core = build_model(cfg.model, aus, **cfg.model_kwargs)
@@ -260,10 +261,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                    "".join(json.dumps(h) + "\n" for h in history))
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint)
-        if config.get("fail_at_epoch") == epoch and rank == 1 and not os.path.exists(config["fail_marker"]):
-            # Fault-injection hook for tests: kill this worker once, after a checkpoint.
-            open(config["fail_marker"], "w").close()
-            os._exit(1)
+        if epoch_hook is not None:  # tests only (fault injection); a run's config never sets one
+            epoch_hook(epoch=epoch, rank=rank, **hook_kwargs)
 
 
 def checkpoint_train_config(train: dict[str, Any]) -> dict[str, Any]:
@@ -292,12 +291,26 @@ def epoch_schedule(model: Any, cfg: TrainConfig) -> list["str | None"]:
     return [s for s in stages for _ in range(cfg.stage_epochs.get(s, cfg.epochs))]
 
 
-def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_marker: str = "",
-                 callbacks: "list[Any] | None" = None) -> dict[str, Any]:
+def _epoch_hook(spec: "tuple[str, dict[str, Any]] | list | None") -> "tuple[Any, dict[str, Any]]":
+    """``("module:function", kwargs)`` → the function and its kwargs; (None, {}) without one."""
+    if not spec:
+        return None, {}
+    import importlib
+
+    path, kwargs = spec
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name), dict(kwargs)
+
+
+def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
+                 epoch_hook: "tuple[str, dict[str, Any]] | None" = None) -> dict[str, Any]:
     """Train one run (one fold) on the connected Ray cluster; return its summary.
 
     ``callbacks`` are Ray Train ``UserCallback``s for the run config, e.g. Tune's
     ``TuneReportCallback`` when a tuning trial drives this run (workflows/tune.py).
+    ``epoch_hook``: for tests only, ``("module:function", kwargs)`` that every worker calls as
+    ``function(epoch=, rank=, **kwargs)`` after reporting each epoch (fault injection lives in
+    ``tests/faults.py``, not in the loop).
     """
     import ray.data
     import ray.train
@@ -326,7 +339,7 @@ def run_training(cfg: TrainConfig, fail_at_epoch: "int | None" = None, fail_mark
         "preprocess": {"store": cfg.data, "image_size": info["image_size"], "diff_steps": info["diff_steps"],
                        "dataset": info["dataset"]},
         "provenance": provenance(cfg.seed, cfg.data, split.fold_hash),
-        "fail_at_epoch": fail_at_epoch, "fail_marker": fail_marker,
+        "epoch_hook": epoch_hook,
         "pos_weight": (balanced_pos_weight(subject_label_counts(cfg.data), split.train)
                        if cfg.pos_weight == "balanced" else None),
     }

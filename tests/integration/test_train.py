@@ -87,7 +87,8 @@ RESUME_SCRIPT = textwrap.dedent('''
     from workflows.train import run_training
     init_ray(num_cpus=2)
     cfg = _cfg({store!r}, {out!r}, epochs=4, max_failures=2, max_steps_per_epoch=4)
-    first = run_training(cfg, fail_at_epoch=1, fail_marker={marker!r})
+    first = run_training(cfg, epoch_hook=("tests.faults:kill_worker_once",
+                                          {{"at_epoch": 1, "on_rank": 1, "marker": {marker!r}}}))
     again = run_training(cfg)
     print("RESULT" + json.dumps({{"first": first, "again": again}}))
 ''')
