@@ -105,7 +105,7 @@ def test_the_resolved_config_is_saved_with_the_outputs(predicted: dict) -> None:
     from workflows.predict import PredictConfig
 
     cfg = load_yaml(PredictConfig, predicted["out"] / "predict.yaml")
-    assert (cfg.out, cfg.actors, cfg.detector, len(cfg.input)) == (str(predicted["out"]), 2, "dlib", 2)
+    assert (cfg.out, cfg.actors, cfg.detector, len(cfg.input)) == (str(predicted["out"]), 2, None, 2)  # detector unset: the ensemble's default (dlib)
 
 
 def test_missing_inputs_are_named(tmp_path: Path) -> None:

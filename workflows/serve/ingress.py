@@ -37,7 +37,7 @@ log = logging.getLogger("facsflow.serve")
 
 __all__ = ["AUService", "IngressSettings", "api", "STATIC_FILES"]
 
-STATIC = Path(__file__).parent / "static"
+STATIC = Path(__file__).resolve().parents[1] / "static"  # workflows/static, beside the stages
 STATIC_FILES = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
                 "style.css": "text/css; charset=utf-8"}
 """The web page's files (served from workflows/static; nothing else under it is reachable)."""
