@@ -83,10 +83,14 @@ def verbose_requested(flag: bool = False) -> bool:
 
 class _RayConsoleFilter(logging.Filter):
     """On Ray's console handlers: keep warnings and errors, drop those ``HARMLESS_RAY_WARNINGS``
-    names and everything below WARNING (those records still reach ``RAY_LOG_FILE``)."""
+    names and everything below WARNING (those records still reach ``RAY_LOG_FILE``).
+
+    Records of other loggers pass untouched: a handler Ray's loggers share with the application
+    (a root handler, pytest's log capture) must still carry facsflow's own INFO progress lines.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if verbose_requested():
+        if verbose_requested() or not (record.name == "ray" or record.name.startswith("ray.")):
             return True
         if record.levelno < logging.WARNING:
             return False

@@ -136,8 +136,6 @@ def _mtimes(path: Path) -> dict[str, int]:
     return {str(p.relative_to(path)): p.stat().st_mtime_ns for p in sorted(path.glob("**/*.parquet"))}
 
 
-@pytest.mark.xfail(strict=False, reason="after the console change the progress line no longer reaches caplog "
-                   "through the facsflow.preprocess logger (store equality still checked first); to fix")
 def test_rerun_skips_finished_units_and_no_resume_reprocesses(bp4d_store, caplog) -> None:
     cfg, _ = bp4d_store
     out = Path(cfg.out)

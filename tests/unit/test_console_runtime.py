@@ -64,6 +64,16 @@ def test_ray_console_filter(monkeypatch, name, level, msg, shown) -> None:
     assert _RayConsoleFilter().filter(_record(name, level, msg)) is True
 
 
+def test_ray_console_filter_passes_other_loggers(monkeypatch) -> None:
+    # The filter can end up on a handler Ray shares with the application (a root handler,
+    # pytest's caplog); facsflow's INFO progress lines must still pass it.
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    f = _RayConsoleFilter()
+    assert f.filter(_record("facsflow.preprocess", logging.INFO, "preprocess: 2/2 units")) is True
+    assert f.filter(_record("raylet_like_app", logging.INFO, "x")) is True
+    assert f.filter(_record("ray", logging.INFO, "x")) is False
+
+
 def test_epoch_line() -> None:
     from workflows.train_callbacks import epoch_line
 
