@@ -225,8 +225,6 @@ def _assert_same_rows(store: str, reference: str) -> None:
         assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b)), col
 
 
-@pytest.mark.xfail(strict=False, reason="2026-12-03 merge: training workers ran on one of the two worker "
-                   "nodes (the new resource fit may place them together); to investigate")
 def test_preprocess_and_training_use_both_worker_nodes_and_match_one_node(one_node, multi_node) -> None:
     head, workers = multi_node["head"], set(multi_node["workers"])
     assert len(workers) == 2 and head not in workers
