@@ -24,7 +24,7 @@ COMMANDS = {
     "preprocess.json": ("Preprocessing throughput", "python benchmarks/preprocess.py"),
     "train.json": ("Ray Train overhead, 384-sample epochs", "python benchmarks/train_overhead.py --repeats 2"),
     "train_1536.json": ("Ray Train overhead, 1,536-sample epochs", "python benchmarks/train_overhead.py --copies 24"),
-    "serve.json": ("Serving", "python benchmarks/serve_bench.py; python benchmarks/serve_load.py"),
+    "serve.json": ("Serving", "python benchmarks/serve_bench.py [--overhead]; python benchmarks/serve_load.py"),
     "models.json": ("Model families on the synthetic DISFA-layout set", "python benchmarks/models.py"),
 }
 

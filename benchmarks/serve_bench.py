@@ -3,6 +3,7 @@ video frames/s per core for the default ensemble and its fastest member.
 
     .venv/bin/python benchmarks/serve_bench.py [--ensemble DIR] [--requests 200] [--video PATH]
                                                [--json benchmarks/results/serve.json]
+    .venv/bin/python benchmarks/serve_bench.py --overhead [--requests 80]   # 4. alone, minutes
 
 Prints, side by side:
 1. requests/s of a member deployment called through its handle by 32 concurrent single-face
@@ -13,7 +14,10 @@ Prints, side by side:
    time) on the same photos: the difference is Serve's overhead;
 3. video prediction frames/s per core (CPU seconds of this single-threaded process) on a
    640x360 video, end to end (decode, detect/track, align, members, combine), for the ensemble
-   and for its fastest member alone, plus the served /v1/predict/video figure.
+   and for its fastest member alone, plus the served /v1/predict/video figure;
+4. (``--overhead``, under ``"overhead"`` in the JSON) Serve's CPU per image over HTTP at
+   concurrency 1 and 8 against the in-process Predictor on the same four photos, as a ratio,
+   with p50/p99 and the idle app's background CPU.
 
 Without ``--ensemble`` the default composition is built with seeded random weights (speed does
 not depend on them): ResNet-18 and MobileNetV3 image members at 112 px and a To-Sequence video
@@ -183,6 +187,42 @@ def served_video(url: str, video: Path) -> dict[str, Any]:
     return {"frames": n, "wall_frames_per_s": round(n / wall, 1), "frames_per_s_per_serve_core": round(n / cpu, 1)}
 
 
+def idle_cores(seconds: float = 30.0) -> float:
+    """CPU cores the started app's processes use with no request in flight (background loops)."""
+    time.sleep(5.0)
+    c0, t0 = ray_cpu_seconds(), time.perf_counter()
+    time.sleep(seconds)
+    return round((ray_cpu_seconds() - c0) / (time.perf_counter() - t0), 3)
+
+
+def overhead(ensemble: str, port: int, requests: int, rounds: int) -> dict[str, Any]:
+    """Serve's CPU per image against the in-process Predictor, side by side in one run: the
+    four photos in process, then over HTTP one at a time (concurrency 1) and at concurrency 8
+    (``requests`` each), with the CPU of every process of the app (replicas, proxy, controller,
+    Ray's own daemons: what a machine serving it pays) and its idle background beside it."""
+    from ray import serve
+
+    local = in_process_images(ensemble, rounds)
+    url = start_app(ensemble, port, ingress={"max_replicas": 1}, faces={"max_replicas": 1},
+                    member={"max_replicas": 1})
+    try:
+        served_sequential(url, 1)   # warm: every deployment has answered once
+        out: dict[str, Any] = {"in_process": local, "idle_cores": idle_cores()}
+        out["concurrency_1"] = served_sequential(url, max(1, requests // len(PHOTOS)))
+        bodies = [(MEDIA / n).read_bytes() for n in PHOTOS]
+        c8 = [run_load(url, b, "image/jpeg", requests // len(PHOTOS), 8) for b in bodies]
+        lat8 = {k: round(float(np.mean([r[k] for r in c8])), 1) for k in ("p50_ms", "p99_ms")}
+        n8, cpu8 = sum(r["succeeded"] for r in c8), sum(r["serve_cpu_s"] for r in c8)
+        out["concurrency_8"] = {"images": n8, "errors": sum(r["errors"] for r in c8), **lat8,
+                                "note": "p50/p99: mean over the four photos' runs",
+                                "cpu_ms_per_image": round(1000 * cpu8 / max(1, n8), 1)}
+    finally:
+        serve.delete("facsflow")
+    for key in ("concurrency_1", "concurrency_8"):
+        out[key]["cpu_ratio_to_in_process"] = round(out[key]["cpu_ms_per_image"] / local["cpu_ms_per_image"], 2)
+    return out
+
+
 def main(argv: "list[str] | None" = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ensemble", help="ensemble folder (default: the default composition, random weights)")
@@ -192,6 +232,8 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--video", type=Path, default=MEDIA / "WolfgangLanger_Pexels.mp4", help="640x360 video")
     p.add_argument("--port", type=int, default=8791)
     p.add_argument("--json", type=Path, default=RESULTS)
+    p.add_argument("--overhead", action="store_true",
+                   help="only Serve's CPU per image against in process (concurrency 1 and 8, idle cores)")
     args = p.parse_args(argv)
     import torch
     from ray import serve
@@ -201,6 +243,19 @@ def main(argv: "list[str] | None" = None) -> int:
     torch_single_thread()
     torch.set_num_threads(1)
     info = machine()
+    if args.overhead:
+        with tempfile.TemporaryDirectory() as tmp:
+            ensemble = args.ensemble or default_ensemble(Path(tmp) / "ensemble")
+            res = {"machine": info, "ensemble": args.ensemble or "default composition, random weights",
+                   **overhead(ensemble, args.port, args.requests, args.rounds)}
+        for key in ("concurrency_1", "concurrency_8"):
+            r = res[key]
+            print(f"{key}: p50 {r['p50_ms']} ms, CPU {r['cpu_ms_per_image']} ms/image = "
+                  f"{r['cpu_ratio_to_in_process']}x in process ({res['in_process']['cpu_ms_per_image']} ms)")
+        print(f"idle app: {res['idle_cores']} cores")
+        update_json(args.json, "overhead", res)
+        print(f"results: {args.json}")
+        return 0
     out: dict[str, Any] = {"machine": info}
     with tempfile.TemporaryDirectory() as tmp:
         ensemble = args.ensemble or default_ensemble(Path(tmp) / "ensemble")
