@@ -1,6 +1,6 @@
 """Preprocessing throughput, scaling and memory: the Ray Data workflow against a plain loop.
 
-    .venv/bin/python benchmarks/preprocess.py [--video PATH] [--copies 2] [--large-copies 8]
+    .venv/bin/python benchmarks/preprocess.py [--video PATH] [--copies 2] [--large-copies 8] [--also-detector retinaface]
                                              [--json benchmarks/results/preprocess.json]
 
 Everything runs in one process on one embedded local Ray with 2 CPUs, side by side, so that
@@ -24,7 +24,10 @@ cut into chunks so that two actors share it) and on a synthetic BP4D-layout set 
   during 2-actor runs on ``--copies`` and ``--large-copies`` copies of the video;
 - frames_per_cpu_s_sequential: frames per CPU-second of the loop's own thread (the per-frame
   cost, nearly independent of other work on the machine);
-- stage_shares_sequential: where one core's time goes (cProfile of the loop on one copy).
+- stage_shares_sequential: where one core's time goes (cProfile of the loop on one copy);
+- video_<detector> (``--also-detector``, default retinaface at the same half scale): the same
+  video figures with that detector and dlib's landmarks, and the landmarks' NME against the
+  dlib-detected run (how much the faster detector changes what is stored).
 """
 
 from __future__ import annotations
@@ -222,6 +225,28 @@ def machine() -> dict:
                     "averages recorded here"}
 
 
+def landmark_agreement(store: Path, reference: Path) -> dict[str, float]:
+    """Landmarks of two stores of the same frames: mean point-to-point distance over the
+    reference's inter-ocular distance (outer eye corners 36 and 45), frame by frame (NME)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def table(root: Path) -> dict[str, np.ndarray]:
+        t = pa.concat_tables([pq.read_table(f, columns=["sample_id", "landmarks"])
+                              for f in sorted((root / "frames").rglob("*.parquet"))])
+        return {sid: np.asarray(lm, np.float32).reshape(68, 2)
+                for sid, lm in zip(t.column("sample_id").to_pylist(), t.column("landmarks").to_pylist())}
+
+    got, ref = table(store), table(reference)
+    common = sorted(set(got) & set(ref))
+    nme = [float(np.linalg.norm(got[k] - ref[k], axis=1).mean() / max(np.linalg.norm(ref[k][36] - ref[k][45]), 1e-6))
+           for k in common]
+    return {"frames_compared": len(common), "frames_only_in_reference": len(set(ref) - set(got)),
+            "nme_mean": round(float(np.mean(nme)), 4) if nme else None,
+            "nme_p95": round(float(np.percentile(nme, 95)), 4) if nme else None}
+
+
 def main(argv: "list[str] | None" = None) -> int:
     p = argparse.ArgumentParser(prog="python benchmarks/preprocess.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--video", type=Path, default=ROOT.parent / "shared" / "media" / "WolfgangLanger_Pexels.mp4")
@@ -230,6 +255,9 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--synth-videos", type=int, default=8, help="synthetic videos (BP4D layout, 256 px)")
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "preprocess.json")
     p.add_argument("--keep", action="store_true", help="keep the temporary stores")
+    p.add_argument("--also-detector", default="retinaface",
+                   help="a second face detector measured on the video beside dlib ('' : none), with the "
+                        "same dlib landmarks, and how far its landmarks land from dlib-detected ones")
     args = p.parse_args(argv)
     if not args.video.is_file():
         p.error(f"video not found: {args.video}")
@@ -267,6 +295,21 @@ def main(argv: "list[str] | None" = None) -> int:
         synthetic = compare("synthetic", synth_cfg, work)
         big = ray_run(video_cfg(work / "video-large-ray2", large), 2)
         print(f"[video x{args.large_copies}] Ray, 2 actors: {big}", flush=True)
+        other: dict = {}
+        if args.also_detector:
+            face = dataclasses.replace(FACE, detector=args.also_detector)
+
+            def other_cfg(out: Path, root: Path = small) -> PreprocessConfig:
+                return dataclasses.replace(video_cfg(out, root), face=face)
+
+            name = f"video-{args.also_detector}"
+            other = {"settings": {"detector": face.detector, "landmarker": face.landmarker,
+                                  "detect_every": face.detect_every, "detect_scale": face.detect_scale},
+                     **compare(name, other_cfg, work),
+                     "stage_shares_sequential": stage_breakdown(other_cfg(work / f"{name}-profile", one_copy)),
+                     "landmarks_vs_dlib_detector": landmark_agreement(work / f"{name}-seq", work / "video-seq")}
+            print(f"[{name}] landmarks against the dlib-detected run: {other['landmarks_vs_dlib_detector']}",
+                  flush=True)
     finally:
         import ray
 
@@ -289,6 +332,10 @@ def main(argv: "list[str] | None" = None) -> int:
                      "synthetic": f"BP4D layout, {args.synth_videos} videos x 60 frames, 256x256 JPEG"},
         "video": video, "synthetic": synthetic, "video_large": big, "stage_shares_sequential": breakdown,
     }
+    if other:
+        result[f"frames_per_s_per_core_{args.also_detector}"] = other["ray_1"]["frames_per_s_steady"]
+        result[f"landmark_nme_{args.also_detector}_vs_dlib"] = other["landmarks_vs_dlib_detector"]["nme_mean"]
+        result[f"video_{args.also_detector}"] = other
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nframes/s per core (1 actor, steady): {result['frames_per_s_per_core']}  "
