@@ -17,7 +17,7 @@ import torch
 
 from components.models.base import AUModel, MultiStepTraining
 
-__all__ = ["OptimConfig", "build_optimizer", "build_scheduler", "autocast_context", "train_step",
+__all__ = ["OptimConfig", "freeze_pretrained", "optimizer_params", "build_optimizer", "build_scheduler", "autocast_context", "train_step",
            "predict_batches", "to_device", "fit_stages"]
 
 
@@ -48,6 +48,13 @@ class OptimConfig:
     """Autocast precision on GPU (ignored on CPU: float32)."""
     grad_clip: float = 5.0
     """Clip the global gradient norm to this value (0: off)."""
+    freeze_stages: int = 0
+    """Fine-tuning: stop gradients in the first this many top-level blocks of each backbone that
+    started from pretrained weights (``AUModel.pretrained_modules``; for a torchvision ResNet the
+    blocks are conv1, bn1, relu, maxpool, layer1..4). Needs ``pretrained`` weights."""
+    pretrained_lr_scale: float = 1.0
+    """Fine-tuning: the pretrained backbones learn at ``lr`` x this (0 < scale <= 1; the heads
+    and every layer trained from scratch keep ``lr``). Needs ``pretrained`` weights."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -58,10 +65,53 @@ class OptimConfig:
             raise ValueError(f"schedule 'multistep' needs milestones >= 1, got {self.milestones}")
         if self.grad_clip < 0:
             raise ValueError(f"grad_clip must be >= 0, got {self.grad_clip}")
+        if self.freeze_stages < 0:
+            raise ValueError(f"freeze_stages must be >= 0, got {self.freeze_stages}")
+        if not 0 < self.pretrained_lr_scale <= 1:
+            raise ValueError(f"pretrained_lr_scale must be in (0, 1], got {self.pretrained_lr_scale}")
+
+    @property
+    def fine_tunes(self) -> bool:
+        """True when freezing or a lower pretrained learning rate is asked for."""
+        return self.freeze_stages > 0 or self.pretrained_lr_scale != 1.0
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+def freeze_pretrained(model: torch.nn.Module, cfg: OptimConfig) -> list[str]:
+    """Apply ``cfg.freeze_stages`` to the model's pretrained backbones (before any DDP wrapping:
+    DDP registers only the parameters that need gradients); returns the frozen parameter names.
+    A model without pretrained weights asked to fine-tune is a ConfigError, never a silent no-op."""
+    from components.configuration import ConfigError
+    from components.models.backbones import freeze_stages
+
+    if not cfg.fine_tunes:
+        return []
+    parts = model.pretrained_modules() if hasattr(model, "pretrained_modules") else []
+    if not parts:
+        raise ConfigError("optim.freeze_stages / optim.pretrained_lr_scale fine-tune pretrained backbones, but "
+                         f"{type(model).__name__} was built without pretrained weights: set model_kwargs.pretrained "
+                         "to a catalogue entry (`facsflow weights`) or drop those options")
+    return [name for part in parts for name in freeze_stages(part, cfg.freeze_stages)]
+
+
+def optimizer_params(model: torch.nn.Module, cfg: OptimConfig, lr: "float | None" = None) -> list[dict]:
+    """The optimizer's parameter groups: pretrained backbones at ``lr * cfg.pretrained_lr_scale``,
+    the rest at ``lr`` (default ``cfg.lr``); frozen parameters are left out."""
+    from components.models.backbones import param_groups
+
+    lr = cfg.lr if lr is None else lr
+    parts = model.pretrained_modules() if cfg.fine_tunes and hasattr(model, "pretrained_modules") else []
+    return param_groups(model, parts, lr, cfg.pretrained_lr_scale)
+
+
+def build_optimizer(params: "Iterable[torch.nn.Parameter] | list[dict]", cfg: OptimConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over trainable parameters, or over parameter groups
+    (``optimizer_params``), each group keeping its own learning rate."""
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in params]
+        params = [g for g in params if g["params"]]
+    else:
+        params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":

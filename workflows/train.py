@@ -136,7 +136,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from components.metrics.occurrence import evaluate_occurrence
     from components.models.base import training_stages
     from components.models.registry import build_model
-    from components.training import build_optimizer, build_scheduler, predict_batches, train_step
+    from components.training import (build_optimizer, build_scheduler, freeze_pretrained, optimizer_params,
+                                     predict_batches, train_step)
     from workflows.runtime import torch_single_thread
 
     cfg: TrainConfig = from_dict(TrainConfig, config["train"])
@@ -168,6 +169,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             print(f"[{cfg.run_name()}] resumed from epoch {state['epoch'] + 1} checkpoint; "
                   f"continuing at epoch {start_epoch + 1}")
     staged = bool(training_stages(core))
+    freeze_pretrained(core, cfg.optim)   # before DDP, which registers the parameters that learn
     # Multi-step families train one sub-network per step through their own methods, which DDP's
     # forward hook would not see: they are not wrapped, and gradients are all-reduced by hand.
     model = ray.train.torch.prepare_model(core, parallel_strategy=None if staged else "ddp")
@@ -179,8 +181,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if opt is None or schedule[epoch - 1] != stage:
             if staged:
                 core.set_stage(stage)
+                freeze_pretrained(core, cfg.optim)   # a step turns its whole sub-network back on
             step_optim = replace(cfg.optim, lr=cfg.stage_lr[stage]) if stage in cfg.stage_lr else cfg.optim
-            opt = build_optimizer(core.parameters(), step_optim)
+            opt = build_optimizer(optimizer_params(core, step_optim), step_optim)
             sched = build_scheduler(opt, cfg.optim, schedule.count(stage))
             if state is not None and state.get("stage") == stage and epoch == start_epoch:
                 opt.load_state_dict(state["optimizer"])
@@ -364,9 +367,12 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
     )
     t0 = time.perf_counter()
     from components.models.registry import build_model
+    from components.training import freeze_pretrained
     from workflows.train_callbacks import EpochLines
 
-    total = len(epoch_schedule(build_model(cfg.model, info["aus"], **cfg.model_kwargs), cfg))
+    probe = build_model(cfg.model, info["aus"], **cfg.model_kwargs)
+    freeze_pretrained(probe, cfg.optim)   # fine-tuning options without pretrained weights stop here
+    total = len(epoch_schedule(probe, cfg))
     print(f"[{cfg.run_name()}] training {cfg.model}: {len(split.train)} train / {len(split.val)} val subjects, "
           f"{cfg.workers} worker(s) x {cfg.worker_cpus:g} CPU{', GPU' if cfg.gpu else ''}, {total} epochs")
     with EpochLines(cfg.run_name(), run_dir, total):

@@ -95,6 +95,9 @@ class AUModel(nn.Module):
 
     family: ClassVar[str] = ""
     paper: ClassVar[str] = ""
+    pretrained_parts: ClassVar[tuple[str, ...]] = ()
+    """Dotted names of the submodules the ``weights`` load into (a feature ``Sequential`` each):
+    what ``OptimConfig.freeze_stages`` and ``pretrained_lr_scale`` act on."""
 
     def __init__(self, aus: Sequence[int], config: Any) -> None:
         super().__init__()
@@ -107,6 +110,18 @@ class AUModel(nn.Module):
         """The registry name this model was built under (set by ``build_model``)."""
         self.pretrained: "str | None" = None
         """Name of the weights its backbone started from (set by ``build_model``; provenance)."""
+
+    def pretrained_modules(self) -> list[nn.Module]:
+        """The submodules that started from pretrained weights (none when built without them)."""
+        if not self.pretrained:
+            return []
+        out = []
+        for name in self.pretrained_parts:
+            try:
+                out.append(self.get_submodule(name))
+            except AttributeError:  # an optional part this configuration does not build
+                continue
+        return out
 
     def positive_weight(self, like: torch.Tensor) -> "torch.Tensor | None":
         """``pos_weight`` on ``like``'s device and dtype (None when training set none)."""

@@ -46,6 +46,7 @@ class BaselineConfig:
 
 class BaselineModel(AUModel):
     family = "baseline"
+    pretrained_parts = ("features",)
     paper = "ablation baseline of papers 001 (§4.4) and 003 (§4.4)"
 
     def __init__(self, aus: Sequence[int], config: BaselineConfig, weights: "str | Path | None" = None) -> None:

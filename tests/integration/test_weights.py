@@ -288,6 +288,49 @@ def test_freeze_stages_and_lower_pretrained_lr():
         freeze_stages(feats, 999)
 
 
+def test_fine_tuning_options_act_on_a_family_built_from_an_entry():
+    # What the training loop calls (workflows/train.py): freeze_pretrained before DDP, then the
+    # optimizer over optimizer_params; the model comes from the registry with catalogue weights.
+    require_entry("efficientnet_lite0-imagenet")
+    from components.configuration import ConfigError
+    from components.models import build_model
+    from components.training import OptimConfig, build_optimizer, freeze_pretrained, optimizer_params
+
+    torch.manual_seed(0)
+    model = build_model("baseline_resnet18_112", [1, 2, 4], backbone="efficientnet_lite0",
+                        pretrained="efficientnet_lite0-imagenet").double()   # steps exact to compare
+    cfg = OptimConfig(optimizer="sgd", lr=0.1, momentum=0.0, weight_decay=0.0, freeze_stages=2,
+                      pretrained_lr_scale=0.1)
+    assert model.pretrained_modules() == [model.features]
+    frozen = freeze_pretrained(model, cfg)
+    blocks = list(model.features.children())
+    assert frozen and all(not p.requires_grad for b in blocks[:2] for p in b.parameters())
+    assert all(p.requires_grad for b in blocks[2:] for p in b.parameters())
+    opt = build_optimizer(optimizer_params(model, cfg), cfg)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, pytest.approx(0.01)]
+    head = {id(p) for n, p in model.named_parameters() if not n.startswith("features.")}
+    assert {id(p) for p in opt.param_groups[0]["params"]} == head
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model.train()
+    logits = model({"image": torch.rand(4, 3, 112, 112, dtype=torch.float64)})["logits"]
+    opt.zero_grad()
+    logits.sum().backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    opt.step()
+    for n, p in model.named_parameters():
+        if n.startswith("features.0.") or n.startswith("features.1."):
+            assert n not in grads and torch.equal(p, before[n]), n      # frozen: untouched
+        elif n in grads:
+            # Plain SGD: the step is exactly lr x gradient, lr 0.01 in the backbone, 0.1 in the head.
+            lr = 0.01 if n.startswith("features.") else 0.1
+            torch.testing.assert_close(before[n] - p.detach(), lr * grads[n], rtol=1e-6, atol=1e-12)
+
+    # Asked to fine-tune a model built without pretrained weights: an error, never a no-op.
+    with pytest.raises(ConfigError, match="without pretrained weights"):
+        freeze_pretrained(build_model("baseline_resnet18_112", [1, 2, 4]), cfg)
+
+
 # ----------------------------------------------------------------------------- facsflow weights
 def test_weights_stage_lists_entries_as_json(capsys):
     from workflows.weights import main

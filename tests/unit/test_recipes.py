@@ -78,3 +78,12 @@ def test_selection_metric_is_checked() -> None:
     assert TrainConfig().select_metric == "f1"
     with pytest.raises(ValueError, match="select_metric must be 'f1' or 'acc_f1'"):
         TrainConfig(select_metric="accuracy")
+
+
+@pytest.mark.parametrize("kwargs, match", [({"freeze_stages": -1}, "freeze_stages"),
+                                           ({"pretrained_lr_scale": 0.0}, "pretrained_lr_scale"),
+                                           ({"pretrained_lr_scale": 1.5}, "pretrained_lr_scale")])
+def test_fine_tuning_options_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        OptimConfig(**kwargs)
+    assert not OptimConfig().fine_tunes and OptimConfig(freeze_stages=1).fine_tunes

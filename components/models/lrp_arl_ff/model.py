@@ -237,6 +237,7 @@ class LrpArlFfModel(AUModel):
     """Paper 001 (§3): IResNet → LRP → ARL → AU logits, fused with backbone logits by FF."""
 
     family = "lrp-arl-ff"
+    pretrained_parts = ("backbone",)
     paper = _PAPER
 
     def __init__(self, aus: Sequence[int], config: LrpArlFfConfig, weights: "str | Path | None" = None) -> None:

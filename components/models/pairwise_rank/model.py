@@ -157,6 +157,7 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
     """Siamese pseudo-intensity network f, uncertainty network h and mapping FCN (paper 004)."""
 
     family = "pairwise-rank"
+    pretrained_parts = ("rank_net.features", "uncertainty_net.features")
     paper = "Saito et al., improved pairwise deep architecture (ABAW 2021), paper 004"
     video_order_stages: tuple[str, ...] = ("mapping",)
     """Steps whose training batches must be cut in video order like prediction's

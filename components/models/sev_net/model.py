@@ -126,6 +126,7 @@ class SevNetModel(AUModel):
     """Paper 003: backbone → cross-modality attention guided by AU text → shared classifier."""
 
     family = "sev-net"
+    pretrained_parts = ("features",)
     paper = _PAPER
 
     def __init__(self, aus: Sequence[int], config: SevNetConfig, weights: "str | Path | None" = None) -> None:
