@@ -96,6 +96,7 @@ def served_sequential(url: str, rounds: int) -> dict[str, Any]:
     # CPU of every Serve process (proxy, controller, replicas) per request: on a shared machine
     # this is the overhead figure that load from other work does not distort.
     return {"images": len(lat), "p50_ms": round(1000 * float(np.median(lat)), 1),
+            "p99_ms": round(1000 * float(np.percentile(lat, 99)), 1),
             "cpu_ms_per_image": round(1000 * cpu / len(lat), 1)}
 
 
