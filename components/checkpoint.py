@@ -17,7 +17,7 @@ import torch
 
 from components import storage
 from components.models.base import AUModel, InputSpec
-from components.models.registry import constructor_record, rebuild_model
+from components.models.registry import constructor_record, init_provenance, rebuild_model
 
 __all__ = ["CHECKPOINT_FILE", "CHECKPOINT_VERSION", "make_checkpoint", "save_checkpoint",
            "load_checkpoint", "model_from_checkpoint"]
@@ -39,6 +39,7 @@ def make_checkpoint(model: AUModel, model_name: str, *, epoch: int, preprocess: 
         "model_name": model_name,
         "model_kwargs": record["kwargs"],
         "pretrained": record["pretrained"],
+        "init": init_provenance(record["pretrained"]),
         "aus": list(core.aus),
         "input_spec": core.input_spec().to_dict(),
         "family": core.family,
@@ -86,8 +87,8 @@ def load_checkpoint(path: "str | Path") -> dict[str, Any]:
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> tuple[AUModel, InputSpec]:
     """Rebuild the registered model (no pretrained file needed) and load its weights strictly."""
-    model = rebuild_model(ckpt["model_name"], ckpt["aus"], ckpt["model_kwargs"])
-    model.pretrained = ckpt.get("pretrained")   # provenance survives a re-save
+    # The recorded weights name is provenance only (survives a re-save): nothing is loaded.
+    model = rebuild_model(ckpt["model_name"], ckpt["aus"], ckpt["model_kwargs"], ckpt.get("pretrained"))
     model.load_state_dict(ckpt["state_dict"], strict=True)
     model.eval()
     return model, InputSpec.from_dict(ckpt["input_spec"])

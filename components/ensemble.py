@@ -36,6 +36,9 @@ class Member:
     thresholds: list[float]
     val_f1: list[float] = field(default_factory=list)
     trained_on: str = ""
+    init: dict[str, Any] = field(default_factory=dict)
+    """The weights the member's backbone started from, with their licence
+    (``components.models.registry.init_provenance``; empty in manifests written before it)."""
 
 
 @dataclass
@@ -65,6 +68,30 @@ class EnsembleManifest:
             self.thresholds = [0.5] * len(self.aus)
         if self.rule == "best_per_au" and len(self.choice) != len(self.aus):
             raise ValueError("best_per_au needs one member index per AU in `choice`")
+
+    def card(self) -> dict[str, Any]:
+        """The model card every consumer shows (``GET /v1/models``, ``predict``'s model_card.json):
+        the stored card plus what it must always say: the data the members were trained on and the
+        weights each started from. A member started from weights not cleared for commercial use
+        makes the whole ensemble so, stated in ``commercial_use`` and ``licence_notice``."""
+        card = dict(self.model_card)
+        trained = sorted({m.trained_on for m in self.members if m.trained_on})
+        card.setdefault("trained_on", trained)
+        if "data_note" not in card:
+            synthetic = any("synth" in d or d == "manifest" for d in trained)
+            card["data_note"] = ("trained on facsflow's SYNTHETIC data: not a validated AU detector for real faces"
+                                 if synthetic else f"trained on {', '.join(trained) or 'unrecorded data'}")
+        inits = {m.name: m.init for m in self.members if m.init}
+        card["init_weights"] = {name: {k: i.get(k, "") for k in ("init_weights", "licence", "commercial_use")}
+                                for name, i in inits.items()}
+        uses = {i.get("commercial_use", "unclear") for i in inits.values()}
+        card["commercial_use"] = "no" if "no" in uses else "unclear" if "unclear" in uses else "yes"
+        restricted = sorted(f"{n} ({i['init_weights']}: {i['licence']})" for n, i in inits.items()
+                            if i.get("commercial_use") != "yes")
+        if restricted:
+            card["licence_notice"] = ("members started from weights not cleared for commercial use: "
+                                      + "; ".join(restricted))
+        return card
 
     def save(self, directory: str) -> str:
         uri = storage.join(directory, MANIFEST_FILE)

@@ -35,6 +35,7 @@ from torch import nn
 from components.checkpoint import load_checkpoint, model_from_checkpoint
 from components.faces.transforms import IMAGENET_MEAN, IMAGENET_STD
 from components.models.base import AUModel, InputSpec
+from components.models.registry import init_provenance
 
 __all__ = ["ExportedMember", "export_member", "example_inputs", "FORMATS"]
 
@@ -150,6 +151,7 @@ def export_member(checkpoint: "str | Path", out: "str | Path",
               "normalisation": {"rgb": {"mean": IMAGENET_MEAN.tolist(), "std": IMAGENET_STD.tolist(),
                                         "scale": "x/255 then (x - mean) / std"},
                                 "gray": "(g - 0.5) / 0.5 with g in [0, 1]; Sobel magnitude likewise"},
-              "max_abs_diff": diff, "check_batch": check_batch}
+              "max_abs_diff": diff, "check_batch": check_batch,
+              "init": ckpt.get("init") or init_provenance(ckpt.get("pretrained"))}
     Path(f"{out}.json").write_text(json.dumps(record, indent=1))
     return record

@@ -59,10 +59,13 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu", face_config: Any = None) -> "Predictor":
         """A single-model Predictor straight from a checkpoint."""
+        from components.models.registry import init_provenance
+
         ckpt = load_checkpoint(path)
         member = Member(name=ckpt["model_name"], checkpoint=str(path), model_name=ckpt["model_name"],
                         input_spec=ckpt["input_spec"], preprocess=ckpt["preprocess"],
-                        thresholds=list(ckpt["thresholds"]))
+                        thresholds=list(ckpt["thresholds"]),
+                        init=ckpt.get("init") or init_provenance(ckpt.get("pretrained")))
         return cls(EnsembleManifest(aus=list(ckpt["aus"]), members=[member],
                                     thresholds=list(ckpt["thresholds"])), device, face_config)
 

@@ -49,6 +49,7 @@ class EnsembleConfig:
 
 def _member(run_dir: str, thresholds: dict[str, Any]) -> tuple[Member, dict[str, Any]]:
     from components.checkpoint import load_checkpoint
+    from components.models.registry import init_provenance
     from workflows.train import read_run
 
     run = read_run(run_dir)
@@ -57,7 +58,8 @@ def _member(run_dir: str, thresholds: dict[str, Any]) -> tuple[Member, dict[str,
     thr = thresholds.get(run_dir, {}).get("thresholds", ckpt["thresholds"])
     member = Member(name=run["run"], checkpoint=run["checkpoint"], model_name=ckpt["model_name"],
                     input_spec=ckpt["input_spec"], preprocess=ckpt["preprocess"], thresholds=list(thr),
-                    trained_on=ckpt["preprocess"].get("dataset", ""))
+                    trained_on=ckpt["preprocess"].get("dataset", ""),
+                    init=ckpt.get("init") or init_provenance(ckpt.get("pretrained")))
     return member, {"split": split, "aus": ckpt["aus"], "store": ckpt["preprocess"]["store"],
                     "diff_steps": ckpt["preprocess"]["diff_steps"], "provenance": ckpt["provenance"]}
 

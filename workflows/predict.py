@@ -157,7 +157,7 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
     # What answered, trained on what, under which licence, beside the CSVs.
     manifest = EnsembleManifest.load(ensemble)
     (out_dir / "model_card.json").write_text(json.dumps(
-        {"ensemble": ensemble, "members": [m.name for m in manifest.members], **manifest.model_card}, indent=2))
+        {"ensemble": ensemble, "members": [m.name for m in manifest.members], **manifest.card()}, indent=2))
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0.0)
     n = actors or max(1, min(len(items), int(gpus) if gpus else int(resources.get("CPU", 1))))

@@ -321,9 +321,15 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
 
     from components.provenance import provenance
 
+    from components.models.registry import default_pretrained, init_provenance
+
     if not storage.is_remote(cfg.out):
         # Workers write metrics.jsonl into run_dir from their own working folder.
         cfg = replace(cfg, out=os.path.abspath(cfg.out))
+    # The variant's default weights are resolved here, once: train.yaml, the checkpoints and
+    # run.json name the weights the run really started from ("" = random).
+    cfg = replace(cfg, model_kwargs={**cfg.model_kwargs,
+                                     "pretrained": default_pretrained(cfg.model, cfg.model_kwargs.get("pretrained"))})
     info = store_info(cfg.data)
     run_dir = storage.join(cfg.out, cfg.run_name())
     done_marker = storage.join(run_dir, "run.json")
@@ -373,8 +379,10 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
     probe = build_model(cfg.model, info["aus"], **cfg.model_kwargs)
     freeze_pretrained(probe, cfg.optim)   # fine-tuning options without pretrained weights stop here
     total = len(epoch_schedule(probe, cfg))
-    print(f"[{cfg.run_name()}] training {cfg.model}: {len(split.train)} train / {len(split.val)} val subjects, "
-          f"{cfg.workers} worker(s) x {cfg.worker_cpus:g} CPU{', GPU' if cfg.gpu else ''}, {total} epochs")
+    init = init_provenance(cfg.model_kwargs["pretrained"])["init_weights"]
+    print(f"[{cfg.run_name()}] training {cfg.model} from {init} weights: {len(split.train)} train / "
+          f"{len(split.val)} val subjects, {cfg.workers} worker(s) x {cfg.worker_cpus:g} CPU"
+          f"{', GPU' if cfg.gpu else ''}, {total} epochs")
     with EpochLines(cfg.run_name(), run_dir, total):
         result = trainer.fit()
     best = _as_uri(cfg.out, _best_checkpoint(result))
@@ -386,7 +394,8 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
                "best_val_score": max(h.get("val_score", h["val_mean_f1"]) for h in history),
                "best_checkpoint": best, "latest_checkpoint": latest,
                "best_val_mean_f1": max(h["val_mean_f1"] for h in history), "epochs_run": len(history),
-               "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
+               "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1),
+               "init": init_provenance(cfg.model_kwargs["pretrained"])}
     storage.write_json(done_marker, summary)
     return summary
 

@@ -17,12 +17,16 @@ import torch
 from torch import nn
 
 __all__ = ["build_backbone", "build_network", "build_pretrained_network", "load_pretrained",
-           "input_normalisation", "freeze_stages", "param_groups", "BACKBONES", "CATALOGUE_ARCHITECTURES"]
+           "input_normalisation", "architecture_normalisation", "NormalisedFeatures", "FaceBackbone",
+           "build_face_backbone", "freeze_stages", "param_groups", "BACKBONES", "CATALOGUE_ARCHITECTURES",
+           "FACE_ARCHITECTURES"]
 
 _TORCHVISION = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "vgg16")
 CATALOGUE_ARCHITECTURES = ("efficientnet_lite0", "mobilenet_v2", "inception_resnet_v1", "mobilefacenet")
 """Architectures with weights in the catalogue (``build_network`` builds their full networks)."""
 BACKBONES = _TORCHVISION + CATALOGUE_ARCHITECTURES
+FACE_ARCHITECTURES = ("inception_resnet_v1", "mobilefacenet")
+"""Catalogue architectures trained for face recognition (``build_face_backbone`` builds them)."""
 
 
 def load_pretrained(module: nn.Module, path: "str | Path") -> None:
@@ -162,12 +166,143 @@ def build_backbone(name: str, in_channels: int = 3, pretrained: str = "") -> tup
             features = net.features
     if in_channels != 3:
         _adapt_first_conv(features, in_channels)
+    else:
+        features = _normalised(name, features)
     with torch.no_grad():
         was = features.training
         size = 112 if name in ("inception_resnet_v1", "mobilefacenet") else 64
         width = features.eval()(torch.zeros(1, in_channels, size, size)).shape[1]
         features.train(was)
     return features, width
+
+
+def architecture_normalisation(arch: str):
+    """The pixel preparation a backbone architecture's catalogue weights expect (one entry per
+    catalogue architecture), ImageNet's for torchvision architectures. It depends on the
+    architecture, not on whether weights were loaded, so a model rebuilt from a checkpoint
+    without its weights file prepares its input exactly as the trained one did."""
+    from components import weights
+
+    norms = {e.normalisation for e in weights.list_entries() if e.architecture == arch}
+    if len(norms) > 1:
+        raise ValueError(f"catalogue entries of {arch!r} disagree on normalisation: {sorted(map(str, norms))}")
+    return norms.pop() if norms else weights.Normalisation()
+
+
+class NormalisedFeatures(nn.Sequential):
+    """A feature Sequential that first re-prepares its input for its weights.
+
+    Every facsflow model reads RGB prepared the ImageNet way (``components.faces.transforms.
+    model_input``: (x/255 − mean)/std); weights trained on other pixels (FaceNet's per-image
+    standardisation, ArcFace's (x − 0.5)/0.5) get them converted here, inside the network, so the
+    data pipeline, serving and exported models keep one input contract. Its children are the
+    stages (``freeze_stages`` counts them), so state-dict keys are those of the plain Sequential.
+    """
+
+    def __init__(self, stages: "Iterable[nn.Module]", normalisation) -> None:
+        super().__init__(*stages)
+        self.normalisation = normalisation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(from_imagenet(x, self.normalisation))
+
+
+def from_imagenet(x: torch.Tensor, normalisation) -> torch.Tensor:
+    """ImageNet-normalised RGB → the pixels ``normalisation`` (a ``weights.Normalisation``) expects."""
+    from components import weights
+
+    mean = torch.tensor(weights.IMAGENET_MEAN, dtype=x.dtype, device=x.device)[None, :, None, None]
+    std = torch.tensor(weights.IMAGENET_STD, dtype=x.dtype, device=x.device)[None, :, None, None]
+    return weights.normalise(x * std + mean, normalisation)
+
+
+def _normalised(arch: str, features: nn.Module) -> nn.Module:
+    """``features`` as a ``NormalisedFeatures`` when the architecture's weights expect other
+    pixels than ImageNet's; unchanged otherwise."""
+    from components import weights
+
+    norm = architecture_normalisation(arch)
+    if norm == weights.Normalisation():
+        return features
+    return NormalisedFeatures(features.children(), norm)
+
+
+class FaceBackbone(nn.Sequential):
+    """A face-recognition network as the LRP+ARL+FF family reads its backbone (the interface of
+    ``components.models.iresnet.IResNet``): ``forward_features`` gives the C×h×w map,
+    ``forward_embedding`` the identity embedding from that map. Children: the feature stages,
+    then the embedding head (last), so ``freeze_stages`` freezes from the input side."""
+
+    def __init__(self, stages: "Iterable[nn.Module]", embedding: nn.Module, normalisation,
+                 out_channels: int, num_features: int) -> None:
+        super().__init__(*stages, embedding)
+        self.normalisation = normalisation
+        self.out_channels = out_channels
+        self.num_features = num_features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = from_imagenet(x, self.normalisation)
+        for stage in list(self.children())[:-1]:
+            x = stage(x)
+        return x
+
+    def forward_embedding(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self[-1](fmap)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_embedding(self.forward_features(x))
+
+
+class _FaceNetEmbedding(nn.Module):
+    """FaceNet from its stride-16 map on: Reduction-B, 5 Inception-ResNet-C blocks and the last
+    one, global average pool, linear 1792→128, BatchNorm1d (facenet_pytorch's order; its dropout
+    is identity at inference)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.mixed_7a, self.repeat_3, self.block8 = net.mixed_7a, net.repeat_3, net.block8
+        self.last_linear, self.last_bn = net.last_linear, net.last_bn
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        x = self.block8(self.repeat_3(self.mixed_7a(fmap)))
+        return self.last_bn(self.last_linear(x.mean((2, 3))))
+
+
+class _MobileFaceNetEmbedding(nn.Module):
+    """MobileFaceNet's head: 1×1 conv to 64 + PReLU, flatten, linear to 512, BatchNorm1d."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.head, self.linear, self.bn = net.head, net.linear, net.bn
+
+    def forward(self, fmap: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.linear(self.head(fmap).flatten(1)))
+
+
+def build_face_backbone(arch: str, pretrained: str = "") -> FaceBackbone:
+    """A catalogue face-recognition architecture (``FACE_ARCHITECTURES``) as a ``FaceBackbone``,
+    from catalogue entry ``pretrained`` ("" = random). FaceNet's map is 896×8×8 at its 160 px
+    (stride 16), MobileFaceNet's 512×7×7 at 112 px (its flatten head fixes that size)."""
+    if arch not in FACE_ARCHITECTURES:
+        raise KeyError(f"no face-recognition architecture {arch!r}; known: {list(FACE_ARCHITECTURES)}")
+    entry = _catalogue_entry(pretrained)
+    if pretrained and entry is None:
+        raise ValueError(f"face backbone {arch!r} takes catalogue weights only (`facsflow weights`), "
+                         f"not a file: {pretrained!r}")
+    if entry is not None and entry.architecture != arch:
+        raise ValueError(f"pretrained weights {pretrained!r} are for architecture {entry.architecture!r}, "
+                         f"not backbone {arch!r}")
+    net = (build_pretrained_network(pretrained) if entry else build_network(arch)).train()
+    stages = list(_feature_layers(arch, net).children())
+    if arch == "inception_resnet_v1":
+        # The map is taken at stride 16 (896×8×8 at 160 px, after Inception-ResNet-B), as the
+        # paper's IResNet gives 7×7 at 112 px: LRP needs local regions, and the 1792-channel 3×3
+        # map at the end would make every per-AU layer 4x wider for 1/9 of the locations.
+        stages = stages[:stages.index(net.mixed_7a)]
+        embedding, channels, dim = _FaceNetEmbedding(net), 896, 128
+    else:
+        embedding, channels, dim = _MobileFaceNetEmbedding(net), 512, 512
+    return FaceBackbone(stages, embedding, architecture_normalisation(arch), channels, dim)
 
 
 def _catalogue_entry(pretrained: str):

@@ -4,6 +4,11 @@ This is the ablation baseline of paper 001 (Yu et al., §4.4, "a classification 
 IResNet100", Table 2) and paper 003 (SEV-Net, §4.4, the ResNet-18 bars of Fig. 3): the
 backbone's pooled feature and one fully connected layer with one logit per AU. An optional
 intensity head regresses 0-5.
+
+Pretrained starts: the papers' ResNet-18 / IResNet ImageNet or face weights are not in any
+package, so the variants that start pretrained by default use the catalogue's ImageNet CNNs
+(``baseline_effnet_lite0_112``: EfficientNet-Lite0, ``baseline_mobilenetv2_112``: MobileNetV2);
+the ResNet variants start random unless given a local torchvision file.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ __all__ = ["BaselineConfig", "BaselineModel"]
 @dataclass(frozen=True)
 class BaselineConfig:
     backbone: str = "resnet18"
-    """Backbone network (torchvision architecture, built without downloading weights)."""
+    """Backbone network: a torchvision architecture (weights: a local file, never downloaded) or
+    a catalogue architecture (``components.models.backbones.BACKBONES``)."""
     image_size: int = 112
     """Input crop side in pixels."""
     channels: str = "rgb"
@@ -87,3 +93,15 @@ def baseline_mobilenetv3_112() -> BaselineConfig:
                 description="ResNet-18 at 224 px + linear head (the papers' input size)")
 def baseline_resnet18_224() -> BaselineConfig:
     return BaselineConfig(image_size=224)
+
+
+@register_model("baseline_effnet_lite0_112", BaselineModel, tags=("small",), pretrained="efficientnet_lite0-imagenet",
+                description="EfficientNet-Lite0 from ImageNet (catalogue) at 112 px + linear head")
+def baseline_effnet_lite0_112() -> BaselineConfig:
+    return BaselineConfig(backbone="efficientnet_lite0")
+
+
+@register_model("baseline_mobilenetv2_112", BaselineModel, tags=("small",), pretrained="mobilenet_v2-imagenet",
+                description="MobileNetV2 from ImageNet (catalogue) at 112 px + linear head (fast student)")
+def baseline_mobilenetv2_112() -> BaselineConfig:
+    return BaselineConfig(backbone="mobilenet_v2")

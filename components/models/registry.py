@@ -22,7 +22,8 @@ from typing import Any, Callable, Sequence
 from components.models.base import AUModel, InputSpec
 
 __all__ = ["ModelInfo", "register_model", "build_model", "model_config", "input_spec", "list_models",
-           "model_info", "resolve_pretrained", "pretrained_name", "constructor_record", "rebuild_model"]
+           "model_info", "resolve_pretrained", "pretrained_name", "default_pretrained", "constructor_record",
+           "rebuild_model", "init_provenance"]
 
 ConfigFn = Callable[[], Any]
 
@@ -45,6 +46,9 @@ class ModelInfo:
     """One line for ``facsflow models``."""
     tags: tuple[str, ...] = ()
     """e.g. 'small' for configurations the tests, demo and serving benchmarks use."""
+    default_pretrained: str = ""
+    """Catalogue entry the variant starts from when ``pretrained`` is not given ("" = random
+    weights). Never a non-commercial entry: those are used only when a user names them."""
 
     @property
     def family(self) -> str:
@@ -64,13 +68,20 @@ _REGISTRY: dict[str, ModelInfo] = {}
 
 
 def register_model(name: str, model_cls: type[AUModel], *, description: str,
-                   tags: Sequence[str] = ()) -> Callable[[ConfigFn], ConfigFn]:
-    """Decorator: register ``fn() -> config`` as variant ``name`` of ``model_cls``'s family."""
+                   tags: Sequence[str] = (), pretrained: str = "") -> Callable[[ConfigFn], ConfigFn]:
+    """Decorator: register ``fn() -> config`` as variant ``name`` of ``model_cls``'s family;
+    ``pretrained`` is the catalogue entry it starts from by default ("" = random)."""
 
     def deco(fn: ConfigFn) -> ConfigFn:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelInfo(name, model_cls, fn, description, tuple(tags))
+        if pretrained:
+            from components import weights
+
+            if weights.get(pretrained).commercial_use == "no":
+                raise ValueError(f"model {name!r}: default weights {pretrained!r} are non-commercial; "
+                                 "such weights are used only when a user names them")
+        _REGISTRY[name] = ModelInfo(name, model_cls, fn, description, tuple(tags), pretrained)
         return fn
 
     return deco
@@ -148,17 +159,42 @@ def pretrained_name(pretrained: "str | None") -> "str | None":
     return Path(str(pretrained)).name
 
 
+def default_pretrained(name: str, pretrained: "str | None" = None) -> str:
+    """The weights a build of ``name`` starts from: ``pretrained`` when given ("" = random, a
+    catalogue entry or a local file), else the variant's ``default_pretrained``."""
+    return model_info(name).default_pretrained if pretrained is None else pretrained
+
+
 def build_model(name: str, aus: Sequence[int], pretrained: "str | None" = None, **kwargs: Any) -> AUModel:
     """Build registered model ``name`` for AU list ``aus``; ``kwargs`` override config fields.
 
     ``pretrained`` names backbone weights (``resolve_pretrained``); the family's constructor
-    loads them. Unknown names list the known ones; unknown fields list the config's fields.
+    loads them. ``None`` takes the variant's default (``facsflow models`` lists them), ``""``
+    asks for random weights. Unknown names list the known ones; unknown fields list the
+    config's fields.
     """
     info = model_info(name)
+    pretrained = default_pretrained(name, pretrained)
     model = info.model_cls(aus, model_config(name, **kwargs), weights=resolve_pretrained(pretrained))
     model.registered_name = name
     model.pretrained = pretrained_name(pretrained)
     return model
+
+
+def init_provenance(pretrained: "str | None") -> dict[str, Any]:
+    """What a model's initial weights were, as every record that travels with it says it (run
+    config, checkpoint, ensemble member, ``GET /v1/models``, export sidecar): the catalogue's
+    name, licence, commercial use, SHA-256 and training data; a local file by its base name with
+    its licence unknown; ``init_weights: random`` when none."""
+    from components import weights
+
+    if not pretrained:
+        return weights.provenance(None)
+    try:
+        return weights.provenance(pretrained)
+    except weights.UnknownWeightsError:
+        return {"init_weights": pretrained_name(pretrained), "licence": "unknown (a local file)",
+                "commercial_use": "unclear", "sha256": "", "trained_on": "unknown"}
 
 
 def constructor_record(model: AUModel) -> dict[str, Any]:
@@ -169,8 +205,18 @@ def constructor_record(model: AUModel) -> dict[str, Any]:
     return {"model": core.registered_name, "kwargs": core.constructor_kwargs(), "pretrained": core.pretrained}
 
 
-def rebuild_model(name: str, aus: Sequence[int], kwargs: "dict[str, Any]") -> AUModel:
-    """Rebuild a model from a checkpoint's record, without pretrained weights (its state dict
-    holds them); drops the ``LEGACY_KWARGS`` older checkpoints carry."""
+def rebuild_model(name: str, aus: Sequence[int], kwargs: "dict[str, Any]",
+                  pretrained: "str | None" = None) -> AUModel:
+    """Rebuild a model from a checkpoint's record, without loading pretrained weights (its state
+    dict holds them; ``pretrained`` is the recorded name, kept as provenance). Drops the
+    ``LEGACY_KWARGS`` older checkpoints carry; a config field the record lacks (a field added
+    after it was written) takes the config class's default, which keeps the architecture the
+    checkpoint was trained with even where the variant's own default has moved since."""
     clean = {k: v for k, v in kwargs.items() if k not in LEGACY_KWARGS}
-    return build_model(name, aus, **clean)
+    base = type(model_info(name).config_fn())
+    for f in dataclasses.fields(base):
+        if f.name not in clean and f.default is not dataclasses.MISSING:
+            clean[f.name] = f.default
+    model = build_model(name, aus, pretrained="", **clean)
+    model.pretrained = pretrained or None
+    return model

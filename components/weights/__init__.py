@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import torch
 
-from components.weights.catalogue import ENTRIES, Normalisation, Source, WeightsEntry
+from components.weights.catalogue import ENTRIES, IMAGENET_MEAN, IMAGENET_STD, Normalisation, Source, WeightsEntry
 from components.weights.convert import load_state_dict, require_code
 from components.weights.store import (ChecksumError, UnknownWeightsError, WeightsError, WeightsMissingError,
                                       downloads_dir, get, get_command, list_entries, locate, sha256_file, status,
                                       weights_cache)
 
 __all__ = [
-    "ENTRIES", "Normalisation", "Source", "WeightsEntry", "WeightsError", "UnknownWeightsError",
+    "ENTRIES", "IMAGENET_MEAN", "IMAGENET_STD", "Normalisation", "Source", "WeightsEntry", "WeightsError", "UnknownWeightsError",
     "WeightsMissingError", "ChecksumError", "get", "list_entries", "locate", "status", "get_command",
     "load_state_dict", "require_code", "normalise", "normalisation", "provenance", "sha256_file",
     "weights_cache", "downloads_dir",

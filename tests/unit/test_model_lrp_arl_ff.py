@@ -158,8 +158,8 @@ def test_rebuild_from_constructor_kwargs_gives_the_same_architecture() -> None:
     assert model.input_spec().image_size == 112 and model.input_spec().channels == "rgb"
 
 
-def test_paper_size_is_iresnet100() -> None:
-    model = build_model("lrp_arl_ff", AUS12)
+def test_paper_network_is_iresnet100() -> None:
+    model = build_model("lrp_arl_ff_iresnet100", AUS12)
     assert [len(getattr(model.backbone, f"layer{i}")) for i in (1, 2, 3, 4)] == [3, 13, 30, 3]
 
 

@@ -124,8 +124,8 @@ def test_variants_learn_a_tiny_fixed_batch(name: str, kwargs: dict) -> None:
 
 
 def test_rebuild_from_constructor_kwargs_gives_the_same_architecture() -> None:
-    model = build_model("sev_net", AUS8, encoder="hash", inter_heads=4)
-    again = build_model("sev_net", AUS8, **model.constructor_kwargs())
+    model = build_model("sev_net_resnet18", AUS8, encoder="hash", inter_heads=4)
+    again = build_model("sev_net_resnet18", AUS8, **model.constructor_kwargs())
     again.load_state_dict(model.state_dict(), strict=True)
     assert again.input_spec().image_size == 224
     with torch.no_grad():

@@ -81,17 +81,6 @@ def load_served(ensemble: str, slots: int) -> Served:
     return Served(ensemble=ensemble, manifest=man, members=[asdict(m) for m in man.members], plan=plan_for(man))
 
 
-def _model_card(man: Any) -> dict[str, Any]:
-    card = dict(man.model_card)
-    trained = sorted({m.trained_on for m in man.members if m.trained_on})
-    card.setdefault("trained_on", trained)
-    if "data_note" not in card:
-        synthetic = any("synth" in d or d == "manifest" for d in trained)
-        card["data_note"] = ("trained on facsflow's SYNTHETIC data: not a validated AU detector for real faces"
-                             if synthetic else f"trained on {', '.join(trained) or 'unrecorded data'}")
-    return card
-
-
 @serve.deployment(name="AUService", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.25},
                   health_check_period_s=10, health_check_timeout_s=30)
 @serve.ingress(api)
@@ -221,9 +210,10 @@ class AUService:
             "aus": [{"number": a, "name": CATALOGUE[a].name, "region": CATALOGUE[a].region} for a in man.aus],
             "members": [{"name": m["name"], "model": m["model_name"], "input": m["input_spec"],
                          "needs_video": i not in st.plan.image_use, "answers_images": i in st.plan.image_use,
-                         "trained_on": m["trained_on"], "thresholds": m["thresholds"], "val_f1": m["val_f1"]}
+                         "trained_on": m["trained_on"], "init": m.get("init", {}), "thresholds": m["thresholds"],
+                         "val_f1": m["val_f1"]}
                         for i, m in enumerate(st.members)],
-            "provenance": man.provenance, "model_card": _model_card(man),
+            "provenance": man.provenance, "model_card": man.card(),
             "limits": self.settings.limits.model_dump(), "smoothing_window": self.settings.smooth_window})
 
     @api.post("/v1/predict")

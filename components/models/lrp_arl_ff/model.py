@@ -17,6 +17,12 @@ fusion for facial action unit detection" (USTC, ABAW5 / CVPRW 2023). Section by 
 - §3.4.2 loss: BCE (eq. 1) + multi-label circle loss (eq. 2, ``.losses``), summed (eq. 3)
   with a configurable circle weight; -1 labels never contribute.
 
+Pretrained starts: the paper's Glint360K IResNet-100 ships in no package, so ``lrp_arl_ff``
+starts from the catalogue's FaceNet (Inception-ResNet-V1 on MS-Celeb-1M, map taken at stride 16:
+896×8×8 at its 160 px); ``lrp_arl_ff_arcface`` takes insightface's ArcFace MobileFaceNet
+(512×7×7 at 112 px), whose weights are non-commercial and are used only when a user names them;
+``lrp_arl_ff_iresnet100`` is the paper's network for a user with the Glint360K file.
+
 Departures (the paper leaves these open; ours): m = 8 LANets and r = 8 by default; a ReLU
 between the two LANet convolutions (two stacked linear 1×1 convs would collapse into one); the
 fusion is convex, ``α·AU + (1−α)·backbone`` with one α per face (sigmoid of an FC on the weight
@@ -37,6 +43,7 @@ from torch import nn
 
 from components.losses import masked_l1
 from components.models.base import AUModel, InputSpec
+from components.models.backbones import FACE_ARCHITECTURES, build_face_backbone
 from components.models.iresnet import IRESNET_LAYERS, build_iresnet
 from components.models.lrp_arl_ff.losses import multilabel_circle_loss
 from components.models.registry import register_model
@@ -51,6 +58,13 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class LrpArlFfConfig:
+    backbone: Literal["iresnet", "inception_resnet_v1", "mobilefacenet"] = "iresnet"
+    """Face-recognition backbone (§4.2 uses IResNet-100 on Glint360K): ``iresnet`` (``depth``,
+    ``width``, ``num_features``; weights: a local insightface file), or a catalogue network whose
+    weights ship in a package: ``inception_resnet_v1`` (FaceNet, 896×8×8 stride-16 map at 160 px,
+    128-d embedding) or ``mobilefacenet`` (ArcFace w600k, 512×7×7 at 112 px, 512-d; its weights are
+    non-commercial). For the catalogue networks ``depth``/``width``/``num_features`` are unused and
+    the input is prepared as their weights expect (``arcface_input`` is IResNet's)."""
     depth: int = 100
     """IResNet depth: 18, 34, 50 or 100 (the paper uses 100)."""
     width: int = 64
@@ -90,6 +104,10 @@ class LrpArlFfConfig:
     """Add a per-AU regression head for intensity (0-5) on the graph node features."""
 
     def __post_init__(self) -> None:
+        if self.backbone not in ("iresnet",) + FACE_ARCHITECTURES:
+            raise ValueError(f"backbone must be iresnet or one of {list(FACE_ARCHITECTURES)}, got {self.backbone!r}")
+        if self.backbone == "mobilefacenet" and self.image_size != 112:
+            raise ValueError(f"the mobilefacenet backbone reads 112 px faces (its flatten head), got {self.image_size}")
         if self.depth not in IRESNET_LAYERS:
             raise ValueError(f"depth must be one of {sorted(IRESNET_LAYERS)}, got {self.depth}")
         if self.width < 4 or self.num_features < 1:
@@ -243,14 +261,20 @@ class LrpArlFfModel(AUModel):
     def __init__(self, aus: Sequence[int], config: LrpArlFfConfig, weights: "str | Path | None" = None) -> None:
         super().__init__(aus, config)
         c = config
-        # ``weights``: an insightface IResNet state dict (e.g. Glint360K backbone.pth), §4.2.
-        self.backbone = build_iresnet(c.depth, c.width, c.image_size, c.num_features, c.dropout,
-                                      weights or "")
+        if c.backbone == "iresnet":
+            # ``weights``: an insightface IResNet state dict (e.g. Glint360K backbone.pth), §4.2.
+            self.backbone = build_iresnet(c.depth, c.width, c.image_size, c.num_features, c.dropout,
+                                          weights or "")
+            num_features = c.num_features
+        else:
+            # ``weights``: the catalogue entry of a face-recognition network (§4.2's role).
+            self.backbone = build_face_backbone(c.backbone, str(weights or ""))
+            num_features = self.backbone.num_features
         channels = self.backbone.out_channels
         self.lrp = LocalRegionPerception(channels, c.lanets, c.lanet_reduction) if c.lrp else None
         self.arl = AUGraph(channels, self.num_aus, c.neighbours, c.graph_metric, c.graph_layers)
-        self.backbone_head = nn.Linear(c.num_features, self.num_aus) if c.fusion != "none" else None
-        self.fusion = (TransformerFusion(channels, c.num_features, c.fusion_layers, c.fusion_heads)
+        self.backbone_head = nn.Linear(num_features, self.num_aus) if c.fusion != "none" else None
+        self.fusion = (TransformerFusion(channels, num_features, c.fusion_layers, c.fusion_heads)
                        if c.fusion == "transformer" else None)
         self.intensity = None
         if c.intensity_head:
@@ -262,7 +286,7 @@ class LrpArlFfModel(AUModel):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["image"]
-        if self.config.arcface_input:
+        if self.config.arcface_input and self.config.backbone == "iresnet":
             x = imagenet_to_arcface(x)
         fmap = self.backbone.forward_features(x)
         out: dict[str, torch.Tensor] = {}
@@ -322,9 +346,22 @@ def lrp_arl_ff_fixed_fusion() -> LrpArlFfConfig:
     return replace(_SMALL, fusion="fixed")
 
 
-@register_model("lrp_arl_ff", LrpArlFfModel,
-                description="the paper's size: IResNet-100 (insightface layout, Glint360K-loadable)")
+@register_model("lrp_arl_ff", LrpArlFfModel, pretrained="inception_resnet_v1-facenet",
+                description="FaceNet face-recognition backbone (catalogue) at 160 px + LRP + ARL + transformer FF")
 def lrp_arl_ff() -> LrpArlFfConfig:
+    return LrpArlFfConfig(backbone="inception_resnet_v1", image_size=160)
+
+
+@register_model("lrp_arl_ff_arcface", LrpArlFfModel,
+                description="ArcFace MobileFaceNet backbone at 112 px; its weights are NON-COMMERCIAL: name "
+                            "mobilefacenet-arcface-w600k to use them")
+def lrp_arl_ff_arcface() -> LrpArlFfConfig:
+    return LrpArlFfConfig(backbone="mobilefacenet", image_size=112)
+
+
+@register_model("lrp_arl_ff_iresnet100", LrpArlFfModel,
+                description="the paper's network: IResNet-100 (insightface layout, Glint360K-loadable from a local file)")
+def lrp_arl_ff_iresnet100() -> LrpArlFfConfig:
     return LrpArlFfConfig()
 
 

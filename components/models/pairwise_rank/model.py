@@ -33,7 +33,9 @@ ranking or mapping intensities; video context for G, first match wins:
   which is what the Predictor's video path passes (one face track per batch); 'frame' uses the
   frame alone (G degenerates to ŷ, σ and zero spread), for unrelated stills.
 
-Departures (README): one trunk per network with one output per AU (the paper's description is
+Departures (README): f and h of ``pairwise_rank`` start from ImageNet EfficientNet-Lite0 (the
+weights catalogue has no ImageNet VGG16; ``pairwise_rank_vgg16`` keeps the paper's network for a
+user with torchvision's file); one trunk per network with one output per AU (the paper's description is
 per AU; a pair is ordered independently for each AU where both labels are known and differ);
 global average pooling and a linear layer replace the VGG16 classifier in f and h; σ = softplus(h)
 + ε instead of the raw h; the uncertainty loss sign is corrected; G is ours (mean, standard
@@ -419,7 +421,13 @@ def pairwise_rank_small() -> PairwiseRankConfig:
     return PairwiseRankConfig(backbone="resnet18", image_size=112, mapping_hidden=(64, 64))
 
 
-@register_model("pairwise_rank", PairwiseRankModel,
-                description="VGG16 f and h at 224 px (the paper), mapping FCN 1024-1024")
+@register_model("pairwise_rank", PairwiseRankModel, pretrained="efficientnet_lite0-imagenet",
+                description="f and h from ImageNet EfficientNet-Lite0 at 224 px (the paper: VGG16), mapping FCN 1024-1024")
 def pairwise_rank() -> PairwiseRankConfig:
+    return PairwiseRankConfig(backbone="efficientnet_lite0", mapping_hidden=(1024, 1024))
+
+
+@register_model("pairwise_rank_vgg16", PairwiseRankModel,
+                description="the paper's network: VGG16 f and h at 224 px (weights: a local file), mapping FCN 1024-1024")
+def pairwise_rank_vgg16() -> PairwiseRankConfig:
     return PairwiseRankConfig(mapping_hidden=(1024, 1024))

@@ -14,7 +14,9 @@ detection" (CVPR 2021). Section by section:
   (eq. 5), x_k = Σ_i α_k^i V_i (eq. 6).
 - §3.4 one classifier f_C: R^{d_v} → R shared by all AUs; BCE (eq. 7), masked for -1 labels.
 
-Departures: the default intra-AU encoder is all-MiniLM-L6-v2 (384-d, bundled offline) rather than
+Departures: ``sev_net`` starts its visual branch from ImageNet EfficientNet-Lite0 (the weights
+catalogue has no ImageNet ResNet-18; 7×7×1280 at 224 px); ``sev_net_resnet18`` is the paper's
+network for a user who has torchvision's ResNet-18 file. The default intra-AU encoder is all-MiniLM-L6-v2 (384-d, bundled offline) rather than
 BERT-Large (select ``encoder='bert-large-nli-mean-tokens'`` with ``inter_heads`` dividing 1024,
 e.g. 16, when that model is on disk); the descriptions are our own words (components.au), not
 the paper's FACS summaries; ``center_text`` (on by default, off = the paper) subtracts the mean
@@ -209,7 +211,13 @@ def sev_net_no_text() -> SevNetConfig:
     return SevNetConfig(image_size=112, text=False)
 
 
-@register_model("sev_net", SevNetModel,
-                description="the paper's size: ResNet-18 at 224 px (7x7x512) + MiniLM AU text")
+@register_model("sev_net", SevNetModel, pretrained="efficientnet_lite0-imagenet",
+                description="224 px, EfficientNet-Lite0 from ImageNet (7x7x1280; the paper: ResNet-18) + MiniLM AU text")
 def sev_net() -> SevNetConfig:
+    return SevNetConfig(backbone="efficientnet_lite0")
+
+
+@register_model("sev_net_resnet18", SevNetModel,
+                description="the paper's network: ResNet-18 at 224 px (7x7x512) + MiniLM AU text (weights: a local file)")
+def sev_net_resnet18() -> SevNetConfig:
     return SevNetConfig()
