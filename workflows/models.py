@@ -12,14 +12,16 @@ class ModelsConfig:
     """What ``facsflow models`` prints."""
 
     json: bool = False
-    """Machine-readable output (a JSON list of name, family, paper, description, tags)."""
+    """Machine-readable output (a JSON list of name, family, paper, description, tags and
+    the weights a variant starts from unless told otherwise: a catalogue entry or 'random')."""
 
 
 def describe_models() -> list[dict]:
     from components.models.registry import list_models
 
     return [{"name": m.name, "family": m.family, "paper": m.paper, "description": m.description,
-             "tags": list(m.tags)} for m in list_models()]
+             "tags": list(m.tags), "pretrained": (m.default_pretrained or "random") if m.model_cls.pretrained_parts else "none (no backbone)"}
+            for m in list_models()]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +41,8 @@ def main(argv: "list[str] | None" = None) -> int:
     else:
         width = max(len(m["name"]) for m in models)
         for m in models:
-            print(f"{m['name']:<{width}}  {m['family']:<12} {m['description']}  [{m['paper']}]")
+            print(f"{m['name']:<{width}}  {m['family']:<12} {m['description']}  [{m['paper']}; "
+                  f"starts from: {m['pretrained']}]")
     return 0
 
 

@@ -179,12 +179,25 @@ def test_mobilenet_v2_matches_the_package_network():
     assert net.features[0][1].running_var.std() > 0.1
 
 
-def _face_embeddings(name: str) -> dict[str, torch.Tensor]:
+def _face_embeddings(name: str, model: "torch.nn.Module | None" = None) -> dict[str, torch.Tensor]:
+    """Embeddings of two crops of one face and two other people: by catalogue entry ``name``'s
+    network on its own pixels, or, given a family ``model`` built on it, by that model's backbone
+    on the ImageNet-prepared pixels every facsflow model reads."""
     from facenet_pytorch import MTCNN
 
     media = require_media("single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg")
     entry = weights.get(name)
-    net = build_pretrained_network(name)
+    if model is None:
+        net = build_pretrained_network(name)
+
+        def embed(x):
+            return net(weights.normalise(x, name))
+    else:
+        mean = torch.tensor(weights.IMAGENET_MEAN)[None, :, None, None]
+        std = torch.tensor(weights.IMAGENET_STD)[None, :, None, None]
+
+        def embed(x):
+            return model.eval().backbone((x - mean) / std)
     detector = MTCNN(keep_all=False, device="cpu")
     out = {}
     for key, file, scale in [("same_a", "single_face.jpg", 1.0), ("same_b", "single_face.jpg", 1.3),
@@ -195,7 +208,7 @@ def _face_embeddings(name: str) -> dict[str, torch.Tensor]:
         cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) * scale / 2
         box = (int(cx - half), int(cy - half), int(cx + half), int(cy + half))
         with torch.no_grad():
-            emb = net(weights.normalise(pixels(arr, entry.input_size, box), name))
+            emb = embed(pixels(arr, entry.input_size, box))
         assert emb.shape == (1, entry.embedding_dim)
         out[key] = F.normalize(emb, dim=1)[0]
     return out
@@ -261,6 +274,86 @@ def test_a_family_starts_from_an_entry_through_its_config():
     assert torch.equal(model.features[-1][1].running_var, state["_bn1.running_var"])
     logits = model({"image": torch.rand(2, 3, 112, 112)})["logits"]
     assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+
+
+def test_variants_start_from_their_default_weights_and_empty_means_random():
+    require_entry("efficientnet_lite0-imagenet")
+    from components.models import build_model, model_info
+
+    state = weights.load_state_dict("efficientnet_lite0-imagenet")
+    for name in ("baseline_effnet_lite0_112", "sev_net", "pairwise_rank"):
+        assert model_info(name).default_pretrained == "efficientnet_lite0-imagenet"
+    model = build_model("baseline_effnet_lite0_112", [1, 2, 4])
+    assert model.pretrained == "efficientnet_lite0-imagenet"
+    assert torch.equal(model.features[0][0].weight, state["_conv_stem.weight"])
+    random = build_model("baseline_effnet_lite0_112", [1, 2, 4], pretrained="")
+    assert random.pretrained is None and not torch.equal(random.features[0][0].weight, state["_conv_stem.weight"])
+    pair = build_model("pairwise_rank", [1, 2, 4], window=2)
+    for net in (pair.rank_net, pair.uncertainty_net):
+        assert torch.equal(net.features[0][0].weight, state["_conv_stem.weight"])
+    # A variant without a default stays random unless weights are named.
+    assert build_model("baseline_resnet18_112", [1, 2, 4]).pretrained is None
+
+
+def test_lrp_arl_ff_starts_from_facenet_and_its_backbone_still_knows_faces():
+    require_entry("inception_resnet_v1-facenet")
+    from components.models import build_model
+
+    model = build_model("lrp_arl_ff", [1, 2, 4, 6, 12])
+    assert model.pretrained == "inception_resnet_v1-facenet"
+    # Through the family (ImageNet-prepared input, re-prepared inside as FaceNet's prewhiten) the
+    # embedding still tells one face from another, as the catalogue network does on its own pixels.
+    e = _face_embeddings("inception_resnet_v1-facenet", model)
+    same = float(e["same_a"] @ e["same_b"])
+    others = [float(e["same_a"] @ e["f1"]), float(e["same_a"] @ e["f15"]), float(e["f1"] @ e["f15"])]
+    assert same > max(others) + 0.2, (same, others)
+    out = model.eval()({"image": torch.randn(2, 3, 160, 160)})
+    assert out["logits"].shape == (2, 5) and torch.isfinite(out["logits"]).all()
+    assert model.backbone.forward_features(torch.randn(1, 3, 160, 160)).shape == (1, 896, 8, 8)
+
+
+def test_non_commercial_weights_only_when_named_and_they_travel_with_the_model(tmp_path):
+    require_entry("mobilefacenet-arcface-w600k")
+    from components.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
+    from components.ensemble import EnsembleManifest, Member
+    from components.models import build_model, register_model
+    from components.models.lrp_arl_ff import LrpArlFfModel
+
+    assert build_model("lrp_arl_ff_arcface", [1, 2]).pretrained is None   # no default: random
+    with pytest.raises(ValueError, match="non-commercial"):
+        register_model("x_arcface_default", LrpArlFfModel, description="x",
+                       pretrained="mobilefacenet-arcface-w600k")(lambda: None)
+    ref_name = "mobilefacenet-arcface-w600k"
+    model = build_model("lrp_arl_ff_arcface", [1, 2], pretrained=ref_name)
+    ref = build_pretrained_network(ref_name)
+    x = torch.rand(1, 3, 112, 112)
+    mean = torch.tensor(weights.IMAGENET_MEAN)[None, :, None, None]
+    std = torch.tensor(weights.IMAGENET_STD)[None, :, None, None]
+    with torch.no_grad():
+        assert torch.allclose(model.eval().backbone((x - mean) / std), ref(weights.normalise(x, ref_name)),
+                              atol=1e-4)
+    ckpt = make_checkpoint(model, "lrp_arl_ff_arcface", epoch=0, preprocess={}, provenance={}, train_config={})
+    assert ckpt["init"]["init_weights"] == ref_name and ckpt["init"]["commercial_use"] == "no"
+    path = save_checkpoint(ckpt, str(tmp_path))
+    rebuilt, _ = model_from_checkpoint(load_checkpoint(path))
+    assert rebuilt.pretrained == ref_name
+    card = EnsembleManifest(aus=[1, 2], members=[
+        Member("arc", path, "lrp_arl_ff_arcface", {}, {}, [0.5, 0.5], init=ckpt["init"]),
+        Member("free", path, "baseline_resnet18_112", {}, {}, [0.5, 0.5], init=weights.provenance(None))]).card()
+    assert card["commercial_use"] == "no" and "arc (mobilefacenet-arcface-w600k" in card["licence_notice"]
+    assert card["init_weights"]["free"]["init_weights"] == "random"
+
+
+def test_a_checkpoint_written_before_a_field_existed_rebuilds_its_own_architecture():
+    from components.models import build_model
+    from components.models.registry import rebuild_model
+
+    old = build_model("lrp_arl_ff_iresnet100", [1, 2], depth=18, width=8, num_features=16, fusion_heads=4)
+    kwargs = old.constructor_kwargs()
+    del kwargs["backbone"]   # what a checkpoint of the IResNet-only family recorded under lrp_arl_ff
+    again = rebuild_model("lrp_arl_ff", [1, 2], kwargs, "glint360k.pth")
+    again.load_state_dict(old.state_dict(), strict=True)
+    assert again.config.backbone == "iresnet" and again.pretrained == "glint360k.pth"
 
 
 def test_grey_input_keeps_the_pretrained_response():
