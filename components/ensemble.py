@@ -73,7 +73,8 @@ class EnsembleManifest:
         """The model card every consumer shows (``GET /v1/models``, ``predict``'s model_card.json):
         the stored card plus what it must always say: the data the members were trained on and the
         weights each started from. A member started from weights not cleared for commercial use
-        makes the whole ensemble so, stated in ``commercial_use`` and ``licence_notice``."""
+        makes the whole ensemble so, stated in ``commercial_use`` and ``licence_notice`` (a member
+        of a manifest written before members recorded it counts as unclear)."""
         card = dict(self.model_card)
         trained = sorted({m.trained_on for m in self.members if m.trained_on})
         card.setdefault("trained_on", trained)
@@ -81,7 +82,8 @@ class EnsembleManifest:
             synthetic = any("synth" in d or d == "manifest" for d in trained)
             card["data_note"] = ("trained on facsflow's SYNTHETIC data: not a validated AU detector for real faces"
                                  if synthetic else f"trained on {', '.join(trained) or 'unrecorded data'}")
-        inits = {m.name: m.init for m in self.members if m.init}
+        unrecorded = {"init_weights": "unrecorded", "licence": "unknown", "commercial_use": "unclear"}
+        inits = {m.name: m.init or unrecorded for m in self.members}
         card["init_weights"] = {name: {k: i.get(k, "") for k in ("init_weights", "licence", "commercial_use")}
                                 for name, i in inits.items()}
         uses = {i.get("commercial_use", "unclear") for i in inits.values()}

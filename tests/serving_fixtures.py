@@ -51,7 +51,7 @@ def make_ensemble(out: Path, members: "list[tuple[str, str, dict]] | None" = Non
         ckpt = load_checkpoint(path)
         built.append(Member(name=name, checkpoint=path, model_name=model_name, input_spec=ckpt["input_spec"],
                             preprocess=ckpt["preprocess"], thresholds=[0.5] * len(AUS),
-                            val_f1=[0.5] * len(AUS), trained_on="synthetic"))
+                            val_f1=[0.5] * len(AUS), trained_on="synthetic", init=ckpt["init"]))
     manifest = EnsembleManifest(
         aus=list(AUS), members=built, rule=rule, weights=weights or [], thresholds=[0.5] * len(AUS),
         choice=[0] * len(AUS) if rule == "best_per_au" else [],

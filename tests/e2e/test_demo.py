@@ -81,6 +81,11 @@ def test_demo_runs_end_to_end_and_nothing_stays_pending(tmp_path: Path, monkeypa
     report = json.loads((work / "report" / "report.json").read_text())
     assert set(report["models"]) == {"baseline_resnet18_112-seed0", "baseline_resnet18_112-shuffled-labels"}
     assert {"all_positive", "base_rate_random"} <= set(summary["trivial_mean_f1"])
+    # Every member names the weights it started from, from run.json to the manifest.
+    run = json.loads((Path(summary["artefacts"]["runs"]) / "baseline_resnet18_112-seed0" / "run.json").read_text())
+    manifest = json.loads(Path(summary["artefacts"]["ensemble"]).read_text())
+    assert run["init"]["init_weights"] == "random"
+    assert [m["init"]["init_weights"] for m in manifest["members"]] == ["random"]
     answer = json.loads((work / "serve_answer.json").read_text())
     assert answer["n_faces"] >= 1
     probs = answer["faces"][0]["probs"]

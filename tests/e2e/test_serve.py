@@ -39,6 +39,9 @@ def test_models_lists_members_inputs_aus_and_a_synthetic_model_card(client) -> N
     assert "SYNTHETIC" in m["model_card"]["data_note"] and m["model_card"]["trained_on"] == ["synthetic"]
     assert m["provenance"] == {"test_fixture": True} and m["rule"] == "mean"
     assert m["limits"]["max_image_pixels"] == 4_000_000
+    # Where each member's weights started, and whether that allows commercial use.
+    assert img["init"]["init_weights"] == "random" and img["init"]["commercial_use"] == "yes"
+    assert m["model_card"]["commercial_use"] == "yes" and "licence_notice" not in m["model_card"]
 
 
 def test_group_photo_gives_five_faces_with_landmarks_and_aus(client) -> None:

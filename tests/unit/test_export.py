@@ -96,6 +96,7 @@ def test_sidecar_json_describes_the_graph(checkpoints: dict, tmp_path: Path) -> 
     assert meta["outputs"] == ["probs"]
     assert meta["input_spec"]["channels"] == "gray+sobel" and meta["input_spec"]["diff_steps"] == [1, 2]
     assert meta["thresholds"] == [0.5] * len(AUS)
+    assert meta["init"]["init_weights"] == "random" and meta["init"]["licence"] == ""
 
 
 def test_unknown_format_is_refused_with_the_known_ones(checkpoints: dict, tmp_path: Path) -> None:
