@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from components.models import build_model, constructor_record, rebuild_model
-from components.models.pairwise_rank import (PairwiseRankConfig, RunningStandardize, pair_indices, ranking_hinge,
+from components.models.pairwise_rank import (PairwiseRankConfig, PairwiseRankModel, RunningStandardize, pair_indices, ranking_hinge,
                                              window_statistics)
 from components.training import fit_stages
 
@@ -202,6 +202,62 @@ def test_uncertainty_off_ablation() -> None:
     assert "sigma" not in out and torch.isfinite(out["logits"]).all()
     with pytest.raises(ValueError, match="stage"):
         model.set_stage("uncertainty")
+
+
+def _flat_scores(aus: tuple[int, ...], **kwargs) -> "PairwiseRankModel":
+    """ŷ = 0 for every frame and AU; raw h = (2, 0, -1): σ = softplus(raw) + 1e-3."""
+    model = build_model("pairwise_rank_small", aus, **TINY, **kwargs).eval()
+    with torch.no_grad():
+        model.rank_net.head.weight.zero_()
+        model.rank_net.head.bias.zero_()
+        model.uncertainty_net.head.weight.zero_()
+        model.uncertainty_net.head.bias.copy_(torch.tensor([2.0, 0.0, -1.0]))
+    return model
+
+
+def test_uncertainty_for_chosen_aus_only_by_hand() -> None:
+    # §4.3 P2. One video of 4 frames; ordered pairs: AU1 [1,0,0,0] → 3, AU2 [1,1,0,0] → 4,
+    # AU4 [0,0,0,1] → 3. With ŷ_i = ŷ_j the misordering probability of an entry is
+    # ½(1 + erf(1 / √(2·2σ²))) = ½(1 + erf(1/(2σ))):
+    #   AU1 σ = softplus(2) + .001 = 2.1279280 → .6301680
+    #   AU2 σ = softplus(0) + .001 = 0.6941472 → .8458201
+    #   AU4 σ = softplus(-1) + .001 = 0.3142617 → .9877773
+    # P1 (all AUs): (3·.6301680 + 4·.8458201 + 3·.9877773) / 10 = .8237116; P2 with AU2 only: .8458201.
+    aus = (1, 2, 4)
+    labels = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(4, 3, 16, 16, generator=g), "labels": labels,
+             "video_index": torch.zeros(4, dtype=torch.long)}
+    every = _flat_scores(aus)
+    assert every.stage_loss("uncertainty", batch)["loss"].item() == pytest.approx(0.8237116, abs=1e-6)
+    model = _flat_scores(aus, uncertainty_aus=[2])
+    assert model.config.uncertainty_aus == (2,)
+    model.set_stage("uncertainty")
+    parts = model.stage_loss("uncertainty", batch)
+    assert parts["loss"].item() == pytest.approx(0.8458201, abs=1e-6)
+    assert parts["sigma_mean"].item() == pytest.approx(0.6941472, abs=1e-6)
+    parts["loss"].backward()
+    grad = model.uncertainty_net.head.bias.grad
+    assert grad[1] != 0 and grad[0] == 0 and grad[2] == 0         # h learns for AU2 only
+    # At inference AU1 and AU4 have σ = 1, so G's σ⁻²-weighted mean of ŷ is the plain mean.
+    model = build_model("pairwise_rank_small", aus, **TINY, uncertainty_aus=(2,)).eval()
+    with torch.no_grad():
+        out = model(batch)
+        y, sigma = model.score(batch["image"])
+        feats = model.mapping_features(batch, y, sigma).view(4, 3, 10)
+    assert torch.equal(out["sigma"][:, [0, 2]], torch.ones(4, 2))
+    assert (out["sigma"][:, 1] != 1).all()
+    torch.testing.assert_close(feats[:, [0, 2], 6], feats[:, [0, 2], 2])    # weighted mean = mean
+    assert not torch.allclose(feats[:, 1, 6], feats[:, 1, 2])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"uncertainty_aus": (1, 9)}, r"uncertainty_aus holds AU9, which is not one of this model's AUs \[1, 12\]"),
+    ({"uncertainty_aus": (12,), "uncertainty": False}, "needs uncertainty=True"),
+    ({"uncertainty_aus": (12, 12)}, "lists an AU twice")])
+def test_bad_uncertainty_aus_are_rejected(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_model("pairwise_rank_small", AUS, **TINY, **kwargs)
 
 
 def test_running_standardize_uses_every_training_row_not_the_batch() -> None:

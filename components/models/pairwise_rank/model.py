@@ -87,6 +87,13 @@ class PairwiseRankConfig:
     uncertainty: bool = True
     """Use the uncertainty network (§3.2); False is last year's framework (the paper's P2 row
     drops it for some AUs): σ features are zero and the uncertainty stage is skipped."""
+    uncertainty_aus: tuple[int, ...] = ()
+    """The AUs that use the uncertainty network (§4.3, Table 1: P1 adopts it for all AUs, P2
+    "not ... for some AUs based on preliminary research"; the paper does not say which). Empty =
+    every AU (P1). Otherwise only these AUs get σ = softplus(h) + ε: the other AUs' σ is fixed
+    at 1 (their σ features are constant, so carry nothing, and G's σ⁻²-weighted mean is the plain
+    mean: last year's framework for those AUs), and the uncertainty step (§3.2) trains h on the
+    chosen AUs' ordered pairs only. Each must be one of the model's AUs; needs ``uncertainty``."""
     uncertainty_backbone: Literal["separate", "shared"] = "separate"
     """'separate': h has its own CNN (the paper); 'shared': h is a linear head on f's frozen
     features (half the compute, our option)."""
@@ -119,6 +126,12 @@ class PairwiseRankConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mapping_hidden", tuple(int(w) for w in self.mapping_hidden))
+        object.__setattr__(self, "uncertainty_aus", tuple(int(a) for a in self.uncertainty_aus))
+        if self.uncertainty_aus and not self.uncertainty:
+            raise ValueError(f"uncertainty_aus={self.uncertainty_aus} needs uncertainty=True (with "
+                             "uncertainty=False no AU uses the uncertainty network)")
+        if len(set(self.uncertainty_aus)) != len(self.uncertainty_aus):
+            raise ValueError(f"uncertainty_aus lists an AU twice: {self.uncertainty_aus}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone {self.backbone!r} not in {list(BACKBONES)}")
         if self.uncertainty_backbone not in ("separate", "shared"):
@@ -168,6 +181,13 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         super().__init__(aus, config)
         c, k = config, self.num_aus
         n_in = self.input_spec().num_channels
+        missing = [a for a in c.uncertainty_aus if a not in self.aus]
+        if missing:
+            raise ValueError(f"pairwise-rank: uncertainty_aus holds AU{missing[0]}, which is not one "
+                             f"of this model's AUs {list(self.aus)} (all not found: {missing})")
+        # Which AUs use σ (§4.3 P1 / P2); not state: it follows from the config.
+        uses = [not c.uncertainty_aus or a in c.uncertainty_aus for a in self.aus]
+        self.register_buffer("uses_sigma", torch.tensor(uses) & c.uncertainty, persistent=False)
         # ``weights`` (torchvision classifier state dict; paper: ImageNet VGG16) start both f and,
         # when it has its own CNN, h: §3.2 describes h as a second network of the same kind.
         self.rank_net = _ScoreNet(c.backbone, n_in, weights, k)
@@ -228,14 +248,21 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         return x
 
     def score(self, images: torch.Tensor) -> tuple[torch.Tensor, "torch.Tensor | None"]:
-        """(ŷ = f(x), σ = softplus(h(x)) + ε or None without uncertainty), each (B, n_AU)."""
+        """(ŷ = f(x), σ = softplus(h(x)) + ε or None without uncertainty), each (B, n_AU).
+
+        AUs outside ``uncertainty_aus`` (when it is set) get σ = 1 (§4.3 P2).
+        """
         if self.uncertainty_net is None:
             return self.rank_net(images), None
         if self.config.uncertainty_backbone == "shared":
             feat = self.rank_net.embed(images)
-            return self.rank_net.head(feat), sigma_from_raw(self.uncertainty_net(feat), self.config.sigma_eps)
-        y = self.rank_net(images)
-        return y, sigma_from_raw(self.uncertainty_net(images), self.config.sigma_eps)
+            y, raw = self.rank_net.head(feat), self.uncertainty_net(feat)
+        else:
+            y, raw = self.rank_net(images), self.uncertainty_net(images)
+        sigma = sigma_from_raw(raw, self.config.sigma_eps)
+        if self.config.uncertainty_aus:
+            sigma = torch.where(self.uses_sigma, sigma, torch.ones_like(sigma))
+        return y, sigma
 
     def _context(self, batch: dict[str, Any], y: torch.Tensor, sigma: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -334,8 +361,10 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         if stage == "rank":
             loss = ranking_hinge(yi, yj, r, self.config.margin)
             return {"loss": loss, "rank_hinge": loss.detach()}
-        loss = misordering_loss(yi, yj, si, sj, r, self.config.margin)
-        return {"loss": loss, "misordering": loss.detach(), "sigma_mean": torch.cat([si, sj]).detach().mean()}
+        # §4.3 P2: only the AUs that use σ train h (r = 0 leaves an entry out of the mean).
+        loss = misordering_loss(yi, yj, si, sj, r * self.uses_sigma, self.config.margin)
+        return {"loss": loss, "misordering": loss.detach(),
+                "sigma_mean": torch.cat([si, sj])[:, self.uses_sigma].detach().mean()}
 
     def loss_rank(self, batch_i: dict[str, Any], batch_j: dict[str, Any], r: torch.Tensor) -> dict[str, torch.Tensor]:
         """Step 1 (§3.1): ranking hinge of f on pairs (x_i, x_j) with orders r (P, n_AU)."""
