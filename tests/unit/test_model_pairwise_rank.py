@@ -4,13 +4,15 @@ three-step schedule, and learning on a toy video set (ranking, σ on occluded fr
 from __future__ import annotations
 
 import math
+import zlib
 
+import numpy as np
 import pytest
 import torch
 
 from components.models import build_model, constructor_record, rebuild_model
-from components.models.pairwise_rank import (PairwiseRankConfig, PairwiseRankModel, RunningStandardize, pair_indices, ranking_hinge,
-                                             window_statistics)
+from components.models.pairwise_rank import (PairwiseRankConfig, PairwiseRankModel, RunningStandardize,
+                                             pair_indices, ranking_hinge, subject_groups, window_statistics)
 from components.training import fit_stages
 
 
@@ -258,6 +260,82 @@ def test_uncertainty_for_chosen_aus_only_by_hand() -> None:
 def test_bad_uncertainty_aus_are_rejected(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         build_model("pairwise_rank_small", AUS, **TINY, **kwargs)
+
+
+def test_subject_groups_are_a_fixed_function_of_the_subject() -> None:
+    # CRC32('/S1') and CRC32('/S2') are even, CRC32('/S4') odd; with a dataset the key is 'ds/subject'.
+    assert subject_groups({"subject": np.array(["S1", "S4", "S2", "S4"])}, 2).tolist() == [0, 1, 0, 1]
+    assert subject_groups({"subject": ["S1", "S2", "S3"]}, 3).tolist() == [0, 1, 2]
+    assert subject_groups({"subject": ["S1"], "dataset": ["disfa"]}, 2).tolist() == [
+        zlib.crc32(b"disfa/S1") % 2]
+    with pytest.raises(KeyError, match="needs batch\\['subject'\\]"):
+        subject_groups({"video": ["v"]}, 2)
+
+
+def _crossfit_videos() -> dict[str, torch.Tensor]:
+    """Video 0 of subject S1 (group 0 of 2), video 1 of subject S4 (group 1), 6 frames each."""
+    batch, _ = toy_videos(2, 6)
+    return dict(batch, subject=np.array(["S1"] * 6 + ["S4"] * 6))
+
+
+@pytest.mark.parametrize("stage", ["rank", "uncertainty"])
+def test_crossfit_fold_networks_learn_on_the_other_groups_pairs(stage: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("pairwise_rank_small", AUS, **TINY, mapping_crossfit=2).eval()
+    assert len(model.fold_rank_nets) == len(model.fold_uncertainty_nets) == 2
+    batch = _crossfit_videos()
+    parts = model.stage_loss(stage, batch)
+    # Each fold copy's loss is the plain loss of its networks on the other group's video alone.
+    expected = []
+    for g, rows in ((0, slice(6, 12)), (1, slice(0, 6))):
+        sub = {k: v[rows] for k, v in batch.items()}
+        si, sj, sr = pair_indices(sub["video_index"], sub["labels"])
+        y, sigma = model._pair_scores(sub["image"], stage, fold=g)
+        expected.append(model._pair_loss(stage, y[si], y[sj], None if sigma is None else sigma[si],
+                                         None if sigma is None else sigma[sj], sr)["loss"])
+    main = "rank_hinge" if stage == "rank" else "misordering"
+    assert parts["loss"].item() == pytest.approx(parts[main].item() + sum(e.item() for e in expected), abs=1e-5)
+    assert parts["crossfit_loss"].item() == pytest.approx((expected[0].item() + expected[1].item()) / 2, abs=1e-5)
+    # Frames of group 0 only: fold 0 gets no gradient (it never learns from S1), fold 1 does.
+    model.set_stage(stage)
+    only_s1 = {k: v[:6] for k, v in batch.items()}
+    model.stage_loss(stage, only_s1)["loss"].backward()
+    nets = model.fold_rank_nets if stage == "rank" else model.fold_uncertainty_nets
+    assert all(p.grad is None for p in nets[0].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets[1].parameters())
+    assert all(p.grad is None for p in model.mapping.parameters())
+
+
+def test_crossfit_mapping_step_reads_out_of_fold_scores_and_inference_the_full_networks() -> None:
+    torch.manual_seed(0)
+    model = build_model("pairwise_rank_small", AUS, **TINY, mapping_crossfit=2)
+    batch = _crossfit_videos()
+    model.set_stage("mapping")
+    model.train()
+    out = model(batch)
+    with torch.no_grad():
+        y_s1 = model.fold_rank_nets[0](batch["image"][:6])      # frozen folds: eval mode
+        y_s4 = model.fold_rank_nets[1](batch["image"][6:])
+        y_full = model.rank_net(batch["image"])
+    torch.testing.assert_close(out["pseudo_intensity"], torch.cat([y_s1, y_s4]))
+    assert torch.isfinite(model.loss(out, batch)["loss"])
+    model.eval()
+    eval_batch = {k: v for k, v in batch.items() if k != "subject"}    # inference needs no subject
+    torch.testing.assert_close(model(eval_batch)["pseudo_intensity"], y_full)
+    # The whole schedule runs through fit_stages, and the checkpoint rebuilds with its fold copies.
+    hist = fit_stages(model, lambda stage: [batch], 1, lambda p: torch.optim.SGD(p, lr=1e-3))
+    assert set(hist) == {"rank", "uncertainty", "mapping"} and all(math.isfinite(v[0]) for v in hist.values())
+    again = build_model("pairwise_rank_small", AUS, **model.constructor_kwargs())
+    again.load_state_dict(model.state_dict(), strict=True)
+    model.set_stage("rank")
+    with pytest.raises(KeyError, match="subject"):
+        model.stage_loss("rank", eval_batch)
+
+
+@pytest.mark.parametrize("k", [1, -2])
+def test_bad_crossfit_is_rejected(k: int) -> None:
+    with pytest.raises(ValueError, match=f"mapping_crossfit must be 0 .* got {k}"):
+        PairwiseRankConfig(mapping_crossfit=k)
 
 
 def test_running_standardize_uses_every_training_row_not_the_batch() -> None:
