@@ -124,6 +124,58 @@ def test_no_fusion_gives_the_au_logits_and_drops_the_backbone_head() -> None:
     assert not any(k.startswith(("backbone_head.", "fusion.")) for k in model.state_dict())
 
 
+def test_turning_the_graph_off_sends_the_afg_nodes_straight_to_the_head() -> None:
+    # §3.2 ablation: no FGG (kNN graph + GNN); v_k = GAP ReLU(W_k x + b_k) goes to the per-AU FC.
+    torch.manual_seed(0)
+    with_graph = build_model("lrp_arl_ff_small", AUS8)
+    model = build_model("lrp_arl_ff_no_graph", AUS8).eval()
+    assert model.config.graph is False and model.arl.gnn is None
+    assert not any(k.startswith("arl.gnn.") for k in model.state_dict())
+    assert any(k.startswith("arl.gnn.") for k in with_graph.state_dict())
+    # One GNN layer on 256 channels, 8 nodes: U and V (256*256 + 256 each) + BN over 8 nodes (2*8).
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(with_graph) - count(model) == 2 * (256 * 256 + 256) + 2 * 8
+    batch = _batch(8, b=2)
+    with torch.no_grad():
+        out = model(batch)
+        fmap = model.backbone.forward_features(imagenet_to_arcface(batch["image"]))
+        attended, _ = model.lrp(fmap)
+        tokens = attended.flatten(2).transpose(1, 2)
+        arl = model.arl
+        nodes = torch.stack([torch.relu(tokens @ arl.afg_weight[k] + arl.afg_bias[k]).mean(1)
+                             for k in range(8)], dim=1)
+        expected = (nodes * arl.head_weight).sum(-1) + arl.head_bias
+    assert out["logits"].shape == (2, 8) and torch.isfinite(out["logits"]).all()
+    torch.testing.assert_close(out["au_logits"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_per_au_fusion_learns_one_bounded_weight_per_au() -> None:
+    torch.manual_seed(0)
+    model = build_model("lrp_arl_ff_per_au_fusion", AUS12, width=16, num_features=64)
+    assert model.fusion is None and model.fusion_logit.shape == (12,)
+    assert not any(k.startswith("fusion.") for k in model.state_dict())
+    batch = _batch(12)
+    out = model(batch)
+    alpha = out["fusion_weight"]
+    # Starts at the fixed weight 0.5 for every AU and face.
+    assert alpha.shape == (4, 12) and torch.allclose(alpha, torch.full((4, 12), 0.5))
+    torch.testing.assert_close(out["logits"], alpha * out["au_logits"]
+                               + (1 - alpha) * out["backbone_logits"])
+    model.loss(out, batch)["loss"].backward()
+    grad = model.fusion_logit.grad
+    assert grad is not None and torch.isfinite(grad).all() and (grad != 0).sum() >= 10
+    # An SGD step moves each AU's α by its own gradient: the weights part from one another.
+    with torch.no_grad():
+        model.fusion_logit -= 10.0 * grad
+    alpha = model.eval()(batch)["fusion_weight"]
+    assert ((alpha > 0) & (alpha < 1)).all()
+    assert float(alpha[0].max() - alpha[0].min()) > 1e-3
+    torch.testing.assert_close(alpha[0], alpha[3])
+    # The start follows fixed_weight: sigmoid(a_k) = 0.2.
+    start = build_model("lrp_arl_ff_per_au_fusion", AUS8, fixed_weight=0.2, width=16, num_features=64)
+    assert torch.allclose(torch.sigmoid(start.fusion_logit), torch.full((8,), 0.2))
+
+
 def test_loss_is_bce_plus_weighted_circle_and_ignores_unknowns() -> None:
     model = build_model("lrp_arl_ff_small", AUS8, circle_weight=0.25)
     batch = _batch(8)
@@ -133,7 +185,8 @@ def test_loss_is_bce_plus_weighted_circle_and_ignores_unknowns() -> None:
     assert model.loss(model(unknown), unknown)["loss"].item() == 0.0
 
 
-@pytest.mark.parametrize("name", ["lrp_arl_ff_small", "lrp_arl_ff_no_lrp", "lrp_arl_ff_fixed_fusion"])
+@pytest.mark.parametrize("name", ["lrp_arl_ff_small", "lrp_arl_ff_no_lrp", "lrp_arl_ff_fixed_fusion",
+                                  "lrp_arl_ff_no_graph", "lrp_arl_ff_per_au_fusion"])
 def test_variants_learn_a_tiny_fixed_batch(name: str) -> None:
     torch.manual_seed(1)
     # The registered variant at quarter width keeps the test a few seconds on one CPU thread.
@@ -180,8 +233,12 @@ def test_pretrained_backbone_loads_from_a_local_file(tmp_path: Path) -> None:
         build_model("lrp_arl_ff_small", AUS8, pretrained=str(tmp_path / "absent.pth"))
 
 
-@pytest.mark.parametrize("bad", [{"fusion": "mean"}, {"fixed_weight": 1.5}, {"depth": 101},
-                                 {"fusion_heads": 7}, {"neighbours": 0}])
-def test_bad_config_is_rejected(bad: dict) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    ({"fusion": "mean"}, "fusion must be transformer, fixed, per_au or none, got 'mean'"),
+    ({"fixed_weight": 1.5}, "fixed_weight must be in"), ({"depth": 101}, "depth must be one of"),
+    ({"fusion_heads": 7}, "fusion_heads dividing"), ({"neighbours": 0}, "neighbours and graph_layers"),
+    ({"fusion": "per_au", "fixed_weight": 1.0}, "needs 0 < fixed_weight < 1, got 1.0"),
+    ({"fusion": "per_au", "fixed_weight": 0.0}, "needs 0 < fixed_weight < 1, got 0.0")])
+def test_bad_config_is_rejected(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         LrpArlFfConfig(**bad)

@@ -4,13 +4,15 @@ three-step schedule, and learning on a toy video set (ranking, σ on occluded fr
 from __future__ import annotations
 
 import math
+import zlib
 
+import numpy as np
 import pytest
 import torch
 
 from components.models import build_model, constructor_record, rebuild_model
-from components.models.pairwise_rank import (PairwiseRankConfig, RunningStandardize, pair_indices, ranking_hinge,
-                                             window_statistics)
+from components.models.pairwise_rank import (PairwiseRankConfig, PairwiseRankModel, RunningStandardize,
+                                             pair_indices, ranking_hinge, subject_groups, window_statistics)
 from components.training import fit_stages
 
 
@@ -202,6 +204,138 @@ def test_uncertainty_off_ablation() -> None:
     assert "sigma" not in out and torch.isfinite(out["logits"]).all()
     with pytest.raises(ValueError, match="stage"):
         model.set_stage("uncertainty")
+
+
+def _flat_scores(aus: tuple[int, ...], **kwargs) -> "PairwiseRankModel":
+    """ŷ = 0 for every frame and AU; raw h = (2, 0, -1): σ = softplus(raw) + 1e-3."""
+    model = build_model("pairwise_rank_small", aus, **TINY, **kwargs).eval()
+    with torch.no_grad():
+        model.rank_net.head.weight.zero_()
+        model.rank_net.head.bias.zero_()
+        model.uncertainty_net.head.weight.zero_()
+        model.uncertainty_net.head.bias.copy_(torch.tensor([2.0, 0.0, -1.0]))
+    return model
+
+
+def test_uncertainty_for_chosen_aus_only_by_hand() -> None:
+    # §4.3 P2. One video of 4 frames; ordered pairs: AU1 [1,0,0,0] → 3, AU2 [1,1,0,0] → 4,
+    # AU4 [0,0,0,1] → 3. With ŷ_i = ŷ_j the misordering probability of an entry is
+    # ½(1 + erf(1 / √(2·2σ²))) = ½(1 + erf(1/(2σ))):
+    #   AU1 σ = softplus(2) + .001 = 2.1279280 → .6301680
+    #   AU2 σ = softplus(0) + .001 = 0.6941472 → .8458201
+    #   AU4 σ = softplus(-1) + .001 = 0.3142617 → .9877773
+    # P1 (all AUs): (3·.6301680 + 4·.8458201 + 3·.9877773) / 10 = .8237116; P2 with AU2 only: .8458201.
+    aus = (1, 2, 4)
+    labels = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(4, 3, 16, 16, generator=g), "labels": labels,
+             "video_index": torch.zeros(4, dtype=torch.long)}
+    every = _flat_scores(aus)
+    assert every.stage_loss("uncertainty", batch)["loss"].item() == pytest.approx(0.8237116, abs=1e-6)
+    model = _flat_scores(aus, uncertainty_aus=[2])
+    assert model.config.uncertainty_aus == (2,)
+    model.set_stage("uncertainty")
+    parts = model.stage_loss("uncertainty", batch)
+    assert parts["loss"].item() == pytest.approx(0.8458201, abs=1e-6)
+    assert parts["sigma_mean"].item() == pytest.approx(0.6941472, abs=1e-6)
+    parts["loss"].backward()
+    grad = model.uncertainty_net.head.bias.grad
+    assert grad[1] != 0 and grad[0] == 0 and grad[2] == 0         # h learns for AU2 only
+    # At inference AU1 and AU4 have σ = 1, so G's σ⁻²-weighted mean of ŷ is the plain mean.
+    model = build_model("pairwise_rank_small", aus, **TINY, uncertainty_aus=(2,)).eval()
+    with torch.no_grad():
+        out = model(batch)
+        y, sigma = model.score(batch["image"])
+        feats = model.mapping_features(batch, y, sigma).view(4, 3, 10)
+    assert torch.equal(out["sigma"][:, [0, 2]], torch.ones(4, 2))
+    assert (out["sigma"][:, 1] != 1).all()
+    torch.testing.assert_close(feats[:, [0, 2], 6], feats[:, [0, 2], 2])    # weighted mean = mean
+    assert not torch.allclose(feats[:, 1, 6], feats[:, 1, 2])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"uncertainty_aus": (1, 9)}, r"uncertainty_aus holds AU9, which is not one of this model's AUs \[1, 12\]"),
+    ({"uncertainty_aus": (12,), "uncertainty": False}, "needs uncertainty=True"),
+    ({"uncertainty_aus": (12, 12)}, "lists an AU twice")])
+def test_bad_uncertainty_aus_are_rejected(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_model("pairwise_rank_small", AUS, **TINY, **kwargs)
+
+
+def test_subject_groups_are_a_fixed_function_of_the_subject() -> None:
+    # CRC32('/S1') and CRC32('/S2') are even, CRC32('/S4') odd; with a dataset the key is 'ds/subject'.
+    assert subject_groups({"subject": np.array(["S1", "S4", "S2", "S4"])}, 2).tolist() == [0, 1, 0, 1]
+    assert subject_groups({"subject": ["S1", "S2", "S3"]}, 3).tolist() == [0, 1, 2]
+    assert subject_groups({"subject": ["S1"], "dataset": ["disfa"]}, 2).tolist() == [
+        zlib.crc32(b"disfa/S1") % 2]
+    with pytest.raises(KeyError, match="needs batch\\['subject'\\]"):
+        subject_groups({"video": ["v"]}, 2)
+
+
+def _crossfit_videos() -> dict[str, torch.Tensor]:
+    """Video 0 of subject S1 (group 0 of 2), video 1 of subject S4 (group 1), 6 frames each."""
+    batch, _ = toy_videos(2, 6)
+    return dict(batch, subject=np.array(["S1"] * 6 + ["S4"] * 6))
+
+
+@pytest.mark.parametrize("stage", ["rank", "uncertainty"])
+def test_crossfit_fold_networks_learn_on_the_other_groups_pairs(stage: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("pairwise_rank_small", AUS, **TINY, mapping_crossfit=2).eval()
+    assert len(model.fold_rank_nets) == len(model.fold_uncertainty_nets) == 2
+    batch = _crossfit_videos()
+    parts = model.stage_loss(stage, batch)
+    # Each fold copy's loss is the plain loss of its networks on the other group's video alone.
+    expected = []
+    for g, rows in ((0, slice(6, 12)), (1, slice(0, 6))):
+        sub = {k: v[rows] for k, v in batch.items()}
+        si, sj, sr = pair_indices(sub["video_index"], sub["labels"])
+        y, sigma = model._pair_scores(sub["image"], stage, fold=g)
+        expected.append(model._pair_loss(stage, y[si], y[sj], None if sigma is None else sigma[si],
+                                         None if sigma is None else sigma[sj], sr)["loss"])
+    main = "rank_hinge" if stage == "rank" else "misordering"
+    assert parts["loss"].item() == pytest.approx(parts[main].item() + sum(e.item() for e in expected), abs=1e-5)
+    assert parts["crossfit_loss"].item() == pytest.approx((expected[0].item() + expected[1].item()) / 2, abs=1e-5)
+    # Frames of group 0 only: fold 0 gets no gradient (it never learns from S1), fold 1 does.
+    model.set_stage(stage)
+    only_s1 = {k: v[:6] for k, v in batch.items()}
+    model.stage_loss(stage, only_s1)["loss"].backward()
+    nets = model.fold_rank_nets if stage == "rank" else model.fold_uncertainty_nets
+    assert all(p.grad is None for p in nets[0].parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in nets[1].parameters())
+    assert all(p.grad is None for p in model.mapping.parameters())
+
+
+def test_crossfit_mapping_step_reads_out_of_fold_scores_and_inference_the_full_networks() -> None:
+    torch.manual_seed(0)
+    model = build_model("pairwise_rank_small", AUS, **TINY, mapping_crossfit=2)
+    batch = _crossfit_videos()
+    model.set_stage("mapping")
+    model.train()
+    out = model(batch)
+    with torch.no_grad():
+        y_s1 = model.fold_rank_nets[0](batch["image"][:6])      # frozen folds: eval mode
+        y_s4 = model.fold_rank_nets[1](batch["image"][6:])
+        y_full = model.rank_net(batch["image"])
+    torch.testing.assert_close(out["pseudo_intensity"], torch.cat([y_s1, y_s4]))
+    assert torch.isfinite(model.loss(out, batch)["loss"])
+    model.eval()
+    eval_batch = {k: v for k, v in batch.items() if k != "subject"}    # inference needs no subject
+    torch.testing.assert_close(model(eval_batch)["pseudo_intensity"], y_full)
+    # The whole schedule runs through fit_stages, and the checkpoint rebuilds with its fold copies.
+    hist = fit_stages(model, lambda stage: [batch], 1, lambda p: torch.optim.SGD(p, lr=1e-3))
+    assert set(hist) == {"rank", "uncertainty", "mapping"} and all(math.isfinite(v[0]) for v in hist.values())
+    again = build_model("pairwise_rank_small", AUS, **model.constructor_kwargs())
+    again.load_state_dict(model.state_dict(), strict=True)
+    model.set_stage("rank")
+    with pytest.raises(KeyError, match="subject"):
+        model.stage_loss("rank", eval_batch)
+
+
+@pytest.mark.parametrize("k", [1, -2])
+def test_bad_crossfit_is_rejected(k: int) -> None:
+    with pytest.raises(ValueError, match=f"mapping_crossfit must be 0 .* got {k}"):
+        PairwiseRankConfig(mapping_crossfit=k)
 
 
 def test_running_standardize_uses_every_training_row_not_the_batch() -> None:

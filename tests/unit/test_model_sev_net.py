@@ -106,8 +106,40 @@ def test_no_text_ablation_has_learned_queries_and_no_text_branch() -> None:
     assert model(_batch(12, b=2))["logits"].shape == (2, 12)
 
 
+def test_no_cross_attention_pools_the_map_and_uses_the_text_as_per_au_classifiers() -> None:
+    # §3.3 ablation as in §4.4 (ML-GCN vs MS-CAM): uniform α, x̄ = mean_i V_i, logit_k = w̄_k·x̄ + b_k.
+    torch.manual_seed(0)
+    model = build_model("sev_net_no_cross_attention", AUS8, encoder="hash").eval()
+    keys = set(model.state_dict())
+    assert model.classifier is None and "au_bias" in keys
+    assert not any(k.startswith("classifier.") for k in keys)
+    # The text branch is still there and still decides: its queries are the classifier weights.
+    assert {"text_embeddings", "inter_au.layers.0.linear1.weight", "project.weight"} <= keys
+    with torch.no_grad():
+        model.au_bias.copy_(torch.arange(8.0))
+    batch = _batch(8, b=2)
+    with torch.no_grad():
+        out = model(batch)
+        pooled = model.features(batch["image"]).mean(dim=(2, 3))
+        queries = model.au_queries()
+        expected = torch.stack([torch.stack([pooled[b] @ queries[k] + k for k in range(8)])
+                                for b in range(2)])
+    assert set(out) == {"logits"} and out["logits"].shape == (2, 8)
+    torch.testing.assert_close(out["logits"], expected, rtol=1e-4, atol=1e-5)
+    # Gradient reaches the inter-AU encoder through the classifier weights.
+    model.train()
+    model.loss(model(batch), batch)["loss"].backward()
+    grad = model.project.weight.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    # Without text too: learned per-AU weights on the pooled map (Fig. 3's ResNet-18 baseline).
+    plain = build_model("sev_net_no_cross_attention", AUS8, text=False)
+    assert set(plain.state_dict()) - {k for k in plain.state_dict() if k.startswith("features.")} \
+        == {"queries", "au_bias"}
+
+
 @pytest.mark.parametrize("name,kwargs", [("sev_net_small", {"encoder": "hash"}),
-                                         ("sev_net_no_text", {})])
+                                         ("sev_net_no_text", {}),
+                                         ("sev_net_no_cross_attention", {"encoder": "hash"})])
 def test_variants_learn_a_tiny_fixed_batch(name: str, kwargs: dict) -> None:
     torch.manual_seed(1)
     model = build_model(name, AUS8, **kwargs)
@@ -133,10 +165,15 @@ def test_rebuild_from_constructor_kwargs_gives_the_same_architecture() -> None:
     assert fmap.shape == (1, 512, 7, 7)
 
 
-@pytest.mark.parametrize("bad", [{"inter_heads": 5}, {"encoder": "my-encoder"}, {"backbone": "vit"},
-                                 {"inter_dropout": 1.0}])
-def test_bad_config_is_rejected(bad: dict) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    ({"inter_heads": 5}, "inter_heads=5 must divide the text embedding size 384"),
+    ({"encoder": "my-encoder"}, "encoder 'my-encoder' has no known size: set text_dim"),
+    ({"encoder": ""}, "encoder must be an encoder name or a local folder"),
+    ({"text_dim": -1}, "text_dim must be >= 0"), ({"backbone": "vit"}, "backbone 'vit' not in"),
+    ({"inter_dropout": 1.0}, "inter_dropout must be in"),
+    ({"cross_attention": False, "intensity_head": True}, "intensity_head needs cross_attention")])
+def test_bad_config_is_rejected(bad: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         SevNetConfig(**bad)
 
 

@@ -14,6 +14,11 @@ fusion for facial action unit detection" (USTC, ABAW5 / CVPRW 2023). Section by 
   gives the AU logits.
 - §3.3 FF: backbone logits from an FC head, fused with the AU logits by a fixed weight or by
   the weight token of a 2-layer transformer encoder over [weight, backbone, AU tokens] (Fig. 3).
+  A third mode, ``fusion="per_au"`` (ours, between the paper's two), learns one weight per AU.
+
+Ablation switches (Table 2 removes LRP, ARL and FF in turn): ``lrp=False`` drops §3.1;
+``graph=False`` drops the FGG graph of §3.2 (the AFG node features go straight to the per-AU
+head); ``fusion`` picks the §3.3 weight: "transformer" (Fig. 3), "fixed", "per_au" or "none".
 - §3.4.2 loss: BCE (eq. 1) + multi-label circle loss (eq. 2, ``.losses``), summed (eq. 3)
   with a configurable circle weight; -1 labels never contribute.
 
@@ -83,15 +88,27 @@ class LrpArlFfConfig:
     """r, the channel compression of each LANet's first 1x1 conv (C -> C/r)."""
     neighbours: int = 4
     """k, the neighbours each AU node links to in the per-face graph (§3.2; clipped to n_AU)."""
+    graph: bool = True
+    """Use the FGG graph of ARL (§3.2, Table 2's ARL row): the per-face kNN graph and its GNN
+    layers over the AU nodes. False is the 'no graph' ablation: the AFG node features v_k (per-AU
+    FC + global average pooling over the LRP map) go straight to the per-AU head, and are the AU
+    tokens of transformer fusion; ``neighbours``, ``graph_metric`` and ``graph_layers`` are then
+    unused. (Table 2's row before ARL also lacks AFG: a plain classification head. We keep AFG so
+    that only the relation learning is ablated and the fusion still has AU tokens.)"""
     graph_metric: Literal["dot", "cosine"] = "dot"
     """Node similarity that builds the graph (ME-GraphAU's 'dots' or cosine)."""
     graph_layers: int = 1
     """GNN layers over the AU graph (ME-GraphAU's FGG uses one)."""
-    fusion: Literal["transformer", "fixed", "none"] = "transformer"
-    """FF (§3.3): weight token of a transformer, a fixed weight, or none (AU logits only, the
-    paper's Table 2 row before FF)."""
+    fusion: Literal["transformer", "fixed", "per_au", "none"] = "transformer"
+    """FF (§3.3), the weight α of the AU logits in α·AU + (1−α)·backbone: "transformer" = one α
+    per face from the weight token of a self-attention encoder (Fig. 3); "fixed" = the constant
+    ``fixed_weight`` (the paper's other FF module); "per_au" = one learned α_k per AU, shared by
+    all faces, α_k = sigmoid(a_k) with a_k starting at logit(fixed_weight) (ours: between the
+    paper's fixed weight and its per-face token, it lets AUs the backbone detects better lean on
+    the backbone logits); "none" = AU logits only (the paper's Table 2 row before FF)."""
     fixed_weight: float = 0.5
-    """Weight of the AU logits in fixed fusion; the backbone logits get 1 - weight."""
+    """Weight of the AU logits in fixed fusion (the backbone logits get 1 - weight), and the
+    starting α_k of every AU in per-AU fusion (there it must lie strictly inside (0, 1))."""
     fusion_layers: int = 2
     """Transformer encoder layers of the fusion module (2 in the paper, Fig. 3)."""
     fusion_heads: int = 8
@@ -123,10 +140,14 @@ class LrpArlFfConfig:
                              f"{self.graph_layers}")
         if self.graph_metric not in ("dot", "cosine"):
             raise ValueError(f"graph_metric must be dot or cosine, got {self.graph_metric!r}")
-        if self.fusion not in ("transformer", "fixed", "none"):
-            raise ValueError(f"fusion must be transformer, fixed or none, got {self.fusion!r}")
+        if self.fusion not in ("transformer", "fixed", "per_au", "none"):
+            raise ValueError(f"fusion must be transformer, fixed, per_au or none, got "
+                             f"{self.fusion!r}")
         if not 0.0 <= self.fixed_weight <= 1.0:
             raise ValueError(f"fixed_weight must be in [0, 1], got {self.fixed_weight}")
+        if self.fusion == "per_au" and not 0.0 < self.fixed_weight < 1.0:
+            raise ValueError(f"fusion='per_au' starts every α_k at fixed_weight = sigmoid(a_k), "
+                             f"which needs 0 < fixed_weight < 1, got {self.fixed_weight}")
         if self.fusion_layers < 1 or (8 * self.width) % self.fusion_heads:
             raise ValueError(f"fusion_layers >= 1 and fusion_heads dividing {8 * self.width} "
                              f"needed, got {self.fusion_layers}, {self.fusion_heads}")
@@ -198,25 +219,33 @@ class _GraphLayer(nn.Module):
 
 
 class AUGraph(nn.Module):
-    """§3.2 ARL: AFG (per-AU FC over every location + GAP) → FGG (kNN graph, GNN) → per-AU FC."""
+    """§3.2 ARL: AFG (per-AU FC over every location + GAP) → FGG (kNN graph, GNN) → per-AU FC.
 
-    def __init__(self, channels: int, num_aus: int, k: int, metric: str, layers: int) -> None:
+    With ``graph=False`` (the 'no graph' ablation) there is no FGG: ``gnn`` is None and the AFG
+    node features go straight to the per-AU FC.
+    """
+
+    def __init__(self, channels: int, num_aus: int, k: int, metric: str, layers: int,
+                 graph: bool = True) -> None:
         super().__init__()
         scale = channels ** -0.5
         self.afg_weight = nn.Parameter(torch.randn(num_aus, channels, channels) * scale)
         self.afg_bias = nn.Parameter(torch.zeros(num_aus, channels))
-        self.gnn = nn.Sequential(*(_GraphLayer(channels, num_aus, k, metric) for _ in range(layers)))
+        self.gnn = (nn.Sequential(*(_GraphLayer(channels, num_aus, k, metric) for _ in range(layers)))
+                    if graph else None)
         self.head_weight = nn.Parameter(torch.randn(num_aus, channels) * scale)
         self.head_bias = nn.Parameter(torch.zeros(num_aus))
 
     def forward(self, fmap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, h, w) → (AU logits (B, n), node features V' (B, n, C))."""
+        """(B, C, h, w) → (AU logits (B, n), node features V' (B, n, C); V without the graph)."""
         tokens = fmap.flatten(2).transpose(1, 2)
         # AFG: v_k = GAP_i ReLU(W_k x_i + b_k), one FC per AU (the paper's "number of categories
         # of fully connected layers and global average pooling").
         per_au = torch.relu(torch.einsum("blc,kcd->bkld", tokens, self.afg_weight)
                             + self.afg_bias[None, :, None, :])
-        nodes = self.gnn(per_au.mean(dim=2))
+        nodes = per_au.mean(dim=2)
+        if self.gnn is not None:
+            nodes = self.gnn(nodes)
         logits = (nodes * self.head_weight).sum(-1) + self.head_bias
         return logits, nodes
 
@@ -272,10 +301,17 @@ class LrpArlFfModel(AUModel):
             num_features = self.backbone.num_features
         channels = self.backbone.out_channels
         self.lrp = LocalRegionPerception(channels, c.lanets, c.lanet_reduction) if c.lrp else None
-        self.arl = AUGraph(channels, self.num_aus, c.neighbours, c.graph_metric, c.graph_layers)
+        self.arl = AUGraph(channels, self.num_aus, c.neighbours, c.graph_metric, c.graph_layers,
+                           graph=c.graph)
         self.backbone_head = nn.Linear(num_features, self.num_aus) if c.fusion != "none" else None
         self.fusion = (TransformerFusion(channels, num_features, c.fusion_layers, c.fusion_heads)
                        if c.fusion == "transformer" else None)
+        self.fusion_logit = None
+        if c.fusion == "per_au":
+            # a_k with α_k = sigmoid(a_k) = fixed_weight at the start, for every AU (§3.3 mode
+            # "per_au" of the config).
+            start = torch.logit(torch.tensor(c.fixed_weight, dtype=torch.float64)).item()
+            self.fusion_logit = nn.Parameter(torch.full((self.num_aus,), start))
         self.intensity = None
         if c.intensity_head:
             self.intensity = nn.Parameter(torch.randn(self.num_aus, channels) * channels ** -0.5)
@@ -303,6 +339,8 @@ class LrpArlFfModel(AUModel):
             backbone_logits = self.backbone_head(embedding)
             if self.fusion is not None:
                 alpha = self.fusion(embedding, nodes)
+            elif self.fusion_logit is not None:
+                alpha = torch.sigmoid(self.fusion_logit).expand(au_logits.shape[0], -1)
             else:
                 alpha = au_logits.new_full((au_logits.shape[0], 1), self.config.fixed_weight)
             out.update(logits=alpha * au_logits + (1 - alpha) * backbone_logits,
@@ -344,6 +382,18 @@ def lrp_arl_ff_no_lrp() -> LrpArlFfConfig:
                 description="ablation of lrp_arl_ff_small with fixed-weight fusion (0.5)")
 def lrp_arl_ff_fixed_fusion() -> LrpArlFfConfig:
     return replace(_SMALL, fusion="fixed")
+
+
+@register_model("lrp_arl_ff_no_graph", LrpArlFfModel, tags=("small",),
+                description="ablation of lrp_arl_ff_small without the ARL graph (AFG nodes -> head)")
+def lrp_arl_ff_no_graph() -> LrpArlFfConfig:
+    return replace(_SMALL, graph=False)
+
+
+@register_model("lrp_arl_ff_per_au_fusion", LrpArlFfModel, tags=("small",),
+                description="ablation of lrp_arl_ff_small with a learned fusion weight per AU")
+def lrp_arl_ff_per_au_fusion() -> LrpArlFfConfig:
+    return replace(_SMALL, fusion="per_au")
 
 
 @register_model("lrp_arl_ff", LrpArlFfModel, pretrained="inception_resnet_v1-facenet",

@@ -5,14 +5,15 @@ standardisation. Part of the ``components.models.pairwise_rank`` package, which 
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["group_ids", "batch_video_ids", "batch_frame_index", "pair_indices", "window_statistics",
-           "RunningStandardize", "VIDEO_KEYS", "FRAME_KEYS"]
+__all__ = ["group_ids", "batch_video_ids", "batch_frame_index", "subject_groups", "pair_indices",
+           "window_statistics", "RunningStandardize", "VIDEO_KEYS", "FRAME_KEYS"]
 
 
 def group_ids(video_ids: "torch.Tensor | Sequence[Any]", device: "torch.device | None" = None) -> torch.Tensor:
@@ -42,6 +43,27 @@ def batch_frame_index(batch: "dict[str, Any]", device: "torch.device | None" = N
             return torch.as_tensor(np.asarray(batch[key]) if not isinstance(batch[key], torch.Tensor)
                                    else batch[key]).reshape(-1).to(device=device, dtype=torch.long)
     return None
+
+
+def _as_list(values: Any) -> list[Any]:
+    return values.reshape(-1).tolist() if isinstance(values, (torch.Tensor, np.ndarray)) else list(values)
+
+
+def subject_groups(batch: "dict[str, Any]", k: int, device: "torch.device | None" = None) -> torch.Tensor:
+    """Cross-fitting group (B,) in [0, k) of each row's subject: CRC32 of 'dataset/subject' mod k.
+
+    A fixed function of the subject alone, so every frame of a subject (and so every pair and
+    every video context, which never mix subjects) lands in the same group on every worker and
+    in every epoch, with no list of subjects to share. Groups are not balanced: with few
+    subjects one may hold more of them than another (or none).
+    """
+    if "subject" not in batch:
+        raise KeyError("pairwise-rank with mapping_crossfit needs batch['subject'] in its training "
+                       f"batches (cross-fitting splits the training subjects); the batch has {sorted(batch)}")
+    subjects = _as_list(batch["subject"])
+    datasets = _as_list(batch["dataset"]) if "dataset" in batch else [""] * len(subjects)
+    groups = [zlib.crc32(f"{d}/{s}".encode()) % k for d, s in zip(datasets, subjects)]
+    return torch.tensor(groups, dtype=torch.long, device=device)
 
 
 def pair_indices(video_ids: "torch.Tensor | Sequence[Any]", targets: torch.Tensor, max_pairs: "int | None" = None,

@@ -47,6 +47,18 @@ and it starts with a standardisation of its inputs by the statistics of every tr
 (``RunningStandardize``; ŷ has no fixed scale, and BatchNorm's per-batch statistics differ
 between one-video training batches and inference). The siamese pair is one network: training
 scores each frame of a batch once and forms every pair from those scores (``loss_pairs``).
+
+Cross-fitting (``mapping_crossfit = k ≥ 2``, ours; off by default, the paper's schedule): the
+paper trains the mapping on ŷ and σ of the same training frames f and h were fitted to (§3.3),
+where they are more confident than on unseen frames, so the mapping learns a relation it will
+not see at inference. With k groups of training subjects (``subject_groups``), the model also
+holds k fold copies f_g, h_g, each trained in the same steps on the pairs of the subjects outside
+group g; the mapping step scores each frame with the fold networks of its subject's group, which
+never saw it (nor, through the context G, its video). Inference, validation and the checkpoint's
+main networks are f and h trained on every subject, whose scores on new faces are what the
+out-of-fold scores stand in for. Cost: the rank and uncertainty steps train k+1 copies (about k
+times the compute: each fold copy sees (k−1)/k of the pairs), and the checkpoint carries the fold
+copies (unused at inference).
 """
 
 from __future__ import annotations
@@ -62,7 +74,7 @@ from components.losses import masked_l1
 from components.models.backbones import BACKBONES, build_backbone
 from components.models.base import AUModel, InputSpec, MultiStepTraining
 from components.models.pairwise_rank.context import (RunningStandardize, batch_frame_index, batch_video_ids,
-                                                     pair_indices, window_statistics)
+                                                     pair_indices, subject_groups, window_statistics)
 from components.models.pairwise_rank.losses import misordering_loss, ranking_hinge, sigma_from_raw
 from components.models.registry import register_model
 
@@ -89,6 +101,13 @@ class PairwiseRankConfig:
     uncertainty: bool = True
     """Use the uncertainty network (§3.2); False is last year's framework (the paper's P2 row
     drops it for some AUs): σ features are zero and the uncertainty stage is skipped."""
+    uncertainty_aus: tuple[int, ...] = ()
+    """The AUs that use the uncertainty network (§4.3, Table 1: P1 adopts it for all AUs, P2
+    "not ... for some AUs based on preliminary research"; the paper does not say which). Empty =
+    every AU (P1). Otherwise only these AUs get σ = softplus(h) + ε: the other AUs' σ is fixed
+    at 1 (their σ features are constant, so carry nothing, and G's σ⁻²-weighted mean is the plain
+    mean: last year's framework for those AUs), and the uncertainty step (§3.2) trains h on the
+    chosen AUs' ordered pairs only. Each must be one of the model's AUs; needs ``uncertainty``."""
     uncertainty_backbone: Literal["separate", "shared"] = "separate"
     """'separate': h has its own CNN (the paper); 'shared': h is a linear head on f's frozen
     features (half the compute, our option)."""
@@ -118,9 +137,20 @@ class PairwiseRankConfig:
     std, range), so a person's ŷ level (the neutral state, §1) cannot enter the mapping."""
     intensity_head: bool = False
     """The mapping also regresses intensity 0-5 (MAE where batch['intensity'] is known)."""
+    mapping_crossfit: int = 0
+    """Cross-fitting of the mapping step (§3.3; ours, see the module docstring): 0 = the paper
+    (the mapping learns from ŷ, σ of f and h on their own training frames); k ≥ 2 = k fold
+    copies of f and h, each trained on the subjects outside one of k subject groups, give the
+    mapping step out-of-fold ŷ, σ. Training batches then need ``subject`` (and ``dataset``)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mapping_hidden", tuple(int(w) for w in self.mapping_hidden))
+        object.__setattr__(self, "uncertainty_aus", tuple(int(a) for a in self.uncertainty_aus))
+        if self.uncertainty_aus and not self.uncertainty:
+            raise ValueError(f"uncertainty_aus={self.uncertainty_aus} needs uncertainty=True (with "
+                             "uncertainty=False no AU uses the uncertainty network)")
+        if len(set(self.uncertainty_aus)) != len(self.uncertainty_aus):
+            raise ValueError(f"uncertainty_aus lists an AU twice: {self.uncertainty_aus}")
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone {self.backbone!r} not in {list(BACKBONES)}")
         if self.uncertainty_backbone not in ("separate", "shared"):
@@ -135,6 +165,9 @@ class PairwiseRankConfig:
             raise ValueError(f"margin must be > 0 and sigma_eps >= 0, got {self.margin}, {self.sigma_eps}")
         if self.window < 0 or self.window_frames < 1:
             raise ValueError(f"window must be >= 0 and window_frames >= 1, got {self.window}, {self.window_frames}")
+        if self.mapping_crossfit < 0 or self.mapping_crossfit == 1:
+            raise ValueError(f"mapping_crossfit must be 0 (off) or a number of subject groups >= 2, "
+                             f"got {self.mapping_crossfit}")
         if any(w < 1 for w in self.mapping_hidden) or not 0.0 <= self.mapping_dropout < 1.0:
             raise ValueError(f"bad mapping_hidden {self.mapping_hidden} or mapping_dropout {self.mapping_dropout}")
 
@@ -170,14 +203,26 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         super().__init__(aus, config)
         c, k = config, self.num_aus
         n_in = self.input_spec().num_channels
+        missing = [a for a in c.uncertainty_aus if a not in self.aus]
+        if missing:
+            raise ValueError(f"pairwise-rank: uncertainty_aus holds AU{missing[0]}, which is not one "
+                             f"of this model's AUs {list(self.aus)} (all not found: {missing})")
+        # Which AUs use σ (§4.3 P1 / P2); not state: it follows from the config.
+        uses = [not c.uncertainty_aus or a in c.uncertainty_aus for a in self.aus]
+        self.register_buffer("uses_sigma", torch.tensor(uses) & c.uncertainty, persistent=False)
         # ``weights`` (torchvision classifier state dict; paper: ImageNet VGG16) start both f and,
         # when it has its own CNN, h: §3.2 describes h as a second network of the same kind.
         self.rank_net = _ScoreNet(c.backbone, n_in, weights, k)
-        self.uncertainty_net: "nn.Module | None" = None
-        if c.uncertainty and c.uncertainty_backbone == "separate":
-            self.uncertainty_net = _ScoreNet(c.backbone, n_in, weights, k)
-        elif c.uncertainty:
-            self.uncertainty_net = nn.Linear(self.rank_net.head.in_features, k)
+        self.uncertainty_net = self._new_uncertainty_net(weights)
+        # Cross-fitting: fold copies f_g, h_g, each started like f and h.
+        self.fold_rank_nets: "nn.ModuleList | None" = None
+        self.fold_uncertainty_nets: "nn.ModuleList | None" = None
+        if c.mapping_crossfit:
+            folds = range(c.mapping_crossfit)
+            self.fold_rank_nets = nn.ModuleList(_ScoreNet(c.backbone, n_in, weights, k) for _ in folds)
+            if c.uncertainty:
+                self.fold_uncertainty_nets = nn.ModuleList(self._new_uncertainty_net(weights) for _ in folds)
+
         # ŷ has no fixed scale (only its order is trained), so the mapping standardises its
         # inputs first (our addition) with statistics over all training rows (RunningStandardize).
         layers: list[nn.Module] = [RunningStandardize(k * N_FRAME_FEATURES)]
@@ -189,6 +234,22 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         self.mapping = nn.Sequential(*layers)
         self.stage: "str | None" = None
 
+    def pretrained_modules(self) -> list[nn.Module]:
+        """f's and h's backbones (``pretrained_parts``) and those of the cross-fitting copies."""
+        out = super().pretrained_modules()
+        if out:
+            for nets in (self.fold_rank_nets, self.fold_uncertainty_nets):
+                out += [net.features for net in (nets or []) if isinstance(net, _ScoreNet)]
+        return out
+
+    def _new_uncertainty_net(self, weights: "str | Path | None") -> "nn.Module | None":
+        c = self.config
+        if not c.uncertainty:
+            return None
+        if c.uncertainty_backbone == "separate":
+            return _ScoreNet(c.backbone, self.input_spec().num_channels, weights, self.num_aus)
+        return nn.Linear(self.rank_net.head.in_features, self.num_aus)
+
     # ----- declaration and stage control ---------------------------------------------------------
     @classmethod
     def input_spec_for(cls, config: PairwiseRankConfig) -> InputSpec:
@@ -199,8 +260,9 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         """The training steps this configuration runs, in order."""
         return STAGES if self.config.uncertainty else tuple(s for s in STAGES if s != "uncertainty")
 
-    def _parts(self) -> dict[str, "nn.Module | None"]:
-        return {"rank": self.rank_net, "uncertainty": self.uncertainty_net, "mapping": self.mapping}
+    def _parts(self) -> dict[str, list["nn.Module | None"]]:
+        return {"rank": [self.rank_net, self.fold_rank_nets],
+                "uncertainty": [self.uncertainty_net, self.fold_uncertainty_nets], "mapping": [self.mapping]}
 
     def set_stage(self, stage: "str | None") -> None:
         """Train only the stage's network: 'rank' (f), 'uncertainty' (h, f frozen, §3.2) or
@@ -209,17 +271,19 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         if stage is not None and stage not in self.stages():
             raise ValueError(f"stage must be one of {self.stages()} or None, got {stage!r}")
         self.stage = stage
-        for name, part in self._parts().items():
-            if part is not None:
-                part.requires_grad_(stage is None or name == stage)
+        for name, parts in self._parts().items():
+            for part in parts:
+                if part is not None:
+                    part.requires_grad_(stage is None or name == stage)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "PairwiseRankModel":
         super().train(mode)
         if self.stage is not None:
-            for name, part in self._parts().items():
-                if part is not None and name != self.stage:
-                    part.eval()
+            for name, parts in self._parts().items():
+                for part in parts:
+                    if part is not None and name != self.stage:
+                        part.eval()
         return self
 
     # ----- the networks --------------------------------------------------------------------------
@@ -229,25 +293,66 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
             raise ValueError(f"pairwise-rank: {where} must be (B, {ch}, {s}, {s}), got {tuple(x.shape)}")
         return x
 
-    def score(self, images: torch.Tensor) -> tuple[torch.Tensor, "torch.Tensor | None"]:
-        """(ŷ = f(x), σ = softplus(h(x)) + ε or None without uncertainty), each (B, n_AU)."""
-        if self.uncertainty_net is None:
-            return self.rank_net(images), None
-        if self.config.uncertainty_backbone == "shared":
-            feat = self.rank_net.embed(images)
-            return self.rank_net.head(feat), sigma_from_raw(self.uncertainty_net(feat), self.config.sigma_eps)
-        y = self.rank_net(images)
-        return y, sigma_from_raw(self.uncertainty_net(images), self.config.sigma_eps)
+    def _nets(self, fold: "int | None") -> tuple[_ScoreNet, "nn.Module | None"]:
+        if fold is None:
+            return self.rank_net, self.uncertainty_net
+        if self.fold_rank_nets is None:
+            raise ValueError("pairwise-rank: fold networks exist only with mapping_crossfit >= 2")
+        h = None if self.fold_uncertainty_nets is None else self.fold_uncertainty_nets[fold]
+        return self.fold_rank_nets[fold], h
 
-    def _context(self, batch: dict[str, Any], y: torch.Tensor, sigma: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def score(self, images: torch.Tensor, fold: "int | None" = None) -> tuple[torch.Tensor, "torch.Tensor | None"]:
+        """(ŷ = f(x), σ = softplus(h(x)) + ε or None without uncertainty), each (B, n_AU).
+
+        AUs outside ``uncertainty_aus`` (when it is set) get σ = 1 (§4.3 P2). ``fold`` g scores
+        with the cross-fitting copies f_g, h_g instead of f, h.
+        """
+        f, h = self._nets(fold)
+        if h is None:
+            return f(images), None
+        if self.config.uncertainty_backbone == "shared":
+            feat = f.embed(images)
+            y, raw = f.head(feat), h(feat)
+        else:
+            y, raw = f(images), h(images)
+        sigma = sigma_from_raw(raw, self.config.sigma_eps)
+        if self.config.uncertainty_aus:
+            sigma = torch.where(self.uses_sigma, sigma, torch.ones_like(sigma))
+        return y, sigma
+
+    def score_by_group(self, images: torch.Tensor, groups: "torch.Tensor | None"
+                       ) -> tuple[torch.Tensor, "torch.Tensor | None"]:
+        """``score`` of each row by the fold networks of its group (B,), or by f, h when None."""
+        if groups is None:
+            return self.score(images)
+        y = sigma = None
+        for g in groups.unique().tolist():
+            rows = (groups == g).nonzero().squeeze(1)
+            yg, sg = self.score(images[rows], fold=int(g))
+            y = yg.new_zeros(len(images), yg.shape[1]) if y is None else y
+            y = y.index_copy(0, rows, yg)
+            if sg is not None:
+                sigma = sg.new_zeros(len(images), sg.shape[1]) if sigma is None else sigma
+                sigma = sigma.index_copy(0, rows, sg)
+        assert y is not None
+        return y, sigma
+
+    def crossfit_groups(self, batch: dict[str, Any]) -> "torch.Tensor | None":
+        """Rows' subject groups while the mapping step trains with cross-fitting, else None."""
+        if self.fold_rank_nets is None or self.stage != "mapping" or not self.training:
+            return None
+        return subject_groups(batch, self.config.mapping_crossfit, batch["image"].device)
+
+    def _context(self, batch: dict[str, Any], y: torch.Tensor, sigma: torch.Tensor,
+                 groups: "torch.Tensor | None" = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Context values (B, N, K) and mask (B, N) for G; see the module docstring for the keys."""
         b = y.shape[0]
         if "window" in batch:
             win = batch["window"]
             if win.ndim != 5 or win.shape[0] != b:
                 raise ValueError(f"pairwise-rank: batch['window'] must be (B, T, C, S, S), got {tuple(win.shape)}")
-            wy, ws = self.score(self._check_images(win.flatten(0, 1), "batch['window'] frames"))
+            wy, ws = self.score_by_group(self._check_images(win.flatten(0, 1), "batch['window'] frames"),
+                                         None if groups is None else groups.repeat_interleave(win.shape[1]))
             ws = torch.zeros_like(wy) if ws is None else ws
             t = win.shape[1]
             return wy.unflatten(0, (b, t)), ws.unflatten(0, (b, t)), y.new_ones(b, t)
@@ -264,7 +369,8 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
             mask &= (fi[:, None] - fi[None, :]).abs() <= self.config.window_frames // 2
         return y[None].expand(b, -1, -1), sigma[None].expand(b, -1, -1), mask
 
-    def mapping_features(self, batch: dict[str, Any], y: torch.Tensor, sigma: "torch.Tensor | None") -> torch.Tensor:
+    def mapping_features(self, batch: dict[str, Any], y: torch.Tensor, sigma: "torch.Tensor | None",
+                         groups: "torch.Tensor | None" = None) -> torch.Tensor:
         """Mapping input (B, n_AU * 10): per AU [ŷ, σ, G(...), relative position] (§3.3, the set D_t).
 
         The relative position (ŷ − min) / (max − min + m) places the frame between the least and
@@ -279,9 +385,10 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         raw ŷ gave 0.391 and 0.277 (trivial 0.328, 0.332), and adding it to the mapping's
         inputs raised the learned mapping from 0.328 and 0.298 to 0.407 and 0.340 (one seed).
         With ``mapping_inputs='relative'`` every ŷ feature is taken relative to the context.
+        ``groups``: cross-fitting groups of the rows (window frames are scored by the same folds).
         """
         s = torch.zeros_like(y) if sigma is None else sigma
-        cy, cs, mask = self._context(batch, y, s)
+        cy, cs, mask = self._context(batch, y, s, groups)
         if sigma is None:
             cs = torch.ones_like(cy)        # equal weights in the weighted mean; σ features zeroed below
         stats = window_statistics(cy, cs, mask)
@@ -297,8 +404,10 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         return torch.stack(feats, -1).flatten(1)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        y, sigma = self.score(self._check_images(batch["image"], "batch['image']"))
-        z = self.mapping(self.mapping_features(batch, y, sigma))
+        # Training the mapping with cross-fitting: each row scored by the folds that never saw it.
+        groups = self.crossfit_groups(batch)
+        y, sigma = self.score_by_group(self._check_images(batch["image"], "batch['image']"), groups)
+        z = self.mapping(self.mapping_features(batch, y, sigma, groups))
         k = self.num_aus
         out = {"logits": z[:, :k], "pseudo_intensity": y}
         if sigma is not None:
@@ -323,12 +432,13 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
                              f"r of shape ({xi.shape[0]}, {self.num_aus}), got {tuple(r.shape)}")
         return torch.cat([xi, xj])      # one pass through the shared (siamese) weights
 
-    def _pair_scores(self, images: torch.Tensor, stage: str) -> tuple[torch.Tensor, "torch.Tensor | None"]:
+    def _pair_scores(self, images: torch.Tensor, stage: str, fold: "int | None" = None
+                     ) -> tuple[torch.Tensor, "torch.Tensor | None"]:
         if stage == "rank":
-            return self.rank_net(images), None
+            return self._nets(fold)[0](images), None
         if self.uncertainty_net is None:
             raise RuntimeError("pairwise-rank built with uncertainty=False has no uncertainty step")
-        y, sigma = self.score(images)
+        y, sigma = self.score(images, fold)
         return y.detach(), sigma
 
     def _pair_loss(self, stage: str, yi: torch.Tensor, yj: torch.Tensor, si: "torch.Tensor | None",
@@ -336,8 +446,10 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         if stage == "rank":
             loss = ranking_hinge(yi, yj, r, self.config.margin)
             return {"loss": loss, "rank_hinge": loss.detach()}
-        loss = misordering_loss(yi, yj, si, sj, r, self.config.margin)
-        return {"loss": loss, "misordering": loss.detach(), "sigma_mean": torch.cat([si, sj]).detach().mean()}
+        # §4.3 P2: only the AUs that use σ train h (r = 0 leaves an entry out of the mean).
+        loss = misordering_loss(yi, yj, si, sj, r * self.uses_sigma, self.config.margin)
+        return {"loss": loss, "misordering": loss.detach(),
+                "sigma_mean": torch.cat([si, sj])[:, self.uses_sigma].detach().mean()}
 
     def loss_rank(self, batch_i: dict[str, Any], batch_j: dict[str, Any], r: torch.Tensor) -> dict[str, torch.Tensor]:
         """Step 1 (§3.1): ranking hinge of f on pairs (x_i, x_j) with orders r (P, n_AU)."""
@@ -366,8 +478,39 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
             raise ValueError(f"pairwise-rank: {len(ii)} and {len(jj)} pair indices need r of shape "
                              f"({len(ii)}, {self.num_aus}), got {tuple(r.shape)}")
         y, sigma = self._pair_scores(x, stage)
-        return self._pair_loss(stage, y[ii], y[jj], None if sigma is None else sigma[ii],
-                               None if sigma is None else sigma[jj], r)
+        parts = self._pair_loss(stage, y[ii], y[jj], None if sigma is None else sigma[ii],
+                                None if sigma is None else sigma[jj], r)
+        if self.fold_rank_nets is not None:
+            parts = self._add_fold_losses(stage, batch, x, ii, jj, r, parts)
+        return parts
+
+    def _add_fold_losses(self, stage: str, batch: dict[str, Any], x: torch.Tensor, ii: torch.Tensor,
+                         jj: torch.Tensor, r: torch.Tensor, parts: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Cross-fitting: fold g's networks learn the same step on the rows outside group g.
+
+        A pair never leaves its video, so both its frames share a group. Only those rows are
+        scored, so f_g (and its BatchNorm statistics) never see a frame of group g. The fold
+        losses add to ``loss`` (each network gets its own gradient); ``crossfit_loss`` is their mean.
+        """
+        groups = subject_groups(batch, self.config.mapping_crossfit, x.device)
+        total, fold_losses = parts["loss"], []
+        for g in range(self.config.mapping_crossfit):
+            rows = (groups != g).nonzero().squeeze(1)
+            keep = groups[ii] != g
+            if not bool(keep.any()):
+                continue
+            at = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+            at[rows] = torch.arange(len(rows), device=x.device)
+            fi, fj = at[ii[keep]], at[jj[keep]]
+            y, sigma = self._pair_scores(x[rows], stage, fold=g)
+            fold = self._pair_loss(stage, y[fi], y[fj], None if sigma is None else sigma[fi],
+                                   None if sigma is None else sigma[fj], r[keep])
+            total = total + fold["loss"]
+            fold_losses.append(fold["loss"].detach())
+        parts = dict(parts, loss=total)
+        if fold_losses:
+            parts["crossfit_loss"] = torch.stack(fold_losses).mean()
+        return parts
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Step 3 (§3.3) loss: MAE of the mapped occurrence probability (and intensity) on known labels.

@@ -28,6 +28,15 @@ weights α = 1/(w·h), i.e. average pooling, so the output stays finite and the 
 sees the face. The ablation ``text=False`` drops the whole text branch and
 learns one query vector per AU in R^{d_v} instead.
 
+The ablation ``cross_attention=False`` drops §3.3 (eqs. 4–6) and keeps the text: the paper's own
+test of that module (§4.4, Fig. 3) is ML-GCN [2] against MS-CAM [24], which differ only by the
+cross-modality attention. Without it, every AU reads the uniformly pooled map
+x̄ = (1/(w·h)) Σ_i V_i (eq. 6 with α_k^i = 1/(w·h)), and the AU embedding reaches the decision
+as in ML-GCN, as AU k's classifier weight: logit_k = w̄_k·x̄ + b_k (ML-GCN has no bias; ours
+has one per AU, as f_C has one). The shared classifier f_C (§3.4) is then absent — fed the same
+x̄ it would give every AU the same logit. With ``text=False`` as well, the learned queries are
+the weights of a plain linear head over the pooled map: the ResNet-18 baseline of Fig. 3.
+
 Text embeddings are encoded lazily on the first forward (or by ``prepare_text()``), then stored
 with the weights: a checkpoint loaded with ``torch.load(weights_only=True)`` carries them, so
 serving needs no sentence encoder.
@@ -60,14 +69,23 @@ class SevNetConfig:
     """Input crop side in pixels (224 in the paper: a 7x7 map)."""
     text: bool = True
     """Use the AU-description branch; False is the 'no text' ablation (learned AU queries)."""
+    cross_attention: bool = True
+    """Use the cross-modality attention of §3.3 (eqs. 4–6: the AU embeddings weight the map's
+    locations). False is its ablation, after the paper's §4.4 comparison (ML-GCN vs MS-CAM): the
+    map is average-pooled and w̄_k becomes AU k's linear classifier (see the module docstring);
+    the text branch, when on, is otherwise unchanged."""
     center_text: bool = True
-    """Subtract the mean over this model's AUs from the intra-AU embeddings before the inter-AU
-    encoder (our addition; False is the paper). Descriptions share wording, so raw embeddings
-    are ~0.6-0.7 cosine-similar and all AUs would start with nearly the same attention map."""
+    """Subtract the mean over this model's AUs from the intra-AU embeddings w_i^{L_Intra} before
+    the inter-AU encoder (§3.2; our addition, False is the paper). Descriptions share wording,
+    so raw embeddings are ~0.6-0.7 cosine-similar and all AUs would start with nearly the same
+    attention map."""
     encoder: str = DEFAULT_ENCODER
-    """Frozen intra-AU sentence encoder: a name in ``.text_encoder`` or a local folder."""
+    """Frozen intra-AU sentence encoder (§3.2 eqs. 1–3, token-mean pooled): a name in
+    ``.text_encoder`` or a local folder. The paper uses BERT-Large (§4.2,
+    'bert-large-nli-mean-tokens'); the default is MiniLM (bundled offline)."""
     text_dim: int = 0
-    """Embedding size of ``encoder``; 0 = the known size of a named encoder."""
+    """d_w, the embedding size of ``encoder``; 0 = the known size of a named encoder (required
+    for a local folder)."""
     inter_layers: int = 2
     """Inter-AU transformer encoder layers (2 in the paper)."""
     inter_heads: int = 6
@@ -77,11 +95,22 @@ class SevNetConfig:
     inter_dropout: float = 0.1
     """Dropout inside the inter-AU transformer."""
     intensity_head: bool = False
-    """Add a shared regression head for AU intensity (0-5) on the attended features x_k."""
+    """Add a shared regression head for AU intensity (0-5) on the attended features x_k (needs
+    ``cross_attention``: without it every AU's x_k is the same pooled map)."""
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone {self.backbone!r} not in {list(BACKBONES)}")
+        if not isinstance(self.encoder, str) or not self.encoder.strip():
+            raise ValueError(f"encoder must be an encoder name or a local folder, got "
+                             f"{self.encoder!r} (known names: {sorted(ENCODER_DIMS)})")
+        if self.text_dim < 0:
+            raise ValueError(f"text_dim must be >= 0 (0 = the known size of encoder "
+                             f"{self.encoder!r}), got {self.text_dim}")
+        if self.intensity_head and not self.cross_attention:
+            raise ValueError("intensity_head needs cross_attention=True: its shared head reads "
+                             "the per-AU attended features x_k (eq. 6), which are all the same "
+                             "pooled map without the cross-modality attention")
         if self.text and self.text_dim <= 0 and self.encoder not in ENCODER_DIMS:
             raise ValueError(f"encoder {self.encoder!r} has no known size: set text_dim "
                              f"(known: {ENCODER_DIMS})")
@@ -149,7 +178,12 @@ class SevNetModel(AUModel):
             self.register_load_state_dict_post_hook(_recheck_text)
         else:
             self.queries = nn.Parameter(torch.randn(self.num_aus, width) * width ** -0.5)
-        self.classifier = nn.Linear(width, 1)
+        if c.cross_attention:
+            self.classifier = nn.Linear(width, 1)
+        else:
+            # ML-GCN's head (§4.4 ablation): logit_k = w̄_k · x̄ + b_k, no shared f_C.
+            self.classifier = None
+            self.au_bias = nn.Parameter(torch.zeros(self.num_aus))
         self.intensity = nn.Linear(width, 1) if c.intensity_head else None
 
     @classmethod
@@ -175,7 +209,10 @@ class SevNetModel(AUModel):
         self._text_checked = True
 
     def au_queries(self) -> torch.Tensor:
-        """w̄_k for every AU (n, d_v): inter-AU transformer + projection, or learned queries."""
+        """w̄_k for every AU (n, d_v): inter-AU transformer + projection, or learned queries.
+
+        Attention queries (§3.3), or per-AU classifier weights without cross-modality attention.
+        """
         if not self.config.text:
             return self.queries
         self.prepare_text()
@@ -187,6 +224,10 @@ class SevNetModel(AUModel):
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         fmap = self.features(batch["image"])
         b, d, h, w = fmap.shape
+        if self.classifier is None:
+            # No eqs. 4–5: uniform α, x̄ = mean of V_i; w̄_k is AU k's classifier weight.
+            pooled = fmap.mean(dim=(2, 3))
+            return {"logits": pooled @ self.au_queries().t() + self.au_bias}
         x, alpha = cross_modality_attention(fmap.flatten(2).transpose(1, 2), self.au_queries())
         out = {"logits": self.classifier(x).squeeze(-1), "attention": alpha.view(b, -1, h, w)}
         if self.intensity is not None:
@@ -209,6 +250,13 @@ def sev_net_small() -> SevNetConfig:
                 description="ablation of sev_net_small without the text branch (learned AU queries)")
 def sev_net_no_text() -> SevNetConfig:
     return SevNetConfig(image_size=112, text=False)
+
+
+@register_model("sev_net_no_cross_attention", SevNetModel, tags=("small",),
+                description="ablation of sev_net_small without cross-modality attention "
+                            "(pooled map, AU text as per-AU classifier, as ML-GCN)")
+def sev_net_no_cross_attention() -> SevNetConfig:
+    return SevNetConfig(image_size=112, cross_attention=False)
 
 
 @register_model("sev_net", SevNetModel, pretrained="efficientnet_lite0-imagenet",
