@@ -280,7 +280,8 @@ def _check_store(cfg: LabelConfig, teacher: Teacher, info: dict[str, Any]) -> No
 
 def _label_aus(info: dict[str, Any], teacher: Teacher) -> list[int]:
     """The labels' AU list: the store's; a store without one (unlabeled media) takes the teacher's."""
-    aus = [int(a) for a in info.get("aus", ())]
+    own = info.get("aus_from") != "labels"  # store_info's AU list of an earlier labelling is not the store's
+    aus = [int(a) for a in info.get("aus", ())] if own else []
     if not aus:
         return list(teacher.aus)
     lacking = [a for a in aus if a not in teacher.aus]

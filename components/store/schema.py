@@ -27,7 +27,8 @@ from typing import Any, Sequence
 import pyarrow as pa
 
 __all__ = ["SCHEMA_VERSION", "FRAMES_SCHEMA", "REJECTS_SCHEMA", "LABELS_SCHEMA", "store_metadata",
-           "read_store_metadata", "REJECT_REASONS", "LABEL_SOURCE_HUMAN", "TEACHER_PREFIX", "teacher_source"]
+           "read_store_metadata", "REJECT_REASONS", "LABEL_SOURCE_HUMAN", "LABEL_SOURCE_TEACHER", "TEACHER_PREFIX",
+           "teacher_source"]
 
 SCHEMA_VERSION = 1
 
@@ -95,6 +96,8 @@ LABELS_SCHEMA = pa.schema([
 
 LABEL_SOURCE_HUMAN = "human"
 """Source of a row's own ``labels`` column (the dataset's labels)."""
+LABEL_SOURCE_TEACHER = "teacher"
+"""Training's name (``TrainConfig.label_sources``) for a teacher's soft labels, whichever teacher."""
 TEACHER_PREFIX = "teacher:"
 
 
