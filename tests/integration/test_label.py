@@ -111,7 +111,23 @@ def test_a_second_run_labels_nothing_new(store: Path) -> None:
     assert first["units"] == 6 and (second["units"], second["rows"]) == (0, 0)
     assert second["store_rows"] == first["store_rows"] == 74
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    labels_by_row(store)
+    soft = labels_by_row(store)
+    # The labels reach training's batches: the store's AU list is now the teacher's, and with
+    # label_sources 'teacher' alone every row's labels are its soft labels (the rows have none).
+    from components.builtin import BUILTIN_AUS
+    from components.models.base import InputSpec
+    from components.store.splits import frames_files, store_info, teacher_labels
+    from workflows.store_reader import transformed_dataset
+
+    info = store_info(str(store))
+    assert (info["aus"], info["aus_from"]) == (list(BUILTIN_AUS), "labels")
+    files = frames_files(str(store))
+    ds = transformed_dataset(files, info, InputSpec(image_size=32), None, 0.5, 0,
+                             soft_labels=teacher_labels(str(store), files, info["aus"]), human_labels=False)
+    got = ds.take_all()
+    assert len(got) == 74
+    np.testing.assert_allclose(np.sort(np.stack([r["labels"] for r in got]), 0),
+                               np.sort(np.stack(list(soft.values())), 0), atol=1e-7)
 
 
 def test_a_killed_run_resumes_and_labels_each_row_exactly_once(store: Path, tmp_path: Path) -> None:
