@@ -86,7 +86,8 @@ class BatchBuilder:
 
     Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
-    float32 with -1 unknown, intensity (B,n_AU) float32 (-1 where the store has none), and the
+    float32 with -1 unknown (a teacher's probability in [0, 1] instead where the batch has
+    ``soft_labels``, ``workflows.label``, and the row's own label is unknown), intensity (B,n_AU) float32 (-1 where the store has none), and the
     id columns sample_id, dataset, subject, video, frame_order as passthrough, ``blendshapes``
     (B, 52) when the batch has them (required when the model declares them), and video_index
     (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video.
@@ -116,6 +117,16 @@ class BatchBuilder:
                 arr = np.asarray(v, np.float32)
                 out[i] = arr[self.au_index] if self.au_index is not None else arr
         return out
+
+    def _merged_labels(self, batch: dict[str, Any], n: int) -> np.ndarray:
+        """``labels``, with a teacher's ``soft_labels`` (probabilities, NaN unknown; the batch has
+        them only where training chose the teacher's labels) filling every cell without one."""
+        labels = self._labels(batch.get("labels", [None] * n), "labels")
+        soft = batch.get("soft_labels")
+        if soft is None:
+            return labels
+        soft = self._labels(soft, "soft_labels")  # -1 for a row without them, NaN stays NaN
+        return np.where((labels < 0) & (soft >= 0), soft, labels).astype(np.float32)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         spec = self.spec
@@ -150,7 +161,7 @@ class BatchBuilder:
                 valid[i] = v[self.diff_index]
         out = {
             "image": images, "landmarks": lms_out, "landmark_diff": diffs, "diff_valid": valid,
-            "labels": self._labels(batch.get("labels", [None] * n), "labels"),
+            "labels": self._merged_labels(batch, n),
             "intensity": self._labels(batch.get("intensities", [None] * n), "intensities"),
         }
         col = batch.get("blendshapes")

@@ -12,7 +12,7 @@ __all__ = ["known_mask", "masked_bce", "masked_bce_of_probs", "masked_l1"]
 
 
 def known_mask(labels: torch.Tensor) -> torch.Tensor:
-    """Float mask of known labels (label >= 0)."""
+    """Float mask of known labels (label >= 0; NaN, a teacher's unknown, is not known)."""
     return (labels >= 0).to(torch.float32)
 
 
@@ -21,10 +21,13 @@ def masked_bce(logits: torch.Tensor, labels: torch.Tensor,
     """Binary cross-entropy averaged over known (label >= 0) entries only.
 
     ``L = -1/|K| Σ_{(b,k)∈K} [w_k y log σ(z) + (1-y) log(1-σ(z))]`` with K the known entries.
-    Returns 0 (with a gradient path) when nothing is known.
+    ``y`` may be a probability in [0, 1] (a teacher's soft label, ``facsflow label``) as well as
+    0/1; -1 and NaN are unknown. Returns 0 (with a gradient path) when nothing is known.
     """
-    mask = known_mask(labels)
-    target = labels.clamp(min=0).to(logits.dtype)
+    known = labels >= 0  # False for -1 and for NaN
+    mask = known.to(torch.float32)
+    # Unknown targets become 0 before the loss: a NaN would survive the mask (NaN * 0 = NaN).
+    target = torch.where(known, labels, torch.zeros_like(labels)).to(logits.dtype)
     per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=pos_weight, reduction="none")
     denom = mask.sum()
     return (per * mask).sum() / denom.clamp(min=1.0)

@@ -44,7 +44,7 @@ from workflows.preprocess_actor import FAULT_ENV, UnitProcessor, marker_done, un
 log = logging.getLogger("facsflow.preprocess")
 
 __all__ = ["PreprocessConfig", "UnitsFailed", "InputsLost", "Plan", "plan_items", "run_preprocess", "unit_stem",
-           "result_fingerprint", "min_chunk_overlap", "main", "FAULT_ENV"]
+           "result_fingerprint", "min_chunk_overlap", "main", "FAULT_ENV", "UnitProgress"]
 
 
 @dataclass
@@ -218,20 +218,28 @@ def _check_same_config(cfg: PreprocessConfig, fingerprint: str) -> None:
             "would mix rows of both. Use --no-resume to rebuild it, or another --out.")
 
 
-class _Progress:
-    """Periodic log lines a person can follow: units and frames done, frames/s, rows, rejects."""
+class UnitProgress:
+    """Periodic log lines a person can follow: units and frames done, frames/s, and two counts.
 
-    def __init__(self, units: int, frames: int, every_s: float) -> None:
-        self.units, self.frames, self.every_s = units, frames, every_s
+    Each finished unit's stats row has ``frames``, ``started``, ``seconds``, ``stem`` and the
+    ``counts`` keys (preprocess: rows and rejects written; ``workflows.label``: rows labelled and
+    left unknown). ``items`` names what ``frames`` counts in the line; ``logger`` the stage's."""
+
+    def __init__(self, units: int, frames: int, every_s: float, stage: str = "preprocess",
+                 counts: tuple[str, str] = ("rows", "rejects"), items: str = "frames",
+                 logger: logging.Logger = log) -> None:
+        self.units, self.frames, self.every_s, self.log = units, frames, every_s, logger
+        self.stage, self.counts, self.items = stage, counts, items
         self.last = time.perf_counter()
-        self.done_units = self.done_frames = self.rows = self.rejects = 0
+        self.done_units = self.done_frames = 0
+        self.totals = {k: 0 for k in counts}
         self.first_start, self.last_end = float("inf"), 0.0
 
     def update(self, row: dict[str, Any]) -> None:
         self.done_units += 1
         self.done_frames += int(row["frames"])
-        self.rows += int(row["rows"])
-        self.rejects += int(row["rejects"])
+        for k in self.counts:
+            self.totals[k] += int(row[k])
         self.first_start = min(self.first_start, float(row["started"]))
         self.last_end = max(self.last_end, float(row["started"]) + float(row["seconds"]))
         now = time.perf_counter()
@@ -240,9 +248,11 @@ class _Progress:
             # Frames/s since the first unit started: actor start-up is not held against it.
             rate = self.done_frames / max(time.time() - self.first_start, 1e-9)
             eta = int(max(0, self.frames - self.done_frames) / max(rate, 1e-9))
-            log.info("preprocess: %d/%d units, %d/%d frames, %.1f frames/s, ETA %d:%02d, %d rows, %d rejects "
-                     "(last: %s, %.1f s)", self.done_units, self.units, self.done_frames, self.frames,
-                     rate, eta // 60, eta % 60, self.rows, self.rejects, row["stem"], float(row["seconds"]))
+            (a, b), items = self.counts, self.items
+            self.log.info("%s: %d/%d units, %d/%d %s, %.1f %s/s, ETA %d:%02d, %d %s, %d %s (last: %s, %.1f s)",
+                          self.stage, self.done_units, self.units, self.done_frames, self.frames, items, rate,
+                          items, eta // 60, eta % 60, self.totals[a], a, self.totals[b], b, row["stem"],
+                          float(row["seconds"]))
 
 
 def _unit_rows(cfg: PreprocessConfig, items: list[dict[str, Any]], aus: Any, actors: int) -> Any:
@@ -345,7 +355,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     if items:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         actors = min(cfg.actors or max(1, int(cpus // cfg.actor_cpus)), len(items))
-        progress = _Progress(len(items), todo_frames, cfg.log_every_s)
+        progress = UnitProgress(len(items), todo_frames, cfg.log_every_s)
         nodes: set[str] = set()
         finished: set[str] = set()
         pending = items

@@ -23,12 +23,13 @@ from components.faces.pipeline import FacePipelineConfig
 from components.store.rows import Chunk, StoreConfig
 from components.store.schema import store_metadata
 
-__all__ = ["FAULT_ENV", "UnitProcessor", "unit_stem", "marker_done", "write_atomic_text", "written_counts"]
+__all__ = ["FAULT_ENV", "UnitProcessor", "unit_stem", "marker_done", "write_atomic_text", "written_counts",
+           "die_once"]
 
 FAULT_ENV = "FACSFLOW_FAULT_KILL_UNIT"
 """Fault injection for tests: the actor processing the unit with this stem SIGKILLs itself after
-writing the unit's frames and rejects and before its marker, once per store (the worst moment
-for a machine to vanish)."""
+writing the unit's frames and rejects (``facsflow label``: its labels) and before its marker, once
+per store and stage (the worst moment for a machine to vanish)."""
 
 
 def _safe(name: str) -> str:
@@ -97,15 +98,6 @@ class UnitProcessor:
         assert self._unit is not None
         return self._unit
 
-    def _maybe_die(self, stem: str) -> None:
-        if stem != self.fault_unit:
-            return
-        sentinel = storage.join(self.out, "_fault", f"{stem}.fired")
-        if storage.exists(sentinel):
-            return
-        storage.write_text(sentinel, "")
-        os.kill(os.getpid(), signal.SIGKILL)
-
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         import ray
 
@@ -120,7 +112,7 @@ class UnitProcessor:
             res = process_unit(unit, self.pipeline, self.store, Chunk(int(index), int(start), int(stop)))
             storage.write_table_atomic(res.frames, storage.join(self.out, "frames", f"{stem}.parquet"), self.meta)
             storage.write_table_atomic(res.rejects, storage.join(self.out, "rejects", f"{stem}.parquet"), self.meta)
-            self._maybe_die(str(stem))
+            die_once(self.out, str(stem), self.fault_unit)
             write_atomic_text(storage.join(self.out, "_markers", f"{stem}.json"),
                               json.dumps({"rows": res.frames.num_rows, "rejects": res.rejects.num_rows}))
             stats["stem"].append(str(stem))
@@ -131,6 +123,18 @@ class UnitProcessor:
             stats["started"].append(started)
             stats["node"].append(ray.get_runtime_context().get_node_id())
         return stats
+
+
+def die_once(out: str, stem: str, fault_unit: str, stage: str = "") -> None:
+    """Fault injection (``FAULT_ENV``): SIGKILL this process when ``stem`` is ``fault_unit``, once
+    per store and stage (a sentinel under ``<out>/_fault/[<stage>/]`` remembers it fired)."""
+    if not fault_unit or stem != fault_unit:
+        return
+    sentinel = storage.join(out, "_fault", *([stage] if stage else []), f"{stem}.fired")
+    if storage.exists(sentinel):
+        return
+    storage.write_text(sentinel, "")
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def marker_done(uri: str) -> bool:

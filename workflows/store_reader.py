@@ -13,7 +13,8 @@ import numpy as np
 from components.batches import AugmentConfig, BatchBuilder
 from components.models.base import InputSpec
 from components import storage
-from components.store.splits import Split, shuffled_labels
+from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
+from components.store.splits import Split, shuffled_labels, teacher_labels
 
 __all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "read_store_frames", "transformed_dataset", "split_datasets"]
 
@@ -28,7 +29,8 @@ OPTIONAL_COLUMNS = ("blendshapes",)
 def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int], aus: list[int],
                augment: "dict[str, Any] | None", seed: int,
                label_override: "dict[str, Any] | None" = None,
-               resample: "dict[str, Any] | None" = None) -> dict[str, np.ndarray]:
+               resample: "dict[str, Any] | None" = None,
+               soft_labels: "dict[str, Any] | None" = None, human_labels: bool = True) -> dict[str, np.ndarray]:
     from components.configuration import from_dict
 
     aug = from_dict(AugmentConfig, augment) if augment is not None else None
@@ -49,6 +51,12 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
         batch = dict(batch)
         batch["labels"] = [label_override[str(s)] for s in batch["sample_id"]]
         batch["intensities"] = [[] for _ in batch["sample_id"]]
+    if soft_labels is not None or not human_labels:
+        batch = dict(batch)
+        if not human_labels:  # label_sources without 'human': the rows' own labels are not used
+            batch["labels"] = [[] for _ in batch["sample_id"]]
+        if soft_labels is not None:  # the teacher's, filling what the row's labels leave unknown
+            batch["soft_labels"] = [soft_labels.get(str(s)) for s in batch["sample_id"]]
     out = BatchBuilder(InputSpec.from_dict(spec), diff_steps, len(aus), aug, seed=rng_seed)(batch)
     # Training reads tensors only (iter_torch_batches cannot convert string id columns).
     return {k: v for k, v in out.items() if v.dtype.kind in "fiub"}
@@ -91,8 +99,12 @@ def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | N
 def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
                         augment: "AugmentConfig | None", data_cpus: float, seed: int,
                         label_override: "dict[str, Any] | None" = None,
-                        resample: "dict[str, Any] | None" = None) -> Any:
-    """Read Parquet files and map them to model batches on CPU tasks."""
+                        resample: "dict[str, Any] | None" = None,
+                        soft_labels: "dict[str, Any] | None" = None, human_labels: bool = True) -> Any:
+    """Read Parquet files and map them to model batches on CPU tasks.
+
+    ``soft_labels`` (sample_id → a teacher's probabilities, ``teacher_labels``) fill the labels
+    a row leaves unknown; ``human_labels`` False drops the rows' own labels first."""
     from components.configuration import to_dict
 
     # Read tasks take data_cpus like the transform: Ray's default of one whole CPU per read task
@@ -102,7 +114,8 @@ def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
         _transform, batch_size=32, batch_format="numpy", num_cpus=data_cpus,
         fn_kwargs={"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]),
                    "aus": list(info["aus"]), "augment": to_dict(augment) if augment else None,
-                   "seed": seed, "label_override": label_override, "resample": resample})
+                   "seed": seed, "label_override": label_override, "resample": resample,
+                   "soft_labels": soft_labels, "human_labels": human_labels})
 
 
 def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = True) -> dict[str, Any]:
@@ -120,7 +133,13 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
         from components.datasets.samplers import resample_spec
 
         resample = asdict(resample_spec(info["dataset"]))
+    # Validation and test keep the rows' own labels: a teacher's are for training only.
+    sources = tuple(getattr(cfg, "label_sources", (LABEL_SOURCE_HUMAN,)))
+    soft = (teacher_labels(cfg.data, split.files["train"], info["aus"])
+            if train and LABEL_SOURCE_TEACHER in sources else None)
     return {n: transformed_dataset(split.files[n], info, spec, cfg.augment if n == "train" else None,
                                    cfg.data_cpus, cfg.seed, label_override=shuffled if n == "train" else None,
-                                   resample=resample if n == "train" else None)
+                                   resample=resample if n == "train" else None,
+                                   soft_labels=soft if n == "train" else None,
+                                   human_labels=n != "train" or LABEL_SOURCE_HUMAN in sources)
             for n in names}

@@ -26,6 +26,7 @@ from components import storage
 from components.batches import VIDEO_BATCH_ROWS, AugmentConfig
 from components.configuration import save_yaml, to_dict
 from components.training import OptimConfig
+from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
 from components.store.splits import SplitConfig, balanced_pos_weight, load_split, store_info, subject_label_counts
 from workflows.store_reader import split_datasets
 
@@ -103,6 +104,10 @@ class TrainConfig:
     the training subjects, clipped to [1, 20]; the class balancing JAA-Net and ME-GraphAU apply
     in their weighted losses): rare AUs then pull as hard as common ones, and 0.5 stays a
     sensible threshold for them."""
+    label_sources: tuple[str, ...] = (LABEL_SOURCE_HUMAN,)
+    """Labels training learns from: 'human' (the rows' own labels) and/or 'teacher' (a teacher's
+    soft labels, ``facsflow label``: probabilities, learnt with BCE on soft targets, filling what
+    the rows' own labels leave unknown). Validation and test use the rows' own labels only."""
     shuffle_labels: bool = False
     """Control experiment: every training row gets the labels of another training row (one
     permutation over the training set: breaks image-label pairs, keeps base rates); a model
@@ -119,6 +124,9 @@ class TrainConfig:
             raise ValueError(f"keep_best must be >= 1, got {self.keep_best}")
         if self.pos_weight not in ("none", "balanced"):
             raise ValueError(f"pos_weight must be 'none' or 'balanced', got {self.pos_weight!r}")
+        known = {LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER}
+        if not self.label_sources or set(self.label_sources) - known:
+            raise ValueError(f"label_sources must be one or both of {sorted(known)}, got {self.label_sources!r}")
 
     def run_name(self) -> str:
         return self.name or f"{self.model}-fold{self.split.fold}"

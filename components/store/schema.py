@@ -3,6 +3,20 @@
 Every input frame lands in exactly one of ``<store>/frames/`` (``FRAMES_SCHEMA``) or
 ``<store>/rejects/`` (``REJECTS_SCHEMA``). Model-input transforms (mask, gray, Sobel) are not
 stored: they run after augmentation (``components.faces.transforms``).
+
+Labels and where they come from. A row's ``labels`` column holds the dataset's own labels (a
+person's annotation, or a synthetic generator's). A teacher's soft labels (``facsflow label``,
+``workflows.label``) live beside the rows, not in them: ``<store>/labels/<stem>.parquet``
+(``LABELS_SCHEMA``) holds one row per row of ``frames/<stem>.parquet``, joined on ``sample_id``
+(the row key: one face in one frame). A separate table rather than new ``frames/`` columns because
+preprocessing stays the only writer of ``frames/`` (its resumption and its every-frame-once
+accounting are untouched, and the crops are not rewritten to add a few floats), a teacher can be
+replaced by clearing ``labels/`` alone, and stores without ``labels/`` (every store written before
+it existed) read exactly as before:
+a row without a labels row has no soft labels and its ``labels`` are its only ones, source
+``LABEL_SOURCE_HUMAN`` ("human": the dataset's own labels; synthetic data written in a real
+layout by ``facsflow synth`` reads the same, the store cannot tell them apart).
+``<store>/labels.json`` marks a finished labelling (teacher, AU list, counts).
 """
 
 from __future__ import annotations
@@ -12,8 +26,9 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-__all__ = ["SCHEMA_VERSION", "FRAMES_SCHEMA", "REJECTS_SCHEMA", "store_metadata", "read_store_metadata",
-           "REJECT_REASONS"]
+__all__ = ["SCHEMA_VERSION", "FRAMES_SCHEMA", "REJECTS_SCHEMA", "LABELS_SCHEMA", "store_metadata",
+           "read_store_metadata", "REJECT_REASONS", "LABEL_SOURCE_HUMAN", "LABEL_SOURCE_TEACHER", "TEACHER_PREFIX",
+           "teacher_source"]
 
 SCHEMA_VERSION = 1
 
@@ -63,6 +78,35 @@ REJECTS_SCHEMA = pa.schema([
     pa.field("reason", pa.string(), nullable=False),
     pa.field("detail", pa.string(), nullable=False),
 ])
+
+LABELS_SCHEMA = pa.schema([
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("soft_labels", pa.list_(pa.float32()), nullable=False),
+    pa.field("label_source", pa.string(), nullable=False),
+])
+"""One row per ``frames/`` row of the same stem (``<store>/labels/<stem>.parquet``).
+
+- sample_id: the ``frames/`` row it labels;
+- soft_labels: float32 per AU of the labels' AU list (Parquet metadata ``facsflow.aus``, the same
+  as ``store.json``'s when the store has one; a store without an AU list, unlabeled video of the
+  'media' adapter, takes the teacher's), the teacher's probability in [0, 1]; NaN = unknown (an AU
+  the teacher does not predict, or a row the teacher had no input for, e.g. no blendshapes);
+- label_source: ``teacher_source(name, version)``, "teacher:<name>@<version>".
+"""
+
+LABEL_SOURCE_HUMAN = "human"
+"""Source of a row's own ``labels`` column (the dataset's labels)."""
+LABEL_SOURCE_TEACHER = "teacher"
+"""Training's name (``TrainConfig.label_sources``) for a teacher's soft labels, whichever teacher."""
+TEACHER_PREFIX = "teacher:"
+
+
+def teacher_source(name: str, version: str) -> str:
+    """``label_source`` of a teacher's soft labels: ``teacher:<name>@<version>``."""
+    if not name or "@" in name or not version:
+        raise ValueError(f"a teacher needs a name without '@' and a version, got {name!r}, {version!r}")
+    return f"{TEACHER_PREFIX}{name}@{version}"
+
 
 REJECT_REASONS = ("unreadable", "missing image", "no face", "landmark failure", "label mismatch")
 

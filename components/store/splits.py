@@ -20,7 +20,7 @@ import pyarrow.dataset as pads
 from components import storage
 from components.errors import UserError
 
-__all__ = ["SplitConfig", "Split", "store_info", "load_split", "fold_count", "frames_files",
+__all__ = ["SplitConfig", "Split", "store_info", "teacher_labels", "load_split", "fold_count", "frames_files",
            "subject_groups", "subject_label_counts", "balanced_pos_weight", "fold_spec", "subject_splits",
            "shuffled_labels", "store_fingerprint"]
 
@@ -66,11 +66,43 @@ def _safe(name: str) -> str:
 
 
 def store_info(store: str) -> dict[str, Any]:
-    """The store's ``store.json`` (dataset, AU list, diff steps, image size, schema version)."""
+    """The store's ``store.json`` (dataset, AU list, diff steps, image size, schema version).
+
+    A store without an AU list of its own (unlabeled video) that a teacher has labelled
+    (``labels.json``, ``workflows.label``) has the teacher's labels' AU list (``aus_from``: 'labels').
+    """
     uri = storage.join(store, "store.json")
     if not storage.exists(uri):
         raise UserError(f"not a feature store (no store.json): {store}; run `facsflow preprocess` first")
-    return json.loads(storage.read_text(uri))
+    info = json.loads(storage.read_text(uri))
+    labels = storage.join(store, "labels.json")
+    if not info.get("aus") and storage.exists(labels):
+        info["aus"], info["aus_from"] = json.loads(storage.read_text(labels))["aus"], "labels"
+    return info
+
+
+def teacher_labels(store: str, files: list[str], aus: "list[int] | tuple[int, ...]") -> dict[str, list[float]]:
+    """sample_id → a teacher's soft labels (``LABELS_SCHEMA``, NaN unknown) for the rows of the
+    given ``frames/`` files, read from their ``labels/`` files; rows of files without one are
+    absent. Raises naming the store when it has no finished labelling or another AU list."""
+    done = storage.join(store, "labels.json")
+    if not storage.exists(done):
+        raise UserError(f"{store} has no teacher labels (no labels.json): run `facsflow label --data {store}` "
+                        "first, or train without label_sources 'teacher'")
+    have = [int(a) for a in json.loads(storage.read_text(done))["aus"]]
+    if have != [int(a) for a in aus]:
+        raise UserError(f"{store}: the teacher's labels are for AUs {have}, training uses {list(aus)}")
+    frames_root = storage.join(store, "frames") + "/"
+    fs, _ = storage.resolve(store)
+    out: dict[str, list[float]] = {}
+    for f in files:
+        uri = storage.join(store, "labels", f[len(frames_root):]) if f.startswith(frames_root) else ""
+        if not uri or not storage.exists(uri):
+            continue
+        table = pads.dataset(storage.resolve(uri)[1], filesystem=fs, format="parquet").to_table(
+            columns=["sample_id", "soft_labels"])
+        out.update(zip(table.column("sample_id").to_pylist(), table.column("soft_labels").to_pylist()))
+    return out
 
 
 def frames_files(store: str) -> list[str]:

@@ -50,3 +50,26 @@ def test_flip_mirrors_temporal_differences() -> None:
 def test_missing_steps_are_an_error() -> None:
     with pytest.raises(ValueError, match=r"steps \[8\]"):
         BatchBuilder(InputSpec(diff_steps=(8,)), (1, 2), 3)
+
+
+def test_teacher_soft_labels_fill_only_unknown_labels() -> None:
+    rows = _rows(n=3)  # own labels [1, -1, 0] each
+    nan = float("nan")
+    rows["soft_labels"] = [[0.2, 0.7, 0.9], [0.1, nan, 0.4], None]
+    out = BatchBuilder(InputSpec(image_size=64), (1, 2), 3)(rows)
+    # Known labels stay; the unknown AU takes the teacher's 0.7; NaN (teacher unknown) and a row
+    # without soft labels stay unknown.
+    np.testing.assert_allclose(out["labels"], [[1, 0.7, 0], [1, -1, 0], [1, -1, 0]], atol=1e-7)
+    assert out["labels"].dtype == np.float32
+
+
+def test_store_reader_label_sources_teacher_only_drops_the_rows_own_labels() -> None:
+    from workflows.store_reader import _transform
+
+    rows = {k: list(v) for k, v in _rows(n=2).items()}
+    spec = InputSpec(image_size=64).to_dict()
+    soft = {"s0": [0.25, 0.5, 0.75]}
+    both = _transform(rows, spec, [1, 2], [1, 2, 4], None, 0, soft_labels=soft)
+    teacher = _transform(rows, spec, [1, 2], [1, 2, 4], None, 0, soft_labels=soft, human_labels=False)
+    np.testing.assert_allclose(both["labels"], [[1, 0.5, 0], [1, -1, 0]])
+    np.testing.assert_allclose(teacher["labels"], [[0.25, 0.5, 0.75], [-1, -1, -1]])

@@ -3,6 +3,7 @@ and masked BCE, against values worked out by hand."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,6 +99,19 @@ def test_masked_bce_ignores_unknown_labels() -> None:
     logits = torch.tensor([[0.0, 0.0, 5.0]])
     labels = torch.tensor([[1.0, 0.0, -1.0]])
     assert masked_bce(logits, labels).item() == pytest.approx(0.6931472, abs=1e-6)
+
+
+def test_masked_bce_on_soft_labels_masks_nan_and_minus_one() -> None:
+    # Soft targets (a teacher's probabilities). (z 0, y 0.25): -(0.25 ln 0.5 + 0.75 ln 0.5) = ln 2
+    # = 0.6931472; (z ln 3, σ 0.75, y 0.5): -(0.5 ln 0.75 + 0.5 ln 0.25) = 0.8369882. NaN and -1
+    # cells are unknown. Mean of the two known: 0.7650677.
+    logits = torch.tensor([[0.0, float(np.log(3.0))], [7.0, -3.0]], requires_grad=True)
+    labels = torch.tensor([[0.25, 0.5], [float("nan"), -1.0]])
+    loss = masked_bce(logits, labels)
+    assert loss.item() == pytest.approx(0.7650677, abs=1e-6)
+    loss.backward()
+    # d/dz of the mean: (σ(z) - y) / 2 on known cells, 0 on unknown ones (no NaN leaks through).
+    np.testing.assert_allclose(logits.grad.numpy(), [[0.125, 0.125], [0.0, 0.0]], atol=1e-6)
 
 
 def test_masked_bce_of_probs_hand_values_and_clipping() -> None:

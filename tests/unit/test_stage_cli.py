@@ -12,7 +12,7 @@ from components.configuration import ConfigError, flatten_fields, load_yaml
 from workflows.cli import STAGE_CONFIGS, config_class, save_config, stage_config
 
 
-RAY_STAGES = {"demo", "preprocess", "train", "tune", "evaluate", "ensemble", "serve", "predict", "recipe"}
+RAY_STAGES = {"demo", "preprocess", "label", "train", "tune", "evaluate", "ensemble", "serve", "predict", "recipe"}
 
 
 def _parse(stage: str, argv: list[str]):

@@ -1,0 +1,188 @@
+"""`facsflow label` on a real local Ray with the real built-in teacher: a small store of
+../shared/media (single_face.mp4 in 3 chunks, a happy and a surprised photo, a drawing without a
+face) preprocessed with the built-in's face pipeline (RetinaFace + MediaPipe) gets one labels row
+per frames row, probabilities in [0, 1] equal to what the built-in answers on the photos, the
+drawing counted as a frame without a face; a rerun labels nothing; a run killed after some units
+resumes and labels every row exactly once; another teacher replaces the labels only when asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from components.faces.pipeline import FacePipelineConfig
+from components.store.rows import StoreConfig
+from tests.conftest import ROOT, require_media
+from workflows.label import FAULT_ENV, LabelConfig, resolve_teacher, run_label
+from workflows.preprocess import PreprocessConfig, run_preprocess
+from workflows.runtime import UserError
+
+PHOTOS = {"0-f15-hao-ph.jpg": "happy", "0-f1-su-ph.jpg": "surprise"}
+FILES = ["single_face.mp4", "free-mountain-vector-01.jpg", *PHOTOS]
+KILLED = "media/root~3a52ce78/single_face.mp4.c0001"  # the second of single_face.mp4's 3 chunks
+LABEL_STATE = ("labels", "_label_markers", "_label_run.json", "labels.json", "_fault")
+
+
+@pytest.fixture(scope="module")
+def media_store(ray_local, tmp_path_factory) -> Path:
+    """The store every test copies: 6 units (3 chunks of 24 frames, 3 stills), built-in faces."""
+    media = require_media(*FILES)
+    root = tmp_path_factory.mktemp("label") / "media"
+    root.mkdir()
+    for name in FILES:
+        os.symlink(media / name, root / name)
+    out = root.parent / "store"
+    run_preprocess(PreprocessConfig(dataset="media", root=str(root), out=str(out), actors=2, actor_cpus=1.0,
+                                    face=FacePipelineConfig(detector="retinaface", landmarker="mediapipe"),
+                                    store=StoreConfig(chunk_frames=24, chunk_overlap=12)))
+    return out
+
+
+@pytest.fixture
+def store(media_store: Path, tmp_path: Path) -> Path:
+    """A fresh unlabelled copy of the store for one test."""
+    out = tmp_path / "store"
+    shutil.copytree(media_store, out, ignore=shutil.ignore_patterns(*LABEL_STATE))
+    return out
+
+
+def read_dir(path: Path) -> dict[str, list]:
+    return pads.dataset(str(path), format="parquet").to_table().to_pydict()
+
+
+def labels_by_row(store: Path) -> dict[str, np.ndarray]:
+    """sample_id → soft labels, asserting each frames row has exactly one labels row."""
+    labels, frames = read_dir(store / "labels"), read_dir(store / "frames")
+    counts = Counter(labels["sample_id"])
+    assert set(counts) == set(frames["sample_id"]) and set(counts.values()) == {1}, counts
+    return {s: np.asarray(v, np.float32) for s, v in zip(labels["sample_id"], labels["soft_labels"])}
+
+
+def markers(store: Path) -> set[str]:
+    d = store / "_label_markers"
+    return {str(p.relative_to(d))[: -len(".json")] for p in d.glob("**/*.json")}
+
+
+def test_builtin_teacher_labels_rows_with_faces_and_counts_frames_without(store: Path) -> None:
+    from components.au_detector import Detector
+    from components.builtin import BUILTIN_AUS
+
+    summary = run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
+    frames = read_dir(store / "frames")
+    n = len(frames["sample_id"])
+    assert n == 74 and summary["units"] == summary["units_total"] == 6  # 3 chunks, 3 stills (the drawing: no rows)
+    assert (summary["rows"], summary["store_rows"], summary["labelled"], summary["unknown"]) == (n, n, n, 0)
+    # The drawing: no face, a reject of preprocessing, no row to label.
+    assert summary["no_face_frames"] == len(read_dir(store / "rejects")["sample_id"]) == 1
+    soft = labels_by_row(store)
+    values = np.stack(list(soft.values()))
+    assert values.shape == (n, len(BUILTIN_AUS)) and np.isfinite(values).all()
+    assert (values >= 0).all() and (values <= 1).all() and values.max() > 0.5
+    sources = set(read_dir(store / "labels")["label_source"])
+    assert sources == {summary["teacher"]} == {resolve_teacher("builtin").source}
+    assert summary["teacher"].startswith("teacher:builtin@")
+    done = json.loads((store / "labels.json").read_text())
+    assert (done["aus"], done["rows"], done["no_face_frames"]) == (list(BUILTIN_AUS), n, 1)
+    # The labels of a photo's row are what the built-in answers on that photo (same face pipeline).
+    detector = Detector.pretrained()
+    for name, expression in PHOTOS.items():
+        rgb = cv2.cvtColor(cv2.imread(str(require_media(name) / name)), cv2.COLOR_BGR2RGB)
+        answer = detector.predictor.predict_image(rgb)[0]["probs"]
+        row = soft[f"media/./{name}/000000"]
+        np.testing.assert_allclose(row, [answer[f"AU{a}"] for a in BUILTIN_AUS], atol=1e-6)
+        top = {BUILTIN_AUS[i] for i in np.argsort(-row)[:3]}
+        assert (12 in top) if expression == "happy" else bool({1, 26} <= top), (name, top)
+
+
+def test_a_second_run_labels_nothing_new(store: Path) -> None:
+    first = run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
+    stamps = {p: p.stat().st_mtime_ns for p in (store / "labels").glob("**/*.parquet")}
+    second = run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
+    assert first["units"] == 6 and (second["units"], second["rows"]) == (0, 0)
+    assert second["store_rows"] == first["store_rows"] == 74
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    soft = labels_by_row(store)
+    # The labels reach training's batches: the store's AU list is now the teacher's, and with
+    # label_sources 'teacher' alone every row's labels are its soft labels (the rows have none).
+    from components.builtin import BUILTIN_AUS
+    from components.models.base import InputSpec
+    from components.store.splits import frames_files, store_info, teacher_labels
+    from workflows.store_reader import transformed_dataset
+
+    info = store_info(str(store))
+    assert (info["aus"], info["aus_from"]) == (list(BUILTIN_AUS), "labels")
+    files = frames_files(str(store))
+    ds = transformed_dataset(files, info, InputSpec(image_size=32), None, 0.5, 0,
+                             soft_labels=teacher_labels(str(store), files, info["aus"]), human_labels=False)
+    got = ds.take_all()
+    assert len(got) == 74
+    np.testing.assert_allclose(np.sort(np.stack([r["labels"] for r in got]), 0),
+                               np.sort(np.stack(list(soft.values())), 0), atol=1e-7)
+
+
+def test_a_killed_run_resumes_and_labels_each_row_exactly_once(store: Path, tmp_path: Path) -> None:
+    env = {**os.environ, FAULT_ENV: KILLED, "RAY_ADDRESS": "", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+    cmd = [sys.executable, "-m", "workflows.label", "--teacher", "builtin", "--data", str(store),
+           "--set", "unit_retries=0", "--set", "actors=1", "--set", "log_every_s=0"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "were not labelled" in proc.stderr and KILLED in proc.stderr
+    assert (store / "_fault" / "label" / f"{KILLED}.fired").is_file()  # the actor really was killed
+    # Its labels file was written before it died, its marker was not; the run did not finish.
+    assert (store / "labels" / f"{KILLED}.parquet").is_file()
+    done = markers(store)
+    assert KILLED not in done and 0 < len(done) < 6 and not (store / "labels.json").exists()
+    kept = {s: (store / "labels" / f"{s}.parquet").stat().st_mtime_ns for s in done}
+
+    summary = run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
+    assert summary["units"] == 6 - len(done) and summary["store_rows"] == 74
+    assert {s: (store / "labels" / f"{s}.parquet").stat().st_mtime_ns for s in done} == kept
+    assert len(markers(store)) == 6 and (store / "labels.json").is_file()
+    soft = labels_by_row(store)  # every row exactly once
+    assert all(np.isfinite(v).all() for v in soft.values())
+
+
+def test_another_teacher_replaces_the_labels_only_with_no_resume(store: Path, tmp_path: Path) -> None:
+    """An ensemble folder as teacher (a blendshape_calibrated member answering 3 AUs, at its
+    initial weights: the mapped score, like the built-in's)."""
+    from components.builtin import BUILTIN_AUS
+
+    teacher = write_ensemble(tmp_path / "teacher3", [1, 6, 12])
+    run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
+    builtin = labels_by_row(store)
+    with pytest.raises(UserError, match="--no-resume"):
+        run_label(LabelConfig(teacher=str(teacher), data=str(store), log_every_s=0))
+    summary = run_label(LabelConfig(teacher=str(teacher), data=str(store), resume=False, log_every_s=0))
+    assert summary["teacher"].startswith("teacher:teacher3@") and summary["aus"] == [1, 6, 12]
+    assert set(read_dir(store / "labels")["label_source"]) == {summary["teacher"]}
+    soft = labels_by_row(store)
+    cols = [BUILTIN_AUS.index(a) for a in (1, 6, 12)]
+    for key, row in soft.items():
+        np.testing.assert_allclose(row, builtin[key][cols], atol=1e-6)
+
+
+def write_ensemble(directory: Path, aus: list[int]) -> Path:
+    """An ensemble folder of one untrained ``blendshape_calibrated`` member (ensemble.json)."""
+    from components.checkpoint import make_checkpoint, save_checkpoint
+    from components.ensemble import EnsembleManifest, Member
+    from components.models.registry import build_model
+
+    model = build_model("blendshape_calibrated", aus)
+    preprocess = {"image_size": 112, "diff_steps": []}
+    ckpt = make_checkpoint(model, "blendshape_calibrated", epoch=0, preprocess=preprocess, provenance={},
+                           train_config={}, thresholds=[0.5] * len(aus))
+    path = save_checkpoint(ckpt, directory / "member")
+    member = Member(name="calibrated", checkpoint=path, model_name="blendshape_calibrated",
+                    input_spec=model.input_spec().to_dict(), preprocess=preprocess, thresholds=[0.5] * len(aus))
+    EnsembleManifest(aus=aus, members=[member]).save(str(directory))
+    return directory
