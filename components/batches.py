@@ -17,7 +17,7 @@ from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
 from components.faces.transforms import hflip_sample, model_input
 from components.models.base import InputSpec
 from components.store.rows import decode_jpeg
-from components.video_key import video_index
+from components.video_key import subject_index, video_index
 
 __all__ = ["AugmentConfig", "BatchBuilder", "VIDEO_BATCH_ROWS"]
 
@@ -166,4 +166,7 @@ class BatchBuilder:
         index = video_index(batch)  # pairs and windows are per (dataset, subject, video)
         if index is not None:
             out["video_index"] = index
+        person = subject_index(batch)  # pairwise-rank's cross-fitting groups by person
+        if person is not None:
+            out["subject_index"] = person
         return out
