@@ -89,7 +89,8 @@ class BatchBuilder:
     float32 with -1 unknown, intensity (B,n_AU) float32 (-1 where the store has none), and the
     id columns sample_id, dataset, subject, video, frame_order as passthrough, ``blendshapes``
     (B, 52) when the batch has them (required when the model declares them), and video_index
-    (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video.
+    (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video,
+    and subject_index (CRC32 of dataset/subject) for those that group frames by person.
     """
 
     def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,
