@@ -17,7 +17,7 @@ from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
 from components.faces.transforms import hflip_sample, model_input
 from components.models.base import InputSpec
 from components.store.rows import decode_jpeg
-from components.video_key import video_index
+from components.video_key import subject_index, video_index
 
 __all__ = ["AugmentConfig", "BatchBuilder", "VIDEO_BATCH_ROWS"]
 
@@ -90,7 +90,8 @@ class BatchBuilder:
     ``soft_labels``, ``workflows.label``, and the row's own label is unknown), intensity (B,n_AU) float32 (-1 where the store has none), and the
     id columns sample_id, dataset, subject, video, frame_order as passthrough, ``blendshapes``
     (B, 52) when the batch has them (required when the model declares them), and video_index
-    (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video.
+    (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video,
+    and subject_index (CRC32 of dataset/subject) for those that group frames by person.
     """
 
     def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,
@@ -177,4 +178,7 @@ class BatchBuilder:
         index = video_index(batch)  # pairs and windows are per (dataset, subject, video)
         if index is not None:
             out["video_index"] = index
+        person = subject_index(batch)  # pairwise-rank's cross-fitting groups by person
+        if person is not None:
+            out["subject_index"] = person
         return out

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["video_key", "video_keys", "video_index", "KEY_COLUMNS"]
+__all__ = ["video_key", "video_keys", "video_index", "subject_index", "KEY_COLUMNS"]
 
 KEY_COLUMNS = ("dataset", "subject", "video")
 """The columns that together name one video."""
@@ -50,3 +50,16 @@ def video_index(batch: Mapping[str, Any]) -> "np.ndarray | None":
     if keys is None:
         return None
     return np.array([zlib.crc32(k.encode()) for k in keys], np.int64)
+
+
+def subject_index(batch: Mapping[str, Any]) -> "np.ndarray | None":
+    """Per-row int64 ids of the person (CRC32 of ``dataset/subject``), or None without ``subject``.
+
+    Numeric, so training batches keep it (they carry tensors only): pairwise-rank's
+    cross-fitting groups training subjects by it.
+    """
+    if "subject" not in batch:
+        return None
+    n = len(batch["subject"])
+    datasets = batch["dataset"] if "dataset" in batch else [""] * n
+    return np.array([zlib.crc32(f"{d}/{s}".encode()) for d, s in zip(datasets, batch["subject"])], np.int64)

@@ -167,7 +167,8 @@ def test_per_au_fusion_learns_one_bounded_weight_per_au() -> None:
     # An SGD step moves each AU's α by its own gradient: the weights part from one another.
     with torch.no_grad():
         model.fusion_logit -= 10.0 * grad
-    alpha = model.eval()(batch)["fusion_weight"]
+    with torch.no_grad():
+        alpha = model.eval()(batch)["fusion_weight"]
     assert ((alpha > 0) & (alpha < 1)).all()
     assert float(alpha[0].max() - alpha[0].min()) > 1e-3
     torch.testing.assert_close(alpha[0], alpha[3])

@@ -14,6 +14,7 @@ from components.models import build_model, constructor_record, rebuild_model
 from components.models.pairwise_rank import (PairwiseRankConfig, PairwiseRankModel, RunningStandardize,
                                              pair_indices, ranking_hinge, subject_groups, window_statistics)
 from components.training import fit_stages
+from components.video_key import subject_index
 
 
 AUS = (1, 12)
@@ -268,7 +269,11 @@ def test_subject_groups_are_a_fixed_function_of_the_subject() -> None:
     assert subject_groups({"subject": ["S1", "S2", "S3"]}, 3).tolist() == [0, 1, 2]
     assert subject_groups({"subject": ["S1"], "dataset": ["disfa"]}, 2).tolist() == [
         zlib.crc32(b"disfa/S1") % 2]
-    with pytest.raises(KeyError, match="needs batch\\['subject'\\]"):
+    # Training batches carry numbers only: BatchBuilder's subject_index gives the same groups.
+    rows = {"dataset": np.array(["disfa", "", "bp4d"]), "subject": np.array(["S1", "S4", "S2"])}
+    assert subject_groups({"subject_index": torch.as_tensor(subject_index(rows))}, 3).tolist() \
+        == subject_groups(rows, 3).tolist()
+    with pytest.raises(KeyError, match="needs batch\\['subject_index'\\] or batch\\['subject'\\]"):
         subject_groups({"video": ["v"]}, 2)
 
 

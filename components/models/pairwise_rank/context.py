@@ -52,14 +52,21 @@ def _as_list(values: Any) -> list[Any]:
 def subject_groups(batch: "dict[str, Any]", k: int, device: "torch.device | None" = None) -> torch.Tensor:
     """Cross-fitting group (B,) in [0, k) of each row's subject: CRC32 of 'dataset/subject' mod k.
 
+    From ``batch['subject_index']`` (that CRC32, as ``BatchBuilder`` writes it into training
+    batches, which carry numbers only) or else ``batch['subject']`` (with ``batch['dataset']``).
     A fixed function of the subject alone, so every frame of a subject (and so every pair and
     every video context, which never mix subjects) lands in the same group on every worker and
     in every epoch, with no list of subjects to share. Groups are not balanced: with few
     subjects one may hold more of them than another (or none).
     """
+    if "subject_index" in batch:
+        index = torch.as_tensor(np.asarray(batch["subject_index"]) if not isinstance(batch["subject_index"],
+                                torch.Tensor) else batch["subject_index"]).reshape(-1)
+        return (index.to(device=device, dtype=torch.long) % k)
     if "subject" not in batch:
-        raise KeyError("pairwise-rank with mapping_crossfit needs batch['subject'] in its training "
-                       f"batches (cross-fitting splits the training subjects); the batch has {sorted(batch)}")
+        raise KeyError("pairwise-rank with mapping_crossfit needs batch['subject_index'] or batch['subject'] "
+                       "in its training batches (cross-fitting splits the training subjects); the batch has "
+                       f"{sorted(batch)}")
     subjects = _as_list(batch["subject"])
     datasets = _as_list(batch["dataset"]) if "dataset" in batch else [""] * len(subjects)
     groups = [zlib.crc32(f"{d}/{s}".encode()) % k for d, s in zip(datasets, subjects)]
