@@ -18,7 +18,7 @@ from torch import nn
 
 __all__ = ["build_backbone", "build_network", "build_pretrained_network", "load_pretrained",
            "input_normalisation", "architecture_normalisation", "NormalisedFeatures", "FaceBackbone",
-           "build_face_backbone", "freeze_stages", "param_groups", "BACKBONES", "CATALOGUE_ARCHITECTURES",
+           "build_face_backbone", "stride_prefix", "freeze_stages", "param_groups", "BACKBONES", "CATALOGUE_ARCHITECTURES",
            "FACE_ARCHITECTURES"]
 
 _TORCHVISION = ("resnet18", "resnet34", "resnet50", "mobilenet_v3_small", "mobilenet_v3_large", "vgg16")
@@ -303,6 +303,25 @@ def build_face_backbone(arch: str, pretrained: str = "") -> FaceBackbone:
     else:
         embedding, channels, dim = _MobileFaceNetEmbedding(net), 512, 512
     return FaceBackbone(stages, embedding, architecture_normalisation(arch), channels, dim)
+
+
+def stride_prefix(features: nn.Sequential, stride: int, in_channels: int, size: int = 224) -> nn.Sequential:
+    """The leading stages of a feature Sequential up to the last one whose output is at
+    ``stride`` (e.g. 16: 7×7 at 112 px), found by running a probe through the stages; a
+    backbone's middle layers for families that read a finer map than its last."""
+    children = list(features.children())
+    keep = 0
+    with torch.no_grad():
+        was = features.training
+        x = torch.zeros(1, in_channels, size, size)
+        for i, child in enumerate(children):
+            x = child.eval()(x)
+            if x.shape[-1] >= size // stride:
+                keep = i + 1
+        features.train(was)
+    if not keep:
+        raise ValueError(f"no stage of the backbone keeps stride {stride}")
+    return nn.Sequential(*children[:keep])
 
 
 def _catalogue_entry(pretrained: str):

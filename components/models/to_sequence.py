@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from components.au import CATALOGUE
+from components.models.backbones import build_backbone, stride_prefix
 from components.models.base import AUModel, InputSpec
 from components.models.registry import register_model
 
@@ -76,6 +77,11 @@ class ToSequenceConfig:
     conv_channels: tuple[int, ...] = (32, 64, 128, 128)
     """Widths of the CNN blocks (3x3 conv, BN, ReLU, 2x2 max-pool each); few blocks keep the
     receptive field limited (paper 000 §2.2.1)."""
+    backbone: str = ""
+    """Static-module CNN: "" = the paper's limited-receptive-field CNN (``conv_channels``), trained
+    from scratch; or a catalogue architecture (``mobilenet_v2``, ``efficientnet_lite0``) whose
+    stages up to stride 16 (7×7 at 112 px, as fine as the paper's regions) read the grey + Sobel
+    input through a first conv adapted to 2 channels, so ImageNet weights can start it."""
     region_grid: int = 7
     """The feature map is pooled to region_grid x region_grid regions read by the GRU in raster
     order (eq. 1)."""
@@ -120,6 +126,9 @@ class ToSequenceConfig:
         # YAML / constructor_kwargs give lists; keep the frozen config hashable and comparable.
         for name in ("conv_channels", "diff_steps", "stable_landmarks", "dynamic_hidden"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if self.backbone and self.backbone not in ("mobilenet_v2", "efficientnet_lite0"):
+            raise ValueError(f"backbone must be '' (the paper's CNN), mobilenet_v2 or efficientnet_lite0, "
+                             f"got {self.backbone!r}")
         if not self.conv_channels or any(c < 1 for c in self.conv_channels):
             raise ValueError(f"conv_channels must be non-empty positive widths, got {self.conv_channels}")
         if self.image_size < 16 or self.image_size // 2 ** len(self.conv_channels) < 1:
@@ -234,17 +243,27 @@ class ToSequenceModel(AUModel):
     """Static CNN+GRU, dynamic landmark module, fusion and AU-query GRU decoder (papers 000, 002)."""
 
     family = "to-sequence"
+    pretrained_parts = ("cnn",)
     paper = "Ji et al., To-Sequence (ABAW 2020), papers 000 and 002"
 
     def __init__(self, aus: Sequence[int], config: ToSequenceConfig, weights: "str | Path | None" = None) -> None:
         super().__init__(aus, config)
-        if weights is not None:
-            raise ValueError(f"to-sequence trains every module from scratch (papers 000, 002); it has no "
-                             f"backbone for pretrained weights {weights.name!r}")
+        if weights is not None and not config.backbone:
+            raise ValueError(f"to-sequence's own CNN trains from scratch (papers 000, 002); for pretrained "
+                             f"weights {str(weights)!r} set backbone (mobilenet_v2 or efficientnet_lite0)")
         c = config
         # Static module C, eq. 1: limited-receptive-field CNN, then a GRU over the regions.
-        widths = (2,) + tuple(c.conv_channels)
-        self.cnn = nn.Sequential(*[_conv_block(a, b) for a, b in zip(widths[:-1], widths[1:])])
+        if c.backbone:
+            # ``weights``: the catalogue entry of an ImageNet CNN (the issue of pretrained starts;
+            # the papers train this module from scratch).
+            full, _ = build_backbone(c.backbone, 2, str(weights or ""))
+            self.cnn = stride_prefix(full, 16, 2)
+            with torch.no_grad():
+                widths = (2, self.cnn.eval()(torch.zeros(1, 2, 64, 64)).shape[1])
+            self.cnn.train()
+        else:
+            widths = (2,) + tuple(c.conv_channels)
+            self.cnn = nn.Sequential(*[_conv_block(a, b) for a, b in zip(widths[:-1], widths[1:])])
         self.regions = nn.AdaptiveAvgPool2d(c.region_grid)
         if c.region_gru:
             self.static_gru = nn.GRU(widths[-1], c.feature_dim, batch_first=True)
@@ -414,3 +433,9 @@ def to_sequence() -> ToSequenceConfig:
                 description="Ablation: static module only (no landmark dynamics), small widths")
 def to_sequence_appearance_only() -> ToSequenceConfig:
     return replace(_SMALL, dynamic=False)
+
+
+@register_model("to_sequence_mobilenetv2", ToSequenceModel, tags=("small",), pretrained="mobilenet_v2-imagenet",
+                description="to_sequence_small with its static CNN from ImageNet MobileNetV2 (stages to stride 16)")
+def to_sequence_mobilenetv2() -> ToSequenceConfig:
+    return replace(_SMALL, backbone="mobilenet_v2")

@@ -291,6 +291,14 @@ def test_variants_start_from_their_default_weights_and_empty_means_random():
     pair = build_model("pairwise_rank", [1, 2, 4], window=2)
     for net in (pair.rank_net, pair.uncertainty_net):
         assert torch.equal(net.features[0][0].weight, state["_conv_stem.weight"])
+    # To-sequence's static CNN from MobileNetV2's stages to stride 16, first conv adapted to grey+Sobel.
+    require_entry("mobilenet_v2-imagenet")
+    seq = build_model("to_sequence_mobilenetv2", [1, 2, 4])
+    mv2 = weights.load_state_dict("mobilenet_v2-imagenet")["features.0.0.weight"]
+    assert torch.allclose(seq.cnn[0][0].weight.sum(1), mv2.sum(1), atol=1e-6)
+    assert seq.cnn.eval()(torch.zeros(1, 2, 112, 112)).shape[-2:] == (7, 7)
+    with pytest.raises(ValueError, match="set backbone"):
+        build_model("to_sequence_small", [1, 2, 4], pretrained="mobilenet_v2-imagenet")
     # A variant without a default stays random unless weights are named.
     assert build_model("baseline_resnet18_112", [1, 2, 4]).pretrained is None
 
