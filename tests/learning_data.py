@@ -367,6 +367,8 @@ class Trained:
     samples: int
     history: list[float]
     """Mean training loss per epoch (pairwise-rank: per epoch of each step in turn)."""
+    stage_history: "dict[str, list[float]]" = field(default_factory=dict)
+    """A multi-step family's losses per step (each step's own loss: hinge, uncertainty, MAE)."""
 
     @property
     def samples_per_s(self) -> float:
@@ -400,6 +402,7 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
     cfg = OptimConfig(lr=rec.lr, schedule="cosine", amp="none")
     common = dict(store_aus=data.aus, diff_steps=data.diff_steps)
     history: list[float] = []
+    stage_history: dict[str, list[float]] = {}
     samples = 0
     start, cpu_start = time.perf_counter(), time.process_time()
     if rec.pairwise_epochs:
@@ -420,8 +423,8 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
         def optimizer(params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
             return build_optimizer(params, replace(cfg, lr=dict(rec.stage_lr).get(model.stage, rec.lr)))
 
-        hist = fit_stages(model, epoch_batches, dict(rec.pairwise_epochs), optimizer, max_pairs=rec.max_pairs)
-        history = [v for stage in hist.values() for v in stage]
+        stage_history = fit_stages(model, epoch_batches, dict(rec.pairwise_epochs), optimizer, max_pairs=rec.max_pairs)
+        history = [v for stage in stage_history.values() for v in stage]
     else:
         opt = build_optimizer(model.parameters(), cfg)
         sched = build_scheduler(opt, cfg, rec.epochs)
@@ -434,7 +437,8 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
             sched.step()
             history.append(float(np.mean(losses)))
     model.eval()
-    return Trained(name, model, time.perf_counter() - start, time.process_time() - cpu_start, samples, history)
+    return Trained(name, model, time.perf_counter() - start, time.process_time() - cpu_start, samples, history,
+                   {k: list(v) for k, v in stage_history.items()})
 
 
 def predict(model: Any, rows: Rows, data: LearningSet, batch_size: int = VIDEO_BATCH_ROWS) -> dict[str, np.ndarray]:
