@@ -11,6 +11,11 @@ Columns (header names are case-insensitive):
   taken from these columns in the order they appear and checked against the catalogue.
 
 Rows are grouped into units by (subject, video); each unit's frames are sorted by frame.
+
+A root without ``manifest.csv`` (and no ``manifest`` option) is read as a plain folder of
+unlabeled videos and images, exactly as the ``media`` dataset reads it (one unit per video, one
+per loose image, subject = the parent folder), with no AU list: what a teacher labels for
+distillation.
 """
 
 from __future__ import annotations
@@ -18,13 +23,14 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from components.au import validate_au_list
 from components.datasets.base import (FrameRecord, LayoutError, VideoUnit, distinct_units,
                                       register_adapter)
-from components.datasets.media import natural_key
+from components.datasets.media import MediaAdapter, natural_key
 
 __all__ = ["ManifestAdapter", "au_columns"]
 
@@ -76,9 +82,19 @@ class ManifestAdapter:
                  aus: "Sequence[int] | None" = None, dataset: str = "manifest") -> None:
         self.root = Path(root)
         self.path = Path(manifest) if manifest else self.root / "manifest.csv"
-        if not self.path.is_file():
-            raise FileNotFoundError(f"manifest not found: {self.path}")
         self.dataset = dataset
+        self._folder: "MediaAdapter | None" = None
+        if not self.path.is_file():
+            if manifest or not self.root.is_dir():
+                raise FileNotFoundError(f"manifest not found: {self.path}")
+            if aus:
+                raise LayoutError(f"{self.root}: no manifest.csv, so no labels: AU(s) {list(aus)} cannot be "
+                                  "read (a plain folder is unlabeled; give a manifest with AU columns)")
+            log.info("%s has no manifest.csv: reading it as a plain folder of unlabeled videos and images",
+                     self.root)
+            self._folder = MediaAdapter(self.root)
+            self.aus = ()
+            return
         with open(self.path, newline="") as fh:
             header = next(csv.reader(fh), [])
         self._columns = {h.strip().lower(): h for h in header}
@@ -111,6 +127,10 @@ class ManifestAdapter:
     @distinct_units
     def units(self) -> Iterator[VideoUnit]:
         """Units sorted by (subject, video), frames sorted by frame number."""
+        if self._folder is not None:
+            for unit in self._folder.units():
+                yield replace(unit, dataset=self.dataset)
+            return
         by_path = "path" in self._columns
         units: dict[tuple[str, str], dict[str, Any]] = {}
         groups: dict[str, tuple[str, int]] = {}

@@ -160,3 +160,25 @@ def test_frame_files_indexed_by_number_and_label_folders_found_shallow(tmp_path:
     assert find_dirs(tmp_path, "AU_OCC", skip=("a", "frames")) == [
         tmp_path / "b" / "c" / "AU_OCC"]
     assert find_dirs(tmp_path, "AU_OCC", max_depth=1) == []
+
+
+def test_a_plain_folder_without_manifest_reads_as_unlabeled_media(tmp_path: Path) -> None:
+    (tmp_path / "alice").mkdir()
+    img = np.full((48, 64, 3), 128, np.uint8)
+    cv2.imwrite(str(tmp_path / "alice" / "face.jpg"), img)
+    cv2.imwrite(str(tmp_path / "alice" / "face.png"), img)
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(3):
+        writer.write(img)
+    writer.release()
+    adapter = build_adapter("manifest", tmp_path)
+    units = list(adapter.units())
+    assert adapter.aus == ()
+    assert [(u.dataset, u.subject, u.video, len(u.frames)) for u in units] == [
+        ("manifest", "alice", "alice/face.jpg", 1), ("manifest", "alice", "alice/face.png", 1),
+        ("manifest", ".", "clip.avi", 3)]
+    assert all(u.aus == () and all(f.labels == () for f in u.frames) for u in units)
+    with pytest.raises(LayoutError, match="no manifest.csv, so no labels"):
+        build_adapter("manifest", tmp_path, aus=[12])
+    with pytest.raises(FileNotFoundError, match="manifest not found"):
+        build_adapter("manifest", tmp_path, manifest=str(tmp_path / "other.csv"))
