@@ -53,7 +53,7 @@ import pyarrow.fs as pafs
 
 from components import storage
 from components.batches import VIDEO_BATCH_ROWS
-from components.configuration import to_dict
+from components.configuration import save_yaml, to_dict
 from components.store.schema import SCHEMA_VERSION, teacher_source
 from workflows.preprocess import UnitProgress
 from workflows.preprocess_actor import FAULT_ENV, die_once, marker_done, write_atomic_text
@@ -386,6 +386,8 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     _clear(cfg.data, ("labels.json",))  # marks a finished labelling: absent while one is under way
     storage.write_json(run_uri, {"source": teacher.source, "aus": aus, "teacher": teacher.directory,
                                  "config": to_dict(cfg)})
+    if not storage.is_remote(cfg.data):
+        save_yaml(cfg, storage.join(cfg.data, "label.yaml"))
     units = _frames_units(cfg.data)
     items = [{"stem": s, "size": n} for s, n in units.items()
              if not (cfg.resume and _labelled(cfg.data, s, n, teacher.source))]
