@@ -124,8 +124,9 @@ def main() -> None:
         init_ray(num_cpus=2)
         ray.data.DataContext.get_current().enable_progress_bars = False
         store = build_store(work)
-        result = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs "
-                  "(2-core CPU machine, shared)", "videos": list(VIDEOS),
+        machine = {"platform": platform.platform(), "cpus": os.cpu_count(),
+                   "note": "this project's 2-core CPU machine, shared with other work"}
+        result = {"date": time.strftime("%Y-%m-%d"), "machine": machine, "videos": list(VIDEOS),
                   "builtin": label_rate(store, "builtin"),
                   "cnn": label_rate(store, str(cnn_teacher(work / "cnn"))),
                   "crops_vs_stored": crops_vs_stored(store)}
