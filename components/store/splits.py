@@ -131,7 +131,8 @@ def subject_label_counts(store: str) -> dict[str, np.ndarray]:
     table = pads.dataset(files, filesystem=fs, format="parquet").to_table(columns=["subject", "labels"])
     labels = table.column("labels").combine_chunks()
     width = int(labels.value_lengths()[0].as_py()) if len(labels) else 0
-    flat = labels.flatten().to_numpy(zero_copy_only=False).reshape(-1, width) if width else np.zeros((0, 0))
+    # A store without labels of its own (unlabeled video) has empty label lists: no AU columns.
+    flat = labels.flatten().to_numpy(zero_copy_only=False).reshape(-1, width) if width else np.zeros((len(labels), 0))
     subjects = np.asarray(table.column("subject").to_pylist())
     return {str(s): np.stack([(flat[subjects == s] == 1).sum(0), (flat[subjects == s] >= 0).sum(0)])
             for s in np.unique(subjects)}
