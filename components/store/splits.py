@@ -84,7 +84,11 @@ def store_info(store: str) -> dict[str, Any]:
 def teacher_labels(store: str, files: list[str], aus: "list[int] | tuple[int, ...]") -> dict[str, list[float]]:
     """sample_id → a teacher's soft labels (``LABELS_SCHEMA``, NaN unknown) for the rows of the
     given ``frames/`` files, read from their ``labels/`` files; rows of files without one are
-    absent. Raises naming the store when it has no finished labelling or another AU list."""
+    absent. Raises naming the store when it has no finished labelling or another AU list.
+
+    The mapping is held whole and shipped with training's transform, as ``shuffled_labels`` is:
+    about 100 bytes per row and AU-list entry, fine for the stores facsflow trains on today; a
+    store of many millions of rows would want the join per file instead."""
     done = storage.join(store, "labels.json")
     if not storage.exists(done):
         raise UserError(f"{store} has no teacher labels (no labels.json): run `facsflow label --data {store}` "
