@@ -87,11 +87,12 @@ class BatchBuilder:
     Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown (a teacher's probability in [0, 1] instead where the batch has
-    ``soft_labels``, ``workflows.label``, and the row's own label is unknown), intensity (B,n_AU) float32 (-1 where the store has none), and the
-    id columns sample_id, dataset, subject, video, frame_order as passthrough, ``blendshapes``
-    (B, 52) when the batch has them (required when the model declares them), and video_index
-    (``components.video_key``: CRC32 of dataset/subject/video) for families that pair or window frames within a video,
-    and subject_index (CRC32 of dataset/subject) for those that group frames by person.
+    ``soft_labels``, ``workflows.label``, and the row's own label is unknown), intensity (B,n_AU)
+    float32 (-1 where the store has none), and the id columns sample_id, dataset, subject, video,
+    frame_order as passthrough, ``blendshapes`` (B, 52) when the batch has them (required when the
+    model declares them), video_index (``components.video_key``: CRC32 of dataset/subject/video)
+    for families that pair or window frames within a video, and subject_index (CRC32 of
+    dataset/subject) for those that group frames by person.
     """
 
     def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,

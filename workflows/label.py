@@ -16,12 +16,12 @@ the source frame, around the face box, at full resolution: the input the built-i
 (RetinaFace + MediaPipe) gives the member, and the very one when the store was preprocessed with
 ``--face.detector retinaface --face.landmarker mediapipe``. So the teacher does not re-run a face
 pipeline. Not on the stored crops: they are 112-px resampled, rotated face-only crops (margin
-0.25), not the frame region (2 box sides) the landmarker fits; on the 74 rows of a store of
-../shared/media (single_face.mp4 and two photos) the built-in re-run on the crops gives AU
-probabilities 0.013 apart on average (0.019 for the worst row) from those of the stored
-blendshapes, for a second face detection and mesh fit per row. Not on the source frames either:
-that repeats preprocessing's face work and would have to match the teacher's faces back to rows by
-position, which the store does not keep in image pixels. A store preprocessed without MediaPipe
+0.25), not the frame region (2 box sides) the landmarker fits; on the 544 rows of two videos of
+../shared/media (``python benchmarks/label.py``, 2026-12-04) the built-in re-run on the crops
+found every face again but gave AU probabilities 0.019 apart on average (0.055 for the worst
+row) from those of the stored blendshapes, at 30.8 CPU ms per row instead of 0.6. Not on the
+source frames either: that repeats preprocessing's face work and would have to match the
+teacher's faces back to rows by position, which the store does not keep in image pixels. A store preprocessed without MediaPipe
 has no blendshapes: labelling it with a teacher that reads them stops at once, naming the flag.
 A row the teacher has no input for (null blendshapes) keeps unknown labels (NaN); frames with no
 face at all are preprocessing's rejects, have no row, and are counted in the summary.
@@ -53,7 +53,7 @@ import pyarrow.fs as pafs
 
 from components import storage
 from components.batches import VIDEO_BATCH_ROWS
-from components.configuration import to_dict
+from components.configuration import save_yaml, to_dict
 from components.store.schema import SCHEMA_VERSION, teacher_source
 from workflows.preprocess import UnitProgress
 from workflows.preprocess_actor import FAULT_ENV, die_once, marker_done, write_atomic_text
@@ -386,6 +386,8 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     _clear(cfg.data, ("labels.json",))  # marks a finished labelling: absent while one is under way
     storage.write_json(run_uri, {"source": teacher.source, "aus": aus, "teacher": teacher.directory,
                                  "config": to_dict(cfg)})
+    if not storage.is_remote(cfg.data):
+        save_yaml(cfg, storage.join(cfg.data, "label.yaml"))
     units = _frames_units(cfg.data)
     items = [{"stem": s, "size": n} for s, n in units.items()
              if not (cfg.resume and _labelled(cfg.data, s, n, teacher.source))]

@@ -347,6 +347,13 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
         summary["reused"] = True
         return summary
     split = load_split(cfg.data, info, cfg.split)
+    counts = subject_label_counts(cfg.data)
+    if not any(counts[s][1].sum() for s in split.val if s in counts):
+        from components.errors import UserError
+
+        # Validation scores epochs by F1 against the rows' own labels (a teacher's are for training).
+        raise UserError(f"fold {split.fold}: the validation subjects {split.val} of {cfg.data} have no labels of "
+                        "their own (a store of unlabeled video?); validation needs labelled subjects")
     # One line per epoch from the loop is the progress a person follows; per-epoch Ray Data
     # progress bars from every worker would drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -84,7 +84,11 @@ def store_info(store: str) -> dict[str, Any]:
 def teacher_labels(store: str, files: list[str], aus: "list[int] | tuple[int, ...]") -> dict[str, list[float]]:
     """sample_id → a teacher's soft labels (``LABELS_SCHEMA``, NaN unknown) for the rows of the
     given ``frames/`` files, read from their ``labels/`` files; rows of files without one are
-    absent. Raises naming the store when it has no finished labelling or another AU list."""
+    absent. Raises naming the store when it has no finished labelling or another AU list.
+
+    The mapping is held whole and shipped with training's transform, as ``shuffled_labels`` is:
+    about 100 bytes per row and AU-list entry, fine for the stores facsflow trains on today; a
+    store of many millions of rows would want the join per file instead."""
     done = storage.join(store, "labels.json")
     if not storage.exists(done):
         raise UserError(f"{store} has no teacher labels (no labels.json): run `facsflow label --data {store}` "
@@ -131,7 +135,8 @@ def subject_label_counts(store: str) -> dict[str, np.ndarray]:
     table = pads.dataset(files, filesystem=fs, format="parquet").to_table(columns=["subject", "labels"])
     labels = table.column("labels").combine_chunks()
     width = int(labels.value_lengths()[0].as_py()) if len(labels) else 0
-    flat = labels.flatten().to_numpy(zero_copy_only=False).reshape(-1, width) if width else np.zeros((0, 0))
+    # A store without labels of its own (unlabeled video) has empty label lists: no AU columns.
+    flat = labels.flatten().to_numpy(zero_copy_only=False).reshape(-1, width) if width else np.zeros((len(labels), 0))
     subjects = np.asarray(table.column("subject").to_pylist())
     return {str(s): np.stack([(flat[subjects == s] == 1).sum(0), (flat[subjects == s] >= 0).sum(0)])
             for s in np.unique(subjects)}

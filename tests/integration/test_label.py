@@ -116,8 +116,11 @@ def test_a_second_run_labels_nothing_new(store: Path) -> None:
     # label_sources 'teacher' alone every row's labels are its soft labels (the rows have none).
     from components.builtin import BUILTIN_AUS
     from components.models.base import InputSpec
-    from components.store.splits import frames_files, store_info, teacher_labels
+    from components.store.splits import frames_files, store_info, subject_label_counts, teacher_labels
     from workflows.store_reader import transformed_dataset
+
+    # The rows' own labels: none (empty lists), counted as no AU columns, not an error.
+    assert {s: c.shape for s, c in subject_label_counts(str(store)).items()} == {".": (2, 0)}
 
     info = store_info(str(store))
     assert (info["aus"], info["aus_from"]) == (list(BUILTIN_AUS), "labels")

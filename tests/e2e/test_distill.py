@@ -1,0 +1,54 @@
+"""Distillation's commands as a user types them: a synthetic store from the real photos of
+../shared/media, preprocessed with the built-in's face pipeline, labelled by the built-in, and a
+student trained on the teacher's labels alone (``--label-sources teacher``) through the real DDP
+loop, validated on the held-out subject's own labels. Slow tier: about 3 minutes on a 2-core
+machine."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_media
+from tests.processes import run_command
+from workflows.demo import DEMO_FACE_PHOTOS, link_face_photos
+
+pytestmark = pytest.mark.slow
+
+
+def _facsflow(*args: str, cwd: Path) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    rc, out, err = run_command([sys.executable, "-m", "workflows.cli", *args], cwd, env, 900)
+    assert rc == 0, (out + err)[-4000:]
+    return out + err
+
+
+def test_a_student_trains_on_the_builtin_teachers_labels(tmp_path: Path) -> None:
+    faces = link_face_photos(require_media(*DEMO_FACE_PHOTOS), tmp_path)
+    _facsflow("synth", "--out", "data", "--faces", str(faces), "--subjects-per-identity", "1",
+              "--videos-per-subject", "2", "--frames-per-video", "16", cwd=tmp_path)
+    _facsflow("preprocess", "--dataset", "manifest", "--root", "data", "--out", "store",
+              "--face.detector", "retinaface", "--face.landmarker", "mediapipe", cwd=tmp_path)
+    out = _facsflow("label", "--teacher", "builtin", "--data", "store", cwd=tmp_path)
+    assert "256 rows, 256 with probabilities" in out, out[-2000:]
+    done = json.loads((tmp_path / "store" / "labels.json").read_text())
+    store_aus = json.loads((tmp_path / "store" / "store.json").read_text())["aus"]
+    assert done["aus"] == store_aus and done["source"].startswith("teacher:builtin@")
+
+    _facsflow("train", "--model", "baseline_mobilenetv3_112", "--data", "store", "--out", "runs",
+              "--workers", "1", "--epochs", "2", "--set", "max_steps_per_epoch=6", "--label-sources", "teacher",
+              cwd=tmp_path)
+    run = tmp_path / "runs" / "baseline_mobilenetv3_112-fold1"
+    assert "label_sources: [teacher]" in (run / "train.yaml").read_text()
+    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(epochs) == 2
+    # BCE on soft targets: finite, and above 0 (a probability target is never fitted exactly).
+    assert all(math.isfinite(e["train_loss"]) and e["train_loss"] > 0 for e in epochs), epochs
+    assert all(e["val_mean_f1"] is not None for e in epochs)  # validated on the rows' own labels
+    assert json.loads((run / "run.json").read_text())["checkpoint"]
