@@ -91,6 +91,8 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--every", type=int, default=2,
                         help="train on every n-th frame of each video (both arms alike; neighbours nearly repeat)")
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "pretrained.json"))
+    parser.add_argument("--inits", default="random,pretrained",
+                        help="which arms to train (one per process runs them in parallel; --merge pairs them)")
     parser.add_argument("--merge", nargs="+", default=[],
                         help="JSON files of runs over other sets (e.g. run in parallel) to join into --json")
     args = parser.parse_args(argv)
@@ -144,6 +146,8 @@ def main(argv: "list[str] | None" = None) -> int:
             base = RECIPES.get(arm.model, Recipe())
             counts = {}
             for init, entry in (("random", ""), ("pretrained", arm.entry)):
+                if init not in args.inits.split(","):
+                    continue
                 recipe = replace(base, every=max(base.every, args.every),
                                  kwargs=tuple(base.kwargs) + arm.kwargs + (("pretrained", entry),))
                 run = train(arm.model, data, recipe)
@@ -160,16 +164,30 @@ def main(argv: "list[str] | None" = None) -> int:
                     "beats_trivial": bool(ci["low"] is not None and ci["low"] > ev["trivial_best"]),
                     "seconds_per_epoch": run.cpu_seconds / epochs, "train_cpu_seconds": run.cpu_seconds,
                     "loss_history": run.history, "params": sum(p.numel() for p in run.model.parameters()),
+                    "subject_counts": counts[init].tolist(),
                     "paper": model_info(arm.model).paper,
                 })
                 print(f"  {arm.family} {init:<10}: mean F1 {_ci(ci)} (best trivial {ev['trivial_best']:.3f}), "
                       f"{run.cpu_seconds / epochs:.0f} s CPU per epoch", flush=True)
                 write()
-            paired = paired_bootstrap_counts(counts["pretrained"], counts["random"], n_boot=args.boot)
-            pairs.append({"family": arm.family, "set": label, "paired": paired})
-            print(f"  {arm.family}: pretrained − random {paired['difference']:+.3f} "
-                  f"[{paired['low']:+.3f}, {paired['high']:+.3f}], p={paired['p_value']:.3f}", flush=True)
+            if len(counts) == 2:
+                paired = paired_bootstrap_counts(counts["pretrained"], counts["random"], n_boot=args.boot)
+                pairs.append({"family": arm.family, "set": label, "paired": paired})
+                print(f"  {arm.family}: pretrained − random {paired['difference']:+.3f} "
+                      f"[{paired['low']:+.3f}, {paired['high']:+.3f}], p={paired['p_value']:.3f}", flush=True)
             write()
+    if args.merge:
+        # Arms trained in separate processes are paired here from their per-subject counts.
+        for r in results:
+            if r["init"] != "pretrained" or "subject_counts" not in r:
+                continue
+            if any(p["family"] == r["family"] and p["set"] == r["set"] for p in pairs):
+                continue
+            rand = next((x for x in results if x["family"] == r["family"] and x["set"] == r["set"]
+                         and x["init"] == "random" and "subject_counts" in x), None)
+            if rand is not None:
+                pairs.append({"family": r["family"], "set": r["set"], "paired": paired_bootstrap_counts(
+                    np.asarray(r["subject_counts"]), np.asarray(rand["subject_counts"]), n_boot=args.boot)})
     print()
     print(markdown_table(results, pairs))
     for fam, t in sign_flips().items():

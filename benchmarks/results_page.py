@@ -27,6 +27,7 @@ COMMANDS = {
     "serve.json": ("Serving", "python benchmarks/serve_bench.py [--overhead]; python benchmarks/serve_load.py"),
     "models.json": ("Model families on the synthetic DISFA-layout set", "python benchmarks/models.py"),
     "label.json": ("Labelling a store with a teacher", "python benchmarks/label.py"),
+    "pretrained.json": ("Random vs pretrained initialisation per family", "python benchmarks/pretrained.py"),
 }
 
 
