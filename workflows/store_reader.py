@@ -14,7 +14,7 @@ from components.batches import AugmentConfig, BatchBuilder
 from components.models.base import InputSpec
 from components import storage
 from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
-from components.store.splits import Split, shuffled_labels, teacher_labels
+from components.store.splits import Split, shuffled_labels, teacher_decision_labels, teacher_labels
 
 __all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "read_store_frames", "transformed_dataset", "split_datasets"]
 
@@ -118,9 +118,13 @@ def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
                    "soft_labels": soft_labels, "human_labels": human_labels})
 
 
-def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = True) -> dict[str, Any]:
+def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = True,
+                   val_labels: str = "own") -> dict[str, Any]:
     """Ray Datasets {train, val} (training) or {test} of ``split``, transformed for ``cfg.model``
-    (its input declaration comes from the registry without building the model)."""
+    (its input declaration comes from the registry without building the model). ``val_labels``
+    'teacher': the validation rows are scored against the teacher's decisions
+    (``teacher_decision_labels``) instead of their own labels (they have none:
+    ``workflows.train.validation_labels``)."""
     from dataclasses import asdict
 
     from components.models.registry import input_spec
@@ -133,13 +137,17 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
         from components.datasets.samplers import resample_spec
 
         resample = asdict(resample_spec(info["dataset"]))
-    # Validation and test keep the rows' own labels: a teacher's are for training only.
+    # Validation and test keep the rows' own labels: a teacher's probabilities are for training
+    # only; its decisions (0/1, -1 unknown, through the same fill) score validation rows without any.
     sources = tuple(getattr(cfg, "label_sources", (LABEL_SOURCE_HUMAN,)))
-    soft = (teacher_labels(cfg.data, split.files["train"], info["aus"])
-            if train and LABEL_SOURCE_TEACHER in sources else None)
+    soft = {"train": teacher_labels(cfg.data, split.files["train"], info["aus"])
+            if train and LABEL_SOURCE_TEACHER in sources else None}
+    if train and val_labels == "teacher":
+        soft["val"] = teacher_decision_labels(cfg.data, split.files["val"], info["aus"])
     return {n: transformed_dataset(split.files[n], info, spec, cfg.augment if n == "train" else None,
                                    cfg.data_cpus, cfg.seed, label_override=shuffled if n == "train" else None,
                                    resample=resample if n == "train" else None,
-                                   soft_labels=soft if n == "train" else None,
-                                   human_labels=n != "train" or LABEL_SOURCE_HUMAN in sources)
+                                   soft_labels=soft.get(n),
+                                   human_labels=(LABEL_SOURCE_HUMAN in sources) if n == "train"
+                                   else n not in soft)
             for n in names}
