@@ -58,6 +58,7 @@ def test_a_student_trains_on_the_builtin_teachers_labels(tmp_path: Path) -> None
     assert summary["checkpoint"] and summary["val_labels"] == "own"
 
     # The same frames with no labels of their own: validation falls back to the teacher's decisions.
+    from components.builtin import BUILTIN_AUS
     from components.datasets.manifest import au_columns
 
     rows = list(csv.reader((tmp_path / "data" / "manifest.csv").open()))
@@ -69,8 +70,10 @@ def test_a_student_trains_on_the_builtin_teachers_labels(tmp_path: Path) -> None
     _facsflow("preprocess", "--dataset", "manifest", "--root", "bare", "--out", "bare-store",
               "--face.detector", "retinaface", "--face.landmarker", "mediapipe", cwd=tmp_path)
     _facsflow("label", "--teacher", "builtin", "--data", "bare-store", cwd=tmp_path)
-    thresholds = json.loads((tmp_path / "bare-store" / "labels.json").read_text())["thresholds"]
-    assert len(thresholds) == len(done["aus"]) and all(0 < t < 1 for t in thresholds)
+    bare_done = json.loads((tmp_path / "bare-store" / "labels.json").read_text())
+    thresholds = bare_done["thresholds"]  # a store without an AU list takes the teacher's
+    assert bare_done["aus"] == list(BUILTIN_AUS) and len(thresholds) == len(BUILTIN_AUS)
+    assert all(0 < t < 1 for t in thresholds)
     _facsflow("train", "--model", "baseline_mobilenetv3_112", "--data", "bare-store", "--out", "bare-runs",
               "--workers", "1", "--epochs", "1", "--set", "max_steps_per_epoch=6", "--label-sources", "teacher",
               cwd=tmp_path)
@@ -85,6 +88,6 @@ def test_a_student_trains_on_the_builtin_teachers_labels(tmp_path: Path) -> None
     assert agree["teacher"] == done["source"] and f"against teacher {done['source']}" in out
     fold = agree["models"]["baseline_mobilenetv3_112"]["folds"][0]
     assert fold["teacher_thresholds"] == thresholds and fold["n_rows"] > 0
-    assert set(fold["agreement_f1"]) == set(map(str, done["aus"])) == set(fold["correlation"])
+    assert set(fold["agreement_f1"]) == set(map(str, BUILTIN_AUS)) == set(fold["correlation"])
     assert fold["mean_correlation"] is not None and -1 <= fold["mean_correlation"] <= 1
     assert report["models"]["baseline_mobilenetv3_112"]["mean_f1"] is None  # no labels of its own
