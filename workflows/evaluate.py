@@ -1,6 +1,6 @@
 """Evaluate trained runs on their held-out test subjects and write the report.
 
-``python -m workflows.evaluate --runs RUNS... --out DIR [--tune-thresholds] [--config YAML] [--set K=V]``
+``python -m workflows.evaluate --runs RUNS... --out DIR [--tune-thresholds] [--against own|teacher] [--config YAML] [--set K=V]``
 
 Each run is evaluated on its own fold's test subjects with the same ``Predictor`` that serving
 uses. Thresholds are 0.5, or tuned per AU on the run's validation subjects (never on test) with

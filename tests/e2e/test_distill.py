@@ -4,7 +4,7 @@ student trained on the teacher's labels alone (``--label-sources teacher``) thro
 loop, validated on the held-out subject's own labels; then the same frames without their labels
 (a manifest without AU columns: a store of unlabeled video), whose student is validated on the
 teacher's decisions and evaluated against the teacher (``--against teacher``). Slow tier: about
-6 minutes on a 2-core machine."""
+7 minutes on a 2-core machine (shared: 6 min 44 s)."""
 
 from __future__ import annotations
 
@@ -74,10 +74,13 @@ def test_a_student_trains_on_the_builtin_teachers_labels(tmp_path: Path) -> None
     thresholds = bare_done["thresholds"]  # a store without an AU list takes the teacher's
     assert bare_done["aus"] == list(BUILTIN_AUS) and len(thresholds) == len(BUILTIN_AUS)
     assert all(0 < t < 1 for t in thresholds)
-    _facsflow("train", "--model", "baseline_mobilenetv3_112", "--data", "bare-store", "--out", "bare-runs",
+    # The student: the blendshape family, calibrated (it starts as the built-in's own mapping, so
+    # its answers must follow the teacher's row by row: a test of how rows are matched, not of
+    # learning). The baseline of the run above answers every frame alike after its 12 steps.
+    _facsflow("train", "--model", "blendshape_calibrated", "--data", "bare-store", "--out", "bare-runs",
               "--workers", "1", "--epochs", "1", "--set", "max_steps_per_epoch=6", "--label-sources", "teacher",
               cwd=tmp_path)
-    bare = tmp_path / "bare-runs" / "baseline_mobilenetv3_112-fold1"
+    bare = tmp_path / "bare-runs" / "blendshape_calibrated-fold1"
     assert json.loads((bare / "run.json").read_text())["val_labels"] == "teacher"
     epoch = json.loads((bare / "metrics.jsonl").read_text().splitlines()[0])
     assert epoch["val_mean_f1"] is not None  # scored against the teacher's decisions
@@ -86,8 +89,8 @@ def test_a_student_trains_on_the_builtin_teachers_labels(tmp_path: Path) -> None
     report = json.loads((tmp_path / "bare-report" / "report.json").read_text())
     agree = report["teacher_agreement"]
     assert agree["teacher"] == done["source"] and f"against teacher {done['source']}" in out
-    fold = agree["models"]["baseline_mobilenetv3_112"]["folds"][0]
+    fold = agree["models"]["blendshape_calibrated"]["folds"][0]
     assert fold["teacher_thresholds"] == thresholds and fold["n_rows"] > 0
     assert set(fold["agreement_f1"]) == set(map(str, BUILTIN_AUS)) == set(fold["correlation"])
-    assert fold["mean_correlation"] is not None and -1 <= fold["mean_correlation"] <= 1
-    assert report["models"]["baseline_mobilenetv3_112"]["mean_f1"] is None  # no labels of its own
+    assert fold["mean_correlation"] > 0.5 and fold["mean_agreement_f1"] is not None, fold
+    assert report["models"]["blendshape_calibrated"]["mean_f1"] is None  # no labels of its own
