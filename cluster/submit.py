@@ -35,7 +35,7 @@ __all__ = ["STAGES", "DEFAULT_ADDRESS", "ROOT", "resolve_address", "build_entryp
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 DEFAULT_RUNTIME_ENV = ROOT / "cluster" / "runtime_env.yaml"
-STAGES = ("synth", "preprocess", "train", "tune", "evaluate", "ensemble", "serve", "predict", "demo")
+STAGES = ("synth", "preprocess", "label", "train", "tune", "evaluate", "ensemble", "serve", "predict", "demo")
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 

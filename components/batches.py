@@ -87,7 +87,11 @@ class BatchBuilder:
     Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown (a teacher's probability in [0, 1] instead where the batch has
-    ``soft_labels``, ``workflows.label``, and the row's own label is unknown), intensity (B,n_AU)
+    ``soft_labels``, ``workflows.label``, and the row's own label is unknown), ``hard_labels``
+    (B,n_AU) where the builder has ``teacher_thresholds`` and the batch ``soft_labels``: the same
+    labels with each teacher probability replaced by the teacher's decision (1 at or above its
+    threshold, 0 below, -1 unknown), for the loss terms defined on binary labels (lrp-arl-ff's
+    circle loss, pairwise-rank's pair orders), intensity (B,n_AU)
     float32 (-1 where the store has none), and the id columns sample_id, dataset, subject, video,
     frame_order as passthrough, ``blendshapes`` (B, 52) when the batch has them (required when the
     model declares them), video_index (``components.video_key``: CRC32 of dataset/subject/video)
@@ -97,7 +101,8 @@ class BatchBuilder:
 
     def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,
                  augment: "AugmentConfig | None" = None, seed: int = 0,
-                 au_index: "Sequence[int] | None" = None) -> None:
+                 au_index: "Sequence[int] | None" = None,
+                 teacher_thresholds: "Sequence[float | None] | None" = None) -> None:
         missing = [s for s in spec.diff_steps if s not in store_diff_steps]
         if missing:
             raise ValueError(
@@ -109,6 +114,9 @@ class BatchBuilder:
         self.n_store_steps = len(store_diff_steps)
         self.n_aus = n_aus
         self.au_index = list(au_index) if au_index is not None else None
+        thr = None if teacher_thresholds is None else np.array(
+            [np.nan if t is None else float(t) for t in teacher_thresholds], np.float32)
+        self.teacher_thresholds = thr[self.au_index] if thr is not None and self.au_index is not None else thr
         self.augment = augment
         self.rng = np.random.default_rng(seed)
 
@@ -120,15 +128,24 @@ class BatchBuilder:
                 out[i] = arr[self.au_index] if self.au_index is not None else arr
         return out
 
-    def _merged_labels(self, batch: dict[str, Any], n: int) -> np.ndarray:
+    def _merged_labels(self, batch: dict[str, Any], n: int) -> "tuple[np.ndarray, np.ndarray | None]":
         """``labels``, with a teacher's ``soft_labels`` (probabilities, NaN unknown; the batch has
-        them only where training chose the teacher's labels) filling every cell without one."""
+        them only where training chose the teacher's labels) filling every cell without one; and
+        ``hard_labels`` (the teacher's decisions filling them instead) where the builder has the
+        teacher's thresholds, else None."""
         labels = self._labels(batch.get("labels", [None] * n), "labels")
         soft = batch.get("soft_labels")
         if soft is None:
-            return labels
+            return labels, None
         soft = self._labels(soft, "soft_labels")  # -1 for a row without them, NaN stays NaN
-        return np.where((labels < 0) & (soft >= 0), soft, labels).astype(np.float32)
+        fill = (labels < 0) & (soft >= 0)
+        merged = np.where(fill, soft, labels).astype(np.float32)
+        if self.teacher_thresholds is None:
+            return merged, None
+        thr = np.broadcast_to(self.teacher_thresholds, soft.shape)
+        with np.errstate(invalid="ignore"):
+            decided = np.where(np.isnan(thr), -1.0, (soft >= thr).astype(np.float32))
+        return merged, np.where(fill, decided, labels).astype(np.float32)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         spec = self.spec
@@ -163,9 +180,11 @@ class BatchBuilder:
                 valid[i] = v[self.diff_index]
         out = {
             "image": images, "landmarks": lms_out, "landmark_diff": diffs, "diff_valid": valid,
-            "labels": self._merged_labels(batch, n),
             "intensity": self._labels(batch.get("intensities", [None] * n), "intensities"),
         }
+        out["labels"], hard = self._merged_labels(batch, n)
+        if hard is not None:
+            out["hard_labels"] = hard
         col = batch.get("blendshapes")
         if spec.blendshapes and col is None:
             raise ValueError("the model reads blendshapes but the batch has none: build the feature "

@@ -1,12 +1,21 @@
 """Evaluate trained runs on their held-out test subjects and write the report.
 
-``python -m workflows.evaluate --runs RUNS... --out DIR [--tune-thresholds] [--config YAML] [--set K=V]``
+``python -m workflows.evaluate --runs RUNS... --out DIR [--tune-thresholds] [--against own|teacher] [--config YAML] [--set K=V]``
 
 Each run is evaluated on its own fold's test subjects with the same ``Predictor`` that serving
 uses. Thresholds are 0.5, or tuned per AU on the run's validation subjects (never on test) with
 ``--tune-thresholds``; the evaluation output owns them (``thresholds.json``), and the ensemble
 manifest copies the ones it uses. The report (JSON, Markdown, HTML with plots) shows every model
 per fold and averaged over folds, beside the trivial predictors.
+
+``--against teacher`` also scores each run's test predictions against the teacher that labelled
+the run's store (``facsflow label``): agreement F1 per AU (the run's decisions against the
+teacher's, its soft labels at its own thresholds, recorded in ``labels.json``) and the per-AU
+Pearson correlation of the run's probabilities with the teacher's soft labels
+(``components.metrics.agreement``), in report.json's ``teacher_agreement`` with the teacher
+named. The rows' own labels are still scored where they have any; where the validation rows
+have none, ``--tune-thresholds`` tunes on the teacher's decisions instead (as training's
+validation does, ``val_labels: teacher`` in run.json).
 """
 
 from __future__ import annotations
@@ -49,6 +58,13 @@ class EvaluateConfig:
     test_data: tuple[str, ...] = ()
     """Other feature stores to test every run on (cross-dataset, over the shared AUs; all their
     subjects are unseen by the runs)."""
+    against: str = "own"
+    """'own': score against the rows' own labels; 'teacher': also against the teacher that labelled
+    the store (agreement F1 at the teacher's thresholds, per-AU correlation with its soft labels)."""
+
+    def __post_init__(self) -> None:
+        if self.against not in ("own", "teacher"):
+            raise ValueError(f"against must be 'own' or 'teacher', got {self.against!r}")
 
 
 def find_runs(paths: "list[str] | tuple[str, ...]") -> list[str]:
@@ -105,16 +121,79 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
         from workflows.runtime import UserError
 
         raise UserError(f"{run_dir}: no test frames for fold {run['split']['fold']}")
+    test["labels"] = _own_labels(test, len(info["aus"]))
     kw: dict[str, Any] = {}
     if cfg.tune_thresholds:
         val = predict_split(run, info, "val", cfg, smooth_window)
-        kw = {"val_probs": val["probs"], "val_labels": val["labels"], "val_subjects": val["subject"]}
+        val_labels = _own_labels(val, len(info["aus"]))
+        if cfg.against == "teacher" and not (val_labels >= 0).any():
+            val_labels = _teacher_decisions_of(run, info, "val", val["sample_id"])
+        kw = {"val_probs": val["probs"], "val_labels": val_labels, "val_subjects": val["subject"]}
     ev = evaluate_model_outputs(report_name(run["run"]), test["probs"], test["labels"], test["subject"], info["aus"],
                                 fold=run["split"]["fold"], dataset=info["dataset"], n_boot=cfg.bootstrap,
                                 seed=cfg.seed, **kw)
     ev["run"] = run_dir
     ev["checkpoint"] = run["checkpoint"]
+    if cfg.against == "teacher":
+        ev["teacher_agreement"] = _agreement(run, info, test, ev["thresholds"])
     return ev
+
+
+def _own_labels(pred: dict[str, Any], n_aus: int) -> Any:
+    """The rows' own labels; all unknown (-1) for a store without any (unlabeled video, whose AU
+    list is its teacher's: the rows hold empty label lists)."""
+    import numpy as np
+
+    labels = pred["labels"]
+    return labels if labels.shape[1:] == (n_aus,) else np.full((len(pred["probs"]), n_aus), -1, np.int8)
+
+
+def _teacher_soft(run: dict[str, Any], info: dict[str, Any], split_name: str, sample_ids: Any) -> Any:
+    """float (N, n_AU): the teacher's soft labels of a split's rows in ``sample_ids`` order (NaN
+    for a row without)."""
+    import numpy as np
+
+    from components.store.splits import _split_files, teacher_labels
+
+    soft = teacher_labels(run["preprocess_store"], _split_files(run["preprocess_store"], run["split"][split_name]),
+                          info["aus"])
+    unknown = [float("nan")] * len(info["aus"])
+    return np.array([soft.get(str(s), unknown) for s in sample_ids], np.float64).reshape(-1, len(info["aus"]))
+
+
+def _teacher_decisions_of(run: dict[str, Any], info: dict[str, Any], split_name: str, sample_ids: Any) -> Any:
+    from components.metrics.agreement import teacher_decisions
+    from components.store.splits import teacher_labelling
+
+    return teacher_decisions(_teacher_soft(run, info, split_name, sample_ids),
+                             teacher_labelling(run["preprocess_store"])["thresholds"])
+
+
+def _agreement(run: dict[str, Any], info: dict[str, Any], test: dict[str, Any], thresholds: Any) -> dict[str, Any]:
+    """The run's test predictions against the teacher of its store (``components.metrics.agreement``)."""
+    from components.metrics.agreement import teacher_agreement
+    from components.store.splits import teacher_labelling
+
+    done = teacher_labelling(run["preprocess_store"])
+    res = teacher_agreement(test["probs"], thresholds, _teacher_soft(run, info, "test", test["sample_id"]),
+                            done["thresholds"], info["aus"])
+    return {"teacher": done["source"], "teacher_thresholds": done["thresholds"], **res}
+
+
+def teacher_agreement_results(evals: "list[dict[str, Any]]") -> dict[str, Any]:
+    """report.json's ``teacher_agreement``: per model its folds and the means over them."""
+    from components.metrics.occurrence import nanmean
+
+    models: dict[str, Any] = {}
+    for e in evals:
+        m = models.setdefault(e["model"], {"folds": []})
+        m["folds"].append({"fold": e["fold"], "run": e["run"], **e["teacher_agreement"]})
+    for m in models.values():
+        for key in ("mean_agreement_f1", "mean_correlation"):
+            vals = [f[key] for f in m["folds"] if f[key] is not None]
+            m[key] = nanmean(vals) if vals else None
+    teachers = sorted({e["teacher_agreement"]["teacher"] for e in evals})
+    return {"teacher": teachers[0] if len(teachers) == 1 else teachers, "models": models}
 
 
 def report_name(run_name: str) -> str:
@@ -166,9 +245,11 @@ def run_evaluation(cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any
     evals = [evaluate_run(r, cfg, smooth_window) for r in run_dirs]
     cross = [cross_dataset(r, s, cfg, smooth_window) for s in cfg.test_data for r in run_dirs]
     results = build_results(evals, cross_dataset=cross, n_boot=cfg.bootstrap, seed=cfg.seed)
+    if cfg.against == "teacher":
+        results["teacher_agreement"] = teacher_agreement_results(evals)
     paths = write_report(cfg.out, results, {"git_commit": git_commit(), "runs": [e["run"] for e in evals],
                                             "threshold_policy": "validation-tuned" if cfg.tune_thresholds else "0.5",
-                                            "smooth_window": smooth_window})
+                                            "smooth_window": smooth_window, "against": cfg.against})
     thresholds = {e["run"]: {"checkpoint": e["checkpoint"], "thresholds": list(e["thresholds"]),
                              "source": e["threshold_source"], "model": e["model"], "fold": e["fold"]}
                   for e in evals}
@@ -187,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "accuracy, ABAW score, bootstrap CIs, trivial predictors; report.md/.html/.json.")
 
 
+def _num(x: "float | None") -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def main(argv: "list[str] | None" = None) -> int:
     from workflows.cli import save_config, stage_config
     from workflows.runtime import configure_logging, ray_session
@@ -199,10 +284,16 @@ def main(argv: "list[str] | None" = None) -> int:
         res = run_evaluation(cfg, cfg.smooth_window)
     for name, m in res["results"]["models"].items():
         mf = m["summary"]["mean_f1"]
-        print(f"{name}: test mean F1 {mf['mean']:.3f}" + (f" ± {mf['std']:.3f}" if mf.get("std") else ""))
+        print(f"{name}: test mean F1 {_num(mf['mean'])}" + (f" ± {mf['std']:.3f}" if mf.get("std") else "")
+              + ("" if mf["mean"] is not None else " (the test rows have no labels of their own)"))
     triv = res["results"]["trivial"]
     print(f"best trivial predictor ({triv['best']}): mean F1 "
-          f"{triv['summary'][triv['best']]['mean_f1']['mean']:.3f}")
+          f"{_num(triv['summary'][triv['best']]['mean_f1']['mean'])}")
+    agree = res["results"].get("teacher_agreement")
+    if agree:
+        for name, m in agree["models"].items():
+            print(f"{name} against teacher {agree['teacher']}: agreement F1 {_num(m['mean_agreement_f1'])}, "
+                  f"correlation {_num(m['mean_correlation'])}")
     print(f"report: {res['paths']['md']} , {res['paths']['html']} , {res['paths']['json']}")
     return 0
 

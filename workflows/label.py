@@ -33,8 +33,9 @@ answers them in segments (``components.teacher``), writes ``labels/<stem>.parque
 ``_label_markers/<stem>.json``. The labels file's name depends on the unit only, so a unit that
 runs twice (retry, rerun after a crash) overwrites its own file: every row is labelled exactly
 once. A marker counts only while its frames file is the one it labelled (same size), so a unit
-preprocessed again is labelled again. ``labels.json`` (teacher, AU list, counts) is written when
-every unit is done; a store labelled by one teacher refuses another unless ``--no-resume``.
+preprocessed again is labelled again. ``labels.json`` (teacher, AU list, the teacher's per-AU
+thresholds in that order: where its soft labels become its decisions, for validation and
+evaluation against it; counts) is written when every unit is done; a store labelled by one teacher refuses another unless ``--no-resume``.
 """
 
 from __future__ import annotations
@@ -113,6 +114,14 @@ class Teacher:
     diff_steps: tuple[int, ...]
     faces: dict[str, Any]
     """Face pipeline fields its members were made for, where the manifest says (the built-in)."""
+    thresholds: tuple[float, ...] = ()
+    """Its per-AU occurrence thresholds on its probabilities (``components.inference.thresholds_of``),
+    in ``aus`` order: where its soft labels become its decisions."""
+
+    def thresholds_for(self, aus: "list[int]") -> "list[float | None]":
+        """Its thresholds in the order of ``aus``; None for an AU it does not predict."""
+        where = dict(zip(self.aus, self.thresholds))
+        return [where.get(int(a)) for a in aus]
 
     @property
     def source(self) -> str:
@@ -123,6 +132,7 @@ def resolve_teacher(spec: str) -> Teacher:
     """``builtin`` or an ensemble folder → ``Teacher`` (name: 'builtin' or the folder's name;
     version: the built-in's content key, else the first 12 hex of the manifest's SHA-256)."""
     from components.ensemble import MANIFEST_FILE, EnsembleManifest
+    from components.inference import thresholds_of
     from components.models.base import InputSpec
     from workflows.runtime import UserError
 
@@ -147,7 +157,8 @@ def resolve_teacher(spec: str) -> Teacher:
         faces.update(m.preprocess.get("faces", {}))
     return Teacher(directory, name, version, tuple(int(a) for a in manifest.aus),
                    any(s.blendshapes for s in specs),
-                   tuple(sorted({int(x) for s in specs for x in s.diff_steps})), faces)
+                   tuple(sorted({int(x) for s in specs for x in s.diff_steps})), faces,
+                   tuple(float(t) for t in thresholds_of(manifest)))
 
 
 class LabelsIncomplete(RuntimeError):
@@ -437,6 +448,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     storage.write_json(storage.join(cfg.data, "labels.json"), {
         "schema_version": SCHEMA_VERSION, "source": teacher.source, "teacher": teacher.directory, "aus": aus,
+        "thresholds": teacher.thresholds_for(aus),
         "rows": summary["store_rows"], "labelled": summary["store_labelled"],
         "unknown": summary["store_unknown"], "no_face_frames": summary["no_face_frames"]})
     return summary

@@ -14,7 +14,8 @@ from components.batches import AugmentConfig, BatchBuilder
 from components.models.base import InputSpec
 from components import storage
 from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
-from components.store.splits import Split, shuffled_labels, teacher_labels
+from components.store.splits import (Split, shuffled_labels, teacher_decision_labels, teacher_labelling,
+                                     teacher_labels)
 
 __all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "read_store_frames", "transformed_dataset", "split_datasets"]
 
@@ -30,7 +31,8 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
                augment: "dict[str, Any] | None", seed: int,
                label_override: "dict[str, Any] | None" = None,
                resample: "dict[str, Any] | None" = None,
-               soft_labels: "dict[str, Any] | None" = None, human_labels: bool = True) -> dict[str, np.ndarray]:
+               soft_labels: "dict[str, Any] | None" = None, human_labels: bool = True,
+               teacher_thresholds: "list[float | None] | None" = None) -> dict[str, np.ndarray]:
     from components.configuration import from_dict
 
     aug = from_dict(AugmentConfig, augment) if augment is not None else None
@@ -57,7 +59,8 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
             batch["labels"] = [[] for _ in batch["sample_id"]]
         if soft_labels is not None:  # the teacher's, filling what the row's labels leave unknown
             batch["soft_labels"] = [soft_labels.get(str(s)) for s in batch["sample_id"]]
-    out = BatchBuilder(InputSpec.from_dict(spec), diff_steps, len(aus), aug, seed=rng_seed)(batch)
+    out = BatchBuilder(InputSpec.from_dict(spec), diff_steps, len(aus), aug, seed=rng_seed,
+                       teacher_thresholds=teacher_thresholds)(batch)
     # Training reads tensors only (iter_torch_batches cannot convert string id columns).
     return {k: v for k, v in out.items() if v.dtype.kind in "fiub"}
 
@@ -100,11 +103,13 @@ def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
                         augment: "AugmentConfig | None", data_cpus: float, seed: int,
                         label_override: "dict[str, Any] | None" = None,
                         resample: "dict[str, Any] | None" = None,
-                        soft_labels: "dict[str, Any] | None" = None, human_labels: bool = True) -> Any:
+                        soft_labels: "dict[str, Any] | None" = None, human_labels: bool = True,
+                        teacher_thresholds: "list[float | None] | None" = None) -> Any:
     """Read Parquet files and map them to model batches on CPU tasks.
 
     ``soft_labels`` (sample_id → a teacher's probabilities, ``teacher_labels``) fill the labels
-    a row leaves unknown; ``human_labels`` False drops the rows' own labels first."""
+    a row leaves unknown; ``human_labels`` False drops the rows' own labels first;
+    ``teacher_thresholds`` (the teacher's, per AU) add ``hard_labels`` (``BatchBuilder``)."""
     from components.configuration import to_dict
 
     # Read tasks take data_cpus like the transform: Ray's default of one whole CPU per read task
@@ -115,12 +120,17 @@ def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
         fn_kwargs={"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]),
                    "aus": list(info["aus"]), "augment": to_dict(augment) if augment else None,
                    "seed": seed, "label_override": label_override, "resample": resample,
-                   "soft_labels": soft_labels, "human_labels": human_labels})
+                   "soft_labels": soft_labels, "human_labels": human_labels,
+                   "teacher_thresholds": teacher_thresholds})
 
 
-def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = True) -> dict[str, Any]:
+def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = True,
+                   val_labels: str = "own") -> dict[str, Any]:
     """Ray Datasets {train, val} (training) or {test} of ``split``, transformed for ``cfg.model``
-    (its input declaration comes from the registry without building the model)."""
+    (its input declaration comes from the registry without building the model). ``val_labels``
+    'teacher': the validation rows are scored against the teacher's decisions
+    (``teacher_decision_labels``) instead of their own labels (they have none:
+    ``workflows.train.validation_labels``)."""
     from dataclasses import asdict
 
     from components.models.registry import input_spec
@@ -133,13 +143,20 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
         from components.datasets.samplers import resample_spec
 
         resample = asdict(resample_spec(info["dataset"]))
-    # Validation and test keep the rows' own labels: a teacher's are for training only.
+    # Validation and test keep the rows' own labels: a teacher's probabilities are for training
+    # only; its decisions (0/1, -1 unknown, through the same fill) score validation rows without any.
     sources = tuple(getattr(cfg, "label_sources", (LABEL_SOURCE_HUMAN,)))
-    soft = (teacher_labels(cfg.data, split.files["train"], info["aus"])
-            if train and LABEL_SOURCE_TEACHER in sources else None)
+    soft = {"train": teacher_labels(cfg.data, split.files["train"], info["aus"])
+            if train and LABEL_SOURCE_TEACHER in sources else None}
+    # The loss terms defined on binary labels read the teacher's decisions (``hard_labels``).
+    thresholds = teacher_labelling(cfg.data)["thresholds"] if soft["train"] is not None else None
+    if train and val_labels == "teacher":
+        soft["val"] = teacher_decision_labels(cfg.data, split.files["val"], info["aus"])
     return {n: transformed_dataset(split.files[n], info, spec, cfg.augment if n == "train" else None,
                                    cfg.data_cpus, cfg.seed, label_override=shuffled if n == "train" else None,
                                    resample=resample if n == "train" else None,
-                                   soft_labels=soft if n == "train" else None,
-                                   human_labels=n != "train" or LABEL_SOURCE_HUMAN in sources)
+                                   soft_labels=soft.get(n),
+                                   teacher_thresholds=thresholds if n == "train" else None,
+                                   human_labels=(LABEL_SOURCE_HUMAN in sources) if n == "train"
+                                   else n not in soft)
             for n in names}

@@ -107,7 +107,9 @@ class TrainConfig:
     label_sources: tuple[str, ...] = (LABEL_SOURCE_HUMAN,)
     """Labels training learns from: 'human' (the rows' own labels) and/or 'teacher' (a teacher's
     soft labels, ``facsflow label``: probabilities, learnt with BCE on soft targets, filling what
-    the rows' own labels leave unknown). Validation and test use the rows' own labels only."""
+    the rows' own labels leave unknown). Validation uses the rows' own labels; where the validation
+    subjects have none and this includes 'teacher', the teacher's decisions (its soft labels at its
+    own thresholds; run.json says ``val_labels``: 'own' or 'teacher'). Test: own labels only."""
     shuffle_labels: bool = False
     """Control experiment: every training row gets the labels of another training row (one
     permutation over the training set: breaks image-label pairs, keeps base rates); a model
@@ -347,17 +349,11 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
         summary["reused"] = True
         return summary
     split = load_split(cfg.data, info, cfg.split)
-    counts = subject_label_counts(cfg.data)
-    if not any(counts[s][1].sum() for s in split.val if s in counts):
-        from components.errors import UserError
-
-        # Validation scores epochs by F1 against the rows' own labels (a teacher's are for training).
-        raise UserError(f"fold {split.fold}: the validation subjects {split.val} of {cfg.data} have no labels of "
-                        "their own (a store of unlabeled video?); validation needs labelled subjects")
+    val_labels = validation_labels(subject_label_counts(cfg.data), split, cfg)
     # One line per epoch from the loop is the progress a person follows; per-epoch Ray Data
     # progress bars from every worker would drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    datasets = split_datasets(split, info, cfg, train=True)
+    datasets = split_datasets(split, info, cfg, train=True, val_labels=val_labels)
     config = {
         "train": to_dict(cfg), "aus": list(info["aus"]), "run_dir": run_dir,
         "preprocess": {"store": cfg.data, "image_size": info["image_size"], "diff_steps": info["diff_steps"],
@@ -409,10 +405,30 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
                "best_val_score": max(h.get("val_score", h["val_mean_f1"]) for h in history),
                "best_checkpoint": best, "latest_checkpoint": latest,
                "best_val_mean_f1": max(h["val_mean_f1"] for h in history), "epochs_run": len(history),
-               "history": history, "split": split.to_dict(), "seconds": round(time.perf_counter() - t0, 1),
+               "history": history, "split": split.to_dict(), "val_labels": val_labels,
+               "seconds": round(time.perf_counter() - t0, 1),
                "init": init_provenance(cfg.model_kwargs["pretrained"])}
     storage.write_json(done_marker, summary)
     return summary
+
+
+def validation_labels(counts: dict[str, Any], split: Any, cfg: TrainConfig) -> str:
+    """What validation (model selection, threshold tuning) scores against: 'own' where the
+    validation subjects have labels of their own; else 'teacher' (the teacher's decisions: its
+    soft labels at its thresholds, ``labels.json``) when ``label_sources`` includes it; else a
+    ``UserError`` naming the fold and store. ``counts``: ``subject_label_counts`` of the store."""
+    if any(counts[s][1].sum() for s in split.val if s in counts):
+        return "own"
+    if LABEL_SOURCE_TEACHER in cfg.label_sources:
+        from components.store.splits import teacher_labelling
+
+        teacher_labelling(cfg.data)  # says what is missing before any worker starts
+        return "teacher"
+    from components.errors import UserError
+
+    raise UserError(f"fold {split.fold}: the validation subjects {split.val} of {cfg.data} have no labels of "
+                    "their own (a store of unlabeled video?); validation needs labelled subjects, or the "
+                    "teacher's decisions: label the store (`facsflow label`) and train with --label-sources teacher")
 
 
 def read_run(run_dir: str) -> dict[str, Any]:

@@ -310,6 +310,7 @@ def report_json(results: Mapping[str, Any], provenance: Mapping[str, Any]) -> di
         "provenance": dict(provenance), "models": models, "trivial": trivial,
         "comparisons": results.get("comparisons", []),
         "cross_dataset": results.get("cross_dataset", []),
+        **({"teacher_agreement": results["teacher_agreement"]} if "teacher_agreement" in results else {}),
     })
 
 

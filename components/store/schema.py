@@ -16,7 +16,7 @@ it existed) read exactly as before:
 a row without a labels row has no soft labels and its ``labels`` are its only ones, source
 ``LABEL_SOURCE_HUMAN`` ("human": the dataset's own labels; synthetic data written in a real
 layout by ``facsflow synth`` reads the same, the store cannot tell them apart).
-``<store>/labels.json`` marks a finished labelling (teacher, AU list, counts).
+``<store>/labels.json`` marks a finished labelling (teacher, AU list, the teacher's per-AU thresholds, counts).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import pyarrow.dataset as pads
 from components import storage
 from components.errors import UserError
 
-__all__ = ["SplitConfig", "Split", "store_info", "teacher_labels", "load_split", "fold_count", "frames_files",
+__all__ = ["SplitConfig", "Split", "store_info", "teacher_labels", "teacher_labelling", "teacher_decision_labels", "load_split", "fold_count", "frames_files",
            "subject_groups", "subject_label_counts", "balanced_pos_weight", "fold_spec", "subject_splits",
            "shuffled_labels", "store_fingerprint"]
 
@@ -107,6 +107,38 @@ def teacher_labels(store: str, files: list[str], aus: "list[int] | tuple[int, ..
             columns=["sample_id", "soft_labels"])
         out.update(zip(table.column("sample_id").to_pylist(), table.column("soft_labels").to_pylist()))
     return out
+
+
+def teacher_labelling(store: str) -> dict[str, Any]:
+    """The store's finished labelling (``labels.json``): ``source`` (the teacher, as every labels
+    row names it), ``aus`` and ``thresholds`` (the teacher's, per AU of ``aus``; None for an AU it
+    does not predict). Raises naming the store when it has none, or one written before the
+    thresholds were recorded."""
+    uri = storage.join(store, "labels.json")
+    if not storage.exists(uri):
+        raise UserError(f"{store} has no teacher labels (no labels.json): run `facsflow label --data {store}` first")
+    done = json.loads(storage.read_text(uri))
+    if len(done.get("thresholds") or ()) != len(done["aus"]):
+        raise UserError(f"{uri} does not record the teacher's thresholds (labelled by an older facsflow): label "
+                        f"again with `facsflow label --data {store} --no-resume`")
+    return done
+
+
+def teacher_decision_labels(store: str, files: list[str], aus: "list[int] | tuple[int, ...]"
+                            ) -> dict[str, list[int]]:
+    """sample_id → the teacher's decisions (1/0, -1 unknown: ``components.metrics.agreement.
+    teacher_decisions`` at the thresholds ``labels.json`` records) for the rows of the given
+    ``frames/`` files that have teacher labels: the labels validation and evaluation score a
+    student against where the rows have none of their own."""
+    from components.metrics.agreement import teacher_decisions
+
+    thresholds = teacher_labelling(store)["thresholds"]
+    soft = teacher_labels(store, files, aus)
+    if not soft:
+        return {}
+    ids = list(soft)
+    dec = teacher_decisions(np.array([soft[i] for i in ids], np.float64), thresholds)
+    return dict(zip(ids, dec.tolist()))
 
 
 def frames_files(store: str) -> list[str]:

@@ -93,6 +93,12 @@ def test_builtin_teacher_labels_rows_with_faces_and_counts_frames_without(store:
     assert summary["teacher"].startswith("teacher:builtin@")
     done = json.loads((store / "labels.json").read_text())
     assert (done["aus"], done["rows"], done["no_face_frames"]) == (list(BUILTIN_AUS), n, 1)
+    # The teacher's decision thresholds, recorded beside its labels (evaluation and validation read them).
+    from components.builtin import builtin_ensemble_dir
+    from components.ensemble import EnsembleManifest
+    from components.inference import thresholds_of
+
+    assert done["thresholds"] == thresholds_of(EnsembleManifest.load(builtin_ensemble_dir())).tolist()
     # The labels of a photo's row are what the built-in answers on that photo (same face pipeline).
     detector = Detector.pretrained()
     for name, expression in PHOTOS.items():
@@ -131,6 +137,22 @@ def test_a_second_run_labels_nothing_new(store: Path) -> None:
     assert len(got) == 74
     np.testing.assert_allclose(np.sort(np.stack([r["labels"] for r in got]), 0),
                                np.sort(np.stack(list(soft.values())), 0), atol=1e-7)
+
+    # A student's validation on this store: no labels of its own, so the teacher's decisions
+    # (soft label >= the teacher's threshold) when it trains on the teacher's labels; else an error.
+    from types import SimpleNamespace
+
+    from components.store.splits import teacher_decision_labels
+    from workflows.train import TrainConfig, validation_labels
+
+    thr = np.asarray(json.loads((store / "labels.json").read_text())["thresholds"])
+    decisions = teacher_decision_labels(str(store), files, info["aus"])
+    assert decisions == {s: (v >= thr).astype(int).tolist() for s, v in soft.items()}
+    assert 0 < sum(map(sum, decisions.values())) < len(decisions) * len(thr)
+    counts, fold = subject_label_counts(str(store)), SimpleNamespace(val=["."], fold=1)
+    assert validation_labels(counts, fold, TrainConfig(data=str(store), label_sources=("teacher",))) == "teacher"
+    with pytest.raises(UserError, match="have no labels of their own.*--label-sources teacher"):
+        validation_labels(counts, fold, TrainConfig(data=str(store)))
 
 
 def test_a_killed_run_resumes_and_labels_each_row_exactly_once(store: Path, tmp_path: Path) -> None:

@@ -61,6 +61,42 @@ def test_teacher_soft_labels_fill_only_unknown_labels() -> None:
     # without soft labels stay unknown.
     np.testing.assert_allclose(out["labels"], [[1, 0.7, 0], [1, -1, 0], [1, -1, 0]], atol=1e-7)
     assert out["labels"].dtype == np.float32
+    assert "hard_labels" not in out  # no teacher thresholds given
+
+
+def test_hard_labels_take_the_teachers_decisions_where_the_teacher_fills() -> None:
+    rows = _rows(n=3)  # own labels [1, -1, 0] each
+    nan = float("nan")
+    rows["soft_labels"] = [[0.2, 0.7, 0.9], [0.1, 0.3, 0.4], [0.9, nan, 0.1]]
+    # Thresholds 0.5 and 0.35 for the first two AUs; the teacher lacks the third (None).
+    out = BatchBuilder(InputSpec(image_size=64), (1, 2), 3, teacher_thresholds=[0.5, 0.35, None])(rows)
+    np.testing.assert_allclose(out["labels"], [[1, 0.7, 0], [1, 0.3, 0], [1, -1, 0]], atol=1e-7)
+    # Only the filled AU changes: 0.7 >= 0.35 -> 1, 0.3 < 0.35 -> 0, NaN stays unknown.
+    np.testing.assert_array_equal(out["hard_labels"], [[1, 1, 0], [1, 0, 0], [1, -1, 0]])
+
+
+def test_binary_loss_terms_read_the_teachers_decisions() -> None:
+    """lrp-arl-ff's circle loss and pairwise-rank's pair orders see hard_labels, BCE the probabilities."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from components.losses import masked_bce
+    from components.models.lrp_arl_ff.losses import multilabel_circle_loss
+    from components.models.lrp_arl_ff.model import LrpArlFfModel
+    from components.models.pairwise_rank.model import PairwiseRankModel
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 1.5]])
+    soft = torch.tensor([[0.9, 0.2], [0.6, 0.7]])
+    hard = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    me = SimpleNamespace(bce=masked_bce, config=SimpleNamespace(circle_weight=1.0))
+    parts = LrpArlFfModel.loss(me, {"logits": logits}, {"labels": soft, "hard_labels": hard})
+    assert torch.allclose(parts["bce"], masked_bce(logits, soft))
+    assert torch.allclose(parts["circle"], multilabel_circle_loss(logits, hard))
+    assert not torch.allclose(parts["circle"], multilabel_circle_loss(logits, soft))
+    ranker = SimpleNamespace(config=SimpleNamespace(rank_target="occurrence"))
+    assert PairwiseRankModel.ranking_targets(ranker, {"labels": soft, "hard_labels": hard}) is hard
+    assert PairwiseRankModel.ranking_targets(ranker, {"labels": soft}) is soft
 
 
 def test_store_reader_label_sources_teacher_only_drops_the_rows_own_labels() -> None:

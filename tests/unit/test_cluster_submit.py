@@ -76,6 +76,8 @@ def test_resolve_address(arg, env, expected) -> None:
 def test_entrypoints() -> None:
     assert build_entrypoint("preprocess", ["--root", "s3://b/my data"]) == \
         "python -m workflows.preprocess --root 's3://b/my data'"
+    assert build_entrypoint("label", ["--teacher", "builtin", "--data", "s3://b/store"]) == \
+        "python -m workflows.label --teacher builtin --data s3://b/store"
     assert build_entrypoint(None, [], ["python", "-c", "print('ok')"]) == "python -c 'print('\"'\"'ok'\"'\"')'"
     with pytest.raises(SubmitError, match="unknown stage 'fit'.*preprocess"):
         build_entrypoint("fit", [])
@@ -101,7 +103,7 @@ def test_runtime_env_resolves_working_dir_against_the_checkout(tmp_path: Path,
 def test_usage_mistakes_are_one_line_and_exit_2(capsys: pytest.CaptureFixture) -> None:
     assert main(["fit", "--model", "x"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "facsflow: error: unknown stage 'fit'; choose one of synth, preprocess, train, tune, evaluate, ensemble, "
+        "facsflow: error: unknown stage 'fit'; choose one of synth, preprocess, label, train, tune, evaluate, ensemble, "
         "serve, predict, demo (or '-- COMMAND')"]
     assert main(["--env", "NOEQUALS", "train"]) == 2
     assert "--env expects KEY=VALUE" in capsys.readouterr().err

@@ -351,9 +351,14 @@ class LrpArlFfModel(AUModel):
 
     def loss(self, outputs: dict[str, torch.Tensor],
              batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Eq. 3: BCE (eq. 1) + circle_weight · circle (eq. 2) on the fused logits, masked."""
+        """Eq. 3: BCE (eq. 1) + circle_weight · circle (eq. 2) on the fused logits, masked.
+
+        Deviation for distillation (``label_sources`` teacher): BCE learns a teacher's
+        probabilities as soft targets; the circle loss, defined on positive and negative label
+        sets, reads ``batch['hard_labels']`` (the teacher's decisions at its thresholds) where the
+        batch has them."""
         parts = {"bce": self.bce(outputs["logits"], batch["labels"]),
-                 "circle": multilabel_circle_loss(outputs["logits"], batch["labels"])}
+                 "circle": multilabel_circle_loss(outputs["logits"], batch.get("hard_labels", batch["labels"]))}
         total = parts["bce"] + self.config.circle_weight * parts["circle"]
         if "intensity" in outputs and "intensity" in batch:
             parts["intensity_l1"] = masked_l1(outputs["intensity"], batch["intensity"])

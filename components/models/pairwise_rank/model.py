@@ -418,8 +418,15 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
 
     # ----- the three training steps --------------------------------------------------------------
     def ranking_targets(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The labels y of eq. 1 that order pairs: batch['labels'] or batch['intensity']."""
+        """The labels y of eq. 1 that order pairs: batch['labels'] or batch['intensity'].
+
+        Deviation for distillation (``label_sources`` teacher): occurrence pairs are ordered by
+        ``batch['hard_labels']`` (the teacher's decisions at its thresholds, binary as eq. 1's
+        labels) where the batch has them, not by tiny differences of its probabilities; the
+        mapping's MAE (step 3) fits the probabilities themselves."""
         key = "intensity" if self.config.rank_target == "intensity" else "labels"
+        if key == "labels" and "hard_labels" in batch:
+            key = "hard_labels"
         if key not in batch:
             raise KeyError(f"pairwise-rank with rank_target={self.config.rank_target!r} needs batch[{key!r}]")
         return batch[key]
