@@ -26,6 +26,8 @@ COMMANDS = {
     "train_1536.json": ("Ray Train overhead, 1,536-sample epochs", "python benchmarks/train_overhead.py --copies 24"),
     "serve.json": ("Serving", "python benchmarks/serve_bench.py [--overhead]; python benchmarks/serve_load.py"),
     "models.json": ("Model families on the synthetic DISFA-layout set", "python benchmarks/models.py"),
+    "ablations.json": ("Ablations: each family's full model vs each ablation over seeds x folds",
+                       "python benchmarks/ablations.py (the exact command is its `command` figure)"),
 }
 
 
