@@ -3,8 +3,10 @@ that tell a difference from run-to-run noise.
 
     .venv/bin/python benchmarks/ablations.py [--families sev-net,to-sequence,lrp-arl-ff,pairwise-rank]
                                              [--seeds 0,1,2] [--folds 1,2,3] [--layout manifest]
-                                             [--every 2] [--boot 2000] [--json PATH]
+                                             [--arms full,no_text] [--every 2] [--boot 2000] [--json PATH]
     .venv/bin/python benchmarks/ablations.py --merge a.json b.json [--json PATH]
+
+(run one process per seed, or per group of arms, in parallel and ``--merge`` their JSONs.)
 
 For each family the full model and every ablation (``FAMILIES``: a registered ablation variant or
 a configuration override) are trained with THE SAME recipe, the full model's entry of
@@ -193,6 +195,9 @@ def main(argv: "list[str] | None" = None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="training seeds, comma-separated")
     parser.add_argument("--folds", default="1,2,3", help="held-out folds of the set, comma-separated")
     parser.add_argument("--layout", default="manifest", choices=("manifest", "disfa"))
+    parser.add_argument("--arms", default="",
+                        help="comma-separated subset of arms to train ('full' and ablation names; default all): "
+                             "split a family's arms over runs and --merge them")
     parser.add_argument("--every", type=int, default=2,
                         help="train on every n-th frame of each video (all arms alike)")
     parser.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
@@ -220,7 +225,8 @@ def main(argv: "list[str] | None" = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     runs: list[dict[str, Any]] = []
     meta: dict[str, Any] = {"command": " ".join(["python benchmarks/ablations.py", *(argv if argv is not None else sys.argv[1:])]),
-                            "families": [f.family for f in families], "seeds": seeds, "folds": folds,
+                            "families": [f.family for f in families], "arms": args.arms or "all",
+                            "seeds": seeds, "folds": folds,
                             "layout": args.layout, "every": args.every}
 
     def write() -> None:
@@ -237,12 +243,20 @@ def main(argv: "list[str] | None" = None) -> int:
 
     if args.merge:
         parts = [json.loads(Path(p).read_text()) for p in args.merge]
-        for part in parts:
-            runs += part["runs"]
+        seen = set()
+        for path, part in zip(args.merge, parts):
+            for r in part["runs"]:
+                key = (r["family"], r["arm"], r["seed"], r["fold"])
+                if key in seen:
+                    raise SystemExit(f"{path}: {key} ran twice in the merged files")
+                seen.add(key)
+                runs.append(r)
         meta = {"command": " ; ".join(p["command"] for p in parts) + f" ; python benchmarks/ablations.py --merge "
-                + " ".join(args.merge),
-                "families": sorted({r["family"] for r in runs}), "seeds": sorted({r["seed"] for r in runs}),
-                "folds": sorted({r["fold"] for r in runs}), "layout": parts[0]["layout"], "every": parts[0]["every"]}
+                + " ".join(args.merge) + f" --json {args.json}",
+                "families": sorted({r["family"] for r in runs}),
+                "arms": sorted({f"{r['family']}/{r['arm']}" for r in runs}), "seeds": sorted({r["seed"] for r in runs}),
+                "folds": sorted({r["fold"] for r in runs}), "layout": parts[0]["layout"],
+                "every": sorted({r["every"] for r in runs})}
         seeds = []
     sets = {}
     for seed in seeds:
@@ -256,7 +270,9 @@ def main(argv: "list[str] | None" = None) -> int:
             for fam in families:
                 base = RECIPES.get(fam.full, Recipe())
                 recipe = replace(base, every=max(base.every, args.every))
-                for arm in (Ablation("full", fam.full), *fam.ablations):
+                arms = [a for a in (Ablation("full", fam.full), *fam.ablations)
+                        if not args.arms or a.name in args.arms.split(",")]
+                for arm in arms:
                     own = RECIPES.get(arm.model)
                     note = ""
                     if arm.model != fam.full and own is not None and replace(own, ablation=False) != replace(base, ablation=False):
