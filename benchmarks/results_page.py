@@ -27,7 +27,7 @@ COMMANDS = {
     "serve.json": ("Serving", "python benchmarks/serve_bench.py [--overhead]; python benchmarks/serve_load.py"),
     "models.json": ("Model families on the synthetic DISFA-layout set", "python benchmarks/models.py"),
     "ablations.json": ("Ablations: each family's full model vs each ablation over seeds x folds",
-                       "python benchmarks/ablations.py (the exact command is its `command` figure)"),
+                       "python benchmarks/ablations.py (the exact commands: the command figure below)"),
 }
 
 
