@@ -28,6 +28,8 @@ COMMANDS = {
     "models.json": ("Model families on the synthetic DISFA-layout set", "python benchmarks/models.py"),
     "label.json": ("Labelling a store with a teacher", "python benchmarks/label.py"),
     "pretrained.json": ("Random vs pretrained initialisation per family", "python benchmarks/pretrained.py"),
+    "ablations.json": ("Ablations: each family's full model vs each ablation over seeds x folds",
+                       "python benchmarks/ablations.py (the exact commands: the command figure below)"),
 }
 
 
