@@ -251,7 +251,7 @@ def main(argv: "list[str] | None" = None) -> int:
                     raise SystemExit(f"{path}: {key} ran twice in the merged files")
                 seen.add(key)
                 runs.append(r)
-        meta = {"command": " ; ".join(p["command"] for p in parts) + f" ; python benchmarks/ablations.py --merge "
+        meta = {"command": " ; ".join(p["command"] for p in parts) + " ; python benchmarks/ablations.py --merge "
                 + " ".join(args.merge) + f" --json {args.json}",
                 "families": sorted({r["family"] for r in runs}),
                 "arms": sorted({f"{r['family']}/{r['arm']}" for r in runs}), "seeds": sorted({r["seed"] for r in runs}),
