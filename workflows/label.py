@@ -57,7 +57,7 @@ from components.batches import VIDEO_BATCH_ROWS
 from components.configuration import save_yaml, to_dict
 from components.store.schema import SCHEMA_VERSION, teacher_source
 from workflows.preprocess import UnitProgress
-from workflows.preprocess_actor import FAULT_ENV, die_once, marker_done, write_atomic_text
+from workflows.preprocess_actor import FAULT_ENV, check_pool_options, die_once, marker_done, write_atomic_text
 
 log = logging.getLogger("facsflow.label")
 
@@ -90,16 +90,9 @@ class LabelConfig:
     """Least seconds between progress lines; 0: one per unit."""
 
     def __post_init__(self) -> None:
-        if self.actors < 0:
-            raise ValueError(f"actors must be >= 0, got {self.actors}")
-        if self.actor_cpus <= 0:
-            raise ValueError(f"actor_cpus must be > 0, got {self.actor_cpus}")
+        check_pool_options(self)
         if self.batch_rows < 1:
             raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows}")
-        if self.unit_retries < 0:
-            raise ValueError(f"unit_retries must be >= 0, got {self.unit_retries}")
-        if self.log_every_s < 0:
-            raise ValueError(f"log_every_s must be >= 0, got {self.log_every_s}")
 
 
 @dataclass(frozen=True)

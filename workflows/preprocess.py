@@ -39,7 +39,7 @@ from components.datasets.base import build_adapter, unit_origin
 from components.faces.pipeline import FacePipelineConfig
 from components.store.rows import StoreConfig, plan_chunks
 from components.store.schema import SCHEMA_VERSION
-from workflows.preprocess_actor import FAULT_ENV, UnitProcessor, marker_done, unit_stem, written_counts
+from workflows.preprocess_actor import FAULT_ENV, UnitProcessor, check_pool_options, marker_done, unit_stem, written_counts
 
 log = logging.getLogger("facsflow.preprocess")
 
@@ -79,16 +79,9 @@ class PreprocessConfig:
     """Least seconds between progress lines (units done / total, frames/s); 0: one per unit."""
 
     def __post_init__(self) -> None:
-        if self.actors < 0:
-            raise ValueError(f"actors must be >= 0, got {self.actors}")
-        if self.actor_cpus <= 0:
-            raise ValueError(f"actor_cpus must be > 0, got {self.actor_cpus}")
+        check_pool_options(self)
         if self.actor_gpus < 0:
             raise ValueError(f"actor_gpus must be >= 0, got {self.actor_gpus}")
-        if self.unit_retries < 0:
-            raise ValueError(f"unit_retries must be >= 0, got {self.unit_retries}")
-        if self.log_every_s < 0:
-            raise ValueError(f"log_every_s must be >= 0, got {self.log_every_s}")
         need = min_chunk_overlap(self.face, self.store)
         if self.store.chunk_frames > 0 and self.store.chunk_overlap < need:
             raise ValueError(

@@ -125,6 +125,16 @@ class UnitProcessor:
         return stats
 
 
+def check_pool_options(cfg: Any) -> None:
+    """The checks every stage that runs units on an actor pool (preprocess, label) makes of its
+    ``actors``, ``actor_cpus``, ``unit_retries`` and ``log_every_s`` options."""
+    for name, ok, want in (("actors", cfg.actors >= 0, ">= 0"), ("actor_cpus", cfg.actor_cpus > 0, "> 0"),
+                           ("unit_retries", cfg.unit_retries >= 0, ">= 0"),
+                           ("log_every_s", cfg.log_every_s >= 0, ">= 0")):
+        if not ok:
+            raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)}")
+
+
 def die_once(out: str, stem: str, fault_unit: str, stage: str = "") -> None:
     """Fault injection (``FAULT_ENV``): SIGKILL this process when ``stem`` is ``fault_unit``, once
     per store and stage (a sentinel under ``<out>/_fault/[<stage>/]`` remembers it fired)."""
