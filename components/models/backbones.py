@@ -4,7 +4,7 @@
 them), a path to a local torchvision state dict, or empty for random weights. Nothing is ever
 downloaded, and nothing is ever silently random: a named entry that is missing raises with the
 command that installs it. Inputs must be prepared with the weights' own normalisation
-(``input_normalisation``); ``freeze_stages`` and ``param_groups`` support fine-tuning.
+(``architecture_normalisation``, applied inside the network); ``freeze_stages`` and ``param_groups`` support fine-tuning.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 __all__ = ["build_backbone", "build_network", "build_pretrained_network", "load_pretrained",
-           "input_normalisation", "architecture_normalisation", "NormalisedFeatures", "FaceBackbone",
+           "architecture_normalisation", "NormalisedFeatures", "FaceBackbone",
            "build_face_backbone", "stride_prefix", "freeze_stages", "param_groups", "BACKBONES", "CATALOGUE_ARCHITECTURES",
            "FACE_ARCHITECTURES"]
 
@@ -336,15 +336,6 @@ def _catalogue_entry(pretrained: str):
         if Path(pretrained).expanduser().suffix or "/" in pretrained:
             return None  # a file path (the torchvision route)
         raise
-
-
-def input_normalisation(pretrained: str):
-    """The ``Normalisation`` a backbone started from ``pretrained`` expects; ImageNet's for ""
-    and file paths (torchvision weights), so random and torchvision models keep their inputs."""
-    from components import weights
-
-    entry = _catalogue_entry(pretrained)
-    return entry.normalisation if entry is not None else weights.Normalisation()
 
 
 def freeze_stages(features: nn.Module, stages: int) -> list[str]:

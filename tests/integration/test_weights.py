@@ -17,7 +17,8 @@ from PIL import Image
 
 from components import weights
 from components.models.backbones import (BACKBONES, CATALOGUE_ARCHITECTURES, build_backbone,
-                                         build_pretrained_network, freeze_stages, input_normalisation, param_groups)
+                                         build_pretrained_network, freeze_stages, architecture_normalisation,
+                                         param_groups)
 from components.weights import store
 from tests.conftest import require_media
 
@@ -89,9 +90,9 @@ def test_normalise_per_image_and_bgr():
 
 
 def test_input_normalisation_follows_the_weights():
-    assert input_normalisation("mobilefacenet-arcface-w600k").mean == (0.5, 0.5, 0.5)
-    assert input_normalisation("").mean == (0.485, 0.456, 0.406)
-    assert input_normalisation("/some/torchvision_resnet18.pth") == weights.Normalisation()
+    assert architecture_normalisation("mobilefacenet").mean == (0.5, 0.5, 0.5)
+    assert architecture_normalisation("inception_resnet_v1").per_image
+    assert architecture_normalisation("resnet18") == weights.Normalisation()   # torchvision: ImageNet
 
 
 # ----------------------------------------------------------------------------- errors

@@ -48,8 +48,9 @@ from torch import nn
 
 from components.losses import masked_l1
 from components.models.base import AUModel, InputSpec
-from components.models.backbones import FACE_ARCHITECTURES, build_face_backbone
+from components.models.backbones import FACE_ARCHITECTURES, build_face_backbone, from_imagenet
 from components.models.iresnet import IRESNET_LAYERS, build_iresnet
+from components.weights import Normalisation
 from components.models.lrp_arl_ff.losses import multilabel_circle_loss
 from components.models.registry import register_model
 
@@ -57,8 +58,8 @@ __all__ = ["LrpArlFfConfig", "LrpArlFfModel", "LocalRegionPerception", "AUGraph"
            "TransformerFusion", "knn_adjacency", "imagenet_to_arcface"]
 
 _PAPER = "Yu et al., LRP+ARL+FF, ABAW5 / CVPRW 2023 (paper 001)"
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+_ARCFACE = Normalisation(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+"""insightface's IResNet input: ((pixel/255) − 0.5) / 0.5."""
 
 
 @dataclass(frozen=True)
@@ -161,9 +162,7 @@ def imagenet_to_arcface(x: torch.Tensor) -> torch.Tensor:
 
     insightface trains its IResNets (and the Glint360K weights) on RGB mapped that way.
     """
-    std = torch.tensor(_IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    mean = torch.tensor(_IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * std + mean - 0.5) / 0.5
+    return from_imagenet(x, _ARCFACE)
 
 
 class LocalRegionPerception(nn.Module):
