@@ -16,7 +16,7 @@ import numpy as np
 
 from components.batches import VIDEO_BATCH_ROWS
 
-__all__ = ["StoreRowsPredictor", "predict_store_files"]
+__all__ = ["StoreRowsPredictor", "predict_store_files", "reference_labels"]
 
 _COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
             "diff_valid", "labels", "intensities", "blendshapes"]
@@ -81,3 +81,21 @@ def predict_store_files(files: list[str], source: str, kind: str, diff_steps: li
         res["probs"] = smooth_by_video(res["probs"], res, res["frame_order"], smooth_window).astype(np.float32)
     order = np.argsort(res["sample_id"], kind="stable")
     return {k: v[order] for k, v in res.items()}
+
+
+def reference_labels(pred: dict[str, np.ndarray], store: str, files: list[str], aus: "list[int]",
+                     val_labels: str = "own") -> np.ndarray:
+    """int8 (N, n_AU) labels that ``pred``'s rows (``predict_store_files`` of ``files``) are scored
+    against: their own, or where the run validated on its store's teacher (run.json
+    ``val_labels: teacher``: a store of unlabeled video) the teacher's decisions at its recorded
+    thresholds (``components.store.splits.teacher_decision_labels``); -1 unknown."""
+    n = len(pred.get("sample_id", ()))
+    if val_labels != "teacher":
+        labels = pred["labels"]
+        return labels if labels.shape[1:] == (len(aus),) else np.full((n, len(aus)), -1, np.int8)
+    from components.store.splits import teacher_decision_labels
+
+    decisions = teacher_decision_labels(store, files, aus)
+    unknown = [-1] * len(aus)
+    return np.array([decisions.get(str(s), unknown) for s in pred["sample_id"]], np.int8).reshape(n, len(aus))
+

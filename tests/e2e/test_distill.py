@@ -94,3 +94,13 @@ def test_a_student_trains_on_the_builtin_teachers_labels(tmp_path: Path) -> None
     assert set(fold["agreement_f1"]) == set(map(str, BUILTIN_AUS)) == set(fold["correlation"])
     assert fold["mean_correlation"] > 0.5 and fold["mean_agreement_f1"] is not None, fold
     assert report["models"]["blendshape_calibrated"]["mean_f1"] is None  # no labels of its own
+
+    # The student's ensemble: weighed on the teacher's decisions, as its validation was (a store
+    # without labels of its own has nothing else), and its card says what it learnt from.
+    _facsflow("ensemble", "--runs", "bare-runs", "--out", "student", "--thresholds", "bare-report", cwd=tmp_path)
+    student = json.loads((tmp_path / "student" / "ensemble.json").read_text())
+    assert student["model_card"]["teachers"] == [done["source"]]
+    assert student["model_card"]["data_note"].startswith("distilled: trained on teacher:builtin@")
+    assert student["members"][0]["val_f1"] and any(f > 0 for f in student["members"][0]["val_f1"])
+    tuned = json.loads((tmp_path / "bare-report" / "thresholds.json").read_text())
+    assert student["thresholds"] == pytest.approx(next(iter(tuned.values()))["thresholds"])
