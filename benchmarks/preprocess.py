@@ -39,7 +39,6 @@ import os
 import platform
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -51,79 +50,13 @@ from components.store.rows import StoreConfig, process_unit
 from components.store.schema import store_metadata
 from workflows.preprocess import PreprocessConfig, run_preprocess, unit_stem
 
+from procmem import PeakRss, wait_for_actors_to_exit  # benchmarks/procmem.py (run as a script)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 FACE = FacePipelineConfig(detector="dlib", landmarker="dlib", detect_every=6, detect_scale=0.5)
 # Chunks long enough that the warm-up (overlap 9 + 4 tail frames) costs ~5 % extra frames.
 STORE = StoreConfig(diff_steps=(1, 2, 4), chunk_frames=236, chunk_overlap=9)
-
-
-def _rss(pid: "int | str") -> int:
-    """Resident set size of a process in bytes (0 if it is gone), from /proc."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _actor_pids() -> list[str]:
-    """Processes whose title names the preprocessing UDF (Ray titles actors by their class)."""
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"UnitProcessor" in f.read():
-                    pids.append(pid)
-        except OSError:
-            continue
-    return pids
-
-
-class PeakRss:
-    """Samples the RSS of this process plus every preprocessing actor (Linux /proc); keeps the peak."""
-
-    def __init__(self, every_s: float = 0.25) -> None:
-        self.every_s = every_s
-        self.before = set(_actor_pids())  # a previous run's actors, still exiting
-        self.peak_driver = self.peak_actors = self.peak_total = 0
-        self.driver_before = _rss(os.getpid())
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            driver = _rss(os.getpid())
-            actors = sum(_rss(pid) for pid in _actor_pids() if pid not in self.before)
-            self.peak_driver = max(self.peak_driver, driver)
-            self.peak_actors = max(self.peak_actors, actors)
-            self.peak_total = max(self.peak_total, driver + actors)
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def mb(self) -> dict[str, float]:
-        return {"driver": round(self.peak_driver / 2**20, 1), "actors": round(self.peak_actors / 2**20, 1),
-                "total": round(self.peak_total / 2**20, 1),
-                "driver_growth": round((self.peak_driver - self.driver_before) / 2**20, 1)}
-
-
-def wait_for_actors_to_exit(timeout_s: float = 60.0) -> None:
-    """Let a previous run's actors finish exiting so that they neither compete nor get counted."""
-    deadline = time.monotonic() + timeout_s
-    while _actor_pids() and time.monotonic() < deadline:
-        time.sleep(0.5)
 
 
 def video_set(folder: Path, video: Path, copies: int) -> Path:
