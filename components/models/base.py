@@ -98,6 +98,11 @@ class AUModel(nn.Module):
     pretrained_parts: ClassVar[tuple[str, ...]] = ()
     """Dotted names of the submodules the ``weights`` load into (a feature ``Sequential`` each):
     what ``OptimConfig.freeze_stages`` and ``pretrained_lr_scale`` act on."""
+    rows_independent: ClassVar[bool] = False
+    """True when, in eval mode, each output row depends on its own input row only (no grouping
+    of frames by video, no statistics over the batch): inference may then cut a batch into
+    chunks (``components.predictor.CPU_CHUNK_ROWS``) and get the same answers
+    (tests/unit/test_rows_independent.py checks it for every family that says so)."""
 
     def __init__(self, aus: Sequence[int], config: Any) -> None:
         super().__init__()

@@ -52,6 +52,7 @@ class BaselineConfig:
 
 class BaselineModel(AUModel):
     family = "baseline"
+    rows_independent = True
     pretrained_parts = ("features",)
     paper = "ablation baseline of papers 001 (§4.4) and 003 (§4.4)"
 

@@ -74,6 +74,7 @@ class BlendshapeConfig:
 
 class BlendshapeModel(AUModel):
     family = "blendshape"
+    rows_independent = True
     paper = BLENDSHAPE_PAPER
 
     def __init__(self, aus: Sequence[int], config: BlendshapeConfig, weights: "str | Path | None" = None) -> None:

@@ -243,6 +243,7 @@ class ToSequenceModel(AUModel):
     """Static CNN+GRU, dynamic landmark module, fusion and AU-query GRU decoder (papers 000, 002)."""
 
     family = "to-sequence"
+    rows_independent = True
     pretrained_parts = ("cnn",)
     paper = "Ji et al., To-Sequence (ABAW 2020), papers 000 and 002"
 

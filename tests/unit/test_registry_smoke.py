@@ -119,3 +119,33 @@ def test_every_registered_model_trains_a_step_and_rebuilds(name: str, n_aus: int
         assert torch.isfinite(want).all(), f"{name}: non-finite eval-mode logits"
         torch.testing.assert_close(rebuilt(batch)["logits"], want)
 
+
+
+def _row_cases() -> list:
+    return [pytest.param(info.name, id=info.name, marks=[pytest.mark.slow] if info.name in SLOW_ON_CPU else [])
+            for info in list_models()]
+
+
+@pytest.mark.parametrize("name", _row_cases())
+def test_a_rows_independent_model_answers_the_same_in_chunks(name: str) -> None:
+    """``rows_independent`` lets inference cut a batch into CPU-sized chunks
+    (``components.predictor.forward_rows``): in eval mode the chunked answers must be the whole
+    batch's, row for row. A family that groups frames (pairwise-rank's video statistics) must
+    not say so: it is answered in one pass."""
+    from components.predictor import forward_rows
+
+    aus = AU_LISTS[8]
+    torch.manual_seed(0)
+    model = build_model(name, aus, **RANDOM, **SMOKE_KWARGS.get(name, {})).eval()
+    assert model.rows_independent is (model.family not in ("pairwise-rank",)), model.family
+    batch = make_batch(model, len(aus), b=5)
+    batch["video_index"] = torch.tensor([0, 0, 1, 1, 1])
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        whole = model(batch)
+        chunked = forward_rows(model, batch, chunk=2)
+    assert len(calls) == (1 + 3 if model.rows_independent else 2)   # 2 + 2 + 1 rows, or one pass
+    torch.testing.assert_close(chunked["logits"], whole["logits"], rtol=1e-4, atol=1e-5)
+    if "intensity" in whole:
+        torch.testing.assert_close(chunked["intensity"], whole["intensity"], rtol=1e-4, atol=1e-5)

@@ -283,6 +283,7 @@ class LrpArlFfModel(AUModel):
     """Paper 001 (§3): IResNet → LRP → ARL → AU logits, fused with backbone logits by FF."""
 
     family = "lrp-arl-ff"
+    rows_independent = True
     pretrained_parts = ("backbone",)
     paper = _PAPER
 

@@ -157,6 +157,7 @@ class SevNetModel(AUModel):
     """Paper 003: backbone → cross-modality attention guided by AU text → shared classifier."""
 
     family = "sev-net"
+    rows_independent = True
     pretrained_parts = ("features",)
     paper = _PAPER
 
