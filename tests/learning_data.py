@@ -423,7 +423,10 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
         def optimizer(params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
             return build_optimizer(params, replace(cfg, lr=dict(rec.stage_lr).get(model.stage, rec.lr)))
 
-        stage_history = fit_stages(model, epoch_batches, dict(rec.pairwise_epochs), optimizer, max_pairs=rec.max_pairs)
+        # An ablation that removes a stage (pairwise-rank without P2 has no 'uncertainty' step)
+        # trains the stages it has for the recipe's epochs and skips the removed one's.
+        stage_epochs = {k: v for k, v in rec.pairwise_epochs if k in model.stages()}
+        stage_history = fit_stages(model, epoch_batches, stage_epochs, optimizer, max_pairs=rec.max_pairs)
         history = [v for stage in stage_history.values() for v in stage]
     else:
         opt = build_optimizer(model.parameters(), cfg)
