@@ -1,7 +1,7 @@
 """Labelling a store with a teacher: rows/s through the workflow, and why the built-in reads the
 stored blendshapes instead of re-running its face pipeline on the stored crops.
 
-    .venv/bin/python benchmarks/label.py [--json benchmarks/results/label.json]
+    .venv/bin/python benchmarks/label.py [--scale 10] [--json benchmarks/results/label.json]
 
 One process, one embedded local Ray with 2 CPUs. The store: WolfgangLanger_Pexels.mp4 and
 single_face.mp4 of ../shared/media (544 frames) in chunks of 120, preprocessed with the built-in's
@@ -14,7 +14,15 @@ face pipeline (RetinaFace + MediaPipe). Figures:
 - crops_vs_stored: the built-in on each stored 112-px crop (its face pipeline re-run:
   ``Predictor.predict_image``) against the built-in on the stored blendshapes (what
   ``facsflow label`` does): rows where a face was found again, mean and largest per-row mean
-  |difference| of the AU probabilities, and CPU ms per row of each way (one thread).
+  |difference| of the AU probabilities, and CPU ms per row of each way (one thread);
+- scale (``--scale N``, 0: skip): the distillation demo's store (benchmarks/distill_demo.py's
+  unlabeled folder: synthetic DISFA-layout videos, photos, single_face.mp4, no_face.mp4,
+  preprocessed with the built-in's face pipeline) and a store of N copies of its rows (renamed
+  subjects and sample ids: ``replicate_store``), each labelled by the built-in and by the
+  one-CNN teacher with 2 actors: rows/s in steady state, per core (over the actors' CPUs), and
+  the peak resident memory of the driver plus the labelling actors (/proc, sampled every
+  0.25 s). Flat memory means the N-copies row's peak is about the 1-copy row's: labelling
+  streams a unit at a time.
 """
 
 from __future__ import annotations
@@ -70,15 +78,67 @@ def cnn_teacher(directory: Path) -> Path:
     return directory
 
 
-def label_rate(store: Path, teacher: str) -> dict:
+def label_rate(store: Path, teacher: str, actors: int = 2) -> dict:
+    from procmem import PeakRss, wait_for_actors_to_exit  # benchmarks/procmem.py
+
     from workflows.label import LabelConfig, run_label
 
+    wait_for_actors_to_exit(marker=b"TeacherLabeller")
     t0 = time.perf_counter()
-    s = run_label(LabelConfig(teacher=teacher, data=str(store), actors=2, resume=False, log_every_s=60))
+    with PeakRss(marker=b"TeacherLabeller") as rss:
+        s = run_label(LabelConfig(teacher=teacher, data=str(store), actors=actors, resume=False, log_every_s=60))
     wall = time.perf_counter() - t0
     return {"rows": s["rows"], "units": s["units"], "seconds": round(wall, 2),
             "rows_per_s_end_to_end": round(s["rows"] / wall, 1), "rows_per_s_steady": s["rows_per_s"],
+            "rows_per_s_per_core": round(s["rows_per_s"] / actors, 1), "peak_rss_mb": rss.mb(),
             "teacher": s["teacher"]}
+
+
+def replicate_store(src: Path, dst: Path, copies: int) -> Path:
+    """A store of ``copies`` copies of ``src``'s rows, each copy's subjects, units and sample ids
+    renamed (``<subject>_copyNN``): what labelling reads, at ``copies`` times the size, without
+    preprocessing the same frames again (labelling's cost does not depend on which faces)."""
+    import pyarrow.parquet as pq
+    import pyarrow as pa
+
+    info = json.loads((src / "store.json").read_text())
+    dst.mkdir(parents=True)
+    for f in sorted((src / "frames").rglob("*.parquet")):
+        table = pq.read_table(f)
+        subject = f.parent.name
+        for i in range(copies):
+            tag = f"_copy{i:02d}"
+            t = table
+            for col in ("sample_id", "subject"):
+                values = [v.replace(subject, subject + tag, 1) for v in t.column(col).to_pylist()]
+                t = t.set_column(t.schema.get_field_index(col), col, pa.array(values, t.schema.field(col).type))
+            out = dst / "frames" / f.parent.parent.relative_to(src / "frames") / (subject + tag) / \
+                f.name.replace(subject, subject + tag, 1)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(t, out)
+    info.update(frames_in=info["frames_in"] * copies, units=info["units"] * copies)
+    (dst / "store.json").write_text(json.dumps(info))
+    return dst
+
+
+def scale(work: Path, copies: int, cnn: Path) -> dict:
+    """The ``scale`` figures of the module docstring: the demo's store and ``copies`` copies of it."""
+    import distill_demo  # benchmarks/distill_demo.py
+
+    from components.faces.pipeline import FacePipelineConfig
+    from workflows.demo import link_face_photos
+    from workflows.preprocess import PreprocessConfig, run_preprocess
+
+    demo = work / "demo"
+    demo.mkdir()
+    distill_demo.facsflow([], demo, *distill_demo.synth_args(link_face_photos(MEDIA, demo)))
+    one = work / "store-x1"
+    run_preprocess(PreprocessConfig(dataset="manifest", root=str(distill_demo.unlabeled_folder(demo)), out=str(one),
+                                    actors=2, face=FacePipelineConfig(detector="retinaface", landmarker="mediapipe")))
+    many = replicate_store(one, work / f"store-x{copies}", copies)
+    return {"copies": copies, "how": "the x1 store's rows repeated under new subject and sample ids",
+            **{name: {"builtin": label_rate(store, "builtin"), "cnn": label_rate(store, str(cnn))}
+               for name, store in (("x1", one), (f"x{copies}", many))}}
 
 
 def crops_vs_stored(store: Path) -> dict:
@@ -113,6 +173,7 @@ def crops_vs_stored(store: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=int, default=10, help="copies of the demo's store in the scale figures (0: skip)")
     ap.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "label.json"))
     args = ap.parse_args()
     import ray
@@ -130,6 +191,8 @@ def main() -> None:
                   "builtin": label_rate(store, "builtin"),
                   "cnn": label_rate(store, str(cnn_teacher(work / "cnn"))),
                   "crops_vs_stored": crops_vs_stored(store)}
+        if args.scale:
+            result["scale"] = scale(work, args.scale, work / "cnn")
     finally:
         if ray.is_initialized():
             ray.shutdown()
