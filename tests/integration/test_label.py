@@ -211,3 +211,26 @@ def write_ensemble(directory: Path, aus: list[int]) -> Path:
                     input_spec=model.input_spec().to_dict(), preprocess=preprocess, thresholds=[0.5] * len(aus))
     EnsembleManifest(aus=aus, members=[member]).save(str(directory))
     return directory
+
+
+def test_a_students_reference_labels_are_the_teachers_decisions_on_a_store_without_labels(store: Path) -> None:
+    """What `facsflow ensemble` (and validation) score a student of unlabeled video against: the
+    store's rows, predicted through the real store reader, get the teacher's decisions at its
+    recorded thresholds; the rows' own labels are all unknown (a media store has none)."""
+    from components.builtin import BUILTIN_AUS, builtin_ensemble_dir
+    from components.metrics.agreement import teacher_decisions
+    from components.store.splits import frames_files
+    from workflows.store_scoring import predict_store_files, reference_labels
+
+    run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
+    files = frames_files(str(store))
+    aus = list(BUILTIN_AUS)
+    pred = predict_store_files(files, builtin_ensemble_dir(), "manifest", [])
+    own = reference_labels(pred, str(store), files, aus, "own")
+    assert own.shape == (74, len(aus)) and (own == -1).all()
+    taught = reference_labels(pred, str(store), files, aus, "teacher")
+    soft = labels_by_row(store)
+    thresholds = json.loads((store / "labels.json").read_text())["thresholds"]
+    expected = teacher_decisions(np.stack([soft[str(s)] for s in pred["sample_id"]]), thresholds)
+    np.testing.assert_array_equal(taught, expected)
+    assert 0 < (taught == 1).sum() < taught.size  # some AUs on, most off: decisions, not a constant
