@@ -27,6 +27,7 @@ COMMANDS = {
     "serve.json": ("Serving", "python benchmarks/serve_bench.py [--overhead]; python benchmarks/serve_load.py"),
     "models.json": ("Model families on the synthetic DISFA-layout set", "python benchmarks/models.py"),
     "label.json": ("Labelling a store with a teacher", "python benchmarks/label.py"),
+    "distill.json": ("Distillation worked example: a student of the built-in teacher", "python benchmarks/distill_demo.py"),
     "pretrained.json": ("Random vs pretrained initialisation per family", "python benchmarks/pretrained.py"),
     "ablations.json": ("Ablations: each family's full model vs each ablation over seeds x folds",
                        "python benchmarks/ablations.py (the exact commands: the command figure below)"),
