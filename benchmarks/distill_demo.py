@@ -178,6 +178,7 @@ def main(argv: "list[str] | None" = None) -> int:
                  "--tune-thresholds")
         report = json.loads((work / "report" / "report.json").read_text())
         fold = report["teacher_agreement"]["models"][STUDENT]["folds"][0]
+        test_subjects = json.loads((run / "split.json").read_text())["test"]
         facsflow(commands, work, "ensemble", "--runs", "runs", "--out", "student", "--thresholds", "report")
         facsflow(commands, work, "predict", "--ensemble", "student", "--input", str(MEDIA / HELD_OUT), "--out",
                  "predictions", "--detector", "retinaface")
@@ -197,7 +198,7 @@ def main(argv: "list[str] | None" = None) -> int:
                     "val_labels": summary.get("val_labels"), "split": summary.get("split"),
                     "loss_history": [e.get("train_loss") for e in epochs],
                     "val_mean_f1_history": [e.get("val_mean_f1") for e in epochs]},
-        "held_out_identities": {"subjects": json.loads((run / "split.json").read_text())["test"],
+        "held_out_identities": {"subjects": test_subjects,
                                 "n_rows": fold["n_rows"],
                                 "mean_agreement_f1": fold["mean_agreement_f1"],
                                 "mean_correlation": fold["mean_correlation"]},
