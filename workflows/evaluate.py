@@ -108,6 +108,7 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
     ``smooth_window`` as ``run_evaluation``)."""
     from components.report.document import evaluate_model_outputs
     from components.store.splits import store_info
+    from workflows.store_scoring import own_labels
     from workflows.train import read_run
 
     run = read_run(run_dir)
@@ -121,11 +122,11 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
         from workflows.runtime import UserError
 
         raise UserError(f"{run_dir}: no test frames for fold {run['split']['fold']}")
-    test["labels"] = _own_labels(test, len(info["aus"]))
+    test["labels"] = own_labels(test, len(info["aus"]))
     kw: dict[str, Any] = {}
     if cfg.tune_thresholds:
         val = predict_split(run, info, "val", cfg, smooth_window)
-        val_labels = _own_labels(val, len(info["aus"]))
+        val_labels = own_labels(val, len(info["aus"]))
         if cfg.against == "teacher" and not (val_labels >= 0).any():
             val_labels = _teacher_decisions_of(run, info, "val", val["sample_id"])
         kw = {"val_probs": val["probs"], "val_labels": val_labels, "val_subjects": val["subject"]}
@@ -137,15 +138,6 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
     if cfg.against == "teacher":
         ev["teacher_agreement"] = _agreement(run, info, test, ev["thresholds"])
     return ev
-
-
-def _own_labels(pred: dict[str, Any], n_aus: int) -> Any:
-    """The rows' own labels; all unknown (-1) for a store without any (unlabeled video, whose AU
-    list is its teacher's: the rows hold empty label lists)."""
-    import numpy as np
-
-    labels = pred["labels"]
-    return labels if labels.shape[1:] == (n_aus,) else np.full((len(pred["probs"]), n_aus), -1, np.int8)
 
 
 def _teacher_soft(run: dict[str, Any], info: dict[str, Any], split_name: str, sample_ids: Any) -> Any:

@@ -16,7 +16,7 @@ import numpy as np
 
 from components.batches import VIDEO_BATCH_ROWS
 
-__all__ = ["StoreRowsPredictor", "predict_store_files", "reference_labels"]
+__all__ = ["StoreRowsPredictor", "predict_store_files", "own_labels", "reference_labels"]
 
 _COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
             "diff_valid", "labels", "intensities", "blendshapes"]
@@ -83,16 +83,22 @@ def predict_store_files(files: list[str], source: str, kind: str, diff_steps: li
     return {k: v[order] for k, v in res.items()}
 
 
+def own_labels(pred: dict[str, np.ndarray], n_aus: int) -> np.ndarray:
+    """The rows' own labels; all unknown (-1) for a store without any (unlabeled video, whose AU
+    list is its teacher's: the rows hold empty label lists)."""
+    labels = pred["labels"]
+    return labels if labels.shape[1:] == (n_aus,) else np.full((len(pred["probs"]), n_aus), -1, np.int8)
+
+
 def reference_labels(pred: dict[str, np.ndarray], store: str, files: list[str], aus: "list[int]",
                      val_labels: str = "own") -> np.ndarray:
     """int8 (N, n_AU) labels that ``pred``'s rows (``predict_store_files`` of ``files``) are scored
     against: their own, or where the run validated on its store's teacher (run.json
     ``val_labels: teacher``: a store of unlabeled video) the teacher's decisions at its recorded
     thresholds (``components.store.splits.teacher_decision_labels``); -1 unknown."""
-    n = len(pred.get("sample_id", ()))
     if val_labels != "teacher":
-        labels = pred["labels"]
-        return labels if labels.shape[1:] == (len(aus),) else np.full((n, len(aus)), -1, np.int8)
+        return own_labels(pred, len(aus))
+    n = len(pred["sample_id"])
     from components.store.splits import teacher_decision_labels
 
     decisions = teacher_decision_labels(store, files, aus)
