@@ -8,10 +8,12 @@ Reads the figures the benchmark scripts write (defaults under benchmarks/results
 - preprocess.json: ``frames_per_s_per_core`` (end to end, one core); optional
   ``speedup_1_to_2_cpus`` (measured speed-up from 1 to 2 CPUs, taken as parallel efficiency / 2).
 - train.json: ``samples_per_s_per_worker`` (one CPU worker, Ray Train loop); optional
-  ``cpus_per_worker`` (default 1), ``gpu_samples_per_s_per_worker`` and
-  ``data_pipeline_samples_per_s`` (the input pipeline on one core).
+  ``cpus_per_worker`` (default 1), ``gpu_samples_per_s_per_worker`` (what one GPU consumes:
+  ``train_step`` alone), ``gpu_ray_loop_samples_per_s`` (what the Ray Train loop reached on one GPU
+  node with its own CPUs feeding it; the GPU training rows plan with it when measured, as the
+  rate actually reached) and ``data_pipeline_samples_per_s`` (the input pipeline on one core).
 - serve.json: ``images_per_s_per_core`` (Serve end to end, one CPU); optional
-  ``gpu_images_per_s`` (batched, one GPU) and ``video_frames_per_s_per_core`` (batch prediction).
+  ``gpu_images_per_s`` (member forward passes batched on one GPU; the face pipeline stays on CPU) and ``video_frames_per_s_per_core`` (batch prediction).
 
 A key may sit at the top level or anywhere inside the JSON (the shallowest match wins; a few
 spellings are accepted, see FIGURES). A missing file or figure is reported as "not measured" and
@@ -51,6 +53,7 @@ FIGURES: dict[str, tuple[str, tuple[str, ...]]] = {
                                            "ray_samples_per_s")),
     "cpus_per_worker": ("train", ("cpus_per_worker",)),
     "gpu_samples_per_s_per_worker": ("train", ("gpu_samples_per_s_per_worker", "gpu_samples_per_s")),
+    "gpu_ray_loop_samples_per_s": ("train", ("gpu_ray_loop_samples_per_s",)),
     "data_pipeline_samples_per_s": ("train", ("data_pipeline_samples_per_s", "pipeline_samples_per_s")),
     "images_per_s_per_core": ("serve", ("images_per_s_per_core", "requests_per_s_per_core",
                                         "faces_per_s_per_core")),
@@ -199,7 +202,19 @@ def bottleneck(plans: "list[StagePlan]", figures: dict[str, Figure]) -> list[str
         lines.append(f"A GPU worker consumes {gpu.value:,.0f} samples/s and one core of input pipeline makes "
                      f"{pipe.value:,.0f}: each GPU needs {cores} CPU core(s) of decoding and augmentation, "
                      "or it waits on its input.")
+        loop = figures.get("gpu_ray_loop_samples_per_s")
+        if loop and loop.measured:
+            lines.append(f"Measured: the Ray Train loop on one GPU node reached {loop.value:,.0f} samples/s, "
+                         f"{loop.value / gpu.value:.0%} of what its GPU consumes; the GPU rows above plan with "
+                         "that reached rate.")
     return lines
+
+
+def gpu_train_rate(figures: dict[str, Figure]) -> Figure:
+    """The GPU training rate to plan with: the Ray loop's reached rate where measured (input-bound
+    on the measured node), else what the GPU consumes."""
+    loop = figures.get("gpu_ray_loop_samples_per_s")
+    return loop if loop is not None and loop.measured else figures["gpu_samples_per_s_per_worker"]
 
 
 def _fmt(x: float) -> str:
@@ -244,7 +259,7 @@ def render(figures: dict[str, Figure], args: argparse.Namespace, command: str) -
     chosen: dict[str, StagePlan] = {}
     for label, fig, price, cap in (("CPU worker", figures["samples_per_s_per_worker"], args.cpu_hour_usd * cpw,
                                     max(1, int(args.max_cores // cpw))),
-                                   ("GPU", figures["gpu_samples_per_s_per_worker"], args.gpu_hour_usd, args.max_gpus)):
+                                   ("GPU", gpu_train_rate(figures), args.gpu_hour_usd, args.max_gpus)):
         if not fig.measured:
             out.append(f"- {label}s: {fig.source}.")
             continue
@@ -264,7 +279,8 @@ def render(figures: dict[str, Figure], args: argparse.Namespace, command: str) -
                               ("GPUs", figures["gpu_images_per_s"], args.gpu_hour_usd)):
         if fig.measured:
             units, usd = serve_plan(args.serve_load, fig.value, price)
-            out.append(f"- {label}: {units} at {_fmt(fig.value)} images/s each, ${_fmt(usd)} per hour.")
+            note = " (member forward passes only: face detection and alignment stay on CPU)" if label == "GPUs" else ""
+            out.append(f"- {label}: {units} at {_fmt(fig.value)} images/s each{note}, ${_fmt(usd)} per hour.")
         else:
             out.append(f"- {label}: {fig.source}.")
     vf = figures["video_frames_per_s_per_core"]

@@ -85,3 +85,12 @@ def test_bottleneck_names_the_stage_that_cannot_go_faster() -> None:
     assert "slowest stage even with the whole cluster is train on A: 1.67 h with all 2 CPU workers" in lines[1]
     # Costs: preprocess 2 x 1 x 0.05 = $0.10; train 2 x 1.667 x $1 = $3.33 -> 97%.
     assert "The largest cost is train on A: $3.33 of $3.43 (97%)" in lines[2]
+
+
+def test_gpu_training_plans_with_the_rate_the_ray_loop_reached() -> None:
+    consumes, reached = sp.Figure(7545.0, "train_step alone"), sp.Figure(3380.0, "Ray loop")
+    figures = {"gpu_samples_per_s_per_worker": consumes, "gpu_ray_loop_samples_per_s": reached}
+    assert sp.gpu_train_rate(figures) is reached
+    # Without a measured loop (an older train.json), what the GPU consumes.
+    assert sp.gpu_train_rate({**figures, "gpu_ray_loop_samples_per_s": sp.Figure(None, "not measured")}) is consumes
+    assert sp.gpu_train_rate({"gpu_samples_per_s_per_worker": consumes}) is consumes
