@@ -95,8 +95,10 @@ class LearningSetConfig:
             raise ValueError(f"fold {self.fold} outside 1..{self.folds}")
 
     def key(self) -> str:
-        """Cache key: this config plus a hash of the code that produced the data."""
-        h = hashlib.sha256(json.dumps([_BUILD_VERSION, asdict(self)], sort_keys=True, default=list).encode())
+        """Cache key: this config but the test fold (every fold splits the same rendered rows)
+        plus a hash of the code that produced the data."""
+        rendered = {k: v for k, v in asdict(self).items() if k != "fold"}
+        h = hashlib.sha256(json.dumps([_BUILD_VERSION, rendered], sort_keys=True, default=list).encode())
         for pattern in _SOURCES:
             for path in sorted(ROOT.glob(pattern)):
                 h.update(path.name.encode() + path.read_bytes())
@@ -380,13 +382,16 @@ def _every(rows: Rows, every: int) -> Rows:
     return rows if every <= 1 else take(rows, rows["frame_order"] % every == 0)
 
 
-def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: int = 0) -> Trained:
+def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: int = 0,
+          device: str = "cpu") -> Trained:
     """Train registered model ``name`` on the training subjects with ``components.training``
-    (multi-step families such as pairwise-rank: their steps with ``fit_stages``); CPU."""
+    (multi-step families such as pairwise-rank: their steps with ``fit_stages``) on ``device``
+    (CPU unless a sweep asks for a GPU); the model is returned there, in eval mode."""
     import time
 
     from components.models import build_model
-    from components.training import OptimConfig, build_optimizer, build_scheduler, fit_stages, train_step
+    from components.training import (OptimConfig, build_optimizer, build_scheduler, fit_stages, to_device,
+                                     train_step)
 
     rec = recipe or RECIPES[name]
     torch.manual_seed(seed)
@@ -397,7 +402,8 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
         counts = {s: np.stack([(labels[subjects == s] == 1).sum(0), (labels[subjects == s] >= 0).sum(0)])
                   for s in np.unique(subjects)}
         model.pos_weight = torch.tensor(balanced_pos_weight(counts, data.splits["train"]))
-    spec, device = model.input_spec(), torch.device("cpu")
+    spec, dev = model.input_spec(), torch.device(device)
+    model.to(dev)
     augment = rec.augment
     cfg = OptimConfig(lr=rec.lr, schedule="cosine", amp="none")
     common = dict(store_aus=data.aus, diff_steps=data.diff_steps)
@@ -418,7 +424,7 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
             for b in batches(rows, spec, data.aus, augment, size, True, seed + next(epoch),
                              by_video=True, shuffle_frames=not ordered, **common):
                 samples += len(b["image"])
-                yield b
+                yield to_device(b, dev)
 
         def optimizer(params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
             return build_optimizer(params, replace(cfg, lr=dict(rec.stage_lr).get(model.stage, rec.lr)))
@@ -435,7 +441,7 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
         for e in range(rec.epochs):
             losses = []
             for b in batches(rows, spec, data.aus, augment, rec.batch_size, True, seed + e, **common):
-                losses.append(train_step(model, b, opt, scaler, cfg, device)["loss"])
+                losses.append(train_step(model, b, opt, scaler, cfg, dev)["loss"])
                 samples += len(b["image"])
             sched.step()
             history.append(float(np.mean(losses)))
@@ -460,7 +466,7 @@ def predict(model: Any, rows: Rows, data: LearningSet, batch_size: int = VIDEO_B
             yield b
 
     with torch.no_grad():
-        res = predict_batches(model, tracked(), torch.device("cpu"))
+        res = predict_batches(model, tracked(), next(model.parameters()).device)
     position = {s: i for i, s in enumerate(rows["sample_id"].tolist())}
     res["rows"] = np.array([position[s] for s in order], dtype=int)
     return res
