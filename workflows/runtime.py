@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from components.errors import UserError
+from workflows.stderr_filter import filter_native_stderr, restore_native_stderr
 
 log = logging.getLogger("facsflow")
 
@@ -48,6 +49,11 @@ HARMLESS_RAY_WARNINGS: tuple[tuple[str, str], ...] = (
 )
 """(logger name prefix, message text) of Ray warnings and errors that are known and harmless
 here: they go to the log file only. Any other Ray warning or error still reaches the console."""
+
+
+_CLI = {"console": False}
+"""True while ``run_main`` runs a command: the console is ours, so Ray's native stderr lines
+that ``workflows.stderr_filter`` names go to the log file (a library caller's stderr is left alone)."""
 
 
 class StopRequested(KeyboardInterrupt):
@@ -228,7 +234,10 @@ def init_ray(address: "str | None" = None, num_cpus: "int | None" = None,
             raise UserError(f"cannot connect to the Ray cluster at {addr}: {text.splitlines()[0]}") from None
     install_stop_handlers()
     logs = _ray_logs_dir()
-    _route_ray_logs(logs / RAY_LOG_FILE if logs is not None and logs.is_dir() else None)
+    log_file = logs / RAY_LOG_FILE if logs is not None and logs.is_dir() else None
+    _route_ray_logs(log_file)
+    if _CLI["console"] and not verbose:
+        filter_native_stderr(log_file)   # the C++ core worker writes below Python's logging
     # Ray Data's bars would interleave with our progress lines; verbose brings them back.
     ray.data.DataContext.get_current().enable_progress_bars = verbose
     resources = ray.cluster_resources()
@@ -336,6 +345,7 @@ def run_main(fn, argv: "list[str] | None" = None) -> int:
     ray = sys.modules.get("ray")
     ours = ray is None or not ray.is_initialized()   # a caller's Ray (a test fixture) stays up
     previous = install_stop_handlers()
+    console_before, _CLI["console"] = _CLI["console"], True
     try:
         return _run(fn, argv)
     finally:
@@ -344,6 +354,9 @@ def run_main(fn, argv: "list[str] | None" = None) -> int:
         ray = sys.modules.get("ray")
         if ours and ray is not None and ray.is_initialized():
             ray.shutdown()
+        _CLI["console"] = console_before
+        if not console_before:
+            restore_native_stderr()
         if before is None:
             os.environ.pop(VERBOSE_ENV, None)
         else:

@@ -21,7 +21,9 @@ MAX_LINES = 30
 """Most console lines one stage may print here (the issue: 'a few dozen')."""
 RAY_INTERNALS = ("TrainController", "Failed to query", "TrainingReport", "Execution plan", "Progress bars disabled",
                  "RayTrainWorker", "SplitCoordinator", "worker processes have been started",
-                 "Token authentication is enabled", "logging_progress", "streaming_executor")
+                 "Token authentication is enabled", "logging_progress", "streaming_executor",
+                 # Ray's C++ core worker, on the driver's stderr below Python's logging (ray#53727)
+                 "has constructor arguments in the object store")
 
 
 def _facsflow(*args: str, cwd: Path) -> list[str]:
