@@ -441,6 +441,10 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
         for e in range(rec.epochs):
             losses = []
             for b in batches(rows, spec, data.aus, augment, rec.batch_size, True, seed + e, **common):
+                if len(b["image"]) < 2:
+                    # A lone last row cannot train batch norm (FaceNet's embedding BN raised on the
+                    # DISFA-layout set, 2026-12-04); the product's loop drops incomplete batches.
+                    continue
                 losses.append(train_step(model, b, opt, scaler, cfg, dev)["loss"])
                 samples += len(b["image"])
             sched.step()
