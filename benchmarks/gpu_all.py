@@ -65,13 +65,6 @@ FAMILIES = ("baseline_mobilenetv3_112", "baseline_resnet18_224", "to_sequence", 
 """One registered model per family (the papers' input sizes where the registry has them)."""
 
 
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _store(args: argparse.Namespace, copies: int) -> str:
     import train_overhead
 
@@ -115,12 +108,12 @@ def family_figures(args: argparse.Namespace) -> dict[str, Any]:
                 with torch.no_grad(), torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16,
                                                      enabled=amp == "bf16"):
                     model(gpu_batches[0])
-                    _sync(args.device)
+                    train_overhead._sync(torch.device(args.device))
                     t0, reps = time.perf_counter(), 1 if args.quick else 10
                     for _ in range(reps):
                         for b in gpu_batches:
                             model(b)
-                    _sync(args.device)
+                    train_overhead._sync(torch.device(args.device))
                 infer = reps * len(gpu_batches) * bs / (time.perf_counter() - t0)
                 key = "fp32" if amp == "none" else "bf16"
                 rows.append({"model": name, "batch_size": bs, "precision": key, "train_samples_per_s": round(rate, 1),

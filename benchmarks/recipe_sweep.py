@@ -20,6 +20,7 @@ numerics differ from the CPU's, so a recipe chosen here is then checked on CPU b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -104,7 +105,11 @@ def main(argv: "list[str] | None" = None) -> int:
         p.error(f"--model {args.model!r} has no recipe; recipes: {', '.join(RECIPES)}")
     variants = {"recipe": {}, **json.loads(args.variants)}
     for name, overrides in variants.items():
-        recipe_for(args.model, overrides)   # a misspelt field fails here, before any training
+        try:   # a misspelt field fails here, before any training
+            recipe_for(args.model, overrides)
+        except (TypeError, KeyError) as e:
+            fields = ", ".join(f.name for f in dataclasses.fields(RECIPES[args.model]))
+            p.error(f"variant {name!r}: {e}; Recipe fields: {fields}; augment takes \"light\" or null")
     build_learning_set(replace(LEARNING_SET, layout=args.layout))   # render once, before the processes
     jobs = [{"model": args.model, "variant": v, "overrides": o, "fold": f, "seed": s, "layout": args.layout,
              "device": args.device}
