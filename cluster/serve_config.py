@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # `python cluster/serve_config.py`: make the chec
 
 import yaml
 
-from workflows.serve.app import Scaling
+from workflows.serve.app import REPLICA_ENV, Scaling
 
 __all__ = ["IMPORT_PATH", "Scaling", "ServeBuildConfig", "build_serve_config", "render", "embed_in_rayservice",
            "build_parser", "main"]
@@ -101,7 +101,7 @@ def build_serve_config(ensemble: str, scaling: Scaling, *, user_config: "dict[st
         if reconfigurable and user_config:
             schema["user_config"] = dict(user_config)
         deployments.append(schema)
-    runtime_env: dict[str, Any] = {"env_vars": _env_vars(runtime_env_file)}
+    runtime_env: dict[str, Any] = {"env_vars": {**_env_vars(runtime_env_file), **REPLICA_ENV}}
     if working_dir_uri:
         runtime_env["working_dir"] = working_dir_uri
     config = {
