@@ -3,15 +3,18 @@ when there is one: held-out mean F1 against the best trivial predictor per run.
 
     .venv/bin/python benchmarks/recipe_sweep.py --model pairwise_rank_small \
         --variants '{"rank6": {"pairwise_epochs": [["rank", 6], ["uncertainty", 2], ["mapping", 8]]}}' \
-        [--folds 1,2,3] [--seeds 0] [--layout manifest] [--device cuda] [--procs 8] [--json PATH]
+        [--folds 1,2,3] [--seeds 0] [--layout manifest] [--set frames_per_video=80] [--device cuda]
+        [--procs 8] [--json PATH]
 
 The recipe is ``tests/learning_data.RECIPES[--model]``; each variant replaces some of its fields
 (``Recipe``'s names; lists become tuples, ``augment`` takes ``"light"`` or ``null``). The variant
 ``recipe`` (the recipe as it stands) always runs too, so every variant is compared with it on the
 same folds and seeds. Each run trains with ``tests.learning_data.train`` and scores with its
 ``evaluate`` (thresholds tuned on the validation subjects, the trivial predictors on the test
-labels), as the slow learning test does. The set is built (or read from the cache) once before the
-processes start; a run's failure is recorded and the others go on.
+labels), as the slow learning test does, on the recipe's set (``recipe_set``: the shared set with
+the recipe's ``data`` fields; ``--set`` changes integer fields of it on top, e.g. longer videos). Each
+set is built (or read from the cache) once before the processes start; a run's failure is recorded
+and the others go on.
 
 What it is for: finding a recipe that learns before a slow CPU test is asked to show it. A GPU's
 numerics differ from the CPU's, so a recipe chosen here is then checked on CPU by the test itself.
@@ -49,18 +52,25 @@ def recipe_for(model: str, overrides: dict[str, Any]) -> Any:
     return replace(RECIPES[model], **fields)
 
 
+def job_set(recipe: Any, job: dict[str, Any]) -> Any:
+    """The learning set of one run: the recipe's (``Recipe.data``), then ``--set`` on top."""
+    from tests.learning_data import LEARNING_SET
+
+    return replace(LEARNING_SET, layout=job["layout"], fold=job["fold"], **{**dict(recipe.data), **job["set"]})
+
+
 def _run(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from tests.learning_data import LEARNING_SET, build_learning_set, evaluate, train
+    from tests.learning_data import build_learning_set, evaluate, train
 
     torch.set_num_threads(1)
     out = {k: job[k] for k in ("variant", "fold", "seed")}
     try:
-        data = build_learning_set(replace(LEARNING_SET, layout=job["layout"], fold=job["fold"]))
+        recipe = recipe_for(job["model"], job["overrides"])
+        data = build_learning_set(job_set(recipe, job))
         t0 = time.perf_counter()
-        run = train(job["model"], data, recipe_for(job["model"], job["overrides"]), seed=job["seed"],
-                    device=job["device"])
+        run = train(job["model"], data, recipe, seed=job["seed"], device=job["device"])
         res = evaluate(run.model, data)
         out.update(mean_f1=round(float(res["mean_f1"]), 4), trivial_best=round(float(res["trivial_best"]), 4),
                    margin=round(float(res["mean_f1"] - res["trivial_best"]), 4),
@@ -97,6 +107,8 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--device", default="cuda" if _cuda() else "cpu")
     p.add_argument("--procs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--json", default="", help="write every run and the summary here")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=INT",
+                   help="a LearningSetConfig field of the set (e.g. frames_per_video=80); repeatable")
     args = p.parse_args(argv)
 
     from tests.learning_data import LEARNING_SET, RECIPES, build_learning_set
@@ -110,11 +122,18 @@ def main(argv: "list[str] | None" = None) -> int:
         except (TypeError, KeyError) as e:
             fields = ", ".join(f.name for f in dataclasses.fields(RECIPES[args.model]))
             p.error(f"variant {name!r}: {e}; Recipe fields: {fields}; augment takes \"light\" or null")
-    build_learning_set(replace(LEARNING_SET, layout=args.layout))   # render once, before the processes
+    try:
+        set_fields = {k: int(v) for k, v in (x.split("=", 1) for x in args.set)}
+        replace(LEARNING_SET, **set_fields)
+    except (ValueError, TypeError) as e:
+        fields = ", ".join(f.name for f in dataclasses.fields(LEARNING_SET))
+        p.error(f"--set {args.set}: {e}; LearningSetConfig fields: {fields} (integers)")
     jobs = [{"model": args.model, "variant": v, "overrides": o, "fold": f, "seed": s, "layout": args.layout,
-             "device": args.device}
+             "device": args.device, "set": set_fields}
             for f in (int(x) for x in args.folds.split(",")) for s in (int(x) for x in args.seeds.split(","))
             for v, o in variants.items()]
+    for cfg in {replace(job_set(recipe_for(args.model, j["overrides"]), j), fold=1) for j in jobs}:
+        build_learning_set(cfg)   # render each set once, before the processes
     print(f"{len(jobs)} runs of {args.model} on {args.device}, {args.procs} processes", flush=True)
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(args.procs) as pool:
@@ -127,7 +146,7 @@ def main(argv: "list[str] | None" = None) -> int:
               f"  mean margin {r['mean_margin']}  worst {r['worst_margin']}  {r['by_fold']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"model": args.model, "layout": args.layout, "device": args.device,
+        Path(args.json).write_text(json.dumps({"model": args.model, "layout": args.layout, "set": set_fields, "device": args.device,
                                                "variants": variants, "runs": results, "summary": summary}, indent=1))
     return 0
 
