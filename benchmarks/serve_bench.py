@@ -59,12 +59,17 @@ def _rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-def in_process_images(ensemble: str, rounds: int) -> dict[str, Any]:
-    """Per-image latency and CPU of the in-process Predictor (dlib, every face)."""
+def photo_predictor(ensemble: str) -> Any:
+    """The in-process Predictor the photo figures compare Serve with (dlib, every face)."""
     from components.faces.pipeline import FacePipelineConfig
     from components.predictor import Predictor
 
-    pred = Predictor.from_manifest(ensemble, face_config=FacePipelineConfig(detector="dlib", policy="all"))
+    return Predictor.from_manifest(ensemble, face_config=FacePipelineConfig(detector="dlib", policy="all"))
+
+
+def in_process_images(ensemble: str, rounds: int) -> dict[str, Any]:
+    """Per-image latency and CPU of the in-process Predictor (dlib, every face)."""
+    pred = photo_predictor(ensemble)
     images = [_rgb(MEDIA / n) for n in PHOTOS]
     pred.predict_image(images[0])
     lat, cpu0 = [], time.process_time()
@@ -196,22 +201,20 @@ def idle_cores(seconds: float = 30.0) -> float:
     return round((ray_cpu_seconds() - c0) / (time.perf_counter() - t0), 3)
 
 
-def overhead(ensemble: str, port: int, requests: int, rounds: int) -> dict[str, Any]:
+def overhead(ensemble: str, port: int, requests: int) -> dict[str, Any]:
     """Serve's CPU per image against the in-process Predictor, side by side in one run: rounds
     that alternate the four photos in process (from their file bytes: decode, faces, members,
     combination, in this process) and over HTTP one at a time (concurrency 1), so a slower or
     faster spell of the machine falls on both; then concurrency 8 (``requests`` each way). Serve's
     CPU is that of every process of the app (replicas, proxy, controller, Ray's own daemons: what
-    a machine serving it pays); the idle app's background is reported beside it. ``rounds`` is
-    unused here (the concurrency-1 rounds are ``requests`` / 4)."""
+    a machine serving it pays); the idle app's background is reported beside it. The
+    concurrency-1 rounds are ``requests`` / 4."""
     import httpx
     from ray import serve
 
-    from components.faces.pipeline import FacePipelineConfig
-    from components.predictor import Predictor
     from components.serving_inputs import Limits, decode_image
 
-    pred = Predictor.from_manifest(ensemble, face_config=FacePipelineConfig(detector="dlib", policy="all"))
+    pred = photo_predictor(ensemble)
     bodies = [(MEDIA / n).read_bytes() for n in PHOTOS]
     max_pixels = Limits().max_image_pixels
     url = start_app(ensemble, port, ingress={"max_replicas": 1}, faces={"max_replicas": 1},
@@ -287,7 +290,7 @@ def main(argv: "list[str] | None" = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             ensemble = args.ensemble or default_ensemble(Path(tmp) / "ensemble")
             res = {"machine": info, "ensemble": args.ensemble or "default composition, random weights",
-                   **overhead(ensemble, args.port, args.requests, args.rounds)}
+                   **overhead(ensemble, args.port, args.requests)}
         for key in ("concurrency_1", "concurrency_8"):
             r = res[key]
             print(f"{key}: p50 {r['p50_ms']} ms, CPU {r['cpu_ms_per_image']} ms/image = "
