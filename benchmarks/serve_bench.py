@@ -6,8 +6,9 @@ video frames/s per core for the default ensemble and its fastest member.
     .venv/bin/python benchmarks/serve_bench.py --overhead [--requests 80]   # 4. alone, minutes
 
 Prints, side by side:
-1. requests/s of a member deployment called through its handle by 32 concurrent single-face
-   requests, and of the whole app over HTTP at concurrency 16, with dynamic batching
+1. (staged layout: member deployments of their own) requests/s of a member deployment called
+   through its handle by 32 concurrent single-face requests, and of the whole app over HTTP at
+   concurrency 16, with dynamic batching
    (max_batch_size 16) and without (``max_batch_size 0``: each request runs alone); the mean
    batch a member really ran is reported too;
 2. per-image latency of the in-process ``Predictor`` and of Serve over HTTP (one request at a
@@ -17,7 +18,8 @@ Prints, side by side:
    and for its fastest member alone, plus the served /v1/predict/video figure;
 4. (``--overhead``, under ``"overhead"`` in the JSON) Serve's CPU per image over HTTP at
    concurrency 1 and 8 against the in-process Predictor on the same four photos, as a ratio,
-   with p50/p99 and the idle app's background CPU.
+   with p50/p99 and the idle app's background CPU, for the fused and the staged layout
+   (``AppArgs.layout``) one after the other.
 
 Without ``--ensemble`` the default composition is built with seeded random weights (speed does
 not depend on them): ResNet-18 and MobileNetV3 image members at 112 px and a To-Sequence video
@@ -201,8 +203,9 @@ def idle_cores(seconds: float = 30.0) -> float:
     return round((ray_cpu_seconds() - c0) / (time.perf_counter() - t0), 3)
 
 
-def overhead(ensemble: str, port: int, requests: int) -> dict[str, Any]:
-    """Serve's CPU per image against the in-process Predictor, side by side in one run: rounds
+def overhead(ensemble: str, port: int, requests: int, layout: str) -> dict[str, Any]:
+    """Serve's CPU per image (app ``layout``: 'fused' or 'staged', ``AppArgs.layout``) against
+    the in-process Predictor, side by side in one run: rounds
     that alternate the four photos in process (from their file bytes: decode, faces, members,
     combination, in this process) and over HTTP one at a time (concurrency 1), so a slower or
     faster spell of the machine falls on both; then concurrency 8 (``requests`` each way). Serve's
@@ -217,8 +220,8 @@ def overhead(ensemble: str, port: int, requests: int) -> dict[str, Any]:
     pred = photo_predictor(ensemble)
     bodies = [(MEDIA / n).read_bytes() for n in PHOTOS]
     max_pixels = Limits().max_image_pixels
-    url = start_app(ensemble, port, ingress={"max_replicas": 1}, faces={"max_replicas": 1},
-                    member={"max_replicas": 1})
+    stages = {"faces": {"max_replicas": 1}, "member": {"max_replicas": 1}} if layout == "staged" else {}
+    url = start_app(ensemble, port, layout=layout, ingress={"max_replicas": 1}, **stages)
     try:
         served_sequential(url, 1)   # warm: every deployment has answered once
         pred.predict_image(decode_image(bodies[0], max_pixels))
@@ -276,7 +279,10 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--port", type=int, default=8791)
     p.add_argument("--json", type=Path, default=RESULTS)
     p.add_argument("--overhead", action="store_true",
-                   help="only Serve's CPU per image against in process (concurrency 1 and 8, idle cores)")
+                   help="only Serve's CPU per image against in process (concurrency 1 and 8, idle cores), "
+                        "for each layout")
+    p.add_argument("--layouts", nargs="+", default=["fused", "staged"], choices=["fused", "staged"],
+                   help="app layouts --overhead measures, one after the other (AppArgs.layout)")
     args = p.parse_args(argv)
     import torch
     from ray import serve
@@ -290,12 +296,13 @@ def main(argv: "list[str] | None" = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             ensemble = args.ensemble or default_ensemble(Path(tmp) / "ensemble")
             res = {"machine": info, "ensemble": args.ensemble or "default composition, random weights",
-                   **overhead(ensemble, args.port, args.requests)}
-        for key in ("concurrency_1", "concurrency_8"):
-            r = res[key]
-            print(f"{key}: p50 {r['p50_ms']} ms, CPU {r['cpu_ms_per_image']} ms/image = "
-                  f"{r['cpu_ratio_to_in_process']}x in process ({res['in_process']['cpu_ms_per_image']} ms)")
-        print(f"idle app: {res['idle_cores']} cores")
+                   "default_layout_here": "fused (auto: the members get no GPU)", "layouts": {}}
+            for layout in args.layouts:
+                r = res["layouts"][layout] = overhead(ensemble, args.port, args.requests, layout)
+                for key in ("concurrency_1", "concurrency_8"):
+                    print(f"{layout} {key}: p50 {r[key]['p50_ms']} ms, CPU {r[key]['cpu_ms_per_image']} ms/image = "
+                          f"{r[key]['cpu_ratio_to_in_process']}x in process ({r['in_process']['cpu_ms_per_image']} ms)")
+                print(f"{layout} idle app: {r['idle_cores']} cores", flush=True)
         update_json(args.json, "overhead", res)
         print(f"results: {args.json}")
         return 0
@@ -314,7 +321,7 @@ def main(argv: "list[str] | None" = None) -> int:
         out["in_process"] = in_process_images(ensemble, args.rounds)
         runs: dict[str, Any] = {}
         for label, size in (("batched", 16), ("unbatched", 0)):
-            url = start_app(ensemble, args.port, max_batch_size=size, ingress={"max_replicas": 1},
+            url = start_app(ensemble, args.port, max_batch_size=size, layout="staged", ingress={"max_replicas": 1},
                             faces={"max_replicas": 1}, member={"max_replicas": 1}, video_faces=VIDEO_FACES)
             try:
                 body = (MEDIA / PHOTOS[0]).read_bytes()

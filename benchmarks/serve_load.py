@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/serve_load.py [--ensemble DIR] [--requests 1000] [--concurrency 8]
                                               [--image PATH] [--json benchmarks/results/serve.json]
 
-Starts a local Ray (2 CPUs) and the app with two replicas of every member deployment, sends
+Starts a local Ray (2 CPUs) and the app in the staged layout (``AppArgs.layout``: member
+deployments of their own) with two replicas of every member deployment, sends
 ``--requests`` image requests at a fixed concurrency and prints throughput, p50, p99 and the
 error count; then does it again and kills one Member0 replica (``ray.kill``, no restart) after
 a fifth of the requests: the ingress retries the failed member call once, on the surviving
@@ -189,7 +190,7 @@ def main(argv: "list[str] | None" = None) -> int:
         ensemble = args.ensemble or default_ensemble(Path(tmp) / "ensemble")
         body = Path(args.image).read_bytes()
         # Two replicas of each member, so a killed one leaves a live one for the retry.
-        url = start_app(ensemble, args.port, member={"min_replicas": 2, "max_replicas": 2},
+        url = start_app(ensemble, args.port, layout="staged", member={"min_replicas": 2, "max_replicas": 2},
                         ingress={"max_replicas": 1}, faces={"max_replicas": 1})
         try:
             for _ in range(5):  # warm every replica's first-call costs

@@ -60,6 +60,10 @@ class ServeBuildConfig:
     """HTTP port of the Serve proxies."""
     working_dir_uri: str = ""
     """Remote .zip of this checkout (only for images without the project installed)."""
+    layout: str = "auto"
+    """workflows.serve.app.AppArgs.layout: 'staged', 'fused', or 'auto' (resolved here from
+    --num-gpus: fused without GPUs) and written into the config's args, so the deployments it
+    lists are the ones the cluster builds."""
 
 
 def _env_vars(runtime_env_file: Path) -> dict[str, str]:
@@ -67,7 +71,14 @@ def _env_vars(runtime_env_file: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in (spec.get("env_vars") or {}).items() if k not in JOB_ONLY_ENV}
 
 
-def _deployments(ensemble: str, scaling: Scaling) -> list[tuple[dict[str, Any], bool]]:
+def resolved_layout(layout: str, scaling: Scaling) -> str:
+    """'staged' or 'fused' for the config's args: 'auto' decided from the members' GPUs."""
+    from workflows.serve.app import AppArgs, fused_layout
+
+    return "fused" if fused_layout(AppArgs(layout=layout), scaling.num_gpus) else "staged"
+
+
+def _deployments(ensemble: str, scaling: Scaling, layout: str) -> list[tuple[dict[str, Any], bool]]:
     """(schema dict as `serve build` writes it, accepts user_config) per deployment of the app,
     every deployment scaled by ``scaling`` through the code's own ``Scaling.options``."""
     from ray.serve._private.build_app import build_app as build_serve_app
@@ -75,8 +86,9 @@ def _deployments(ensemble: str, scaling: Scaling) -> list[tuple[dict[str, Any], 
 
     from workflows.serve.app import AppArgs, build_app
 
-    args = AppArgs(ensemble=ensemble, member_gpus=scaling.num_gpus, ingress=scaling, faces=scaling,
-                   member=scaling, combiner=scaling)
+    fused = layout == "fused"  # one deployment: the stages' scaling would only be warned about
+    args = AppArgs(ensemble=ensemble, member_gpus=scaling.num_gpus, ingress=scaling, layout=layout,
+                   **({} if fused else {"faces": scaling, "member": scaling, "combiner": scaling}))
     built = build_serve_app(build_app(args), name="facsflow")
     out = []
     for d in built.deployments:
@@ -88,7 +100,7 @@ def _deployments(ensemble: str, scaling: Scaling) -> list[tuple[dict[str, Any], 
 def build_serve_config(ensemble: str, scaling: Scaling, *, user_config: "dict[str, Any] | None" = None,
                        app_name: str = "facsflow", route_prefix: str = "/", host: str = "0.0.0.0",
                        port: int = 8000, working_dir_uri: "str | None" = None,
-                       runtime_env_file: Path = RUNTIME_ENV) -> dict[str, Any]:
+                       runtime_env_file: Path = RUNTIME_ENV, layout: str = "auto") -> dict[str, Any]:
     """The Serve deploy config (``serve deploy`` / RayService ``serveConfigV2``) as a dict.
 
     ``working_dir_uri`` (a remote .zip of this checkout) is only needed on images that do not
@@ -96,8 +108,9 @@ def build_serve_config(ensemble: str, scaling: Scaling, *, user_config: "dict[st
     """
     from ray.serve.schema import ServeDeploySchema
 
+    layout = resolved_layout(layout, scaling)
     deployments = []
-    for schema, reconfigurable in _deployments(ensemble, scaling):
+    for schema, reconfigurable in _deployments(ensemble, scaling, layout):
         if reconfigurable and user_config:
             schema["user_config"] = dict(user_config)
         deployments.append(schema)
@@ -111,7 +124,7 @@ def build_serve_config(ensemble: str, scaling: Scaling, *, user_config: "dict[st
             "name": app_name,
             "route_prefix": route_prefix,
             "import_path": IMPORT_PATH,
-            "args": {"ensemble": ensemble},
+            "args": {"ensemble": ensemble, "layout": layout},
             "runtime_env": runtime_env,
             "deployments": deployments,
         }],
@@ -167,7 +180,8 @@ def main(argv: "list[str] | None" = None) -> int:
     try:
         cfg: ServeBuildConfig = stage_config(build_parser().parse_args(argv), required=("ensemble",))
         config = build_serve_config(cfg.ensemble, cfg.scaling, user_config=cfg.user_config, host=cfg.host,
-                                    port=cfg.port, working_dir_uri=cfg.working_dir_uri or None)
+                                    port=cfg.port, working_dir_uri=cfg.working_dir_uri or None,
+                                    layout=cfg.layout)
     except (ValueError, UserError) as e:
         print(f"facsflow: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

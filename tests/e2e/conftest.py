@@ -1,8 +1,9 @@
 """One real Serve app for the serving and web-page tests: a local Ray on 2 CPUs, the app bound
 to 127.0.0.1 on a free port, built from a small seeded ensemble (an image member with an
 intensity head, a To-Sequence member that needs video). Started once for the e2e folder and torn
-down after its last test (package scope): a Serve app left running would hold 1.25 of the
-machine's 2 CPUs while the integration tests that follow wait for them."""
+down after its last test (package scope): a Serve app left running would hold CPUs the
+integration tests that follow wait for. Its layout is the default ('auto': fused here, no GPU);
+tests/e2e/test_agreement.py runs the staged one."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ APP_ARGS: dict[str, Any] = {
     "video_faces": {"detector": "dlib", "policy": "tracked"},
     "limits": {"max_body_bytes": 2_000_000, "max_image_pixels": 4_000_000, "max_video_bytes": 3_000_000,
                "max_video_seconds": 10.0, "max_video_frames": 600},
-    # One replica each keeps the app at 1.25 CPUs and its start short.
-    "ingress": {"max_replicas": 1}, "faces": {"max_replicas": 1}, "member": {"max_replicas": 1},
+    # One replica keeps the app's start short.
+    "ingress": {"max_replicas": 1},
 }
 """The test app's arguments: limits small enough to hit with real media."""
 

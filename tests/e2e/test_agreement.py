@@ -3,8 +3,10 @@
 the same numbers, with a pairwise-rank member that reads each video's frames as its context.
 
 The app here is its own (a pairwise-rank member, the same face configuration for all three
-paths, a long batch wait so concurrent clients' segments share the members' forward passes);
-it is torn down before the e2e folder's shared app starts (this file sorts first)."""
+paths, a long batch wait so concurrent clients' segments share the members' forward passes),
+in the staged layout (face pipeline, member and combiner deployments behind the ingress; the
+folder's shared app runs the default, fused on this CPU machine), so both layouts answer the
+same as in process; it is torn down before the e2e folder's shared app starts (this file sorts first)."""
 
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         out["predict"] = {kind: table[table["input"] == str(path)].drop(columns=["input", "name"])
                           .sort_values(["frame", "face_id"]).reset_index(drop=True)
                           for kind, path in (("image", image), ("video", video))}
-        app = {"image_faces": FACES, "video_faces": FACES, "batch_wait_timeout_s": 0.25,
+        app = {"image_faces": FACES, "video_faces": FACES, "batch_wait_timeout_s": 0.25, "layout": "staged",
                "ingress": {"max_replicas": 1}, "faces": {"max_replicas": 1}, "member": {"max_replicas": 1}}
         url = start(str(ensemble), "127.0.0.1", free_port(), app=app, name="agreement")
         try:

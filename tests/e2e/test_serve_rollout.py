@@ -11,6 +11,8 @@ from tests.conftest import require_media
 
 
 RECONFIGURABLE = ("AUService", "Member0", "Member1")
+"""The deployments with ``reconfigure`` (the members only exist in the staged layout; in the
+fused one the ingress reconfigures the members it holds)."""
 
 
 def _eventually(check, timeout_s: float = 300) -> None:
@@ -34,7 +36,7 @@ def test_new_manifest_rolls_out_while_requests_keep_succeeding(client, served) -
 
     data = (require_media("single_face.jpg") / "single_face.jpg").read_bytes()
     before = _replicas()
-    assert len(before) == 3
+    assert before, "no replica of a reconfigurable deployment is running"
     results: list[tuple[int, list[str]]] = []
     stop = threading.Event()
 

@@ -220,7 +220,9 @@ def test_serve_config_is_generated_valid_and_embedded_in_the_rayservice() -> Non
     ServeDeploySchema.model_validate(config)
     (app,) = config["applications"]
     assert app["import_path"] == IMPORT_PATH == "workflows.serve.app:build_app"
-    assert set(app["args"]) == {"ensemble"}
+    assert set(app["args"]) == {"ensemble", "layout"}
+    # No GPUs in this example: 'auto' resolved to the fused layout, one deployment.
+    assert app["args"]["layout"] == "fused" and [d["name"] for d in app["deployments"]] == ["AUService"]
     for d in app["deployments"]:
         assert 0 < d["ray_actor_options"]["num_cpus"] < 1, "fractional CPUs per replica"
         assert d["autoscaling_config"]["max_replicas"] >= d["autoscaling_config"]["min_replicas"]
@@ -234,7 +236,7 @@ def test_serve_config_is_generated_valid_and_embedded_in_the_rayservice() -> Non
     assert command.startswith("python -m cluster.serve_config ")
     cfg = stage_config(build_parser().parse_args(shlex.split(command)[3:]))
     assert text == render(build_serve_config(cfg.ensemble, cfg.scaling, user_config=cfg.user_config,
-                                             host=cfg.host, port=cfg.port), command)
+                                             host=cfg.host, port=cfg.port, layout=cfg.layout), command)
     rayservice = yaml.safe_load((CLUSTER / "kuberay" / "rayservice.yaml").read_text())
     assert rayservice["spec"]["serveConfigV2"] == text
 

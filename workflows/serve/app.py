@@ -13,12 +13,21 @@ deployments; default: counted from the manifest when building, 1 if it is unread
 ``smooth_window``, and ``ingress``/``faces``/``member``/``combiner`` (``Scaling``: CPUs, GPUs,
 replicas, autoscaling target and delays). ``facsflow serve`` takes every AppArgs field as a flag
 (``--member.max-replicas 4``) or from ``--config``/``--args`` YAML (``ServeConfig``).
-Deployments: ``AUService``, ``FacePipeline``, ``Member0`` .., ``Combiner``; ``AUService`` and
-``Member*`` take ``user_config``.
+Two layouts (``layout``), one orchestration and the same answers:
+
+- ``staged``: deployments ``AUService``, ``FacePipeline``, ``Member0`` .., ``Combiner``, each
+  scaled apart; ``AUService`` and ``Member*`` take ``user_config``::
 
     AUService (HTTP ingress, FastAPI)  ──►  FacePipeline (decode, detect, landmarks, align; CPU)
           │                            ──►  Member0 .. MemberN-1 (one per member; @serve.batch)
           └──────────────────────────► ──►  Combiner (the manifest's rule, smoothing)
+
+- ``fused``: one deployment, ``AUService``, whose replicas build those same stage classes and
+  call them in process (members still batch concurrent requests with ``@serve.batch``); it
+  takes ``user_config``. Each Serve hop costs CPU in the caller, the replica and Ray's daemons,
+  and a one-face image makes five in the staged layout, one here.
+- ``auto`` (default): fused when the members get no GPU, staged when they do (GPU replicas for
+  the members, CPU replicas for the faces).
 
 Endpoints (JSON by default, CSV with ``Accept: text/csv`` or ``?format=csv``; the CSV columns
 are those of ``facsflow predict``, see ``components.au_detector``):
@@ -68,7 +77,7 @@ import time
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ray import serve
 
@@ -185,6 +194,13 @@ class AppArgs:
     """Replicas of each member deployment."""
     combiner: Scaling = field(default_factory=lambda: Scaling(max_replicas=1))
     """Combiner replicas."""
+    layout: Literal["auto", "staged", "fused"] = "auto"
+    """'staged': the ingress calls a face pipeline deployment, one deployment per member and a
+    combiner, each scaled apart (members on GPUs, batching requests across ingress replicas);
+    'fused': each ingress replica runs those same stage classes itself (one Serve hop per
+    request instead of four or more: about 1.2x the CPU of the in-process Predictor per image
+    against 1.6x staged, benchmarks/results/serve.json), scaled with ``ingress``; 'auto': fused
+    when the members get no GPU, staged when they do."""
 
     def __post_init__(self) -> None:
         if self.members is not None and self.members < 1:
@@ -197,6 +213,8 @@ class AppArgs:
             raise ValueError("need max_batch_size >= 0 and batch_wait_timeout_s >= 0")
         if self.smooth_window < 1 or self.smooth_window % 2 == 0:
             raise ValueError(f"smooth_window must be odd (a centred window), got {self.smooth_window}")
+        if self.layout not in ("auto", "staged", "fused"):
+            raise ValueError(f"layout must be 'auto', 'staged' or 'fused', got {self.layout!r}")
 
 
 @dataclass
@@ -264,6 +282,11 @@ line per call. The proxy and the ingress log each HTTP request; a line per inner
 was a file write per hop (four per one-face image) with nothing the ingress's line does not say."""
 
 
+def fused_layout(a: AppArgs, gpus: float) -> bool:
+    """Whether ``a`` builds the fused layout (``AppArgs.layout``; 'auto': when members get no GPU)."""
+    return a.layout == "fused" or (a.layout == "auto" and not gpus)
+
+
 def build_app(args: "dict[str, Any] | AppArgs") -> Any:
     """The Serve application for ``args`` (used by ``serve run``/``serve build``/configs and ``start``)."""
     a = app_args(args)
@@ -272,15 +295,23 @@ def build_app(args: "dict[str, Any] | AppArgs") -> Any:
     image_faces, video_faces = a.image_faces, a.video_faces
     if _reads_blendshapes(a):  # only MediaPipe's landmarker gives the blendshapes a member reads
         image_faces, video_faces = (dataclasses.replace(f, landmarker="mediapipe") for f in (image_faces, video_faces))
-    faces = FacePipelineDeployment.options(**a.faces.options(4, a.num_cpus), **QUIET_ACCESS_LOG).bind(
-        to_dict(image_faces), to_dict(video_faces), a.limits.model_dump())
-    ongoing = max(32, 2 * a.max_batch_size)  # at least the batch size, so a batch can fill
-    members = [MemberModel.options(name=f"Member{i}", **a.member.options(ongoing, a.num_cpus, gpus),
-                                   **QUIET_ACCESS_LOG).bind(
-        a.ensemble, i, a.max_batch_size, a.batch_wait_timeout_s, gpus > 0) for i in range(slots)]
-    combiner = Combiner.options(**a.combiner.options(32, a.num_cpus), **QUIET_ACCESS_LOG).bind()
+    faces_args = (to_dict(image_faces), to_dict(video_faces), a.limits.model_dump())
+    member_args = (a.max_batch_size, a.batch_wait_timeout_s, gpus > 0)
     settings = {"ensemble": a.ensemble, "slots": slots, "limits": a.limits.model_dump(), "api_key": a.api_key,
                 "require_api_key": a.require_api_key, "smooth_window": a.smooth_window}
+    if fused_layout(a, gpus):
+        ignored = [k for k in ("faces", "member", "combiner") if getattr(a, k) != getattr(AppArgs(), k)]
+        if ignored:
+            log.warning("layout fused: the stages run in the ingress replicas, so the %s scaling is not used "
+                        "(scale them with ingress.*, or set layout: staged)", "/".join(ignored))
+        settings["fused"] = {"faces": list(faces_args), "member": list(member_args)}
+        return AUService.options(**a.ingress.options(16, a.num_cpus, min(1.0, gpus * slots) or None)).bind(
+            None, [], None, settings)
+    faces = FacePipelineDeployment.options(**a.faces.options(4, a.num_cpus), **QUIET_ACCESS_LOG).bind(*faces_args)
+    ongoing = max(32, 2 * a.max_batch_size)  # at least the batch size, so a batch can fill
+    members = [MemberModel.options(name=f"Member{i}", **a.member.options(ongoing, a.num_cpus, gpus),
+                                   **QUIET_ACCESS_LOG).bind(a.ensemble, i, *member_args) for i in range(slots)]
+    combiner = Combiner.options(**a.combiner.options(32, a.num_cpus), **QUIET_ACCESS_LOG).bind()
     return AUService.options(**a.ingress.options(16, a.num_cpus)).bind(faces, members, combiner, settings)
 
 
@@ -305,8 +336,9 @@ def deploy(args: dict[str, Any], name: str = "facsflow", user_config: "dict[str,
     app: dict[str, Any] = {"name": name, "route_prefix": "/", "import_path": IMPORT_PATH,
                            "args": to_dict(dict(args)), "runtime_env": _runtime_env()}
     if user_config:
-        app["deployments"] = [{"name": n, "user_config": dict(user_config)}
-                              for n in ["AUService"] + [f"Member{i}" for i in range(_slots(a))]]
+        slots = _slots(a)
+        members = [] if fused_layout(a, _member_gpus(a, slots)) else [f"Member{i}" for i in range(slots)]
+        app["deployments"] = [{"name": n, "user_config": dict(user_config)} for n in ["AUService"] + members]
     # Serve's public Python API deploys imperatively (a fresh code version, so a full restart);
     # the declarative path that keeps replicas and calls reconfigure is the controller's, which
     # `serve deploy` reaches through the dashboard that an embedded Ray does not start.

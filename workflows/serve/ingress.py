@@ -6,7 +6,8 @@ request through the steps of ``components.inference`` (the orchestration ``predi
 deployments (``member_inputs``: every face track keyed by this request's id, videos in segments;
 concurrently; a call that fails because a replica died is retried once), the combiner (per
 track) and the answer rows, as JSON or, on request, CSV (the columns of ``components.au_detector``).
-It loads no model itself.
+In the staged layout it loads no model itself; in the fused one (``AppArgs.layout``) it builds
+those same stage classes in its own replica and calls them without a Serve hop.
 
 No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at runtime.
 """
@@ -30,7 +31,7 @@ from ray.exceptions import RayActorError
 from components.inference import (
     SMOOTH_WINDOW, InferencePlan, face_answer, gather_outputs, member_inputs, plan_for, request_id, video_rows,
 )
-from workflows.serve.deployments import probe_batch
+from workflows.serve.deployments import Combiner, FacePipelineDeployment, MemberModel, probe_batch
 from components.serving_inputs import BadInput, Limits, check_content_type, read_body
 
 log = logging.getLogger("facsflow.serve")
@@ -58,6 +59,9 @@ class IngressSettings(BaseModel):
     api_key: str = ""
     require_api_key: bool = False
     smooth_window: int = Field(SMOOTH_WINDOW, ge=1)
+    fused: "dict[str, Any] | None" = None
+    """The 'fused' layout (``AppArgs.layout``): the stages' constructor arguments (``faces``,
+    ``member``), built in this replica instead of called through handles."""
 
 
 @dataclass(frozen=True)
@@ -90,17 +94,36 @@ class AUService:
     def __init__(self, faces: Any, members: list[Any], combiner: Any, settings: dict[str, Any]) -> None:
         self.settings = IngressSettings(**settings)
         self.faces, self.members, self.combiner = faces, list(members), combiner
+        if self.settings.fused is not None:  # the same stage classes, in this replica
+            f = self.settings.fused
+            self.faces = FacePipelineDeployment.func_or_class(*f["faces"])
+            self.members = [MemberModel.func_or_class(self.settings.ensemble, i, *f["member"])
+                            for i in range(self.settings.slots)]
+            self.combiner = Combiner.func_or_class()
         self.api_key = self.settings.api_key or os.environ.get("FACSFLOW_API_KEY", "")
         if self.settings.require_api_key and not self.api_key:
             raise ValueError("this app is reachable beyond loopback: set api_key (or FACSFLOW_API_KEY in the "
                              "replicas' environment) so clients must send X-API-Key")
         self.served = load_served(self.settings.ensemble, self.settings.slots)
 
+    async def check_health(self) -> None:
+        """Fused layout: each stage's own health check (a detection, every member's forward pass,
+        a combination) in this replica; staged: the stages' replicas check themselves."""
+        if self.settings.fused is None:
+            return
+        await asyncio.to_thread(self.faces.check_health)
+        for m in self.members:
+            await asyncio.to_thread(m.check_health)
+        self.combiner.check_health()
+
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: ``ensemble`` rolls out a new manifest, ``api_key`` rotates the key,
         both without a restart (a key set here wins over the args and the environment)."""
         if config.get("ensemble") and config["ensemble"] != self.served.ensemble:
             self.served = load_served(config["ensemble"], self.settings.slots)
+            if self.settings.fused is not None:
+                for m in self.members:
+                    m.reconfigure(config)
             log.info("now serving %s", config["ensemble"])
         if "api_key" in config:
             key = str(config["api_key"] or "") or self.settings.api_key or os.environ.get("FACSFLOW_API_KEY", "")
@@ -111,7 +134,12 @@ class AUService:
     # ------------------------------------------------------------------ plumbing
     async def _call(self, method: Any, *args: Any) -> Any:
         """A deployment call, retried once when the replica serving it died or was unreachable;
-        a second failure is a 503 for the client."""
+        a second failure is a 503 for the client. In the fused layout ``method`` is a stage's
+        own method in this replica: awaited, or run in a worker thread when synchronous."""
+        if not hasattr(method, "remote"):
+            if asyncio.iscoroutinefunction(method):
+                return await method(*args)
+            return await asyncio.to_thread(method, *args)
         try:
             return await method.remote(*args)
         except RayActorError as e:
@@ -137,6 +165,9 @@ class AUService:
 
         per_member = await asyncio.gather(*[member(i) for i in use])
         smooth = self.settings.smooth_window if video else 1
+        if self.settings.fused is not None:  # microseconds of numpy: no thread hop
+            return [self.combiner.combine(st.manifest, use, [outs[t] for outs in per_member], smooth)
+                    for t in range(len(tracks))]
         return await asyncio.gather(*[self._call(self.combiner.combine, st.manifest, use,
                                                  [outs[t] for outs in per_member], smooth)
                                       for t in range(len(tracks))])
