@@ -45,7 +45,7 @@ STAGE_CONFIGS = {
     "synth": "components.datasets.synth.generator:SynthConfig",
     "preprocess": "workflows.preprocess:PreprocessConfig",
     "label": "workflows.label:LabelConfig",
-    "train": "workflows.train:TrainConfig",
+    "train": "workflows.train_config:TrainConfig",
     "tune": "workflows.tune:SearchConfig",
     "evaluate": "workflows.evaluate:EvaluateConfig",
     "ensemble": "workflows.ensemble:EnsembleConfig",

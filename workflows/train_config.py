@@ -1,0 +1,113 @@
+"""``TrainConfig``: one training run's settings (``facsflow train``'s flags, ``train.yaml`` in the
+run folder); read by ``workflows.train``, ``workflows.tune``, ``workflows.recipe`` and the demo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.batches import AugmentConfig
+from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
+from components.store.splits import SplitConfig
+from components.training import OptimConfig
+
+__all__ = ["TrainConfig"]
+
+
+@dataclass
+class TrainConfig:
+    """One training run; saved as ``train.yaml`` in the run folder."""
+
+    model: str = "baseline_resnet18_112"
+    """Registered model name (``facsflow models`` lists them)."""
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the model's constructor config, e.g. {dropout: 0.2}."""
+    data: str = ""
+    """Feature store (local path or URI)."""
+    out: str = ""
+    """Runs folder; each run is <out>/<name>/."""
+    name: str = ""
+    """Run name (default: <model>-fold<k>)."""
+    split: SplitConfig = field(default_factory=SplitConfig)
+    """Fold and validation split by subject."""
+    epochs: int = 8
+    """Maximum epochs."""
+    batch_size: int = 32
+    """Batch size per worker."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """Optimiser, schedule, precision and clipping."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Training-time augmentation."""
+    workers: int = 2
+    """DDP workers."""
+    gpu: bool = False
+    """One GPU per worker (NCCL); otherwise CPU with gloo."""
+    worker_cpus: float = 1.0
+    """CPUs per training worker."""
+    data_cpus: float = 0.5
+    """CPUs per Ray Data transform task (decode, augment, input transform)."""
+    shuffle_buffer: int = 512
+    """Local shuffle buffer (rows) per worker."""
+    early_stop_patience: int = 4
+    """Stop after this many epochs without a better validation score (``select_metric``; 0: never)."""
+    keep_best: int = 2
+    """Checkpoints kept by validation score (``select_metric``; the latest is always kept too)."""
+    select: str = "best"
+    """The checkpoint the run hands to evaluation, ensembles and serving (``checkpoint`` in
+    run.json): 'best' by validation score (``select_metric``), or 'last' (the end of the
+    schedule), for a validation set too small to rank epochs (the demo's one identity: measured, 'best' picked
+    epoch 2 of 6 at held-out 0.331 where the last epoch scored 0.464)."""
+    select_metric: str = "f1"
+    """The validation score that ranks epochs (best checkpoint, early stopping; recorded in
+    run.json): 'f1' (mean F1 over AUs), or 'acc_f1' (0.5 x mean accuracy + 0.5 x mean F1, the
+    ABAW 2020 metric papers 000 §3 and 002 §3 select their models by)."""
+    max_failures: int = 2
+    """Worker-group restarts allowed after failures (resume from the latest checkpoint)."""
+    seed: int = 0
+    """Random seed (model init, augmentation, shuffling)."""
+    max_steps_per_epoch: int = 0
+    """Cap on optimiser steps per epoch (0: the whole shard)."""
+    stage_epochs: dict[str, int] = field(default_factory=dict)
+    """Multi-step families (``MultiStepTraining``, e.g. pairwise_rank: rank, uncertainty,
+    mapping): epochs per step, run in order as one command (default: ``epochs`` for each step)."""
+    stage_lr: dict[str, float] = field(default_factory=dict)
+    """Multi-step families: peak learning rate of a step where it differs from ``optim.lr``
+    (e.g. {mapping: 0.01}: the small mapping FCN learns from scratch in a few epochs)."""
+    tensorboard: str = ""
+    """Write per-epoch metrics as TensorBoard events to this folder ('' : off)."""
+    resample: bool = False
+    """Paper 001 §3.4.1 resampling of the training frames: one-tenth uniformly, rare-AU frames
+    at one-fifth (rates per dataset in components.datasets.samplers)."""
+    pos_weight: str = "none"
+    """BCE weighting of positive labels per AU: 'none', or 'balanced' (negatives / positives over
+    the training subjects, clipped to [1, 20]; the class balancing JAA-Net and ME-GraphAU apply
+    in their weighted losses): rare AUs then pull as hard as common ones, and 0.5 stays a
+    sensible threshold for them."""
+    label_sources: tuple[str, ...] = (LABEL_SOURCE_HUMAN,)
+    """Labels training learns from: 'human' (the rows' own labels) and/or 'teacher' (a teacher's
+    soft labels, ``facsflow label``: probabilities, learnt with BCE on soft targets, filling what
+    the rows' own labels leave unknown). Validation uses the rows' own labels; where the validation
+    subjects have none and this includes 'teacher', the teacher's decisions (its soft labels at its
+    own thresholds; run.json says ``val_labels``: 'own' or 'teacher'). Test: own labels only."""
+    shuffle_labels: bool = False
+    """Control experiment: every training row gets the labels of another training row (one
+    permutation over the training set: breaks image-label pairs, keeps base rates); a model
+    trained so must not beat the trivial predictors."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.workers < 1:
+            raise ValueError("epochs, batch_size and workers must be >= 1")
+        if self.select not in ("best", "last"):
+            raise ValueError(f"select must be best or last, got {self.select!r}")
+        if self.select_metric not in ("f1", "acc_f1"):
+            raise ValueError(f"select_metric must be 'f1' or 'acc_f1', got {self.select_metric!r}")
+        if self.keep_best < 1:
+            raise ValueError(f"keep_best must be >= 1, got {self.keep_best}")
+        if self.pos_weight not in ("none", "balanced"):
+            raise ValueError(f"pos_weight must be 'none' or 'balanced', got {self.pos_weight!r}")
+        known = {LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER}
+        if not self.label_sources or set(self.label_sources) - known:
+            raise ValueError(f"label_sources must be one or both of {sorted(known)}, got {self.label_sources!r}")
+
+    def run_name(self) -> str:
+        return self.name or f"{self.model}-fold{self.split.fold}"
