@@ -56,3 +56,30 @@ def test_unknown_layout_is_refused_with_the_choices() -> None:
 
     with pytest.raises(ValueError, match="'auto', 'staged' or 'fused'"):
         AppArgs(ensemble="/e", layout="merged")
+
+
+def test_one_member_object_serves_every_member_without_reloading(tmp_path) -> None:
+    """The fused layout's member object (``slot`` None): every member of the manifest loaded
+    once and kept, each request answered by the member it names, the health check runs them all.
+    ``@serve.batch`` keeps one queue per method per process and runs a batch on its first
+    request's object, so the fused ingress holds one such object for every slot."""
+    from dataclasses import asdict
+
+    from components.ensemble import EnsembleManifest
+    from tests.serving_fixtures import IMAGE_MEMBER, VIDEO_MEMBER, make_ensemble
+    from workflows.serve.deployments import MemberModel, probe_batch
+
+    ens = str(make_ensemble(tmp_path / "e", [IMAGE_MEMBER, ("img-2", IMAGE_MEMBER[1], {}), VIDEO_MEMBER]))
+    man = EnsembleManifest.load(ens)
+    every = MemberModel.func_or_class(ens, None, 0)  # no @serve.batch: that needs a Serve replica
+    one = MemberModel.func_or_class(ens, 1, 0)
+    assert len(every._cache) == 3 and len(one._cache) == 1
+    loaded = dict(every._cache)
+    batch = probe_batch(112, (1, 2))
+    for _ in range(2):
+        outs = [every._run([{"member": asdict(m), "aus": list(man.aus), "steps": [1, 2], **batch}])[0]
+                for m in man.members]
+    assert dict(every._cache) == loaded, "a member was loaded again"
+    ref = one._run([{"member": asdict(man.members[1]), "aus": list(man.aus), "steps": [1, 2], **batch}])[0]
+    assert (outs[1]["probs"] == ref["probs"]).all() and not (outs[0]["probs"] == ref["probs"]).all()
+    every.check_health()

@@ -38,8 +38,8 @@ __all__ = ["FacePipelineDeployment", "MemberModel", "Combiner", "probe_batch", "
 _ROUTING = ("member", "aus", "steps")
 """Keys of a member request that name the member; the others are the batch of rows."""
 CACHED_MEMBERS = 2
-"""Loaded members a member replica keeps: the current manifest's and the previous one's, so
-requests still in flight during a rollout find theirs."""
+"""Loaded models a member replica keeps per member it serves: the current manifest's and the
+previous one's, so requests still in flight during a rollout find theirs."""
 HEALTH = {"health_check_period_s": 10, "health_check_timeout_s": 30}
 
 
@@ -145,10 +145,13 @@ class FacePipelineDeployment:
 
 @serve.deployment(name="Member", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.25}, **HEALTH)
 class MemberModel:
-    """One ensemble member (slot ``slot`` of the manifest) behind dynamic batching."""
+    """One ensemble member (slot ``slot`` of the manifest) behind dynamic batching; with ``slot``
+    None, every member of the manifest (the fused layout: one object, so one batch queue, since
+    ``@serve.batch`` keeps one queue per method per process and runs a batch on the first
+    request's object; ``_run`` gives each member of a batch its own forward pass)."""
 
-    def __init__(self, ensemble: str, slot: int, max_batch_size: int = 16, batch_wait_timeout_s: float = 0.005,
-                 use_gpu: bool = False) -> None:
+    def __init__(self, ensemble: str, slot: "int | None", max_batch_size: int = 16,
+                 batch_wait_timeout_s: float = 0.005, use_gpu: bool = False) -> None:
         from workflows.runtime import torch_single_thread
 
         torch_single_thread()
@@ -161,8 +164,9 @@ class MemberModel:
             self._batched.set_max_batch_size(max_batch_size)
             self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
         self._cache: "OrderedDict[tuple, Any]" = OrderedDict()
+        self._cache_size = CACHED_MEMBERS
         self._lock = threading.Lock()
-        self._current: "dict[str, Any] | None" = None
+        self._current: list[dict[str, Any]] = []
         self._load_slot(ensemble)
 
     def _load_slot(self, ensemble: str) -> None:
@@ -170,16 +174,21 @@ class MemberModel:
         from components.inference import plan_for
 
         manifest = EnsembleManifest.load(ensemble)
-        if self.slot >= len(manifest.members):
-            self._current = None  # an idle slot: this manifest has fewer members than slots
-            return
-        member = dataclasses.asdict(manifest.members[self.slot])
-        self._predictor(member, manifest.aus)
-        self._current = {"member": member, "aus": list(manifest.aus), "steps": plan_for(manifest).steps,
-                         "align": int(member["preprocess"].get("image_size", 112))}
+        n = len(manifest.members)
+        # An idle slot loads nothing: this manifest has fewer members than the app has slots.
+        slots = range(n) if self.slot is None else [self.slot] if self.slot < n else []
+        self._cache_size = CACHED_MEMBERS * max(1, len(slots))
+        current = []
+        for i in slots:
+            member = dataclasses.asdict(manifest.members[i])
+            self._predictor(member, manifest.aus)
+            current.append({"member": member, "aus": list(manifest.aus), "steps": plan_for(manifest).steps,
+                            "align": int(member["preprocess"].get("image_size", 112))})
+        self._current = current
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        """``user_config``: ``{"ensemble": DIR}`` preloads this slot's member of a new manifest."""
+        """``user_config``: ``{"ensemble": DIR}`` preloads this slot's member (every member with
+        ``slot`` None) of a new manifest."""
         if config.get("ensemble"):
             self._load_slot(config["ensemble"])
 
@@ -193,7 +202,7 @@ class MemberModel:
                 m = Member(**member)
                 self._cache[key] = Predictor(EnsembleManifest(aus=list(aus), members=[m], thresholds=m.thresholds),
                                              self.device)
-                while len(self._cache) > CACHED_MEMBERS:
+                while len(self._cache) > self._cache_size:
                     self._cache.popitem(last=False)
             self._cache.move_to_end(key)
             return self._cache[key]
@@ -225,12 +234,10 @@ class MemberModel:
         return await asyncio.to_thread(self._run, requests)
 
     def check_health(self) -> None:
-        """A real forward pass of this slot's member on a neutral face."""
-        cur = self._current
-        if cur is None:
-            return
-        batch = probe_batch(cur["align"], cur["steps"])
-        self._run([{"member": cur["member"], "aus": cur["aus"], "steps": list(cur["steps"]), **batch}])
+        """A real forward pass of this slot's member (of each member) on a neutral face."""
+        for cur in self._current:
+            batch = probe_batch(cur["align"], cur["steps"])
+            self._run([{"member": cur["member"], "aus": cur["aus"], "steps": list(cur["steps"]), **batch}])
 
 
 @serve.deployment(name="Combiner", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.25}, **HEALTH)

@@ -97,8 +97,8 @@ class AUService:
         if self.settings.fused is not None:  # the same stage classes, in this replica
             f = self.settings.fused
             self.faces = FacePipelineDeployment.func_or_class(*f["faces"])
-            self.members = [MemberModel.func_or_class(self.settings.ensemble, i, *f["member"])
-                            for i in range(self.settings.slots)]
+            # One object for every member: @serve.batch's queue is per method and process.
+            self.members = [MemberModel.func_or_class(self.settings.ensemble, None, *f["member"])] * self.settings.slots
             self.combiner = Combiner.func_or_class()
         self.api_key = self.settings.api_key or os.environ.get("FACSFLOW_API_KEY", "")
         if self.settings.require_api_key and not self.api_key:
@@ -112,8 +112,7 @@ class AUService:
         if self.settings.fused is None:
             return
         await asyncio.to_thread(self.faces.check_health)
-        for m in self.members:
-            await asyncio.to_thread(m.check_health)
+        await asyncio.to_thread(self.members[0].check_health)
         self.combiner.check_health()
 
     def reconfigure(self, config: dict[str, Any]) -> None:
@@ -122,8 +121,7 @@ class AUService:
         if config.get("ensemble") and config["ensemble"] != self.served.ensemble:
             self.served = load_served(config["ensemble"], self.settings.slots)
             if self.settings.fused is not None:
-                for m in self.members:
-                    m.reconfigure(config)
+                self.members[0].reconfigure(config)
             log.info("now serving %s", config["ensemble"])
         if "api_key" in config:
             key = str(config["api_key"] or "") or self.settings.api_key or os.environ.get("FACSFLOW_API_KEY", "")
