@@ -437,7 +437,10 @@ def main(argv: "list[str] | None" = None) -> int:
     init_ray(args.address)
     key = cfg.api_key or os.environ.get("FACSFLOW_API_KEY", "")
     url = start(ensemble, cfg.host, cfg.port, key, app=app)
-    print(f"serving {ensemble} at {url} (web page {url}/, POST {url}/v1/predict); Ctrl-C to stop", flush=True)
+    a = app_args(_DEPLOYED["facsflow"])
+    layout = "fused" if fused_layout(a, _member_gpus(a, _slots(a))) else "staged"
+    print(f"serving {ensemble} at {url} ({layout} layout; web page {url}/, POST {url}/v1/predict); "
+          "Ctrl-C to stop", flush=True)
     return wait_until_stopped(serve.shutdown, "Serve drained its requests and")
 
 
