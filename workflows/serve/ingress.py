@@ -119,9 +119,10 @@ class AUService:
         """``user_config``: ``ensemble`` rolls out a new manifest, ``api_key`` rotates the key,
         both without a restart (a key set here wins over the args and the environment)."""
         if config.get("ensemble") and config["ensemble"] != self.served.ensemble:
-            self.served = load_served(config["ensemble"], self.settings.slots)
-            if self.settings.fused is not None:
+            served = load_served(config["ensemble"], self.settings.slots)
+            if self.settings.fused is not None:  # the new members loaded before the first request names them
                 self.members[0].reconfigure(config)
+            self.served = served
             log.info("now serving %s", config["ensemble"])
         if "api_key" in config:
             key = str(config["api_key"] or "") or self.settings.api_key or os.environ.get("FACSFLOW_API_KEY", "")
