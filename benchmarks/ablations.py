@@ -10,7 +10,7 @@ that tell a difference from run-to-run noise.
 
 For each family the full model and every ablation (``FAMILIES``: a registered ablation variant or
 a configuration override) are trained with THE SAME recipe, the full model's entry of
-``tests/learning_data.py``'s ``RECIPES`` (CPU, one thread), on the learning set (8 identity groups
+``tests/learning_recipes.py``'s ``RECIPES`` (CPU, one thread), on the learning set (8 identity groups
 from ../shared/media, 2 subjects each, 3 videos of 40 frames, subject-exclusive split) held out on
 each fold, once per seed, and scored on the held-out subjects (thresholds tuned on the validation
 subjects). Where an ablation's own ``RECIPES`` entry differs (to-sequence's appearance-only
@@ -211,7 +211,8 @@ def main(argv: "list[str] | None" = None) -> int:
 
     from components.metrics.resampling import subject_counts
     from components.thresholds import apply_thresholds
-    from tests.learning_data import LEARNING_SET, RECIPES, Recipe, evaluate, train
+    from tests.learning_data import LEARNING_SET, evaluate, train
+    from tests.learning_recipes import RECIPES, Recipe
 
     torch.set_num_threads(1)
     known = {f.family: f for f in FAMILIES}

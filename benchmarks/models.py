@@ -61,7 +61,8 @@ def main(argv: "list[str] | None" = None) -> int:
     sys.path.insert(0, str(ROOT))       # tests/ is not an installed package
     import torch
 
-    from tests.learning_data import LEARNING_SET, RECIPES, build_learning_set, evaluate, train
+    from tests.learning_data import LEARNING_SET, build_learning_set, evaluate, train
+    from tests.learning_recipes import RECIPES
     from components.models import model_info
 
     torch.set_num_threads(1)

@@ -5,7 +5,7 @@
                                               [--json PATH]
 
 For each family with a backbone in the weights catalogue, the same registered model and the same
-training recipe (``tests/learning_data.py``: its ``RECIPES``, CPU, one thread) are trained twice
+training recipe (``tests/learning_recipes.py``: its ``RECIPES``, CPU, one thread) are trained twice
 on each set, once from random weights (``pretrained=""``) and once from the catalogue entry the
 family starts from, and scored on the held-out subjects (thresholds tuned on the validation
 subjects). Per run: mean F1 with a 95 % subject-bootstrap CI, the best trivial predictor on the
@@ -105,7 +105,8 @@ def main(argv: "list[str] | None" = None) -> int:
                                                subject_counts)
     from components.models import model_info
     from components.thresholds import apply_thresholds
-    from tests.learning_data import LEARNING_SET, RECIPES, Recipe, build_learning_set, evaluate, train
+    from tests.learning_data import LEARNING_SET, build_learning_set, evaluate, train
+    from tests.learning_recipes import RECIPES, Recipe
 
     torch.set_num_threads(1)
     arms = [a for a in ARMS if a.family in args.families.split(",")]

@@ -6,7 +6,7 @@ when there is one: held-out mean F1 against the best trivial predictor per run.
         [--folds 1,2,3] [--seeds 0] [--layout manifest] [--set frames_per_video=80] [--device cuda]
         [--procs 8] [--json PATH]
 
-The recipe is ``tests/learning_data.RECIPES[--model]``; each variant replaces some of its fields
+The recipe is ``tests/learning_recipes.RECIPES[--model]``; each variant replaces some of its fields
 (``Recipe``'s names; lists become tuples, ``augment`` takes ``"light"`` or ``null``). The variant
 ``recipe`` (the recipe as it stands) always runs too, so every variant is compared with it on the
 same folds and seeds. Each run trains with ``tests.learning_data.train`` and scores with its
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 def recipe_for(model: str, overrides: dict[str, Any]) -> Any:
     """``RECIPES[model]`` with ``overrides`` (JSON values) applied."""
-    from tests.learning_data import LIGHT_AUGMENT, RECIPES
+    from tests.learning_recipes import LIGHT_AUGMENT, RECIPES
 
     fields = {}
     for k, v in overrides.items():
@@ -99,7 +99,7 @@ def summarise(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: "list[str] | None" = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="a model of tests/learning_data.RECIPES")
+    p.add_argument("--model", required=True, help="a model of tests/learning_recipes.RECIPES")
     p.add_argument("--variants", default="{}", help="JSON: name -> recipe fields to replace")
     p.add_argument("--folds", default="1,2,3")
     p.add_argument("--seeds", default="0")
@@ -111,7 +111,8 @@ def main(argv: "list[str] | None" = None) -> int:
                    help="a LearningSetConfig field of the set (e.g. frames_per_video=80); repeatable")
     args = p.parse_args(argv)
 
-    from tests.learning_data import LEARNING_SET, RECIPES, build_learning_set
+    from tests.learning_data import LEARNING_SET, build_learning_set
+    from tests.learning_recipes import RECIPES
 
     if args.model not in RECIPES:
         p.error(f"--model {args.model!r} has no recipe; recipes: {', '.join(RECIPES)}")

@@ -25,9 +25,9 @@ import torch
 
 from tests.conftest import require_media
 from tests.learning_data import (
-    FACE_PHOTOS, LEARNING_SET, RECIPES, LearningSet, Trained, batches, build_learning_set, evaluate, recipe_set,
-    train,
+    FACE_PHOTOS, LEARNING_SET, LearningSet, Trained, batches, build_learning_set, evaluate, train,
 )
+from tests.learning_recipes import RECIPES, recipe_set
 
 pytestmark = [pytest.mark.slow]
 
