@@ -288,6 +288,7 @@ def main(argv: "list[str] | None" = None) -> int:
     from ray import serve
 
     from workflows.runtime import torch_single_thread
+    from workflows.serve.app import AppArgs, app_layout
 
     torch_single_thread()
     torch.set_num_threads(1)
@@ -296,13 +297,14 @@ def main(argv: "list[str] | None" = None) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             ensemble = args.ensemble or default_ensemble(Path(tmp) / "ensemble")
             res = {"machine": info, "ensemble": args.ensemble or "default composition, random weights",
-                   "default_layout_here": "fused (auto: the members get no GPU)", "layouts": {}}
+                   "layouts": {}}
             for layout in args.layouts:
                 r = res["layouts"][layout] = overhead(ensemble, args.port, args.requests, layout)
                 for key in ("concurrency_1", "concurrency_8"):
                     print(f"{layout} {key}: p50 {r[key]['p50_ms']} ms, CPU {r[key]['cpu_ms_per_image']} ms/image = "
                           f"{r[key]['cpu_ratio_to_in_process']}x in process ({r['in_process']['cpu_ms_per_image']} ms)")
                 print(f"{layout} idle app: {r['idle_cores']} cores", flush=True)
+            res["default_layout_here"] = app_layout(AppArgs(ensemble=ensemble))  # Ray is up: its GPUs decide
         update_json(args.json, "overhead", res)
         print(f"results: {args.json}")
         return 0

@@ -73,9 +73,9 @@ def _env_vars(runtime_env_file: Path) -> dict[str, str]:
 
 def resolved_layout(layout: str, scaling: Scaling) -> str:
     """'staged' or 'fused' for the config's args: 'auto' decided from the members' GPUs."""
-    from workflows.serve.app import AppArgs, fused_layout
+    from workflows.serve.app import AppArgs, app_layout
 
-    return "fused" if fused_layout(AppArgs(layout=layout), scaling.num_gpus) else "staged"
+    return app_layout(AppArgs(layout=layout), scaling.num_gpus)
 
 
 def _deployments(ensemble: str, scaling: Scaling, layout: str) -> list[tuple[dict[str, Any], bool]]:

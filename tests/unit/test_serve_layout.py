@@ -83,3 +83,13 @@ def test_one_member_object_serves_every_member_without_reloading(tmp_path) -> No
     ref = one._run([{"member": asdict(man.members[1]), "aus": list(man.aus), "steps": [1, 2], **batch}])[0]
     assert (outs[1]["probs"] == ref["probs"]).all() and not (outs[0]["probs"] == ref["probs"]).all()
     every.check_health()
+
+
+@pytest.mark.parametrize("layout, gpus, expected", [("auto", 0.0, "fused"), ("auto", 0.5, "staged"),
+                                                     ("staged", 0.0, "staged"), ("fused", 1.0, "fused")])
+def test_the_layout_a_config_is_resolved_to(layout, gpus, expected) -> None:
+    """What ``facsflow serve`` prints and ``python -m cluster.serve_config`` writes into args."""
+    from cluster.serve_config import resolved_layout
+    from workflows.serve.app import Scaling
+
+    assert resolved_layout(layout, Scaling(num_gpus=gpus)) == expected

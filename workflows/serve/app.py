@@ -282,9 +282,12 @@ line per call. The proxy and the ingress log each HTTP request; a line per inner
 was a file write per hop (four per one-face image) with nothing the ingress's line does not say."""
 
 
-def fused_layout(a: AppArgs, gpus: float) -> bool:
-    """Whether ``a`` builds the fused layout (``AppArgs.layout``; 'auto': when members get no GPU)."""
-    return a.layout == "fused" or (a.layout == "auto" and not gpus)
+def app_layout(a: AppArgs, gpus: "float | None" = None) -> str:
+    """'fused' or 'staged': ``a.layout`` with 'auto' resolved (fused when the members get no GPU;
+    ``gpus``: their GPU share, looked up from ``a`` and the connected cluster when None)."""
+    if a.layout != "auto":
+        return a.layout
+    return "staged" if (_member_gpus(a, 1) if gpus is None else gpus) else "fused"
 
 
 def build_app(args: "dict[str, Any] | AppArgs") -> Any:
@@ -299,8 +302,9 @@ def build_app(args: "dict[str, Any] | AppArgs") -> Any:
     member_args = (a.max_batch_size, a.batch_wait_timeout_s, gpus > 0)
     settings = {"ensemble": a.ensemble, "slots": slots, "limits": a.limits.model_dump(), "api_key": a.api_key,
                 "require_api_key": a.require_api_key, "smooth_window": a.smooth_window}
-    if fused_layout(a, gpus):
-        ignored = [k for k in ("faces", "member", "combiner") if getattr(a, k) != getattr(AppArgs(), k)]
+    if app_layout(a, gpus) == "fused":
+        defaults = AppArgs()
+        ignored = [k for k in ("faces", "member", "combiner") if getattr(a, k) != getattr(defaults, k)]
         if ignored:
             log.warning("layout fused: the stages run in the ingress replicas, so the %s scaling is not used "
                         "(scale them with ingress.*, or set layout: staged)", "/".join(ignored))
@@ -336,8 +340,7 @@ def deploy(args: dict[str, Any], name: str = "facsflow", user_config: "dict[str,
     app: dict[str, Any] = {"name": name, "route_prefix": "/", "import_path": IMPORT_PATH,
                            "args": to_dict(dict(args)), "runtime_env": _runtime_env()}
     if user_config:
-        slots = _slots(a)
-        members = [] if fused_layout(a, _member_gpus(a, slots)) else [f"Member{i}" for i in range(slots)]
+        members = [] if app_layout(a) == "fused" else [f"Member{i}" for i in range(_slots(a))]
         app["deployments"] = [{"name": n, "user_config": dict(user_config)} for n in ["AUService"] + members]
     # Serve's public Python API deploys imperatively (a fresh code version, so a full restart);
     # the declarative path that keeps replicas and calls reconfigure is the controller's, which
@@ -437,9 +440,7 @@ def main(argv: "list[str] | None" = None) -> int:
     init_ray(args.address)
     key = cfg.api_key or os.environ.get("FACSFLOW_API_KEY", "")
     url = start(ensemble, cfg.host, cfg.port, key, app=app)
-    a = app_args(_DEPLOYED["facsflow"])
-    layout = "fused" if fused_layout(a, _member_gpus(a, _slots(a))) else "staged"
-    print(f"serving {ensemble} at {url} ({layout} layout; web page {url}/, POST {url}/v1/predict); "
+    print(f"serving {ensemble} at {url} ({app_layout(app_args(_DEPLOYED['facsflow']))} layout; web page {url}/, POST {url}/v1/predict); "
           "Ctrl-C to stop", flush=True)
     return wait_until_stopped(serve.shutdown, "Serve drained its requests and")
 
