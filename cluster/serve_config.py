@@ -21,7 +21,7 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 if __package__ in (None, ""):  # `python cluster/serve_config.py`: make the checkout importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,7 +60,7 @@ class ServeBuildConfig:
     """HTTP port of the Serve proxies."""
     working_dir_uri: str = ""
     """Remote .zip of this checkout (only for images without the project installed)."""
-    layout: str = "auto"
+    layout: Literal["auto", "staged", "fused"] = "auto"
     """workflows.serve.app.AppArgs.layout: 'staged', 'fused', or 'auto' (resolved here from
     --num-gpus: fused without GPUs) and written into the config's args, so the deployments it
     lists are the ones the cluster builds."""
