@@ -26,14 +26,14 @@ Still images report every detected face; videos follow faces as the face configu
 (by default the one largest face, tracked). Members that need video context are left out of
 still-image answers. Both run ``components.inference``, the orchestration Serve and evaluation
 run too; video probabilities are smoothed over ``smooth_window`` frames (default
-``components.inference.SMOOTH_WINDOW``, as served; 1 turns it off).
+``components.plan.SMOOTH_WINDOW``, as served; 1 turns it off).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,7 @@ from components.au import au_column
 
 if TYPE_CHECKING:  # heavy imports (torch, dlib) only when a Detector is built
     from components.faces.pipeline import FacePipelineConfig
+    from components.plan import InferencePlan
     from components.predictor import Predictor
 
 __all__ = ["Detector", "openface_columns", "rows_to_openface", "read_image", "ID_COLUMNS"]
@@ -144,60 +145,60 @@ class Detector:
     """An ensemble (or one checkpoint) with its face pipeline, answering with DataFrames.
 
     Models and face detectors load once, here; reuse the Detector for many images and videos.
+    What the ensemble needs (face pipeline as its stores were built, difference steps, members
+    per input kind, smoothing) is its ``InferencePlan`` (``components.plan``), ``self.plan``.
     """
 
-    def __init__(self, predictor: "Predictor", smooth_window: "int | None" = None) -> None:
-        from components.inference import SMOOTH_WINDOW
-
+    def __init__(self, predictor: "Predictor") -> None:
         self.predictor = predictor
-        self.smooth_window = SMOOTH_WINDOW if smooth_window is None else int(smooth_window)
-        """Frames of the centred moving mean over video probabilities (odd; 1: none)."""
-        if self.smooth_window < 1 or self.smooth_window % 2 == 0:
-            raise ValueError(f"smooth_window must be a positive odd number, got {smooth_window}")
         self._intensity: "bool | None" = None
 
-    @staticmethod
-    def _face_config(align_size: int, faces: "FacePipelineConfig | None") -> "FacePipelineConfig":
-        from components.faces.pipeline import FacePipelineConfig
+    @property
+    def plan(self) -> "InferencePlan":
+        return self.predictor.plan
 
-        # Crops must be aligned at the size the members' feature stores were built with.
-        return dataclasses.replace(faces or FacePipelineConfig(), align_size=align_size)
+    @property
+    def smooth_window(self) -> int:
+        """Frames of the centred moving mean over video probabilities (odd; 1: none)."""
+        return self.plan.smooth_window
+
+    @staticmethod
+    def _overrides(faces: "FacePipelineConfig | Mapping[str, Any] | None") -> "dict[str, Any] | None":
+        if faces is None or isinstance(faces, Mapping):
+            return dict(faces or {})
+        return dataclasses.asdict(faces)
 
     @classmethod
-    def from_ensemble(cls, directory: "str | Path", device: str = "cpu",
-                      faces: "FacePipelineConfig | None" = None, smooth_window: "int | None" = None) -> "Detector":
-        """From an ensemble folder (``ensemble.json``, as ``facsflow ensemble`` writes it).
+    def from_ensemble(cls, directory: "str | Path | None", device: str = "cpu",
+                      faces: "FacePipelineConfig | Mapping[str, Any] | None" = None,
+                      smooth_window: "int | None" = None) -> "Detector":
+        """From an ensemble folder (``ensemble.json``, as ``facsflow ensemble`` writes it); the
+        built-in detector when ``directory`` is empty or None.
 
-        ``faces``: how faces are detected and tracked (default: dlib, the largest face tracked
-        through videos); its ``align_size`` is always taken from the ensemble. ``smooth_window``:
-        frames smoothed over in videos (default ``components.inference.SMOOTH_WINDOW``).
+        ``faces``: face pipeline fields over the ones the ensemble's stores were built with (a
+        mapping of the fields to change, or a whole ``FacePipelineConfig``); ``align_size`` is
+        always the ensemble's. ``smooth_window``: frames smoothed over in videos (default
+        ``components.plan.SMOOTH_WINDOW``).
         """
-        from components.ensemble import EnsembleManifest
         from components.predictor import Predictor
 
-        manifest = EnsembleManifest.load(str(directory))
-        size = max(int(m.preprocess.get("image_size", 112)) for m in manifest.members)
-        return cls(Predictor(manifest, device, cls._face_config(size, faces)), smooth_window)
+        return cls(Predictor.from_manifest(str(directory or ""), device, cls._overrides(faces), smooth_window))
 
     @classmethod
-    def pretrained(cls, device: str = "cpu", faces: "FacePipelineConfig | None" = None) -> "Detector":
+    def pretrained(cls, device: str = "cpu", faces: "FacePipelineConfig | Mapping[str, Any] | None" = None,
+                   smooth_window: "int | None" = None) -> "Detector":
         """The built-in detector: MediaPipe blendshapes mapped to AUs (``components.builtin``),
-        real faces, no training. ``faces`` default: RetinaFace + the MediaPipe landmarker."""
-        from components.builtin import BUILTIN_FACES, builtin_ensemble_dir
-        from components.faces.pipeline import FacePipelineConfig
-
-        return cls.from_ensemble(builtin_ensemble_dir(), device, faces or FacePipelineConfig(**BUILTIN_FACES))
+        real faces, no training, with its face pipeline (RetinaFace + the MediaPipe landmarker)."""
+        return cls.from_ensemble(None, device, faces, smooth_window)
 
     @classmethod
     def from_checkpoint(cls, path: "str | Path", device: str = "cpu",
-                        faces: "FacePipelineConfig | None" = None, smooth_window: "int | None" = None) -> "Detector":
+                        faces: "FacePipelineConfig | Mapping[str, Any] | None" = None,
+                        smooth_window: "int | None" = None) -> "Detector":
         """From one model's ``checkpoint.pt`` (or the folder holding it); arguments as ``from_ensemble``."""
         from components.predictor import Predictor
 
-        from components.checkpoint import load_checkpoint
-
-        size = int(load_checkpoint(str(path))["preprocess"].get("image_size", 112))
-        return cls(Predictor.from_checkpoint(str(path), device, cls._face_config(size, faces)), smooth_window)
+        return cls(Predictor.from_checkpoint(str(path), device, cls._overrides(faces), smooth_window))
 
     @property
     def aus(self) -> list[int]:
@@ -220,8 +221,7 @@ class Detector:
             from components.faces.align import crop_template
 
             pred = self.predictor
-            size = pred.pipeline.config.align_size
-            steps = pred.diff_steps
+            size, steps = pred.plan.align_size, pred.plan.steps
             batch: dict[str, Any] = {"crop": [np.full((size, size, 3), 128, np.uint8)],
                                      "landmarks": [crop_template(size).reshape(-1)],
                                      "blendshapes": [np.zeros(52, np.float32)]}
@@ -257,7 +257,7 @@ class Detector:
             raise ValueError(str(e)) from None
         seen = [0]
         # Frames stream through the face pipeline; only aligned crops are kept.
-        rows = self.predictor.predict_video(_video_frames(path, seen), fps, self.smooth_window, name=path.name)
+        rows = self.predictor.predict_video(_video_frames(path, seen), fps, name=path.name)
         if not seen[0]:
             raise ValueError(f"{path}: no frame could be decoded")
         df = rows_to_openface(rows, self.aus, self.has_intensity)

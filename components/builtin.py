@@ -79,7 +79,8 @@ def _build(directory: Path) -> None:
                     trained_on="mediapipe-face-landmarker")
     card = builtin_model_card()
     EnsembleManifest(aus=list(BUILTIN_AUS), members=[member], thresholds=thresholds,
-                     provenance={"builtin": BUILTIN_VERSION}, model_card=card).save(str(directory))
+                     provenance={"builtin": BUILTIN_VERSION}, model_card=card,
+                     faces=dict(BUILTIN_FACES)).save(str(directory))
 
 
 def _content_key() -> str:

@@ -55,6 +55,10 @@ class EnsembleManifest:
     provenance: dict[str, Any] = field(default_factory=dict)
     model_card: dict[str, Any] = field(default_factory=dict)
     version: int = MANIFEST_VERSION
+    faces: dict[str, Any] = field(default_factory=dict)
+    """The face pipeline the members' stores were built with (``FacePipelineConfig.crop_record``):
+    what predict and Serve detect and align faces with. Empty in manifests written before it
+    (``components.plan.recorded_faces`` then reads the members' checkpoints' record)."""
 
     def __post_init__(self) -> None:
         if not self.members:

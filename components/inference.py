@@ -1,26 +1,31 @@
 """The one inference orchestration: faces → per-video ids → temporal inputs → members →
 combination → optional smoothing → answer rows.
 
-``Predictor`` (hence the ``Detector`` API and ``facsflow predict``), evaluation and every Serve
-deployment run these functions; the Ray layers only move their inputs and outputs and batch them.
-The steps, each a plain function so a Serve deployment can run one of them:
+``answer_tracks`` (and ``answer_tracks_async``, the same steps awaited) is the orchestration:
+it takes face tracks, the ``InferencePlan`` (``components.plan``) and two injected callables,
+"run this member on these requests" and "combine this track". ``Predictor`` (hence the
+``Detector`` API and ``facsflow predict``) injects in-process calls; the Serve ingress injects
+its stages (Serve handles in the staged layout, local objects in the fused one); evaluation,
+ensemble selection and the label teacher enter with feature-store rows as tracks
+(``store_tracks``). The steps, each a plain function so a Serve deployment can run one of them:
 
 1. faces: ``image_tracks`` (each face of a still is a one-frame track) or ``track_video``
    (the pipeline's tracker follows faces; per track the temporal landmark differences
    diff_t = l_{t+s} - l_{t-s}, paper 000 §2.2.2 eq. 2, over the whole track);
 2. per-video ids and member inputs: ``member_inputs`` gives every track its own video key
    (``components.video_key``: dataset = the request or input id, subject = the tracked face,
-   video = the input name) and cuts a video track into segments of ``SEGMENT_FRAMES``
-   consecutive frames, the batches evaluation and pairwise-rank's training cut
-   (``components.batches.VIDEO_BATCH_ROWS``): one segment is one member request and the whole
-   video context a member reads (pairwise-rank's statistics G, paper 004 §3.3);
+   video = the input name; store rows keep their own) and cuts a video track into segments of
+   ``SEGMENT_FRAMES`` consecutive frames, the batches evaluation and pairwise-rank's training
+   cut (``components.batches.VIDEO_BATCH_ROWS``): one segment is one member request and the
+   whole video context a member reads (pairwise-rank's statistics G, paper 004 §3.3);
 3. members: ``forward_member`` joins requests into forward passes, never two requests that share
    a video key, so a member that pairs or windows frames sees exactly one segment of one face of
    one client, whoever else's requests share the pass;
 4. ``gather_outputs`` puts each track's member outputs back in frame order;
 5. ``combine_track``: the manifest's rule, weights and thresholds (``combine_outputs``) and,
    as an option, a centred moving mean over one track's frames (paper 002 §3);
-6. answer rows: ``face_answer``, ``video_rows`` (the rows ``components.au_detector`` tabulates).
+6. answer rows: ``image_rows`` / ``face_answer``, ``video_rows`` (the rows
+   ``components.au_detector`` tabulates), ``store_answer`` (arrays in store-row order).
 
 A model's ``InputSpec.window`` (frames of context) is met through the video key and
 ``frame_order`` of each segment: the family reads its context from the segment's frames, as in
@@ -29,29 +34,28 @@ training and evaluation; no separate window tensor is built (training builds non
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Iterable, Sequence
 
 import numpy as np
 
 from components.batches import VIDEO_BATCH_ROWS
 from components.ensemble import EnsembleManifest, combine
-from components.models.base import InputSpec
+from components.plan import InferencePlan, thresholds_of
 from components.video_key import video_keys
 
 if TYPE_CHECKING:
     from components.predictor import Predictor
 
-__all__ = ["SEGMENT_FRAMES", "SMOOTH_WINDOW", "FaceTrack", "InferencePlan", "MemberInput", "plan_for",
-           "request_id", "face_info", "image_tracks", "track_video", "member_inputs", "forward_member",
-           "gather_outputs", "combine_outputs", "combine_track", "thresholds_of", "smooth_by_video",
-           "face_answer", "video_rows"]
+__all__ = ["SEGMENT_FRAMES", "FaceTrack", "MemberInput", "RunMember", "CombineTrack", "answer_tracks",
+           "answer_tracks_async", "request_id", "face_info", "image_tracks", "track_video", "store_tracks",
+           "member_inputs", "forward_member", "gather_outputs", "combine_outputs", "combine_track",
+           "smooth_by_video", "face_answer", "image_rows", "video_rows", "store_answer"]
 
 SEGMENT_FRAMES = VIDEO_BATCH_ROWS
 """Frames of one face track per member request and per video context (evaluation's batch rows)."""
-SMOOTH_WINDOW = 5
-"""Default centred moving-mean window over a video track's probabilities (paper 002 §3); 1: none."""
 
 
 @dataclass
@@ -76,6 +80,9 @@ class FaceTrack:
     """Difference steps s of ``landmark_diff``, in order."""
     blendshapes: "np.ndarray | None" = None
     """float32 (n, 52) MediaPipe blendshapes, when the face pipeline's landmarker gives them."""
+    key: "tuple[str, str, str] | None" = None
+    """(dataset, subject, video) of feature-store rows (``store_tracks``); None: the request's
+    own key (input id, face id, input name)."""
 
     def motion(self) -> np.ndarray:
         """(n, len(steps)) mean landmark displacement per step in crop pixels, 0 where invalid:
@@ -85,30 +92,6 @@ class FaceTrack:
             return np.zeros((n, 0))
         d = self.landmark_diff.reshape(n, len(self.steps), 68, 2)
         return np.linalg.norm(d, axis=-1).mean(-1) * self.diff_valid
-
-
-@dataclass(frozen=True)
-class InferencePlan:
-    """What one manifest needs from the orchestration (Serve keeps one per manifest)."""
-
-    image_use: list[int]
-    """Members that answer still images (those that need no video)."""
-    video_use: list[int]
-    """Members that answer videos (all of them)."""
-    steps: tuple[int, ...]
-    """Landmark difference steps computed for videos: every member's, and 1 for the motion summary."""
-    align_size: int
-    """Aligned crop side, the largest any member was trained on."""
-
-
-def plan_for(manifest: EnsembleManifest) -> InferencePlan:
-    """The members, difference steps and crop size the orchestration uses for ``manifest``."""
-    specs = [InputSpec.from_dict(m.input_spec) if m.input_spec else InputSpec() for m in manifest.members]
-    return InferencePlan(
-        image_use=[i for i, s in enumerate(specs) if not s.needs_video],
-        video_use=list(range(len(specs))),
-        steps=tuple(sorted({1} | {int(s) for spec in specs for s in spec.diff_steps})),
-        align_size=max(int(m.preprocess.get("image_size", 112)) for m in manifest.members))
 
 
 def request_id() -> str:
@@ -164,6 +147,40 @@ def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[n
     return tracks, n
 
 
+def store_tracks(rows: dict[str, Any]) -> tuple[list[FaceTrack], list[np.ndarray]]:
+    """Feature-store rows (columns ``image`` or ``crop``, ``landmarks``, ``dataset``/``subject``/
+    ``video``, ``frame_order``, optionally ``landmark_diff``/``diff_valid``/``blendshapes``) as
+    tracks, one per video key in frame order, keeping the rows' key; and each track's row indices.
+    Blendshapes ride along only where every row of the track has them (a member that reads them
+    then refuses a track without)."""
+    from components.store.rows import decode_jpeg
+
+    keys = video_keys(rows)
+    if keys is None:
+        raise ValueError("store rows carry no 'video' column to group frames by")
+    order = np.asarray(rows["frame_order"], np.int64)
+    by_key: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        by_key.setdefault(k, []).append(i)
+    crops = rows.get("crop")
+    tracks, where = [], []
+    for t, idx in enumerate(by_key.values()):
+        idx = np.asarray(idx)[np.argsort(order[idx], kind="stable")]
+        crop = np.stack([np.asarray(crops[i]) if crops is not None else decode_jpeg(rows["image"][i]) for i in idx])
+        lms = np.stack([np.asarray(rows["landmarks"][i], np.float32).reshape(-1) for i in idx])
+        track = FaceTrack(face_id=t, frames=order[idx].tolist(), crop=crop, landmarks=lms, info=[],
+                          key=tuple(str(rows[c][idx[0]]) if c in rows else "" for c in ("dataset", "subject", "video")))
+        if "landmark_diff" in rows and rows["landmark_diff"] is not None:
+            track.landmark_diff = np.stack([np.asarray(rows["landmark_diff"][i], np.float32) for i in idx])
+            track.diff_valid = np.stack([np.asarray(rows["diff_valid"][i], bool) for i in idx])
+        bs = rows.get("blendshapes")
+        if bs is not None and all(bs[i] is not None and len(bs[i]) == 52 for i in idx):
+            track.blendshapes = np.stack([np.asarray(bs[i], np.float32) for i in idx])
+        tracks.append(track)
+        where.append(idx)
+    return tracks, where
+
+
 # --------------------------------------------------------------------------- 2. member inputs
 @dataclass
 class MemberInput:
@@ -177,11 +194,13 @@ class MemberInput:
 
 def _rows(track: FaceTrack, lo: int, hi: int, source: str, name: str, subject: str) -> dict[str, np.ndarray]:
     n = hi - lo
+    # The video key: request/input, tracked face, input name (components.video_key), or the
+    # store rows' own.
+    dataset, subject, video = track.key or (source, subject, name)
     rows: dict[str, np.ndarray] = {
         "crop": track.crop[lo:hi], "landmarks": track.landmarks[lo:hi],
-        # The video key: request/input, tracked face, input name (components.video_key).
-        "dataset": np.array([source] * n), "subject": np.array([subject] * n),
-        "video": np.array([name] * n), "frame_order": np.asarray(track.frames[lo:hi], np.int64)}
+        "dataset": np.array([dataset] * n), "subject": np.array([subject] * n),
+        "video": np.array([video] * n), "frame_order": np.asarray(track.frames[lo:hi], np.int64)}
     if track.landmark_diff is not None:
         rows["landmark_diff"], rows["diff_valid"] = track.landmark_diff[lo:hi], track.diff_valid[lo:hi]
     if track.blendshapes is not None:
@@ -267,11 +286,6 @@ def gather_outputs(tracks: Sequence[FaceTrack], inputs: Sequence[MemberInput],
 
 
 # --------------------------------------------------------------------------- 4. combination
-def thresholds_of(manifest: EnsembleManifest) -> np.ndarray:
-    """Per-AU occurrence thresholds of the ensemble answer ('vote' already gives 0/1 majorities)."""
-    return np.asarray(manifest.thresholds if manifest.rule != "vote" else [0.5] * len(manifest.aus))
-
-
 def combine_outputs(manifest: EnsembleManifest, use: Sequence[int],
                     outs: Sequence[dict[str, np.ndarray]]) -> dict[str, Any]:
     """The ensemble answer from the outputs of members ``use`` (indices into ``manifest.members``).
@@ -339,6 +353,64 @@ def smooth_by_video(probs: np.ndarray, batch: dict[str, Any], order: np.ndarray,
     return out
 
 
+# --------------------------------------------------------------------------- the orchestration
+RunMember = Callable[[int, list[dict[str, Any]]], Any]
+"""``run_member(i, requests)``: member ``i``'s outputs (``Predictor.member_probs``'s dict) for
+each request batch, in order; returns them, or (``answer_tracks_async``) an awaitable of them."""
+CombineTrack = Callable[[Sequence[int], list[dict[str, np.ndarray]], int], Any]
+"""``combine(use, outs, smooth_window)``: one track's answer (``combine_track``) from the outputs
+of members ``use``; returns it, or (``answer_tracks_async``) an awaitable of it."""
+
+
+def _steps(plan: InferencePlan, tracks: Sequence[FaceTrack], video: bool, source: str, name: str,
+           smooth: bool) -> Generator[list[tuple], list[Any], list[dict[str, Any]]]:
+    """The orchestration's steps, written once: yields the member calls, then the combine calls,
+    receiving their results; returns one answer per track. The drivers below only say how a
+    call runs (in process, awaited)."""
+    use = list(plan.use(video))
+    if not tracks:
+        return []
+    inputs = member_inputs(tracks, source or request_id(), name, video)
+    requests = [inp.batch for inp in inputs]
+    outputs = yield [("member", i, requests) for i in use]
+    per_member = [gather_outputs(tracks, inputs, out) for out in outputs]
+    window = plan.smooth_window if video and smooth else 1
+    return (yield [("combine", use, [outs[t] for outs in per_member], window) for t in range(len(tracks))])
+
+
+def answer_tracks(plan: InferencePlan, tracks: Sequence[FaceTrack], video: bool, run_member: RunMember,
+                  combine: CombineTrack, source: str = "", name: str = "input",
+                  smooth: bool = True) -> list[dict[str, Any]]:
+    """The combined answer of each track (``combine_track``'s dict), every call run as it comes.
+
+    ``video`` False: still-image faces, members that need video left out; True: every member, and
+    (``smooth``) the plan's smoothing over each track's frames. ``source``/``name``: the request or
+    input id and the input's name that key the tracks (``member_inputs``; a fresh id when empty).
+    """
+    steps = _steps(plan, tracks, video, source, name, smooth)
+    try:
+        calls = next(steps)
+        while True:
+            calls = steps.send([run_member(c[1], c[2]) if c[0] == "member" else combine(*c[1:]) for c in calls])
+    except StopIteration as done:
+        return done.value
+
+
+async def answer_tracks_async(plan: InferencePlan, tracks: Sequence[FaceTrack], video: bool,
+                              run_member: Callable[..., Awaitable[Any]], combine: Callable[..., Awaitable[Any]],
+                              source: str = "", name: str = "input", smooth: bool = True) -> list[dict[str, Any]]:
+    """``answer_tracks`` with awaitable calls, each step's calls run concurrently (members at once,
+    then every track's combination)."""
+    steps = _steps(plan, tracks, video, source, name, smooth)
+    try:
+        calls = next(steps)
+        while True:
+            calls = steps.send(await asyncio.gather(
+                *[run_member(c[1], c[2]) if c[0] == "member" else combine(*c[1:]) for c in calls]))
+    except StopIteration as done:
+        return done.value
+
+
 # --------------------------------------------------------------------------- 5. answer rows
 def face_answer(info: dict[str, Any], ans: dict[str, Any], k: int, aus: Sequence[int]) -> dict[str, Any]:
     """Row ``k`` of a combined answer as a face: ids, box, landmarks, probs, occurrence, ..."""
@@ -349,6 +421,30 @@ def face_answer(info: dict[str, Any], ans: dict[str, Any], k: int, aus: Sequence
         out["raw_probs"] = dict(zip(keys, map(float, ans["raw_probs"][k])))
     if "intensity" in ans:
         out["intensity"] = dict(zip(keys, map(float, ans["intensity"][k])))
+    return out
+
+
+def image_rows(tracks: Sequence[FaceTrack], answers: Sequence[dict[str, Any]], aus: Sequence[int]) -> list[dict[str, Any]]:
+    """One face answer per track of a still image (``face_answer``)."""
+    return [face_answer(t.info[0], a, 0, aus) for t, a in zip(tracks, answers)]
+
+
+def store_answer(n: int, where: Sequence[np.ndarray], answers: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Answers of ``store_tracks``'s tracks back in the order of the ``n`` store rows: ``probs``,
+    ``member_probs`` per member name and ``intensity`` where members give it."""
+    if not answers:
+        return {"probs": np.zeros((n, 0)), "member_probs": {}}
+    first = answers[0]
+    out: dict[str, Any] = {"probs": np.zeros((n,) + first["probs"].shape[1:]), "members": first["members"],
+                           "member_probs": {m: np.zeros((n,) + p.shape[1:]) for m, p in first["member_probs"].items()}}
+    if "intensity" in first:
+        out["intensity"] = np.zeros((n,) + first["intensity"].shape[1:])
+    for idx, ans in zip(where, answers):
+        out["probs"][idx] = ans["probs"]
+        for m, p in ans["member_probs"].items():
+            out["member_probs"][m][idx] = p
+        if "intensity" in out:
+            out["intensity"][idx] = ans["intensity"]
     return out
 
 

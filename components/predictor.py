@@ -1,17 +1,16 @@
-"""The models of the one inference path: checkpoint(s) → AU probabilities.
+"""The models of the one inference path: an ``InferencePlan``'s checkpoints → AU probabilities.
 
-Evaluation, batch prediction (``facsflow predict``), the Python ``Detector`` API and Ray Serve
-all run ``components.inference``'s orchestration with a ``Predictor``'s members. It has an image
-entry point (``predict_image``: still images; members that declare they need video are left out
-and the answer names the members that voted) and a sequence entry point (``predict_video``:
-tracked faces, temporal landmark differences, every member, smoothing as an option), both the
-orchestration run in process; Serve runs the same steps across its deployments. Models load
-once, when the Predictor is built.
+Evaluation, batch prediction (``facsflow predict``), the Python ``Detector`` API, the label
+teacher and Ray Serve's member stages all answer through ``components.inference``'s orchestration
+with a ``Predictor``'s members. Its entry points inject in-process calls into that orchestration:
+``predict_image`` (still images: members that need video are left out and the answer names the
+members that voted), ``predict_video`` (tracked faces, temporal landmark differences, every
+member, the plan's smoothing) and ``predict_store_rows`` (feature-store rows as tracks). Models
+load once, when the Predictor is built; the face pipeline on first use, as the plan says.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -22,11 +21,11 @@ from components import inference
 from components.batches import BatchBuilder
 from components.checkpoint import load_checkpoint, model_from_checkpoint
 from components.ensemble import EnsembleManifest, Member
-from components.inference import SMOOTH_WINDOW, combine_outputs
 from components.models.base import InputSpec
+from components.plan import InferencePlan, plan_for, resolve_ensemble
 from components.training import to_device
 
-__all__ = ["Predictor", "LoadedMember", "combine_outputs", "CPU_CHUNK_ROWS", "forward_rows"]
+__all__ = ["Predictor", "LoadedMember", "CPU_CHUNK_ROWS", "forward_rows"]
 
 CPU_CHUNK_ROWS = 16
 """Rows per forward pass of a rows-independent member on CPU. Convolutions on one thread run
@@ -46,12 +45,13 @@ class LoadedMember:
 class Predictor:
     """An ensemble (possibly of one) ready to answer; build once, call many times."""
 
-    def __init__(self, manifest: EnsembleManifest, device: str = "cpu", face_config: Any = None) -> None:
-        self.manifest = manifest
-        self.aus = list(manifest.aus)
+    def __init__(self, plan: "InferencePlan | EnsembleManifest", device: str = "cpu") -> None:
+        self.plan = plan if isinstance(plan, InferencePlan) else plan_for(plan)
+        self.manifest = self.plan.manifest
+        self.aus = list(self.manifest.aus)
         self.device = torch.device(device)
         self.members: list[LoadedMember] = []
-        for m in manifest.members:
+        for m in self.manifest.members:
             ckpt = load_checkpoint(m.checkpoint)
             model, spec = model_from_checkpoint(ckpt)
             missing = [a for a in self.aus if a not in ckpt["aus"]]
@@ -59,12 +59,13 @@ class Predictor:
                 raise ValueError(f"member {m.name} does not predict AU(s) {missing}")
             self.members.append(LoadedMember(m, model.to(self.device), spec,
                                              [list(ckpt["aus"]).index(a) for a in self.aus]))
-        self._face_config = face_config
         self._pipeline = None
 
     @classmethod
-    def from_checkpoint(cls, path: str, device: str = "cpu", face_config: Any = None) -> "Predictor":
-        """A single-model Predictor straight from a checkpoint."""
+    def from_checkpoint(cls, path: str, device: str = "cpu", faces: "dict[str, Any] | None" = None,
+                        smooth_window: "int | None" = None) -> "Predictor":
+        """A single-model Predictor straight from a checkpoint (``faces``: face pipeline fields over
+        the checkpoint's record)."""
         from components.models.registry import init_provenance
 
         ckpt = load_checkpoint(path)
@@ -72,26 +73,16 @@ class Predictor:
                         input_spec=ckpt["input_spec"], preprocess=ckpt["preprocess"],
                         thresholds=list(ckpt["thresholds"]),
                         init=ckpt.get("init") or init_provenance(ckpt.get("pretrained")))
-        return cls(EnsembleManifest(aus=list(ckpt["aus"]), members=[member],
-                                    thresholds=list(ckpt["thresholds"])), device, face_config)
+        manifest = EnsembleManifest(aus=list(ckpt["aus"]), members=[member], thresholds=list(ckpt["thresholds"]))
+        return cls(plan_for(manifest, str(path), faces, smooth_window), device)
 
     @classmethod
-    def from_manifest(cls, directory: str, device: str = "cpu", face_config: Any = None) -> "Predictor":
-        return cls(EnsembleManifest.load(directory), device, face_config)
+    def from_manifest(cls, directory: "str | None", device: str = "cpu", faces: "dict[str, Any] | None" = None,
+                      smooth_window: "int | None" = None) -> "Predictor":
+        """From an ensemble folder; the built-in detector when ``directory`` is empty."""
+        return cls(resolve_ensemble(directory, faces, smooth_window), device)
 
-    # ----------------------------------------------------------------- face-level core
-    @property
-    def diff_steps(self) -> tuple[int, ...]:
-        return tuple(sorted({s for m in self.members for s in m.spec.diff_steps}))
-
-    @property
-    def needs_blendshapes(self) -> bool:
-        """Whether a member reads MediaPipe blendshapes (the face pipeline then uses MediaPipe)."""
-        return any(m.spec.blendshapes for m in self.members)
-
-    def image_members(self) -> list[int]:
-        return [i for i, m in enumerate(self.members) if not m.spec.needs_video]
-
+    # ----------------------------------------------------------------- members
     @torch.no_grad()
     def member_probs(self, index: int, batch: dict[str, Any], store_diff_steps: Sequence[int] = ()) -> dict[str, np.ndarray]:
         """One member's probabilities (and intensity) for a batch of aligned faces."""
@@ -107,68 +98,51 @@ class Predictor:
             res["intensity"] = out["intensity"].float().cpu().numpy()[:, lm.au_index]
         return res
 
-    def predict_aligned(self, batch: dict[str, Any], video: bool = False,
-                        store_diff_steps: Sequence[int] = ()) -> dict[str, Any]:
-        """Ensemble answer for aligned faces.
+    def answer_tracks(self, tracks: Sequence["inference.FaceTrack"], video: bool, source: str = "",
+                      name: str = "input", steps: "Sequence[int] | None" = None,
+                      smooth: bool = True) -> list[dict[str, Any]]:
+        """The orchestration (``components.inference.answer_tracks``) with this process's members
+        and combination; ``steps``: the difference steps the tracks carry (default the plan's)."""
+        have = tuple(self.plan.steps if steps is None else steps)
+        return inference.answer_tracks(
+            self.plan, tracks, video,
+            lambda i, requests: inference.forward_member(self, i, requests, have),
+            lambda use, outs, window: inference.combine_track(self.manifest, use, outs, window),
+            source, name, smooth)
 
-        ``batch``: ``crop`` (list of RGB crops) or ``image`` (JPEG bytes), ``landmarks`` (N, 136)
-        in crop coordinates, and for video members ``landmark_diff``/``diff_valid``.
-        """
-        use = list(range(len(self.members))) if video else self.image_members()
-        if not use:
-            raise ValueError("no member of this ensemble answers still images (all need video)")
-        outs = [self.member_probs(i, batch, store_diff_steps) for i in use]
-        return combine_outputs(self.manifest, use, outs)
-
-    # ----------------------------------------------------------------- images and videos
-    @property
-    def plan(self) -> "inference.InferencePlan":
-        """Members, difference steps and crop size the orchestration uses for this ensemble."""
-        return inference.plan_for(self.manifest)
-
+    # ----------------------------------------------------------------- entry points
     @property
     def pipeline(self) -> Any:
+        """The plan's face pipeline (loaded on first use)."""
         if self._pipeline is None:
-            from components.faces.pipeline import FacePipeline, FacePipelineConfig
+            from components.faces.pipeline import FacePipeline
 
-            cfg = self._face_config or FacePipelineConfig(align_size=self.plan.align_size)
-            if self.needs_blendshapes and not cfg.gives_blendshapes:
-                cfg = dataclasses.replace(cfg, landmarker="mediapipe")  # only MediaPipe gives them
-            self._pipeline = FacePipeline(cfg)
+            self._pipeline = FacePipeline(self.plan.face_config())
         return self._pipeline
-
-    def answer_tracks(self, tracks: Sequence["inference.FaceTrack"], video: bool, source: str = "",
-                      name: str = "input", smooth_window: int = 1) -> list[dict[str, Any]]:
-        """The combined answer of each track: the orchestration's member and combination steps
-        in process (``member_inputs`` → ``forward_member`` → ``gather_outputs`` → ``combine_track``)."""
-        plan = self.plan
-        use = plan.video_use if video else plan.image_use
-        if not use:
-            raise ValueError("no member of this ensemble answers still images (all need video)")
-        if not tracks:
-            return []
-        inputs = inference.member_inputs(tracks, source or inference.request_id(), name, video)
-        per_member = [inference.gather_outputs(tracks, inputs, inference.forward_member(
-            self, i, [inp.batch for inp in inputs], plan.steps)) for i in use]
-        return [inference.combine_track(self.manifest, use, [outs[t] for outs in per_member],
-                                        smooth_window if video else 1) for t in range(len(tracks))]
 
     def predict_image(self, rgb: np.ndarray, source: str = "", name: str = "image") -> list[dict[str, Any]]:
         """Every face in a still image: box, score, 68 landmarks, AU probabilities."""
         tracks = inference.image_tracks(self.pipeline.process_image(rgb))
-        answers = self.answer_tracks(tracks, video=False, source=source, name=name)
-        return [inference.face_answer(t.info[0], a, 0, self.aus) for t, a in zip(tracks, answers)]
+        return inference.image_rows(tracks, self.answer_tracks(tracks, False, source, name), self.aus)
 
-    def predict_video(self, frames: Iterable[np.ndarray], fps: float = 30.0, smooth_window: int = SMOOTH_WINDOW,
-                      source: str = "", name: str = "video") -> list[dict[str, Any]]:
+    def predict_video(self, frames: Iterable[np.ndarray], fps: float = 30.0, source: str = "",
+                      name: str = "video") -> list[dict[str, Any]]:
         """Per-frame answers for the tracked face(s) of a video; frames without a face have
         ``success = 0``. Every member votes; members that need temporal landmarks get
-        l_{t+s} - l_{t-s}; probabilities are smoothed over ``smooth_window`` frames (1: none)."""
+        l_{t+s} - l_{t-s}; probabilities are smoothed over the plan's ``smooth_window`` frames."""
         pipe = self.pipeline
         pipe.reset()
         tracks, n = inference.track_video(pipe.step, frames, self.plan.steps)
-        answers = self.answer_tracks(tracks, video=True, source=source, name=name, smooth_window=smooth_window)
+        answers = self.answer_tracks(tracks, True, source, name)
         return inference.video_rows(tracks, answers, n, fps, self.aus)
+
+    def predict_store_rows(self, rows: dict[str, Any], store_diff_steps: Sequence[int]) -> dict[str, Any]:
+        """The ensemble answer for feature-store rows (``probs``, ``member_probs``, ``intensity``),
+        in the rows' order: each video's rows one track, unsmoothed (evaluation smooths whole
+        videos once every row is scored). ``store_diff_steps``: the steps the store holds."""
+        tracks, where = inference.store_tracks(rows)
+        answers = self.answer_tracks(tracks, True, "store", "store", store_diff_steps, smooth=False)
+        return inference.store_answer(len(rows["landmarks"]), where, answers)
 
 
 def forward_rows(model: torch.nn.Module, batch: dict[str, Any], chunk: int = 0) -> dict[str, torch.Tensor]:

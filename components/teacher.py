@@ -1,8 +1,8 @@
 """A teacher's soft AU labels for feature-store rows (distillation's first half), Ray-free.
 
 The teacher is any ensemble (``components.ensemble`` manifest; the built-in's too) answering
-through the one inference path, ``Predictor.predict_aligned``: the rows enter the orchestration
-at the members, as evaluation's rows do (``workflows.store_scoring``). ``workflows.label`` runs
+through the one inference path, ``Predictor.predict_store_rows``: the rows enter the orchestration
+as tracks at the members, as evaluation's rows do (``workflows.store_scoring``). ``workflows.label`` runs
 this over a whole store with Ray Data and writes ``LABELS_SCHEMA`` tables.
 """
 
@@ -50,13 +50,13 @@ def teacher_soft_labels(predictor: Any, rows: dict[str, Any], label_aus: Sequenc
     out = np.full((n, len(label_aus)), np.nan, np.float32)
     cols = np.asarray(label_columns(predictor.aus, label_aus))
     known = cols >= 0
-    ok = np.flatnonzero(rows_with_inputs(rows, predictor.needs_blendshapes))
+    ok = np.flatnonzero(rows_with_inputs(rows, predictor.plan.blendshapes))
     if not len(ok) or not known.any():
         return out
     for lo in range(0, len(ok), batch_rows):
         idx = ok[lo:lo + batch_rows]
         batch = {k: _take(v, idx) for k, v in rows.items()}
-        probs = predictor.predict_aligned(batch, video=True, store_diff_steps=store_diff_steps)["probs"]
+        probs = predictor.predict_store_rows(batch, store_diff_steps)["probs"]
         out[np.ix_(idx, np.flatnonzero(known))] = np.asarray(probs, np.float32)[:, cols[known]]
     return out
 

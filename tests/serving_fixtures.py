@@ -20,8 +20,10 @@ VIDEO_MEMBER = ("vid-tosequence", "to_sequence_small", {"diff_steps": (1, 2)})
 
 
 def make_member(out: Path, model_name: str, seed: int = 0, trained_on: str = "synthetic",
-                **model_kwargs: Any) -> str:
-    """Write ``out/checkpoint.pt`` for a seeded randomly initialised registered model."""
+                faces: "dict[str, Any] | None" = None, **model_kwargs: Any) -> str:
+    """Write ``out/checkpoint.pt`` for a seeded randomly initialised registered model; ``faces``:
+    the face pipeline record of the store it was 'trained' on (none: a checkpoint from before
+    the record, read as dlib's)."""
     import torch
 
     from components.checkpoint import make_checkpoint, save_checkpoint
@@ -31,15 +33,17 @@ def make_member(out: Path, model_name: str, seed: int = 0, trained_on: str = "sy
     model = build_model(model_name, AUS, **model_kwargs).eval()
     ckpt = make_checkpoint(model, model_name, epoch=0,
                            preprocess={"store": "", "image_size": 112, "diff_steps": [1, 2, 4],
-                                       "dataset": trained_on},
+                                       "dataset": trained_on, **({"faces": dict(faces)} if faces else {})},
                            provenance={"test_fixture": True, "seed": seed}, train_config={},
                            thresholds=[0.5] * len(AUS))
     return save_checkpoint(ckpt, out)
 
 
 def make_ensemble(out: Path, members: "list[tuple[str, str, dict]] | None" = None, rule: str = "mean",
-                  weights: "list[float] | None" = None, seed: int = 0) -> Path:
-    """Write an ensemble folder (member checkpoints + ``ensemble.json``); return it."""
+                  weights: "list[float] | None" = None, seed: int = 0,
+                  faces: "dict[str, Any] | None" = None) -> Path:
+    """Write an ensemble folder (member checkpoints + ``ensemble.json``); return it. ``faces``:
+    the face pipeline record its members' checkpoints carry (``make_member``)."""
     from components.checkpoint import load_checkpoint
     from components.ensemble import EnsembleManifest, Member
 
@@ -47,7 +51,7 @@ def make_ensemble(out: Path, members: "list[tuple[str, str, dict]] | None" = Non
     out.mkdir(parents=True, exist_ok=True)
     built = []
     for k, (name, model_name, kwargs) in enumerate(members):
-        path = make_member(out / name, model_name, seed + k, **kwargs)
+        path = make_member(out / name, model_name, seed + k, faces=faces, **kwargs)
         ckpt = load_checkpoint(path)
         built.append(Member(name=name, checkpoint=path, model_name=model_name, input_spec=ckpt["input_spec"],
                             preprocess=ckpt["preprocess"], thresholds=[0.5] * len(AUS),

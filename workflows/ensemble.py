@@ -77,6 +77,7 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
                    actors: int = 1) -> dict[str, Any]:
     """Select weights on validation subjects, write the manifest, report on unseen subjects."""
     from components.metrics.occurrence import evaluate_occurrence
+    from components.plan import recorded_faces
     from components.store.splits import _split_files, teacher_labelling
     from workflows.evaluate import find_runs
     from workflows.store_scoring import predict_store_files, reference_labels
@@ -115,6 +116,7 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
     manifest = EnsembleManifest(aus=aus, members=list(members), rule=rule, weights=weights,
                                 thresholds=ens_thr, choice=choice,
                                 provenance={"members": [i["provenance"] for i in infos]}, model_card=card)
+    manifest.faces = recorded_faces(manifest)  # what predict and Serve detect and align faces with
     path = manifest.save(out)
     report = _report_unseen(manifest, infos, out, actors)
     return {"manifest": path, "weights": weights, "val_mean_f1": val_f1, "report": report}

@@ -123,35 +123,26 @@ class Teacher:
 
 def resolve_teacher(spec: str) -> Teacher:
     """``builtin`` or an ensemble folder → ``Teacher`` (name: 'builtin' or the folder's name;
-    version: the built-in's content key, else the first 12 hex of the manifest's SHA-256)."""
-    from components.ensemble import MANIFEST_FILE, EnsembleManifest
-    from components.inference import thresholds_of
-    from components.models.base import InputSpec
+    version: the built-in's content key, else the first 12 hex of the manifest's SHA-256); what it
+    needs from the store is its ``InferencePlan``'s."""
+    from components.ensemble import MANIFEST_FILE
+    from components.plan import recorded_faces, resolve_ensemble
     from workflows.runtime import UserError
 
-    if spec == "builtin":
-        from components.builtin import builtin_ensemble_dir
-
-        directory = builtin_ensemble_dir()
-        name, version = "builtin", os.path.basename(directory.rstrip("/"))
-    else:
-        directory = spec
+    if spec != "builtin":
         try:
             text = storage.read_text(storage.join(spec, MANIFEST_FILE))
         except (FileNotFoundError, OSError):
             raise UserError(f"--teacher {spec}: no {MANIFEST_FILE} there; give 'builtin' or the folder "
                             "`facsflow ensemble` wrote") from None
+    plan = resolve_ensemble(None if spec == "builtin" else spec)
+    if plan.builtin:
+        name, version = "builtin", os.path.basename(plan.directory.rstrip("/"))
+    else:
         name = os.path.basename(spec.rstrip("/")).replace("@", "_") or "ensemble"
         version = hashlib.sha256(text.encode()).hexdigest()[:12]
-    manifest = EnsembleManifest.load(directory)
-    specs = [InputSpec.from_dict(m.input_spec) if m.input_spec else InputSpec() for m in manifest.members]
-    faces: dict[str, Any] = {}
-    for m in manifest.members:
-        faces.update(m.preprocess.get("faces", {}))
-    return Teacher(directory, name, version, tuple(int(a) for a in manifest.aus),
-                   any(s.blendshapes for s in specs),
-                   tuple(sorted({int(x) for s in specs for x in s.diff_steps})), faces,
-                   tuple(float(t) for t in thresholds_of(manifest)))
+    return Teacher(plan.directory, name, version, tuple(int(a) for a in plan.aus), plan.blendshapes,
+                   plan.member_steps, recorded_faces(plan.manifest), tuple(float(t) for t in plan.thresholds))
 
 
 class LabelsIncomplete(RuntimeError):

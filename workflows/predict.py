@@ -1,7 +1,8 @@
 """Batch prediction over images and videos with Ray Data: OpenFace-style CSVs plus one Parquet.
 
 ``facsflow predict [--ensemble DIR] --input PATH... --out DIR [--detector dlib|mtcnn|retinaface] [--policy tracked|all]``
-(no ``--ensemble``: the built-in detector, ``components.builtin``)
+(no ``--ensemble``: the built-in detector, ``components.builtin``; faces are detected and aligned
+as the ensemble's stores were, ``components.plan``, unless ``--detector`` says otherwise)
 
 Inputs are files, folders (searched recursively) or manifests (``.txt``/``.csv`` whose first
 column lists paths, relative to the manifest). One input file is one unit of work (a video is
@@ -33,7 +34,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from components.inference import SMOOTH_WINDOW
+from components.plan import SMOOTH_WINDOW
 
 log = logging.getLogger("facsflow.predict")
 
@@ -56,7 +57,8 @@ class PredictConfig:
     out: str = ""
     """Output folder: one CSV per input and predictions/ (Parquet)."""
     detector: Literal['dlib', 'mtcnn', 'retinaface'] | None = None
-    """Face detector (default: the built-in's, retinaface, without an ensemble; else dlib)."""
+    """Face detector (default: the one the ensemble's feature stores were built with, recorded in
+    its manifest; the built-in's is retinaface)."""
     policy: Literal["tracked", "largest", "all"] = "tracked"
     """Faces followed through videos (still images always report every face)."""
     actors: int = 0
@@ -105,12 +107,11 @@ class FilePredictor:
         import torch
 
         from components.au_detector import Detector
-        from components.faces.pipeline import FacePipelineConfig
         from workflows.runtime import torch_single_thread
 
         torch_single_thread()
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.detector = Detector.from_ensemble(ensemble, device, FacePipelineConfig(**faces), smooth_window)
+        self.detector = Detector.from_ensemble(ensemble, device, faces, smooth_window)
         self.out = Path(out)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -139,8 +140,10 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
                 faces: "dict[str, Any] | None" = None, smooth_window: "int | None" = None) -> list[dict[str, Any]]:
     """Predict every input; return one summary per input (name, rows, rows_with_face, error).
 
+    ``ensemble``: an ensemble folder, or empty for the built-in detector (``components.plan.
+    resolve_ensemble``). ``faces``: face pipeline fields over the ensemble's recorded ones.
     ``smooth_window``: frames of the centred moving mean over video probabilities (odd; 1: none;
-    None: ``components.inference.SMOOTH_WINDOW``, what Serve answers with by default)."""
+    None: ``components.plan.SMOOTH_WINDOW``, what Serve answers with by default)."""
     import ray
 
     files = collect_inputs(inputs)
@@ -152,18 +155,20 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
         items.append({"path": f, "name": stem if stems[stem] == 1 else f"{stem}_{stems[stem]}"})
     out_dir = Path(out).resolve()
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-    from components.ensemble import EnsembleManifest
+    from components.plan import resolve_ensemble
 
-    # What answered, trained on what, under which licence, beside the CSVs.
-    manifest = EnsembleManifest.load(ensemble)
+    plan = resolve_ensemble(ensemble, faces, smooth_window)
+    # What answered, trained on what, under which licence, and with which faces, beside the CSVs.
     (out_dir / "model_card.json").write_text(json.dumps(
-        {"ensemble": ensemble, "members": [m.name for m in manifest.members], **manifest.card()}, indent=2))
+        {"ensemble": plan.directory, "members": [m.name for m in plan.manifest.members],
+         **plan.manifest.card(), "faces": {k: plan.faces[k] for k in ("detector", "landmarker", "align_size")}},
+        indent=2))
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0.0)
     n = actors or max(1, min(len(items), int(gpus) if gpus else int(resources.get("CPU", 1))))
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     res = ds.map_batches(FilePredictor, batch_size=1,
-                         fn_constructor_kwargs={"ensemble": ensemble, "out": str(out_dir),
+                         fn_constructor_kwargs={"ensemble": plan.directory, "out": str(out_dir),
                                                 "faces": dict(faces or {}), "use_gpu": gpus > 0,
                                                 "smooth_window": smooth_window},
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n), num_cpus=1,
@@ -193,17 +198,9 @@ def main(argv: "list[str] | None" = None) -> int:
     configure_logging()
     cfg: PredictConfig = stage_config(args, required=("input", "out"))
     save_config(cfg, cfg.out, "predict")
-    faces: dict[str, Any] = {"policy": cfg.policy}
-    ensemble = cfg.ensemble
-    if not ensemble:
-        from components.builtin import BUILTIN_FACES, builtin_ensemble_dir
-
-        ensemble = builtin_ensemble_dir()
-        faces = {**BUILTIN_FACES, **faces}
-    if cfg.detector:
-        faces["detector"] = cfg.detector
+    faces: dict[str, Any] = {"policy": cfg.policy, **({"detector": cfg.detector} if cfg.detector else {})}
     with ray_session(args.address):
-        res = run_predict(ensemble, list(cfg.input), cfg.out, cfg.actors, faces, cfg.smooth_window)
+        res = run_predict(cfg.ensemble, list(cfg.input), cfg.out, cfg.actors, faces, cfg.smooth_window)
     for r in res:
         where = f"{cfg.out}/{r['name']}.csv"
         print(f"{where}: {r['rows']} rows, {r['rows_with_face']} with a face"

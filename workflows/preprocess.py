@@ -380,7 +380,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     _clear(cfg, ("_plan",))
     info = {"schema_version": SCHEMA_VERSION, "dataset": cfg.dataset, "aus": list(plan.aus),
             "diff_steps": list(cfg.store.diff_steps), "image_size": cfg.face.align_size,
-            "config_sha256": fingerprint, "frames_in": plan.frames_in, "units": plan.units_total}
+            "faces": cfg.face.crop_record(), "config_sha256": fingerprint, "frames_in": plan.frames_in, "units": plan.units_total}
     storage.write_json(storage.join(cfg.out, "store.json"), info)
     return summary
 

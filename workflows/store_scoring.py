@@ -3,10 +3,10 @@ once per actor). Used by evaluation and ensemble selection.
 
 The store already holds aligned faces, temporal landmark differences and each row's video key
 (dataset, subject, video) and frame order, so the rows enter the orchestration
-(``components.inference``) at the members: ``Predictor.predict_aligned`` (members, combination);
-batches are cut in video order (``VIDEO_BATCH_ROWS``, the orchestration's segments). Smoothing,
-the orchestration's option, runs over whole videos once every row is scored
-(``smooth_by_video``)."""
+(``components.inference``) as tracks at the members: ``Predictor.predict_store_rows`` (members,
+combination); batches are cut in video order (``VIDEO_BATCH_ROWS``, the orchestration's
+segments). Smoothing, the orchestration's option, runs over whole videos once every row is
+scored (``smooth_by_video``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ _COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", 
 class StoreRowsPredictor:
     """Ray Data class UDF: a Predictor built once per actor, applied to store rows."""
 
-    def __init__(self, source: str, kind: str, diff_steps: list[int], video: bool = True) -> None:
+    def __init__(self, source: str, kind: str, diff_steps: list[int]) -> None:
         from components.predictor import Predictor
         from workflows.runtime import torch_single_thread
 
@@ -33,10 +33,9 @@ class StoreRowsPredictor:
         self.predictor = (Predictor.from_checkpoint(source) if kind == "checkpoint"
                           else Predictor.from_manifest(source))
         self.diff_steps = diff_steps
-        self.video = video
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        ans = self.predictor.predict_aligned(batch, video=self.video, store_diff_steps=self.diff_steps)
+        ans = self.predictor.predict_store_rows(batch, self.diff_steps)
         n = len(batch["sample_id"])
         labels = np.stack([np.asarray(v, np.float32) for v in batch["labels"]]) if n else np.zeros((0, 0))
         out = {k: np.asarray(batch[k]) for k in ("sample_id", "dataset", "subject", "video", "frame_order")}

@@ -257,8 +257,10 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
     datasets = split_datasets(split, info, cfg, train=True, val_labels=val_labels)
     config = {
         "train": to_dict(cfg), "aus": list(info["aus"]), "run_dir": run_dir,
+        # The face pipeline the store was cut with travels with every checkpoint, so predict and
+        # Serve answer with the crops the model learnt from (components.plan).
         "preprocess": {"store": cfg.data, "image_size": info["image_size"], "diff_steps": info["diff_steps"],
-                       "dataset": info["dataset"]},
+                       "dataset": info["dataset"], **({"faces": info["faces"]} if info.get("faces") else {})},
         "provenance": provenance(cfg.seed, cfg.data, split.fold_hash),
         "epoch_hook": epoch_hook,
         "pos_weight": (balanced_pos_weight(subject_label_counts(cfg.data), split.train)

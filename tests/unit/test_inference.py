@@ -134,7 +134,7 @@ def test_combine_track_smooths_and_thresholds_the_smoothed_values() -> None:
 
 def test_plan_adds_step_one_and_leaves_video_members_out_of_stills(tmp_path: Path) -> None:
     from components.ensemble import EnsembleManifest, Member
-    from components.inference import plan_for
+    from components.plan import plan_for
 
     def member(name: str, spec: dict, size: int) -> Member:
         return Member(name=name, checkpoint="", model_name="", input_spec=spec, preprocess={"image_size": size},
@@ -144,4 +144,5 @@ def test_plan_adds_step_one_and_leaves_video_members_out_of_stills(tmp_path: Pat
                                              member(VIDEO_MEMBER[0], {"diff_steps": [2, 4]}, 112),
                                              member(PAIRWISE_MEMBER[0], {"window": 8}, 128)])
     plan = plan_for(man)
-    assert (plan.image_use, plan.video_use, plan.steps, plan.align_size) == ([0], [0, 1, 2], (1, 2, 4), 128)
+    assert (plan.image_use, plan.video_use, plan.steps, plan.align_size) == ((0,), (0, 1, 2), (1, 2, 4), 128)
+    assert plan.member_steps == (2, 4)

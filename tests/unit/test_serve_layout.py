@@ -40,9 +40,10 @@ def test_fused_ingress_carries_the_stages_arguments_and_gpu_share() -> None:
                      "max_batch_size": 8, "image_faces": {"detector": "mtcnn", "policy": "all"}})
     (dep,) = build_serve_app(app, name="facsflow").deployments
     assert dep.ray_actor_options["num_gpus"] == 0.5  # both members' shares, on one replica
-    settings = dep.init_args[3]
-    assert settings["slots"] == 2 and settings["fused"]["member"] == [8, 0.005, True]
-    assert settings["fused"]["faces"][0]["detector"] == "mtcnn"
+    stages, settings = dep.init_args
+    assert type(stages).__name__ == "FusedStages" and settings["slots"] == 2
+    assert (stages.member_args.max_batch_size, stages.member_args.use_gpu) == (8, True)
+    assert settings["image_faces"] == {"detector": "mtcnn", "policy": "all"}
 
 
 def test_fused_says_which_scaling_it_does_not_use(caplog) -> None:
@@ -68,11 +69,13 @@ def test_one_member_object_serves_every_member_without_reloading(tmp_path) -> No
     from components.ensemble import EnsembleManifest
     from tests.serving_fixtures import IMAGE_MEMBER, VIDEO_MEMBER, make_ensemble
     from workflows.serve.deployments import MemberModel, probe_batch
+    from workflows.serve.stages import MemberArgs
 
     ens = str(make_ensemble(tmp_path / "e", [IMAGE_MEMBER, ("img-2", IMAGE_MEMBER[1], {}), VIDEO_MEMBER]))
     man = EnsembleManifest.load(ens)
-    every = MemberModel.func_or_class(ens, None, 0)  # no @serve.batch: that needs a Serve replica
-    one = MemberModel.func_or_class(ens, 1, 0)
+    unbatched = MemberArgs(max_batch_size=0)  # no @serve.batch: that needs a Serve replica
+    every = MemberModel.func_or_class(ens, None, unbatched)
+    one = MemberModel.func_or_class(ens, 1, unbatched)
     assert len(every._cache) == 3 and len(one._cache) == 1
     loaded = dict(every._cache)
     batch = probe_batch(112, (1, 2))

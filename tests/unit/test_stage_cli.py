@@ -108,7 +108,7 @@ def test_serve_args_file_is_the_config_and_integer_lists_take_commas(tmp_path: P
     ("ensemble", ["--runs", "r", "--out", "o", "--rule", "vote"]),
     ("predict", ["--ensemble", "e", "--input", "x.jpg", "--out", "o"]),
     ("export", ["--ensemble", "e", "--member", "m", "--out", "o"]),
-    ("serve", ["--ensemble", "e", "--limits", "{max_video_frames: 10}", "--image-faces.detector", "mtcnn"]),
+    ("serve", ["--ensemble", "e", "--limits", "{max_video_frames: 10}", "--image-faces", "{detector: mtcnn, policy: all}"]),
 ])
 def test_the_saved_resolved_yaml_reads_back_to_the_same_config(stage: str, argv: list[str], tmp_path: Path,
                                                                monkeypatch) -> None:

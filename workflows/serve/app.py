@@ -8,7 +8,8 @@ The application is built from typed arguments (``AppArgs``, the ``args`` of a Se
 never from a lookup at import. Only ``ensemble`` is required; the others: ``members`` (member
 deployments; default: counted from the manifest when building, 1 if it is unreadable there),
 ``num_cpus`` (every replica), ``member_gpus``, ``api_key``/``require_api_key``,
-``image_faces``/``video_faces`` (FacePipelineConfig fields), ``limits`` (components.serving_inputs.Limits),
+``image_faces``/``video_faces`` (FacePipelineConfig fields over the face pipeline the ensemble's
+stores were built with, which its ``InferencePlan`` carries), ``limits`` (components.serving_inputs.Limits),
 ``max_batch_size`` (0: no @serve.batch), ``batch_wait_timeout_s``,
 ``smooth_window``, and ``ingress``/``faces``/``member``/``combiner`` (``Scaling``: CPUs, GPUs,
 replicas, autoscaling target and delays). ``facsflow serve`` takes every AppArgs field as a flag
@@ -77,16 +78,20 @@ import time
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ray import serve
 
-from components.inference import SMOOTH_WINDOW
+from components.plan import SMOOTH_WINDOW
 from components.serving_inputs import Limits
 from components.configuration import ConfigError, from_dict, to_dict
 from components.faces.pipeline import FacePipelineConfig
 from workflows.serve.deployments import Combiner, FacePipelineDeployment, MemberModel
 from workflows.serve.ingress import AUService
+from workflows.serve.stages import FacesArgs, FusedStages, MemberArgs, StagedStages
+
+if TYPE_CHECKING:
+    from components.plan import InferencePlan
 
 log = logging.getLogger("facsflow.serve")
 
@@ -171,11 +176,11 @@ class AppArgs:
     """Required X-API-Key (else FACSFLOW_API_KEY from the replicas' environment, else none)."""
     require_api_key: bool = False
     """Refuse to start without an API key (``start`` sets it when binding beyond loopback)."""
-    image_faces: FacePipelineConfig = field(default_factory=lambda: FacePipelineConfig(detector="dlib", policy="all"))
-    """Face pipeline for still images (every face is answered)."""
-    video_faces: FacePipelineConfig = field(
-        default_factory=lambda: FacePipelineConfig(detector="dlib", policy="tracked"))
-    """Face pipeline for videos (policy 'tracked': the largest face, followed)."""
+    image_faces: dict[str, Any] = field(default_factory=lambda: {"policy": "all"})
+    """FacePipelineConfig fields over the ensemble's recorded face pipeline, for still images
+    (policy 'all': every face is answered; ``detector: dlib`` would change the detector)."""
+    video_faces: dict[str, Any] = field(default_factory=lambda: {"policy": "tracked"})
+    """The same for videos (policy 'tracked': the largest face, followed)."""
     limits: Limits = field(default_factory=Limits)
     """Body, pixel and video limits (components.serving_inputs.Limits)."""
     max_batch_size: int = 16
@@ -215,6 +220,11 @@ class AppArgs:
             raise ValueError(f"smooth_window must be odd (a centred window), got {self.smooth_window}")
         if self.layout not in ("auto", "staged", "fused"):
             raise ValueError(f"layout must be 'auto', 'staged' or 'fused', got {self.layout!r}")
+        for name in ("image_faces", "video_faces"):
+            try:
+                FacePipelineConfig(**getattr(self, name))
+            except TypeError as e:
+                raise ValueError(f"{name}: {e} (FacePipelineConfig fields)") from None
 
 
 @dataclass
@@ -249,16 +259,6 @@ def _slots(a: AppArgs) -> int:
         return 1
 
 
-def _reads_blendshapes(a: AppArgs) -> bool:
-    """Whether a member of the manifest declares MediaPipe blendshapes as input."""
-    from components.ensemble import EnsembleManifest
-
-    try:
-        return any(m.input_spec.get("blendshapes") for m in EnsembleManifest.load(a.ensemble).members)
-    except (OSError, ValueError):
-        return False  # unreadable here: the replicas report it
-
-
 def _member_gpus(a: AppArgs, slots: int) -> float:
     if a.member_gpus is not None:
         return a.member_gpus
@@ -290,33 +290,47 @@ def app_layout(a: AppArgs, gpus: "float | None" = None) -> str:
     return "staged" if (_member_gpus(a, 1) if gpus is None else gpus) else "fused"
 
 
+def _plan(a: AppArgs) -> "InferencePlan | None":
+    """The first manifest's plan, for what the face stage preloads (None where this machine
+    cannot read the manifest: the replicas report the real problem when they load it)."""
+    from components.plan import resolve_ensemble
+
+    try:
+        return resolve_ensemble(a.ensemble)
+    except (OSError, ValueError):
+        return None
+
+
 def build_app(args: "dict[str, Any] | AppArgs") -> Any:
-    """The Serve application for ``args`` (used by ``serve run``/``serve build``/configs and ``start``)."""
+    """The Serve application for ``args`` (used by ``serve run``/``serve build``/configs and ``start``).
+
+    The layout is decided here and only here: the ingress gets a ``StagedStages`` (handles to
+    the stage deployments) or a ``FusedStages`` (the same classes, built in its replicas)."""
     a = app_args(args)
     slots = _slots(a)
     gpus = _member_gpus(a, slots)
-    image_faces, video_faces = a.image_faces, a.video_faces
-    if _reads_blendshapes(a):  # only MediaPipe's landmarker gives the blendshapes a member reads
-        image_faces, video_faces = (dataclasses.replace(f, landmarker="mediapipe") for f in (image_faces, video_faces))
-    faces_args = (to_dict(image_faces), to_dict(video_faces), a.limits.model_dump())
-    member_args = (a.max_batch_size, a.batch_wait_timeout_s, gpus > 0)
+    plan = _plan(a)
+    preload = [dataclasses.asdict(plan.face_config(**f)) for f in (a.image_faces, a.video_faces)] if plan else []
+    faces_args = FacesArgs(preload=preload, limits=a.limits.model_dump())
+    member_args = MemberArgs(a.max_batch_size, a.batch_wait_timeout_s, gpus > 0)
     settings = {"ensemble": a.ensemble, "slots": slots, "limits": a.limits.model_dump(), "api_key": a.api_key,
-                "require_api_key": a.require_api_key, "smooth_window": a.smooth_window}
+                "require_api_key": a.require_api_key, "smooth_window": a.smooth_window,
+                "image_faces": dict(a.image_faces), "video_faces": dict(a.video_faces)}
     if app_layout(a, gpus) == "fused":
         defaults = AppArgs()
         ignored = [k for k in ("faces", "member", "combiner") if getattr(a, k) != getattr(defaults, k)]
         if ignored:
             log.warning("layout fused: the stages run in the ingress replicas, so the %s scaling is not used "
                         "(scale them with ingress.*, or set layout: staged)", "/".join(ignored))
-        settings["fused"] = {"faces": list(faces_args), "member": list(member_args)}
         return AUService.options(**a.ingress.options(16, a.num_cpus, min(1.0, gpus * slots) or None)).bind(
-            None, [], None, settings)
-    faces = FacePipelineDeployment.options(**a.faces.options(4, a.num_cpus), **QUIET_ACCESS_LOG).bind(*faces_args)
+            FusedStages(faces_args, member_args), settings)
+    faces = FacePipelineDeployment.options(**a.faces.options(4, a.num_cpus), **QUIET_ACCESS_LOG).bind(faces_args)
     ongoing = max(32, 2 * a.max_batch_size)  # at least the batch size, so a batch can fill
     members = [MemberModel.options(name=f"Member{i}", **a.member.options(ongoing, a.num_cpus, gpus),
-                                   **QUIET_ACCESS_LOG).bind(a.ensemble, i, *member_args) for i in range(slots)]
+                                   **QUIET_ACCESS_LOG).bind(a.ensemble, i, member_args) for i in range(slots)]
     combiner = Combiner.options(**a.combiner.options(32, a.num_cpus), **QUIET_ACCESS_LOG).bind()
-    return AUService.options(**a.ingress.options(16, a.num_cpus)).bind(faces, members, combiner, settings)
+    return AUService.options(**a.ingress.options(16, a.num_cpus)).bind(StagedStages(faces, members, combiner),
+                                                                       settings)
 
 
 def _runtime_env() -> dict[str, Any]:
@@ -405,17 +419,6 @@ def start(ensemble: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
     return url
 
 
-def builtin_app(app: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The built-in ensemble's folder and the app arguments ``app`` with its face backends
-    (``components.builtin.BUILTIN_FACES``: RetinaFace + MediaPipe) in both face pipelines."""
-    from components.builtin import BUILTIN_FACES, builtin_ensemble_dir
-
-    app = dict(app)
-    for key in ("image_faces", "video_faces"):
-        app[key] = {**app.get(key, {}), **BUILTIN_FACES}
-    return builtin_ensemble_dir(), app
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``ServeConfig`` (``--ensemble``, ``--host``, ``--port``, ``--api-key``,
     ``--member.max-replicas``, ...); ``--args`` is the old name of ``--config``."""
@@ -433,14 +436,17 @@ def main(argv: "list[str] | None" = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
     cfg: ServeConfig = stage_config(args)
+    from components.plan import resolve_ensemble
+
     app = {k: v for k, v in to_dict(cfg).items() if k not in ("ensemble", "host", "port", "api_key")}
-    ensemble = cfg.ensemble
-    if not ensemble:  # no ensemble: the built-in detector, real faces without training
-        ensemble, app = builtin_app(app)
+    plan = resolve_ensemble(cfg.ensemble)  # no ensemble: the built-in detector
+    ensemble = plan.directory
     init_ray(args.address)
     key = cfg.api_key or os.environ.get("FACSFLOW_API_KEY", "")
     url = start(ensemble, cfg.host, cfg.port, key, app=app)
-    print(f"serving {ensemble} at {url} ({app_layout(app_args(_DEPLOYED['facsflow']))} layout; web page {url}/, POST {url}/v1/predict); "
+    faces = plan.face_config()
+    print(f"serving {ensemble} at {url} ({app_layout(app_args(_DEPLOYED['facsflow']))} layout; faces: "
+          f"{faces.detector} + {faces.landmarker} landmarks; web page {url}/, POST {url}/v1/predict); "
           "Ctrl-C to stop", flush=True)
     return wait_until_stopped(serve.shutdown, "Serve drained its requests and")
 

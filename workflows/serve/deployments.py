@@ -5,7 +5,8 @@ and evaluation run in process) and only moves data and batches:
 
 - ``FacePipelineDeployment`` (CPU): decodes the client's image or video under the limits, then
   ``image_tracks`` / ``track_video`` (detect, 68 landmarks, track, align, temporal landmark
-  differences); returns the face tracks.
+  differences) with the face pipeline the request's plan names (the one the ensemble's stores
+  were built with, ``components.plan``); returns the face tracks.
 - ``MemberModel`` (one deployment per member slot, GPU when given one): ``forward_member`` of a
   single-member ``Predictor`` over dynamically batched requests (``@serve.batch``); requests
   from different clients share a forward pass only where their video keys differ, so a member
@@ -63,39 +64,39 @@ def _error(e: BadInput) -> dict[str, Any]:
 
 @serve.deployment(name="FacePipeline", max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.25}, **HEALTH)
 class FacePipelineDeployment:
-    """Detection, landmarks, tracking and alignment; the detector models load once per replica."""
+    """Detection, landmarks, tracking and alignment as each request's plan says (its face
+    pipeline fields); detector and landmark models load once per replica and configuration."""
 
-    def __init__(self, image_faces: dict[str, Any], video_faces: dict[str, Any], limits: dict[str, Any]) -> None:
-        from components.faces.detectors import build_detector
-        from components.faces.landmarks import build_landmarker
-        from components.faces.pipeline import FacePipelineConfig
+    def __init__(self, args: Any) -> None:
         from workflows.runtime import torch_single_thread
 
         torch_single_thread()
-        self.image_cfg = FacePipelineConfig(**image_faces)
-        self.video_cfg = FacePipelineConfig(**video_faces)
-        self.limits = Limits(**limits)
+        self.limits = Limits(**args.limits)
         self._models: dict[tuple, Any] = {}
         # dlib's detectors and shape predictor crash (SIGSEGV/abort) when threads share them, and
         # Serve runs sync methods on a thread pool: one face pass at a time per replica.
         self._lock = threading.Lock()
-        for cfg in (self.image_cfg, self.video_cfg):
-            dkey = ("det", cfg.detector, tuple(sorted(cfg.detector_options().items())))
-            lkey = ("lm", cfg.landmarker, tuple(sorted(cfg.landmarker_options().items())))
-            if dkey not in self._models:
-                self._models[dkey] = build_detector(cfg.detector, **cfg.detector_options())
-            if lkey not in self._models:
-                self._models[lkey] = build_landmarker(cfg.landmarker, **cfg.landmarker_options())
+        self._probe: dict[str, Any] = dict(args.preload[0]) if args.preload else {}
+        for faces in args.preload:
+            self._pipeline(faces)
 
-    def _pipeline(self, cfg: Any, align_size: int) -> Any:
-        """A fresh pipeline (own tracker state) sharing this replica's loaded models."""
-        from components.faces.pipeline import FacePipeline
+    def _pipeline(self, faces: dict[str, Any]) -> Any:
+        """A fresh pipeline (own tracker state) for face pipeline fields ``faces``, sharing this
+        replica's loaded models (a configuration not seen before loads its models here)."""
+        from components.faces.detectors import build_detector
+        from components.faces.landmarks import build_landmarker
+        from components.faces.pipeline import FacePipeline, FacePipelineConfig
 
-        det = self._models[("det", cfg.detector, tuple(sorted(cfg.detector_options().items())))]
-        lm = self._models[("lm", cfg.landmarker, tuple(sorted(cfg.landmarker_options().items())))]
-        return FacePipeline(dataclasses.replace(cfg, align_size=align_size), detector=det, landmarker=lm)
+        cfg = FacePipelineConfig(**faces)
+        dkey = ("det", cfg.detector, tuple(sorted(cfg.detector_options().items())))
+        lkey = ("lm", cfg.landmarker, tuple(sorted(cfg.landmarker_options().items())))
+        if dkey not in self._models:
+            self._models[dkey] = build_detector(cfg.detector, **cfg.detector_options())
+        if lkey not in self._models:
+            self._models[lkey] = build_landmarker(cfg.landmarker, **cfg.landmarker_options())
+        return FacePipeline(cfg, detector=self._models[dkey], landmarker=self._models[lkey])
 
-    def image(self, data: bytes, content_type: str, align_size: int) -> dict[str, Any]:
+    def image(self, data: bytes, content_type: str, faces: dict[str, Any]) -> dict[str, Any]:
         """Every face of one image as one-frame tracks (or an error)."""
         from components.inference import image_tracks
 
@@ -104,17 +105,18 @@ class FacePipelineDeployment:
         except BadInput as e:
             return _error(e)
         with self._lock:
-            results = self._pipeline(self.image_cfg, align_size).process_image(rgb)
+            results = self._pipeline(faces).process_image(rgb)
         return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "tracks": image_tracks(results)}
 
-    def video(self, data: bytes, content_type: str, align_size: int, steps: list[int]) -> dict[str, Any]:
+    def video(self, data: bytes, content_type: str, faces: dict[str, Any], steps: list[int]) -> dict[str, Any]:
         """The tracked face(s) of a video, frame by frame, with temporal landmark differences."""
         from components.inference import track_video
 
         try:
             with video_file(data, content_type) as path:
                 reader = VideoReader(path, self.limits)
-                pipe = self._pipeline(self.video_cfg, align_size)
+                with self._lock:
+                    pipe = self._pipeline(faces)
 
                 def step(rgb: np.ndarray, t: int) -> list[Any]:
                     with self._lock:  # per frame, so image requests interleave with a long video
@@ -133,7 +135,7 @@ class FacePipelineDeployment:
         if not self._lock.acquire(timeout=1.0):
             return
         try:
-            self._pipeline(self.image_cfg, 64).process_image(np.full((96, 96, 3), 127, np.uint8))
+            self._pipeline({**self._probe, "align_size": 64}).process_image(np.full((96, 96, 3), 127, np.uint8))
         finally:
             self._lock.release()
 
@@ -150,19 +152,18 @@ class MemberModel:
     ``@serve.batch`` keeps one queue per method per process and runs a batch on the first
     request's object; ``_run`` gives each member of a batch its own forward pass)."""
 
-    def __init__(self, ensemble: str, slot: "int | None", max_batch_size: int = 16,
-                 batch_wait_timeout_s: float = 0.005, use_gpu: bool = False) -> None:
+    def __init__(self, ensemble: str, slot: "int | None", args: Any) -> None:
         from workflows.runtime import torch_single_thread
 
         torch_single_thread()
         import torch
 
         self.slot = slot
-        self.device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
-        self.batching = max_batch_size > 0
+        self.device = "cuda" if args.use_gpu and torch.cuda.is_available() else "cpu"
+        self.batching = args.max_batch_size > 0
         if self.batching:
-            self._batched.set_max_batch_size(max_batch_size)
-            self._batched.set_batch_wait_timeout_s(batch_wait_timeout_s)
+            self._batched.set_max_batch_size(args.max_batch_size)
+            self._batched.set_batch_wait_timeout_s(args.batch_wait_timeout_s)
         self._cache: "OrderedDict[tuple, Any]" = OrderedDict()
         self._cache_size = CACHED_MEMBERS
         self._lock = threading.Lock()
@@ -170,10 +171,10 @@ class MemberModel:
         self._load_slot(ensemble)
 
     def _load_slot(self, ensemble: str) -> None:
-        from components.ensemble import EnsembleManifest
-        from components.inference import plan_for
+        from components.plan import resolve_ensemble
 
-        manifest = EnsembleManifest.load(ensemble)
+        plan = resolve_ensemble(ensemble)
+        manifest = plan.manifest
         n = len(manifest.members)
         # An idle slot loads nothing: this manifest has fewer members than the app has slots.
         slots = range(n) if self.slot is None else [self.slot] if self.slot < n else []
@@ -182,7 +183,7 @@ class MemberModel:
         for i in slots:
             member = dataclasses.asdict(manifest.members[i])
             self._predictor(member, manifest.aus)
-            current.append({"member": member, "aus": list(manifest.aus), "steps": plan_for(manifest).steps,
+            current.append({"member": member, "aus": list(manifest.aus), "steps": plan.steps,
                             "align": int(member["preprocess"].get("image_size", 112))})
         self._current = current
 

@@ -1,13 +1,13 @@
 """The HTTP ingress of the Serve app (FastAPI): endpoints, the web page, API key, retries.
 
-The ingress holds the ensemble manifest (swapped atomically by ``reconfigure``) and moves each
-request through the steps of ``components.inference`` (the orchestration ``predict``, the
-``Detector`` and evaluation run in process): the face pipeline deployment (tracks), the member
-deployments (``member_inputs``: every face track keyed by this request's id, videos in segments;
-concurrently; a call that fails because a replica died is retried once), the combiner (per
-track) and the answer rows, as JSON or, on request, CSV (the columns of ``components.au_detector``).
-In the staged layout it loads no model itself; in the fused one (``AppArgs.layout``) it builds
-those same stage classes in its own replica and calls them without a Serve hop.
+The ingress holds the ensemble's ``InferencePlan`` (``components.plan``; swapped atomically by
+``reconfigure``) and answers each request with the one orchestration ``predict``, the
+``Detector`` and evaluation run in process (``components.inference.answer_tracks_async``): the
+face pipeline stage gives tracks (with the face pipeline the plan names), the members answer
+their requests (every face track keyed by this request's id, videos in segments; concurrently),
+the combiner each track, and the rows go out as JSON or, on request, CSV (the columns of
+``components.au_detector``). How a stage is reached (Serve handles, or the same classes in this
+replica) is the ``stages`` object ``build_app`` gives it (``workflows.serve.stages``).
 
 No ``from __future__ import annotations`` here: FastAPI reads the endpoint annotations at runtime.
 """
@@ -26,13 +26,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from ray import serve
-from ray.exceptions import RayActorError
 
-from components.inference import (
-    SMOOTH_WINDOW, InferencePlan, face_answer, gather_outputs, member_inputs, plan_for, request_id, video_rows,
-)
-from workflows.serve.deployments import Combiner, FacePipelineDeployment, MemberModel, probe_batch
+from components.inference import answer_tracks_async, image_rows, request_id, video_rows
+from components.plan import SMOOTH_WINDOW, InferencePlan, plan_for
 from components.serving_inputs import BadInput, Limits, check_content_type, read_body
+from workflows.serve.deployments import probe_batch
 
 log = logging.getLogger("facsflow.serve")
 
@@ -59,30 +57,44 @@ class IngressSettings(BaseModel):
     api_key: str = ""
     require_api_key: bool = False
     smooth_window: int = Field(SMOOTH_WINDOW, ge=1)
-    fused: "dict[str, Any] | None" = None
-    """The 'fused' layout (``AppArgs.layout``): the stages' constructor arguments (``faces``,
-    ``member``), built in this replica instead of called through handles."""
+    image_faces: dict[str, Any] = {}
+    """Face pipeline fields over the plan's for still images (``AppArgs.image_faces``)."""
+    video_faces: dict[str, Any] = {}
+    """Face pipeline fields over the plan's for videos (``AppArgs.video_faces``)."""
 
 
 @dataclass(frozen=True)
 class Served:
-    """One manifest, ready to route: replaced whole on reconfigure, so a request sees one."""
+    """One manifest's plan, ready to route: replaced whole on reconfigure, so a request sees one."""
 
-    ensemble: str
-    manifest: Any
-    members: list[dict[str, Any]]
     plan: InferencePlan
+    members: list[dict[str, Any]]
+    """The members as plain dicts, the part of a member request that names its member."""
+    image_faces: dict[str, Any]
+    """The face pipeline fields of still-image requests."""
+    video_faces: dict[str, Any]
+    """The face pipeline fields of video requests."""
+
+    @property
+    def ensemble(self) -> str:
+        return self.plan.directory
+
+    @property
+    def manifest(self) -> Any:
+        return self.plan.manifest
 
 
-def load_served(ensemble: str, slots: int) -> Served:
-    """Read a manifest and check it fits the app's member deployments."""
+def load_served(ensemble: str, settings: IngressSettings) -> Served:
+    """Read a manifest, make its plan and check it fits the app's member deployments."""
     from components.ensemble import EnsembleManifest
 
     man = EnsembleManifest.load(ensemble)
-    if len(man.members) > slots:
-        raise ValueError(f"{ensemble}: {len(man.members)} members but the application has {slots} member "
+    if len(man.members) > settings.slots:
+        raise ValueError(f"{ensemble}: {len(man.members)} members but the application has {settings.slots} member "
                          f"deployments: redeploy with members={len(man.members)} (user_config cannot add deployments)")
-    return Served(ensemble=ensemble, manifest=man, members=[asdict(m) for m in man.members], plan=plan_for(man))
+    plan = plan_for(man, ensemble, smooth_window=settings.smooth_window)
+    return Served(plan, [asdict(m) for m in man.members], asdict(plan.face_config(**settings.image_faces)),
+                  asdict(plan.face_config(**settings.video_faces)))
 
 
 @serve.deployment(name="AUService", max_ongoing_requests=16, ray_actor_options={"num_cpus": 0.25},
@@ -91,37 +103,26 @@ def load_served(ensemble: str, slots: int) -> Served:
 class AUService:
     """HTTP face of the application; the manifest is the single source of routing truth."""
 
-    def __init__(self, faces: Any, members: list[Any], combiner: Any, settings: dict[str, Any]) -> None:
+    def __init__(self, stages: Any, settings: dict[str, Any]) -> None:
         self.settings = IngressSettings(**settings)
-        self.faces, self.members, self.combiner = faces, list(members), combiner
-        if self.settings.fused is not None:  # the same stage classes, in this replica
-            f = self.settings.fused
-            self.faces = FacePipelineDeployment.func_or_class(*f["faces"])
-            # One object for every member: @serve.batch's queue is per method and process.
-            self.members = [MemberModel.func_or_class(self.settings.ensemble, None, *f["member"])] * self.settings.slots
-            self.combiner = Combiner.func_or_class()
+        self.stages = stages
+        self.stages.start(self.settings.ensemble)
         self.api_key = self.settings.api_key or os.environ.get("FACSFLOW_API_KEY", "")
         if self.settings.require_api_key and not self.api_key:
             raise ValueError("this app is reachable beyond loopback: set api_key (or FACSFLOW_API_KEY in the "
                              "replicas' environment) so clients must send X-API-Key")
-        self.served = load_served(self.settings.ensemble, self.settings.slots)
+        self.served = load_served(self.settings.ensemble, self.settings)
 
     async def check_health(self) -> None:
-        """Fused layout: each stage's own health check (a detection, every member's forward pass,
-        a combination) in this replica; staged: the stages' replicas check themselves."""
-        if self.settings.fused is None:
-            return
-        await asyncio.to_thread(self.faces.check_health)
-        await asyncio.to_thread(self.members[0].check_health)
-        self.combiner.check_health()
+        """The stages' health checks that run in this replica (``workflows.serve.stages``)."""
+        await self.stages.check_health()
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         """``user_config``: ``ensemble`` rolls out a new manifest, ``api_key`` rotates the key,
         both without a restart (a key set here wins over the args and the environment)."""
         if config.get("ensemble") and config["ensemble"] != self.served.ensemble:
-            served = load_served(config["ensemble"], self.settings.slots)
-            if self.settings.fused is not None:  # the new members loaded before the first request names them
-                self.members[0].reconfigure(config)
+            served = load_served(config["ensemble"], self.settings)
+            self.stages.reconfigure(config)  # members in this replica load before a request names them
             self.served = served
             log.info("now serving %s", config["ensemble"])
         if "api_key" in config:
@@ -131,45 +132,19 @@ class AUService:
             self.api_key = key
 
     # ------------------------------------------------------------------ plumbing
-    async def _call(self, method: Any, *args: Any) -> Any:
-        """A deployment call, retried once when the replica serving it died or was unreachable;
-        a second failure is a 503 for the client. In the fused layout ``method`` is a stage's
-        own method in this replica: awaited, or run in a worker thread when synchronous."""
-        if not hasattr(method, "remote"):
-            if asyncio.iscoroutinefunction(method):
-                return await method(*args)
-            return await asyncio.to_thread(method, *args)
-        try:
-            return await method.remote(*args)
-        except RayActorError as e:
-            log.warning("retrying once after a replica failure (%s)", type(e).__name__)
-        try:
-            return await method.remote(*args)
-        except RayActorError as e:
-            raise BadInput(503, f"a backend replica failed twice ({type(e).__name__}); try again shortly") from None
-
-    async def _member(self, st: Served, i: int, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        req = {"member": st.members[i], "aus": list(st.manifest.aus), "steps": list(st.plan.steps), **batch}
-        return await self._call(self.members[i].predict, req)
+    def _member_request(self, st: Served, slot: int, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {"member": st.members[slot], "aus": list(st.manifest.aus), "steps": list(st.plan.steps), **batch}
 
     async def _answers(self, st: Served, tracks: list[Any], video: bool) -> list[dict[str, Any]]:
-        """The orchestration's member and combination steps across the deployments: one answer
-        per track, the tracks keyed by a fresh request id so batches never mix clients."""
-        use = st.plan.video_use if video else st.plan.image_use
-        inputs = member_inputs(tracks, request_id(), "video" if video else "image", video)
+        """The orchestration over this app's stages: one answer per track, the tracks keyed by a
+        fresh request id so batches never mix clients."""
+        async def run_member(slot: int, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return list(await asyncio.gather(*[self.stages.member(slot, self._member_request(st, slot, b))
+                                               for b in requests]))
 
-        async def member(i: int) -> list[dict[str, np.ndarray]]:
-            outs = await asyncio.gather(*[self._member(st, i, inp.batch) for inp in inputs])
-            return gather_outputs(tracks, inputs, outs)
-
-        per_member = await asyncio.gather(*[member(i) for i in use])
-        smooth = self.settings.smooth_window if video else 1
-        if self.settings.fused is not None:  # microseconds of numpy: no thread hop
-            return [self.combiner.combine(st.manifest, use, [outs[t] for outs in per_member], smooth)
-                    for t in range(len(tracks))]
-        return await asyncio.gather(*[self._call(self.combiner.combine, st.manifest, use,
-                                                 [outs[t] for outs in per_member], smooth)
-                                      for t in range(len(tracks))])
+        return await answer_tracks_async(st.plan, tracks, video, run_member,
+                                         lambda use, outs, window: self.stages.combine(st.manifest, use, outs, window),
+                                         request_id(), "video" if video else "image")
 
     def _denied(self, request: Request) -> "JSONResponse | None":
         if not self.api_key or _open_path(request.url.path):
@@ -216,9 +191,10 @@ class AUService:
         st, t0 = self.served, time.perf_counter()
         try:
             batch = probe_batch(st.plan.align_size, st.plan.steps)
-            outs = await asyncio.gather(*[self._member(st, i, batch) for i in st.plan.video_use])
-            await self._call(self.combiner.combine, st.manifest, st.plan.video_use, outs)
-            await self._call(self.faces.probe)
+            use = list(st.plan.video_use)
+            outs = await asyncio.gather(*[self.stages.member(i, self._member_request(st, i, batch)) for i in use])
+            await self.stages.combine(st.manifest, use, list(outs), 1)
+            await self.stages.probe_faces()
         except Exception as e:  # noqa: BLE001 - any failure means unhealthy, said as such
             log.error("health probe failed: %s", type(e).__name__)
             return JSONResponse({"status": "unhealthy", "error": type(e).__name__}, status_code=503)
@@ -244,7 +220,8 @@ class AUService:
                          "val_f1": m["val_f1"]}
                         for i, m in enumerate(st.members)],
             "provenance": man.provenance, "model_card": man.card(),
-            "limits": self.settings.limits.model_dump(), "smoothing_window": self.settings.smooth_window})
+            "faces": {k: st.image_faces[k] for k in ("detector", "landmarker", "align_size")},
+            "limits": self.settings.limits.model_dump(), "smoothing_window": st.plan.smooth_window})
 
     @api.post("/v1/predict")
     async def predict(self, request: Request) -> Response:
@@ -258,7 +235,7 @@ class AUService:
             body = await read_body(request, self.settings.limits.max_body_bytes)
             if not body:
                 raise BadInput(400, "empty body (0 bytes): send the image bytes (JPEG, PNG or WebP)")
-            res = await self._call(self.faces.image, body, ctype, st.plan.align_size)
+            res = await self.stages.image(body, ctype, st.image_faces)
             if "error" in res:
                 raise BadInput(res["status"], res["error"])
             answers = await self._answers(st, res["tracks"], video=False)
@@ -266,7 +243,7 @@ class AUService:
             log.info("predict: refused (%d) %s", e.status, e.message)
             return self._fail(e)
         aus = list(st.manifest.aus)
-        faces = [face_answer(t.info[0], a, 0, aus) for t, a in zip(res["tracks"], answers)]
+        faces = image_rows(res["tracks"], answers, aus)
         log.info("predict: %d bytes, %d faces, %.3f s", len(body), len(faces), time.perf_counter() - t0)
         if self._wants_csv(request):
             rows = [dict(f, frame=0, timestamp=0.0, success=1) for f in faces] or [{"frame": 0, "success": 0}]
@@ -285,7 +262,7 @@ class AUService:
         try:
             ctype = check_content_type(request.headers.get("content-type", ""), "video")
             body = await read_body(request, self.settings.limits.max_video_bytes)
-            res = await self._call(self.faces.video, body, ctype, st.plan.align_size, list(st.plan.steps))
+            res = await self.stages.video(body, ctype, st.video_faces, list(st.plan.steps))
             if "error" in res:
                 raise BadInput(res["status"], res["error"])
             if not res["tracks"]:
@@ -302,6 +279,6 @@ class AUService:
             return self._csv(rows, aus)
         return JSONResponse({"fps": res["fps"], "n_frames": res["n_frames"], "width": res["width"],
                              "height": res["height"], "aus": aus, "face_ids": [t.face_id for t in res["tracks"]],
-                             "smoothing": {"window": self.settings.smooth_window, "method": "centred moving mean"},
+                             "smoothing": {"window": st.plan.smooth_window, "method": "centred moving mean"},
                              "diff_steps": list(st.plan.steps), **self._members_info(st, st.plan.video_use),
                              "rows": rows, "seconds": round(time.perf_counter() - t0, 4)})
