@@ -97,6 +97,7 @@ def test_video_gets_an_au_timeline(browser, served) -> None:
     assert browser.find_element(By.ID, "status").text.startswith("72 frames, a face in 72")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#overlay rect.face-box")) == 1
     assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .au-row")) == len(AUS)
+    assert not browser.find_element(By.ID, "photo").is_displayed()  # only the answer's media is shown
 
 
 def test_broken_file_shows_the_server_error(browser, served, tmp_path: Path) -> None:
