@@ -97,6 +97,7 @@ def test_video_gets_an_au_timeline(browser, served) -> None:
     assert browser.find_element(By.ID, "status").text.startswith("72 frames, a face in 72")
     assert len(browser.find_elements(By.CSS_SELECTOR, "#overlay rect.face-box")) == 1
     assert len(browser.find_elements(By.CSS_SELECTOR, "#bars .au-row")) == len(AUS)
+    assert not browser.find_element(By.ID, "photo").is_displayed()  # only the answer's media is shown
 
 
 def test_broken_file_shows_the_server_error(browser, served, tmp_path: Path) -> None:
@@ -111,3 +112,65 @@ def test_broken_file_shows_the_server_error(browser, served, tmp_path: Path) -> 
     WebDriverWait(browser, 120).until(lambda d: "Error" in status.text)
     assert status.text.startswith("Error 400:") and "truncated" in status.text
     assert "error" in status.get_attribute("class")
+
+
+_DRAWN = """
+const shown = (el) => { const r = el.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+const centre = (el) => { const r = el.getBoundingClientRect(); return [(r.left + r.right) / 2, (r.top + r.bottom) / 2]; };
+return {
+  image: shown(document.getElementById("photo")),
+  faces: [...document.querySelectorAll("#overlay g[data-face]")].map((g) => ({
+    face_id: Number(g.dataset.face),
+    box: shown(g.querySelector("rect.face-box")),
+    landmarks: [...g.querySelectorAll("circle.landmark")].map(centre),
+  })),
+};
+"""
+"""Where the page really drew things, in CSS pixels of the window: the image's rectangle, and each
+face's box and landmark centres as laid out on screen (not the SVG attributes, which are in image
+pixels and say nothing about where the overlay itself sits)."""
+
+
+@pytest.mark.parametrize("photo", ["0-f15-hao-ph.jpg", "multi_face.jpg"])
+def test_overlay_lands_on_the_answers_pixels_and_only_the_photo_is_shown(browser, served, client,
+                                                                          photo: str) -> None:
+    """The drawn boxes and landmarks sit where the answer's pixel coordinates fall on the displayed
+    image (within 3 CSS pixels), and the video player is hidden after a photo. The answer is asked
+    for apart from the page (same app, same bytes: detection is deterministic), so a page that
+    draws the right numbers in the wrong place fails here."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    path = require_media(photo) / photo
+    r = client.post("/v1/predict", content=path.read_bytes(), headers={"Content-Type": "image/jpeg"})
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert answer["faces"], f"the app found no face in {photo}"
+    _upload(browser, served.url, path)
+    _wait(browser, "#bars .au-row")
+    WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script("const i = document.getElementById('photo'); return i.complete && i.naturalWidth > 0"))
+
+    drawn = browser.execute_script(_DRAWN)
+    left, top, right, bottom = drawn["image"]
+    sx, sy = (right - left) / answer["width"], (bottom - top) / answer["height"]
+    assert abs(sx - sy) < 0.01, f"the image is shown stretched: {sx:.3f} x {sy:.3f}"
+
+    def on_screen(x: float, y: float) -> tuple[float, float]:
+        return left + x * sx, top + y * sy
+
+    tol = 3.0
+    assert sorted(f["face_id"] for f in drawn["faces"]) == sorted(f["face_id"] for f in answer["faces"])
+    by_id = {f["face_id"]: f for f in drawn["faces"]}
+    for face in answer["faces"]:
+        got = by_id[face["face_id"]]
+        x0, y0, x1, y1 = face["box"]
+        want = [*on_screen(x0, y0), *on_screen(x1, y1)]
+        assert all(abs(g - w) <= tol for g, w in zip(got["box"], want)), \
+            f"face {face['face_id']}: box drawn at {got['box']}, the answer puts it at {want}"
+        assert len(got["landmarks"]) == len(face["landmarks"]) == 68
+        worst = max(max(abs(gx - wx), abs(gy - wy))
+                    for (gx, gy), (wx, wy) in zip(got["landmarks"], (on_screen(x, y) for x, y in face["landmarks"])))
+        assert worst <= tol, f"face {face['face_id']}: a landmark is drawn {worst:.1f} px from the answer's"
+    assert not browser.find_element(By.ID, "clip").is_displayed()
+    assert browser.find_element(By.ID, "photo").is_displayed()
