@@ -99,7 +99,7 @@ def pair_indices(video_ids: "torch.Tensor | Sequence[Any]", targets: torch.Tenso
 
 
 def window_statistics(y: torch.Tensor, sigma: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Feature extractor G of paper 004 §3.3 over each frame's context (ours, README).
+    """Feature extractor G of paper 004 §3.3 over each frame's context (ours, docs/models.md).
 
     ``y``, ``sigma`` (B, N, K): pseudo-intensities and uncertainties of N context frames per
     sample; ``mask`` (B, N): which context frames count (at least one per row). Returns

@@ -33,7 +33,7 @@ ranking or mapping intensities; video context for G, first match wins:
   which is what the Predictor's video path passes (one face track per batch); 'frame' uses the
   frame alone (G degenerates to ŷ, σ and zero spread), for unrelated stills.
 
-Departures (README): f and h of ``pairwise_rank`` start from ImageNet EfficientNet-Lite0 (the
+Departures (docs/models.md): f and h of ``pairwise_rank`` start from ImageNet EfficientNet-Lite0 (the
 weights catalogue has no ImageNet VGG16; ``pairwise_rank_vgg16`` keeps the paper's network for a
 user with torchvision's file); one trunk per network with one output per AU (the paper's description is
 per AU; a pair is ordered independently for each AU where both labels are known and differ);
