@@ -29,8 +29,7 @@ __all__ = ["Predictor", "LoadedMember", "CPU_CHUNK_ROWS", "forward_rows"]
 
 CPU_CHUNK_ROWS = 16
 """Rows per forward pass of a rows-independent member on CPU. Convolutions on one thread run
-about 3x faster per face on batches that stay in cache (MobileNetV2 at 112 px: 3-5 ms per face
-at 16 rows, 8-10 at 64, 2-core machine; benchmarks/distill_demo.py's student): a video's
+faster per face on batches that stay in cache (figures: docs/measurements.md): a video's
 segment or a Serve batch is cut into chunks of this size. On a GPU the whole batch goes at once."""
 
 

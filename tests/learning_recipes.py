@@ -81,7 +81,7 @@ RECIPES: dict[str, Recipe] = {
     # 0.336 (seeds 0, 1) vs 0.350. Light augmentation only in the pair steps: f hardly learns in
     # 3 epochs (hinge 0.86-1.03), 0.312 and 0.292 on folds 2, 3 (2026-12-02).
     # On the shared set (40-frame clips) the family sat on the trivial line whatever the option
-    # (README, pairwise sweeps: cross-fitting, relative inputs, whole-video G, intensity ranks).
+    # (docs/measurements.md, pairwise sweeps: cross-fitting, relative inputs, whole-video G, intensity ranks).
     # Its rank and uncertainty steps learn only from ordered pairs of frames of one video; with
     # 80-frame videos (the same faces and identity groups, twice the frames and pairs) it
     # scored 0.434, 0.403 and 0.408 on folds 1-3, seed 0, against trivial 0.312, 0.343 and

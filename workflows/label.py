@@ -16,10 +16,9 @@ the source frame, around the face box, at full resolution: the input the built-i
 (RetinaFace + MediaPipe) gives the member, and the very one when the store was preprocessed with
 ``--face.detector retinaface --face.landmarker mediapipe``. So the teacher does not re-run a face
 pipeline. Not on the stored crops: they are 112-px resampled, rotated face-only crops (margin
-0.25), not the frame region (2 box sides) the landmarker fits; on the 544 rows of two videos of
-../shared/media (``python benchmarks/label.py``, 2026-12-04) the built-in re-run on the crops
-found every face again but gave AU probabilities 0.019 apart on average (0.055 for the worst
-row) from those of the stored blendshapes, at 30.8 CPU ms per row instead of 0.6. Not on the
+0.25), not the frame region (2 box sides) the landmarker fits; the built-in re-run on the crops
+finds the faces again but gives AU probabilities apart from those of the stored blendshapes, at
+many times the CPU per row (figures: docs/measurements.md). Not on the
 source frames either: that repeats preprocessing's face work and would have to match the
 teacher's faces back to rows by position, which the store does not keep in image pixels. A store preprocessed without MediaPipe
 has no blendshapes: labelling it with a teacher that reads them stops at once, naming the flag.

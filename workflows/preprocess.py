@@ -281,8 +281,8 @@ def _unit_rows(cfg: PreprocessConfig, items: list[dict[str, Any]], aus: Any, act
 def _count_written(cfg: PreprocessConfig, plan: Plan, ran: set[str], summary: dict[str, Any]) -> None:
     """Fill the summary's counts from the store's files and check every input is accounted for.
 
-    Counted from what was written, not from the actors' reports: on 2026-12-03 ``face.jpg`` and
-    ``face.png`` shared one video id, the run reported 3 rows for 3 files and the store held 2.
+    Counted from what was written, not from the actors' reports: when ``face.jpg`` and
+    ``face.png`` once shared one video id, the run reported 3 rows for 3 files and the store held 2.
     Raises ``InputsLost`` naming the units whose files do not hold one row or reject per frame.
     """
     counts = {stem: written_counts(cfg.out, stem) for stem in plan.expected}

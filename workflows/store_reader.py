@@ -69,10 +69,9 @@ def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | N
     """A Ray Dataset over feature-store Parquet files (``file://`` or remote URIs), streaming.
 
     Reads through Ray Data's V1 Parquet datasource unless the user chose a reader with Ray's own
-    switch ``RAY_DATA_USE_DATASOURCE_V2``. Measured on 2026-12-02 (Ray 2.60, 96 store files of 16
-    frames, 2-core machine): the default V2 reader (ListFiles -> ReadFiles) took 7.5-11 s per
-    pass and delivered its first row only at the end; V1 gave the first batch after 0.15 s and
-    the whole pass in 0.7 s. Every epoch re-reads its files, so the V2 wait was each epoch's
+    switch ``RAY_DATA_USE_DATASOURCE_V2``. The default V2 reader (ListFiles -> ReadFiles)
+    delivered its first row only at the end of a pass, V1 its first batch at once (figures:
+    docs/measurements.md). Every epoch re-reads its files, so the V2 wait was each epoch's
     start-up (a training worker idle for it).
     """
     import os

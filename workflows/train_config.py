@@ -55,8 +55,8 @@ class TrainConfig:
     select: str = "best"
     """The checkpoint the run hands to evaluation, ensembles and serving (``checkpoint`` in
     run.json): 'best' by validation score (``select_metric``), or 'last' (the end of the
-    schedule), for a validation set too small to rank epochs (the demo's one identity: measured, 'best' picked
-    epoch 2 of 6 at held-out 0.331 where the last epoch scored 0.464)."""
+    schedule), for a validation set too small to rank epochs (the demo's one identity: 'best'
+    picked an early epoch that scored well below the last on held-out subjects; docs/measurements.md)."""
     select_metric: str = "f1"
     """The validation score that ranks epochs (best checkpoint, early stopping; recorded in
     run.json): 'f1' (mean F1 over AUs), or 'acc_f1' (0.5 x mean accuracy + 0.5 x mean F1, the

@@ -76,7 +76,7 @@ def dlib_predictor_path() -> Path:
 
 
 class DlibLandmarker:
-    """dlib's regression-tree 68-point shape predictor (about 1 ms per face on one core)."""
+    """dlib's regression-tree 68-point shape predictor (cost per face: docs/measurements.md)."""
 
     def __init__(self, predictor_path: str | Path | None = None) -> None:
         import dlib

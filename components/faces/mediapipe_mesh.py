@@ -109,7 +109,7 @@ class MeshFit:
 
 class MediaPipeLandmarker:
     """MediaPipe's Face Landmarker fed with our face boxes: ``fit`` gives 68 points, ``fit_mesh``
-    the mesh and blendshapes too. About 10-15 ms per face on one core."""
+    the mesh and blendshapes too (cost per face: docs/measurements.md)."""
 
     def __init__(self, model_path: "str | Path | None" = None, crop_scale: float = 2.0,
                  crop_size: int = 256, min_confidence: float = 0.5) -> None:

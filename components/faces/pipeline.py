@@ -44,8 +44,8 @@ class FacePipelineConfig:
     """Padding around the template in the aligned crop, as a fraction of the face size."""
     detect_scale: float = 1.0
     """Resize factor of the frame before detection. 0.5 with dlib_upsample=1 costs a quarter of
-    1.0 and still finds faces >= 80 px (640x360 video: ~140 frames/s per core with detect_every
-    6, see benchmarks/faces_jitter.py); 1.0 keeps faces down to 40 px for photos."""
+    1.0 and still finds faces >= 80 px (video; figures: docs/measurements.md); 1.0 keeps faces
+    down to 40 px for photos."""
     dlib_upsample: int = 1
     """dlib detector: upsamplings of the image before detection (1 finds faces >= 40 px)."""
     mtcnn_min_face_size: int = 20

@@ -20,7 +20,7 @@ Batch keys read: ``image`` (B, 2, S, S) masked gray + Sobel (``InputSpec.channel
 bool/0-1 as ``components.batches.BatchBuilder`` gives it, False where the step was clamped at a
 video edge (those steps are zeroed so that a one-sided difference is not read as motion).
 
-Departures (also in the README):
+Departures (also in docs/models.md):
 - 68 iBUG landmarks instead of the paper's 73.
 - The paper does not say which landmarks are "not affected by the AUs" nor how the two linear
   layers produce the affine map. Ours: the stable set defaults to the nose bridge and tip

@@ -107,7 +107,7 @@ def test_a_student_trains_on_the_builtin_teachers_labels(tmp_path: Path) -> None
 
 
 def test_the_worked_example_gives_a_student_faster_than_its_teacher_that_follows_it(tmp_path: Path) -> None:
-    """README's distillation worked example as benchmarks/distill_demo.py runs it (about 13
+    """docs/measurements.md's distillation worked example as benchmarks/distill_demo.py runs it (about 13
     minutes on a 2-core machine): a MobileNetV2 student of the built-in, trained with 2 workers on
     the teacher's labels of unlabeled media, answers the held-out real video at more frames per
     CPU-second than the teacher, and agrees with it better than a student that says yes to

@@ -203,8 +203,8 @@ class AppArgs:
     """'staged': the ingress calls a face pipeline deployment, one deployment per member and a
     combiner, each scaled apart (members on GPUs, batching requests across ingress replicas);
     'fused': each ingress replica runs those same stage classes itself (one Serve hop per
-    request instead of four or more: about 1.2x the CPU of the in-process Predictor per image
-    against 1.6x staged, benchmarks/results/serve.json), scaled with ``ingress``; 'auto': fused
+    request instead of four or more, so less CPU per image than staged; figures:
+    docs/measurements.md), scaled with ``ingress``; 'auto': fused
     when the members get no GPU, staged when they do."""
 
     def __post_init__(self) -> None:
@@ -271,8 +271,8 @@ def _member_gpus(a: AppArgs, slots: int) -> float:
 REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 """Environment of every replica of the app (``facsflow serve`` and the generated Serve config).
 Serve runs a deployment's code on a second event loop in its own thread by default; on the
-replica's own loop instead, a null call through a handle cost the app's processes 3.2 CPU-ms
-instead of 3.6-4.5 (two runs on this project's 2-core machine, 2026-12-04). Our async methods
+replica's own loop instead, a call through a handle costs the app's processes less CPU
+(figures: docs/measurements.md). Our async methods
 never block that loop: model forward passes go to a worker thread (``asyncio.to_thread``) and
 sync methods run in Serve's thread pool."""
 

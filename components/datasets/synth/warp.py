@@ -12,9 +12,9 @@ backward map that ``cv2.remap`` needs is the fixed-point inverse of ``q -> q + D
 (``D(p)`` is read from the dense field with a bilinear remap). The iteration converges to the
 exact piecewise-affine inverse wherever the displacement gradient is below 1 (no fold-over);
 the error shrinks by about that gradient per step. Three steps leave under 0.4 px at the
-largest motion (AU26 at E drops the chin 0.2 IOD against the static anchors below it). Cost
-per 256 px frame is 1-2 ms, against ~100 ms for ``skimage.transform.PiecewiseAffineTransform``
-which re-locates every pixel in the displaced mesh on every call.
+largest motion (AU26 at E drops the chin 0.2 IOD against the static anchors below it). It
+costs a small fraction of ``skimage.transform.PiecewiseAffineTransform`` (figures:
+docs/measurements.md), which re-locates every pixel in the displaced mesh on every call.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ r_ij in {+1, -1} the sign of y_i - y_j (paper 004 §3.1 eq. 1) and r_ij = 0 wher
 order for that AU (equal or unknown labels). Entries with r = 0 never contribute, the same
 convention as label -1 in ``components.losses``. The pairwise-rank family's own losses.
 
-Sign correction (README lists it): paper 004 §3.2 prints the uncertainty loss as
+Sign correction (docs/models.md lists it): paper 004 §3.2 prints the uncertainty loss as
 ``1 - ½{1 + erf((m - r(ŷ_i - ŷ_j)) / √(2(h_i² + h_j²)))}``. With D ~ N(r(ŷ_i - ŷ_j), σ_i² + σ_j²)
 the noisy ordered difference, ½{1 + erf(·)} = P(D < m) is the probability that the pair is
 *misordered* (falls short of the margin), so the printed expression is the probability of a
@@ -44,7 +44,7 @@ def sigma_from_raw(h: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
     """Uncertainty σ = softplus(h) + ε (> 0) from the raw output h of the uncertainty network.
 
     Paper 004 §3.2 uses h(x) directly as σ; a raw output can be negative or zero, which makes
-    the erf argument undefined, hence softplus and a floor ε (our choice, README).
+    the erf argument undefined, hence softplus and a floor ε (our choice, docs/models.md).
     """
     if eps < 0:
         raise ValueError(f"sigma_from_raw: eps must be >= 0, got {eps}")

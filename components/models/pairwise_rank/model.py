@@ -33,7 +33,7 @@ ranking or mapping intensities; video context for G, first match wins:
   which is what the Predictor's video path passes (one face track per batch); 'frame' uses the
   frame alone (G degenerates to ŷ, σ and zero spread), for unrelated stills.
 
-Departures (README): f and h of ``pairwise_rank`` start from ImageNet EfficientNet-Lite0 (the
+Departures (docs/models.md): f and h of ``pairwise_rank`` start from ImageNet EfficientNet-Lite0 (the
 weights catalogue has no ImageNet VGG16; ``pairwise_rank_vgg16`` keeps the paper's network for a
 user with torchvision's file); one trunk per network with one output per AU (the paper's description is
 per AU; a pair is ordered independently for each AU where both labels are known and differ);
@@ -295,11 +295,9 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
         the per-person normalisation §2.2 credits to [3] (subtracting a low percentile) made
         scale-free. The margin in the denominator keeps a video whose ŷ barely varies (an AU
         that never fires: pairs with different labels are pushed ≥ m apart) near 0 rather than
-        stretching its noise over [0, 1]. Ours (README). Measured on folds 2 and 3 of the
-        learning set (development folds; the learning test holds out fold 1): val-tuned
-        thresholds on (ŷ − min) / (max − min) alone gave held-out mean F1 0.390 and 0.391 where
-        raw ŷ gave 0.391 and 0.277 (trivial 0.328, 0.332), and adding it to the mapping's
-        inputs raised the learned mapping from 0.328 and 0.298 to 0.407 and 0.340 (one seed).
+        stretching its noise over [0, 1]. Ours (docs/models.md). On the development folds of
+        the learning set it matched or beat raw ŷ, and adding it to the mapping's inputs raised
+        the learned mapping's held-out mean F1 (figures: docs/measurements.md).
         With ``mapping_inputs='relative'`` every ŷ feature is taken relative to the context.
         ``groups``: cross-fitting groups of the rows (window frames are scored by the same folds).
         """
@@ -440,8 +438,8 @@ class PairwiseRankModel(AUModel, MultiStepTraining):
 
         With ``pos_weight`` set (``TrainConfig.pos_weight='balanced'``) active labels weigh
         negatives/positives in the occurrence MAE. Unweighted, the MAE's optimum is the median
-        label, 0 for AUs under 50 % base rate; measured on the synthetic set, the mapping then
-        ends near 0 for every frame (training MAE 0.185 against base rates of about 0.2).
+        label, 0 for AUs under 50 % base rate; on the synthetic set the mapping then ends near
+        0 for every frame (docs/measurements.md).
         """
         probs = torch.sigmoid(outputs["logits"])
         parts = {"mapping_mae": masked_l1(probs, batch["labels"], pos_weight=self.positive_weight(probs))}
