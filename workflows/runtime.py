@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from components.errors import UserError
-from workflows.stderr_filter import filter_native_stderr, restore_native_stderr
+from workflows.stderr_filter import (filter_native_stderr, filter_ray_driver_lines, restore_native_stderr,
+                                     restore_ray_driver_lines)
 
 log = logging.getLogger("facsflow")
 
@@ -52,8 +53,9 @@ here: they go to the log file only. Any other Ray warning or error still reaches
 
 
 _CLI = {"console": False}
-"""True while ``run_main`` runs a command: the console is ours, so Ray's native stderr lines
-that ``workflows.stderr_filter`` names go to the log file (a library caller's stderr is left alone)."""
+"""True while ``run_main`` runs a command: the console is ours, so Ray's native stderr lines and
+driver ``(raylet)`` lines that ``workflows.stderr_filter`` names go to the log file (a library
+caller's console is left alone)."""
 
 
 class StopRequested(KeyboardInterrupt):
@@ -238,6 +240,7 @@ def init_ray(address: "str | None" = None, num_cpus: "int | None" = None,
     _route_ray_logs(log_file)
     if _CLI["console"] and not verbose:
         filter_native_stderr(log_file)   # the C++ core worker writes below Python's logging
+        filter_ray_driver_lines(log_file)   # and the driver prints the error channel with print()
     # Ray Data's bars would interleave with our progress lines; verbose brings them back.
     ray.data.DataContext.get_current().enable_progress_bars = verbose
     resources = ray.cluster_resources()
@@ -356,6 +359,7 @@ def run_main(fn, argv: "list[str] | None" = None) -> int:
             ray.shutdown()
         _CLI["console"] = console_before
         if not console_before:
+            restore_ray_driver_lines()
             restore_native_stderr()
         if before is None:
             os.environ.pop(VERBOSE_ENV, None)
