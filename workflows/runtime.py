@@ -31,7 +31,8 @@ log = logging.getLogger("facsflow")
 
 __all__ = ["UserError", "StopRequested", "init_ray", "ray_session", "resolve_address", "configure_logging",
            "run_main", "torch_single_thread", "verbose_requested", "install_stop_handlers",
-           "check_resources", "wait_until_stopped", "HARMLESS_RAY_WARNINGS", "VERBOSE_ENV", "RAY_LOG_FILE"]
+           "check_resources", "wait_until_stopped", "HARMLESS_RAY_WARNINGS", "QUIET_CLIENT_LOGGERS", "VERBOSE_ENV",
+           "RAY_LOG_FILE"]
 
 VERBOSE_ENV = "FACSFLOW_VERBOSE"
 """Environment variable that, set to 1/true/yes, shows Ray's logs on the console (as ``--verbose``)."""
@@ -149,10 +150,20 @@ def _ray_logs_dir() -> "Path | None":
         return None
 
 
+QUIET_CLIENT_LOGGERS: tuple[str, ...] = ("httpx", "httpcore")
+"""HTTP client loggers held at WARNING on the console: httpx logs every request at INFO
+("HTTP Request: POST ..."), and the demo's request to its served ensemble is one of our own
+progress steps. Their warnings and errors still show; ``--verbose`` shows everything."""
+
+
 def configure_logging(verbose: bool = False) -> None:
-    """Console logging for entrypoints (never called at import)."""
+    """Console logging for entrypoints (never called at import): our INFO progress lines, and
+    ``QUIET_CLIENT_LOGGERS`` at WARNING unless verbose."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not verbose_requested(verbose):
+        for name in QUIET_CLIENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def resolve_address(address: "str | None") -> "str | None":
