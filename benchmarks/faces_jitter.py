@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from components.faces import FacePipeline, FacePipelineConfig
-from components.faces.align import STABLE_POINTS
+from components.geometry import STABLE_POINTS
 
 ROOT = Path(__file__).resolve().parents[1]
 

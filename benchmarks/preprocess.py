@@ -92,7 +92,7 @@ STAGES = (
     ("decode", "video_io.py", "__iter__"), ("decode", "video_io.py", "decode_image"),
     ("detect (dlib HOG, resize)", "tracking.py", "detect"),
     ("landmarks (dlib)", "landmarks.py", "fit"),
-    ("align (warp)", "align.py", "align_face"),
+    ("align (warp)", "geometry.py", "align_face"),
     ("JPEG encode", "preprocessing.py", "encode_jpeg"),
     ("Parquet write", "storage.py", "write_table_atomic"),
 )

@@ -161,7 +161,7 @@ def video_per_core(ensemble: "str | None", checkpoint: "str | None", video: Path
 
 def fastest_member(ensemble: str) -> tuple[str, str, dict[str, float]]:
     """(name, checkpoint, ms per face of each member) from a timed 32-face forward pass."""
-    from components.faces.align import crop_template
+    from components.geometry import crop_template
     from components.predictor import Predictor
 
     pred = Predictor.from_manifest(ensemble)

@@ -218,7 +218,7 @@ class Detector:
         outputs only by producing them.
         """
         if self._intensity is None:
-            from components.faces.align import crop_template
+            from components.geometry import crop_template
 
             pred = self.predictor
             size, steps = pred.plan.align_size, pred.plan.steps

@@ -24,13 +24,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from components.errors import UserError
-from workflows.stderr_filter import filter_native_stderr, restore_native_stderr
+from workflows.stderr_filter import (filter_native_stderr, filter_ray_driver_lines, restore_native_stderr,
+                                     restore_ray_driver_lines)
 
 log = logging.getLogger("facsflow")
 
 __all__ = ["UserError", "StopRequested", "init_ray", "ray_session", "resolve_address", "configure_logging",
            "run_main", "torch_single_thread", "verbose_requested", "install_stop_handlers",
-           "check_resources", "wait_until_stopped", "HARMLESS_RAY_WARNINGS", "VERBOSE_ENV", "RAY_LOG_FILE"]
+           "check_resources", "wait_until_stopped", "HARMLESS_RAY_WARNINGS", "QUIET_CLIENT_LOGGERS", "VERBOSE_ENV",
+           "RAY_LOG_FILE"]
 
 VERBOSE_ENV = "FACSFLOW_VERBOSE"
 """Environment variable that, set to 1/true/yes, shows Ray's logs on the console (as ``--verbose``)."""
@@ -52,8 +54,9 @@ here: they go to the log file only. Any other Ray warning or error still reaches
 
 
 _CLI = {"console": False}
-"""True while ``run_main`` runs a command: the console is ours, so Ray's native stderr lines
-that ``workflows.stderr_filter`` names go to the log file (a library caller's stderr is left alone)."""
+"""True while ``run_main`` runs a command: the console is ours, so Ray's native stderr lines and
+driver ``(raylet)`` lines that ``workflows.stderr_filter`` names go to the log file (a library
+caller's console is left alone)."""
 
 
 class StopRequested(KeyboardInterrupt):
@@ -147,10 +150,20 @@ def _ray_logs_dir() -> "Path | None":
         return None
 
 
+QUIET_CLIENT_LOGGERS: tuple[str, ...] = ("httpx", "httpcore")
+"""HTTP client loggers held at WARNING on the console: httpx logs every request at INFO
+("HTTP Request: POST ..."), and the demo's request to its served ensemble is one of our own
+progress steps. Their warnings and errors still show; ``--verbose`` shows everything."""
+
+
 def configure_logging(verbose: bool = False) -> None:
-    """Console logging for entrypoints (never called at import)."""
+    """Console logging for entrypoints (never called at import): our INFO progress lines, and
+    ``QUIET_CLIENT_LOGGERS`` at WARNING unless verbose."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not verbose_requested(verbose):
+        for name in QUIET_CLIENT_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def resolve_address(address: "str | None") -> "str | None":
@@ -238,6 +251,7 @@ def init_ray(address: "str | None" = None, num_cpus: "int | None" = None,
     _route_ray_logs(log_file)
     if _CLI["console"] and not verbose:
         filter_native_stderr(log_file)   # the C++ core worker writes below Python's logging
+        filter_ray_driver_lines(log_file)   # and the driver prints the error channel with print()
     # Ray Data's bars would interleave with our progress lines; verbose brings them back.
     ray.data.DataContext.get_current().enable_progress_bars = verbose
     resources = ray.cluster_resources()
@@ -356,6 +370,7 @@ def run_main(fn, argv: "list[str] | None" = None) -> int:
             ray.shutdown()
         _CLI["console"] = console_before
         if not console_before:
+            restore_ray_driver_lines()
             restore_native_stderr()
         if before is None:
             os.environ.pop(VERBOSE_ENV, None)

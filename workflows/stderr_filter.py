@@ -1,12 +1,15 @@
-"""Lines that native code writes straight to this process's stderr, filtered by their text.
+"""Lines that Ray writes to the driver's console below Python's ``logging``, filtered by their text.
 
-Ray's C++ core worker logs to the driver's file descriptor 2, below Python's ``logging``, so the
-console filter of ``workflows.runtime`` cannot reach it. ``filter_native_stderr`` puts a pipe in
-front of descriptor 2: a reader thread passes every line through to the real stderr unchanged,
-except lines that contain one of the given texts, which go to a log file instead. Only known,
-harmless lines are named (``HARMLESS_NATIVE_LINES``); any other output, errors included, reaches
-the console as before. At exit the real stderr is put back and what the pipe still holds is
-written out, so nothing printed during shutdown is lost.
+Two ways in, one rule. Ray's C++ core worker logs to the driver's file descriptor 2, where the
+console filter of ``workflows.runtime`` cannot reach it: ``filter_native_stderr`` puts a pipe in
+front of descriptor 2, and a reader thread passes every line through to the real stderr unchanged,
+except lines that contain one of the given texts (``HARMLESS_NATIVE_LINES``). At exit the real
+stderr is put back and what the pipe still holds is written out, so nothing printed during
+shutdown is lost. Ray's driver also prints, with ``print`` to ``sys.stdout``, every message of the
+cluster's error channel as a ``(raylet) ...`` line (``ray._private.worker.listen_error_messages``,
+even with ``log_to_driver=False``): ``filter_ray_driver_lines`` wraps the function that prints
+them and takes out the lines that ``HARMLESS_RAY_DRIVER_LINES`` names. Named lines of either
+kind go to a log file instead; any other output, errors included, reaches the console as before.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-__all__ = ["HARMLESS_NATIVE_LINES", "filter_native_stderr", "restore_native_stderr"]
+__all__ = ["HARMLESS_NATIVE_LINES", "HARMLESS_RAY_DRIVER_LINES", "filter_native_stderr", "restore_native_stderr",
+           "filter_ray_driver_lines", "restore_ray_driver_lines"]
 
 HARMLESS_NATIVE_LINES: tuple[str, ...] = (
     # Ray Data's actor pools (preprocess, label) always pass their map transformer through the
@@ -28,7 +32,19 @@ HARMLESS_NATIVE_LINES: tuple[str, ...] = (
 )
 """Texts of native stderr lines that are known and harmless: they go to the log file only."""
 
+HARMLESS_RAY_DRIVER_LINES: tuple[str, ...] = (
+    # serve.shutdown() waits on ServeController.graceful_shutdown, which never returns: the
+    # controller ends itself with ray.kill once Serve is down. The call has infinite retries, so
+    # the driver's core worker reports the failed attempt on the error channel ("Task
+    # ServeController.graceful_shutdown failed ... killed by `ray.kill`") at every clean stop of
+    # `facsflow serve` and `facsflow demo`.
+    "Task ServeController.graceful_shutdown failed",
+)
+"""Texts of the driver's ``(raylet)`` error-channel lines that are known and harmless: they go to
+the log file only."""
+
 _state: "dict[str, object] | None" = None
+_driver_state: "tuple[Any, Callable[..., None]] | None" = None
 _lock = threading.Lock()
 
 
@@ -75,6 +91,54 @@ def restore_native_stderr() -> None:
     state["thread"].join(timeout=2.0)
 
 
+def filter_ray_driver_lines(log_file: "Path | None", texts: Sequence[str] = HARMLESS_RAY_DRIVER_LINES) -> bool:
+    """Take the lines containing one of ``texts`` out of what Ray's driver prints for its error
+    channel (once per process); True when installed.
+
+    Those lines are appended to ``log_file`` with their ``(raylet)`` prefix (dropped when None);
+    the rest are printed by Ray as before. Wraps ``ray._private.worker.print_to_stdstream``,
+    which ``listen_error_messages`` looks up at every message; does nothing (False) where that
+    private function is not there.
+    """
+    global _driver_state
+    with _lock:
+        if _driver_state is not None:
+            return True
+        try:
+            import ray._private.worker as ray_worker
+
+            original = ray_worker.print_to_stdstream
+        except (ImportError, AttributeError):
+            return False
+        patterns = tuple(texts)
+
+        def print_to_stdstream(data: "dict[str, Any]", ignore_prefix: bool) -> None:
+            lines = list(data.get("lines") or [])
+            kept = [ln for ln in lines if not any(t in ln for t in patterns)]
+            if len(kept) == len(lines):
+                original(data, ignore_prefix)
+                return
+            for line in lines:
+                if line not in kept:
+                    _to_log(f"({data.get('pid')}) {line}\n".encode(), log_file)
+            if kept:
+                original({**data, "lines": kept}, ignore_prefix)
+
+        ray_worker.print_to_stdstream = print_to_stdstream
+        _driver_state = (ray_worker, original)
+        return True
+
+
+def restore_ray_driver_lines() -> None:
+    """Give Ray its own ``print_to_stdstream`` back (no-op when ``filter_ray_driver_lines`` is not on)."""
+    global _driver_state
+    with _lock:
+        state, _driver_state = _driver_state, None
+    if state is not None:
+        ray_worker, original = state
+        ray_worker.print_to_stdstream = original
+
+
 def _pump(read_end: int, out: int, patterns: list[bytes], log_file: "Path | None") -> None:
     pending = b""
     with os.fdopen(read_end, "rb", buffering=0) as pipe:
@@ -92,12 +156,7 @@ def _pump(read_end: int, out: int, patterns: list[bytes], log_file: "Path | None
 
 def _emit(line: bytes, out: int, patterns: list[bytes], log_file: "Path | None") -> None:
     if any(p in line for p in patterns):
-        if log_file is not None:
-            try:
-                with open(log_file, "ab") as f:
-                    f.write(line)
-            except OSError:
-                pass
+        _to_log(line, log_file)
         return
     view = memoryview(line)
     while view:
@@ -108,3 +167,13 @@ def _emit(line: bytes, out: int, patterns: list[bytes], log_file: "Path | None")
         except OSError:
             return
         view = view[n:]
+
+
+def _to_log(line: bytes, log_file: "Path | None") -> None:
+    if log_file is None:
+        return
+    try:
+        with open(log_file, "ab") as f:
+            f.write(line)
+    except OSError:
+        pass

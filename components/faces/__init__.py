@@ -1,7 +1,10 @@
 """Ray-free face pipeline: detection, 68-point landmarks, tracking, alignment, model-input
-transforms (background mask, grayscale, Sobel) and temporal landmark differences."""
+transforms (background mask, grayscale, Sobel) and temporal landmark differences.
 
-from components.faces.align import (
+The template and the alignment live in ``components.geometry`` (shared with the synthetic
+generator) and are re-exported here."""
+
+from components.geometry import (
     STABLE_POINTS,
     TEMPLATE_68,
     AlignedFace,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from components.faces.types import Face
+from components.geometry import check_rgb
 
 __all__ = [
     "FaceDetector",
@@ -24,18 +25,6 @@ __all__ = [
     "DETECTORS",
     "check_rgb",
 ]
-
-
-def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
-    """Return ``rgb`` as a C-contiguous HxWx3 uint8 array; raise ValueError naming ``what``."""
-    arr = np.asarray(rgb)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"{what}: expected an HxWx3 RGB array, got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"{what}: expected dtype uint8, got {arr.dtype}")
-    if arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise ValueError(f"{what}: empty image of shape {arr.shape}")
-    return np.ascontiguousarray(arr)
 
 
 def _sorted_by_area(faces: list[Face]) -> list[Face]:

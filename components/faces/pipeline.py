@@ -13,11 +13,11 @@ from typing import Any, Iterable, Iterator, Literal
 import cv2
 import numpy as np
 
-from components.faces.align import AlignedFace, align_face
 from components.faces.detectors import FaceDetector, build_detector, check_rgb
 from components.faces.landmarks import LandmarkModel, build_landmarker
 from components.faces.tracking import FaceTracker, canonical_box
 from components.faces.types import Face
+from components.geometry import AlignedFace, align_face
 
 __all__ = ["FacePipelineConfig", "FaceResult", "FacePipeline"]
 

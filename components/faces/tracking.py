@@ -29,10 +29,10 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from components.faces.align import STABLE_POINTS, TEMPLATE_68, similarity_transform
 from components.faces.detectors import FaceDetector, check_rgb
 from components.faces.landmarks import LandmarkModel
 from components.faces.types import Face
+from components.geometry import STABLE_POINTS, TEMPLATE_68, similarity_transform
 
 __all__ = ["FaceTracker", "canonical_box", "shape_residual", "box_iou", "Policy"]
 

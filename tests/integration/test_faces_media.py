@@ -17,7 +17,7 @@ from components.faces import (
     build_landmarker,
     crop_template,
 )
-from components.faces.align import STABLE_POINTS
+from components.geometry import STABLE_POINTS
 from tests.conftest import require_media
 
 

@@ -1,6 +1,6 @@
 """Console plumbing of workflows.runtime and the driver's epoch line, without starting Ray:
-``--verbose`` handling, the stop signals' exit path, the filter on Ray's console handlers, and
-the epoch line's figures and ETA."""
+``--verbose`` handling, the stop signals' exit path, the filter on Ray's console handlers, the
+HTTP client's request lines, and the epoch line's figures and ETA."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import signal
 
 import pytest
 
-from workflows.runtime import VERBOSE_ENV, StopRequested, _RayConsoleFilter, run_main
+from workflows.runtime import (QUIET_CLIENT_LOGGERS, VERBOSE_ENV, StopRequested, _RayConsoleFilter,
+                               configure_logging, run_main)
 
 
 
@@ -72,6 +73,29 @@ def test_ray_console_filter_passes_other_loggers(monkeypatch) -> None:
     assert f.filter(_record("facsflow.preprocess", logging.INFO, "preprocess: 2/2 units")) is True
     assert f.filter(_record("raylet_like_app", logging.INFO, "x")) is True
     assert f.filter(_record("ray", logging.INFO, "x")) is False
+
+
+@pytest.mark.parametrize("verbose, shown", [(False, False), (True, True)], ids=["quiet", "verbose"])
+def test_http_client_request_lines_stay_off_the_console(monkeypatch, caplog, verbose, shown) -> None:
+    """The demo's request to its served ensemble logged "HTTP Request: POST ..." (httpx, INFO)."""
+    import httpx
+
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    if verbose:
+        monkeypatch.setenv(VERBOSE_ENV, "1")
+    levels = {name: logging.getLogger(name).level for name in QUIET_CLIENT_LOGGERS}
+    root_handlers = list(logging.getLogger().handlers)
+    try:
+        logging.getLogger("httpx").setLevel(logging.INFO)   # as noisy as httpx gets by default under INFO
+        configure_logging()
+        client = httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(200, json={})))
+        with client:
+            client.post("http://127.0.0.1:8765/v1/predict", content=b"jpeg")
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger().handlers[:] = root_handlers
+    assert ("HTTP Request: POST" in caplog.text) is shown, caplog.text
 
 
 def test_epoch_line() -> None:

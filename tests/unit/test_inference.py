@@ -21,7 +21,7 @@ PAIRWISE_MEMBER = ("pair-rank", "pairwise_rank_small", {})
 
 
 def _track(face_id: int, n: int, seed: int, steps: tuple[int, ...] = ()) -> "object":
-    from components.faces.align import crop_template
+    from components.geometry import crop_template
     from components.faces.transforms import landmark_diffs
     from components.inference import FaceTrack
 

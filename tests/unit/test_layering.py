@@ -1,5 +1,8 @@
-"""The import boundary of ARCHITECTURE.md: components/ is a Ray-free library that never imports
-ray or workflows, and importing it has no side effects that pull Ray in."""
+"""The import boundaries: components/ is a Ray-free library that never imports ray or workflows,
+and importing it has no side effects that pull Ray in; data flows one way, from data sets to the
+face pipeline, so the synthetic generator (components/datasets/synth) uses the face geometry of
+``components.geometry`` and reaches ``components.faces`` only through its one adapter,
+``synth/face_finder.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("ray", "workflows")
+SYNTH = ROOT / "components" / "datasets" / "synth"
+SYNTH_FACE_ADAPTER = SYNTH / "face_finder.py"
+"""The one synth module that may import ``components.faces`` (it finds faces in source photos)."""
 
 
 def _imported_roots(path: Path) -> list[tuple[int, str]]:
@@ -24,6 +30,24 @@ def _imported_roots(path: Path) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             out.append((node.lineno, node.module.split(".")[0]))
     return out
+
+
+def _imported_modules(path: Path) -> list[tuple[int, str]]:
+    """(line, dotted module) of every import statement in a file, nested ones included; a
+    ``from a import b`` counts as ``a`` and ``a.b`` (b may be a module)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.append((node.lineno, node.module))
+            out += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return out
+
+
+def _is_face_pipeline(module: str) -> bool:
+    return module == "components.faces" or module.startswith("components.faces.")
 
 
 def test_components_never_import_ray_or_workflows() -> None:
@@ -39,6 +63,39 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
     f = tmp_path / "m.py"
     f.write_text("import os\n\ndef g():\n    from ray import data\n    import workflows.train\n")
     assert [m for _, m in _imported_roots(f) if m in FORBIDDEN] == ["ray", "workflows"]
+
+
+def test_synth_reaches_the_face_pipeline_only_through_its_adapter() -> None:
+    files = sorted(SYNTH.rglob("*.py"))
+    assert SYNTH_FACE_ADAPTER in files and len(files) > 5, "the synth package was not found"
+    bad = [f"{f.relative_to(ROOT)}:{line} imports {mod}" for f in files if f != SYNTH_FACE_ADAPTER
+           for line, mod in _imported_modules(f) if _is_face_pipeline(mod)]
+    assert not bad, ("components/datasets/synth uses components.geometry; only synth/face_finder.py "
+                     "may import components.faces:\n" + "\n".join(bad))
+
+
+def test_geometry_imports_nothing_else_of_components() -> None:
+    """``components.geometry`` is shared by the face pipeline and the generator: it depends on neither."""
+    mods = [m for _, m in _imported_modules(ROOT / "components" / "geometry.py")]
+    assert mods and not [m for m in mods if m == "components" or m.startswith("components.")], mods
+
+
+def test_the_checker_sees_a_face_pipeline_import(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text("from components.geometry import TEMPLATE_68\n\ndef g():\n    from components import faces\n"
+                 "    from components.faces.landmarks import DlibLandmarker\n")
+    assert [m for _, m in _imported_modules(f) if _is_face_pipeline(m)] == ["components.faces",
+                                                                          "components.faces.landmarks",
+                                                                          "components.faces.landmarks.DlibLandmarker"]
+
+
+def test_importing_the_generator_loads_no_face_pipeline() -> None:
+    """The adapter loads the face pipeline when it first finds faces, not when synth is imported."""
+    code = ("import sys\nimport components.datasets.synth.generator\n"
+            "print(sorted(m for m in sys.modules if m == 'components.faces' or m.startswith('components.faces.')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"importing the generator pulled in {out.stdout.strip()}"
 
 
 @pytest.mark.parametrize("module", ["components", "components.au", "components.models.registry",

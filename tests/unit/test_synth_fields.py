@@ -20,7 +20,7 @@ from components.datasets.synth.timeline import (
     OCCLUSION_REGIONS, envelope, intensity_levels, occurrence, sample_intensities, sample_occlusion,
 )
 from components.datasets.synth.warp import MeshWarper, anchor_points
-from components.faces import TEMPLATE_68
+from components.geometry import TEMPLATE_68
 
 
 FACE = TEMPLATE_68 * 100.0 + 20.0  # a 100 px face at (20, 20) in a 140 px frame; IOD 43.67 px

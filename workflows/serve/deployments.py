@@ -46,7 +46,7 @@ HEALTH = {"health_check_period_s": 10, "health_check_timeout_s": 30}
 
 def probe_batch(align_size: int, steps: "tuple[int, ...]" = (), n: int = 1) -> dict[str, np.ndarray]:
     """A neutral aligned input: mid-gray crops with the template landmarks, no motion."""
-    from components.faces.align import crop_template
+    from components.geometry import crop_template
 
     lms = crop_template(align_size).reshape(1, -1).repeat(n, 0)
     batch: dict[str, np.ndarray] = {"crop": np.full((n, align_size, align_size, 3), 128, np.uint8),

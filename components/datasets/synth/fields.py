@@ -247,7 +247,7 @@ def neutral_field(landmarks: np.ndarray, template: np.ndarray, amount: float = 1
     would be part of the identity's rest state, unlabelled, and a frame-level detector would
     have to know each test person's neutral face to read the labelled AUs. The field moves the
     landmarks that expressions move to where a neutral ``template`` face (any 68-point mean
-    shape; ``components.faces.TEMPLATE_68``) has them, expressed in this face's canonical frame
+    shape; ``components.geometry.TEMPLATE_68``) has them, expressed in this face's canonical frame
     (so in units of its own inter-ocular distance):
 
     - brows (17-26): the template's positions relative to the eye centres;

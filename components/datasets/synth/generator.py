@@ -50,7 +50,8 @@ from components.datasets.synth.layouts import LAYOUTS, LayoutWriter, VideoPlan
 from components.datasets.synth.render import (
     RENDER_AUS, FaceRig, Look, mirror, neutralise, render_frame, sample_look, sample_nuisance, subject_morph,
 )
-from components.datasets.synth.sources import SourceError, SourceFace, find_faces, read_photos
+from components.datasets.synth.face_finder import dlib_face_finder
+from components.datasets.synth.sources import FaceFinder, SourceError, SourceFace, find_faces, read_photos
 from components.datasets.synth.timeline import (
     intensity_levels, sample_intensities, sample_occlusion, sample_unknown_cells, sample_unknown_frames,
 )
@@ -323,18 +324,22 @@ def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> None:
         w.writerows(rows)
 
 
-def generate(config: SynthConfig, progress: Callable[[str], None] | None = None) -> SynthSummary:
+def generate(config: SynthConfig, progress: Callable[[str], None] | None = None,
+             find: FaceFinder | None = None) -> SynthSummary:
     """Render the data set ``config`` describes; return what was written.
 
     Raises ``SourceError`` when no usable face is found and ``OutputDirError`` for an output
     folder that may not be written. ``progress`` (e.g. ``print``) gets one line per subject.
+    ``find`` finds and landmarks the faces of the source photos (default: dlib's,
+    ``synth.face_finder``, the generator's only use of the face pipeline).
     """
     start = time.perf_counter()
     say = progress or (lambda _msg: None)
     out = Path(config.out)
     _check_out(out, config.overwrite)
     photos = read_photos(config.faces)
-    faces, skipped = find_faces(photos, config.frame_size, min_score=config.min_face_score)
+    faces, skipped = find_faces(photos, config.frame_size, find or dlib_face_finder(),
+                                min_score=config.min_face_score)
     if config.max_identities:
         faces = faces[:config.max_identities]
     if not faces:

@@ -35,6 +35,7 @@ import numpy as np
 
 from components.au import DATASET_AUS, au_name
 from components.datasets.synth.timeline import occurrence
+from components.geometry import align_face
 
 __all__ = ["VideoPlan", "LayoutWriter", "LAYOUTS", "DISFA_AUS", "ABAW_AUS", "AFFWILD2_CROP", "fold_subject_ids"]
 
@@ -289,8 +290,6 @@ class AffWild2Writer(LayoutWriter):
 
     def write_frame(self, plan: VideoPlan, position: int, rgb: np.ndarray, landmarks: np.ndarray,
                     quality: int) -> np.ndarray | None:
-        from components.faces import align_face
-
         if self._no_face[position]:
             return None
         aligned = align_face(rgb, landmarks, size=AFFWILD2_CROP)

@@ -29,7 +29,7 @@ from components.datasets.synth.appearance import (
 )
 from components.datasets.synth.fields import MORPH_RANGES, au_basis, canonical_frame, morph_field, neutral_field
 from components.datasets.synth.warp import MeshWarper, anchor_points
-from components.faces.align import transform_points
+from components.geometry import TEMPLATE_68, transform_points
 
 __all__ = ["RENDER_AUS", "FaceRig", "Look", "Nuisance", "sample_look", "sample_nuisance", "render_frame",
            "mirror", "subject_morph", "neutralise"]
@@ -54,8 +54,6 @@ def neutralise(canvas: np.ndarray, landmarks: np.ndarray, amount: float = 1.0) -
     piecewise-affine warp that animates AUs applies it. The result is the rest state that every
     labelled AU is added to.
     """
-    from components.faces.align import TEMPLATE_68
-
     lm = np.asarray(landmarks, np.float32)
     h, w = canvas.shape[:2]
     disp = neutral_field(lm, TEMPLATE_68, amount)

@@ -2,27 +2,26 @@
 
 Each face found in a source photo is one identity (one identity group: folds must never split
 it). The default source is scikit-image's public-domain astronaut portrait (Eileen Collins,
-NASA). Faces are found with dlib's HOG detector and 68-point shape predictor
-(``components.faces``) and aligned onto a square canvas of the frame size with the face
-spanning about half of it, leaving background for head motion and occluders.
+NASA). Faces are found and landmarked by a ``FaceFinder`` that the caller passes in (the
+generator's is dlib's HOG detector and 68-point shape predictor, ``synth.face_finder``) and
+aligned (``components.geometry``) onto a square canvas of the frame size with the face spanning
+about half of it, leaving background for head motion and occluders.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import cv2
 import numpy as np
 
-if TYPE_CHECKING:
-    from components.faces import AlignedFace, DlibHogDetector, DlibLandmarker
+from components.geometry import AlignedFace, align_face
 
-__all__ = ["IMAGE_SUFFIXES", "FACE_MARGINS", "DEFAULT_SOURCE", "SourceFace", "SourceError",
-           "read_photos", "find_faces"]
+__all__ = ["IMAGE_SUFFIXES", "FACE_MARGINS", "DEFAULT_SOURCE", "SourceFace", "SourceError", "PhotoFace",
+           "FaceFinder", "read_photos", "find_faces"]
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 """Files under ``--faces`` read as photos (case-insensitive)."""
@@ -37,6 +36,21 @@ DEFAULT_SOURCE = "skimage.data.astronaut"
 
 class SourceError(ValueError):
     """No usable source photo or face; the message names the folder or file."""
+
+
+@dataclass(frozen=True)
+class PhotoFace:
+    """One face a ``FaceFinder`` found in a photo."""
+
+    score: float
+    """Detector score."""
+    landmarks: np.ndarray
+    """float32 (68, 2) iBUG-68 landmarks in photo pixels."""
+
+
+FaceFinder = Callable[[np.ndarray, float, int], list[PhotoFace]]
+"""``find(rgb, min_score, max_faces)``: the faces of an RGB uint8 photo whose detector score is
+>= ``min_score``, largest first, at most ``max_faces`` (0: all), with their landmarks."""
 
 
 @dataclass
@@ -93,10 +107,8 @@ def _group_name(photo: str, face_index: int, taken: set[str]) -> str:
     return name
 
 
-def _fitting_alignment(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> "AlignedFace":
+def _fitting_alignment(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> AlignedFace:
     """``align_face`` with the widest of ``FACE_MARGINS`` whose canvas lies inside the photo."""
-    from components.faces import align_face
-
     h, w = rgb.shape[:2]
     corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], np.float64)
     for margin in FACE_MARGINS:
@@ -108,35 +120,25 @@ def _fitting_alignment(rgb: np.ndarray, landmarks: np.ndarray, size: int) -> "Al
     return aligned
 
 
-@lru_cache(maxsize=1)
-def _face_models() -> "tuple[DlibHogDetector, DlibLandmarker]":
-    """dlib's detector and shape predictor, loaded once per process (a few seconds each)."""
-    from components.faces import DlibHogDetector, DlibLandmarker
-
-    return DlibHogDetector(upsample=1, threshold=0.0), DlibLandmarker()
-
-
-def find_faces(photos: list[tuple[str, np.ndarray]], size: int, min_score: float = 0.5,
+def find_faces(photos: list[tuple[str, np.ndarray]], size: int, find: FaceFinder, min_score: float = 0.5,
                min_iod: float = 24.0, max_faces_per_photo: int = 0) -> tuple[list[SourceFace], list[str]]:
-    """Detect, landmark and align every usable face: (faces, reasons for skipped photos/faces).
+    """Find (with ``find``), align and keep every usable face: (faces, reasons for skipped
+    photos/faces).
 
-    A face is used when dlib's detector score is >= ``min_score`` (drops badges and patterns
+    A face is used when its detector score is >= ``min_score`` (drops badges and patterns
     that look face-like) and its eye centres are >= ``min_iod`` pixels apart (smaller faces
     would be upscaled into mush). ``max_faces_per_photo`` 0 keeps all.
     """
-    detector, landmarker = _face_models()
     faces: list[SourceFace] = []
     skipped: list[str] = []
     taken: set[str] = set()
     for name, rgb in photos:
-        found = [f for f in detector.detect(rgb) if f.score >= min_score]
+        found = find(rgb, min_score, max_faces_per_photo)
         if not found:
             skipped.append(f"{name}: no face with detector score >= {min_score}")
             continue
-        if max_faces_per_photo > 0:
-            found = found[:max_faces_per_photo]
-        marks = landmarker.fit(rgb, np.stack([f.box for f in found]))
-        for k, (face, lm) in enumerate(zip(found, marks)):
+        for k, face in enumerate(found):
+            lm = face.landmarks
             iod = float(np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0)))
             if iod < min_iod:
                 skipped.append(f"{name} face {k}: eye distance {iod:.0f} px < {min_iod:.0f} px")

@@ -1,4 +1,9 @@
-"""Similarity alignment of a face to a canonical 68-point template.
+"""Face geometry shared by the face pipeline and the synthetic generator: the canonical 68-point
+template and the similarity alignment of a face onto it.
+
+Both ``components.faces`` (preprocessing and serving) and ``components.datasets.synth`` (data
+generation) need these facts, and neither may reach into the other: data flows from datasets to
+preprocess and faces, never back. This module imports nothing else of ``components``.
 
 ``TEMPLATE_68`` is the mean face shape in the unit square. Source of truth: the initial
 (mean) shape stored in dlib's ``shape_predictor_68_face_landmarks.dat`` (face-recognition-models
@@ -25,6 +30,7 @@ import cv2
 import numpy as np
 
 __all__ = [
+    "check_rgb",
     "TEMPLATE_68",
     "STABLE_POINTS",
     "AlignedFace",
@@ -58,6 +64,18 @@ TEMPLATE_68.setflags(write=False)
 
 STABLE_POINTS: tuple[int, ...] = (36, 39, 42, 45, 27, 28, 29, 30, 31, 33, 35, 48, 54)
 """Landmarks the alignment fits: eye corners, nose bridge and tip, nostril base, mouth corners."""
+
+
+def check_rgb(rgb: np.ndarray, what: str = "image") -> np.ndarray:
+    """Return ``rgb`` as a C-contiguous HxWx3 uint8 array; raise ValueError naming ``what``."""
+    arr = np.asarray(rgb)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"{what}: expected an HxWx3 RGB array, got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"{what}: expected dtype uint8, got {arr.dtype}")
+    if arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{what}: empty image of shape {arr.shape}")
+    return np.ascontiguousarray(arr)
 
 
 @dataclass
@@ -128,8 +146,6 @@ def align_face(
 
     The similarity is fitted on ``STABLE_POINTS`` only; pixels outside the image are black.
     """
-    from components.faces.detectors import check_rgb
-
     rgb = check_rgb(rgb)
     lm = np.asarray(landmarks, dtype=np.float32)
     if lm.shape != (68, 2) or not np.all(np.isfinite(lm)):
