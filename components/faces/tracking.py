@@ -39,7 +39,7 @@ __all__ = ["FaceTracker", "canonical_box", "shape_residual", "box_iou", "Policy"
 Policy = Literal["largest", "tracked", "all"]
 
 # dlib's mean shape in its own detector-box units ([0, 1] is the box): TEMPLATE_68 was min-max
-# normalised from it with these per-axis bounds (see components.faces.align).
+# normalised from it with these per-axis bounds (see components.geometry).
 _DLIB_MIN = np.array([0.0294, 0.1627], dtype=np.float32)
 _DLIB_SPAN = np.array([0.9706 - 0.0294, 1.0697 - 0.1627], dtype=np.float32)
 _MEAN_SHAPE_BOX = TEMPLATE_68 * _DLIB_SPAN + _DLIB_MIN

@@ -123,3 +123,85 @@ def test_video_answers_agree_with_a_pairwise_rank_member_and_concurrent_clients(
         np.testing.assert_allclose(df[xs].to_numpy(), ref[xs].to_numpy(), atol=0.01)
     # The answers move over the video (the members see different frames, not one constant).
     assert ref[PROBS].to_numpy().std(0).max() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def retinaface_answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real ensemble trained on a store preprocessed with ``--face.detector retinaface``
+    (synth → preprocess → train one epoch → ensemble), answered by the Detector, ``predict`` and
+    Serve, none of them told which detector to use."""
+    import httpx
+    import ray
+    from ray import serve
+
+    from components.au_detector import Detector
+    from components.datasets.synth.generator import SynthConfig, generate
+    from components.faces.pipeline import FacePipelineConfig
+    from components.store.splits import SplitConfig
+    from tests.e2e.conftest import free_port
+    from tests.integration.conftest import face_photos_dir
+    from workflows.ensemble import build_ensemble
+    from workflows.predict import read_predictions, run_predict
+    from workflows.preprocess import PreprocessConfig, run_preprocess
+    from workflows.runtime import init_ray
+    from workflows.serve.app import start
+    from workflows.train import TrainConfig, run_training
+
+    image = require_media("single_face.jpg") / "single_face.jpg"
+    root = tmp_path_factory.mktemp("recorded-faces")
+    started = not ray.is_initialized()
+    init_ray(num_cpus=2)
+    try:
+        generate(SynthConfig(out=str(root / "data"), layout="manifest", faces=str(face_photos_dir(root)), seed=0,
+                             subjects_per_identity=1, videos_per_subject=1, frames_per_video=8))
+        run_preprocess(PreprocessConfig(dataset="manifest", root=str(root / "data"), out=str(root / "store"),
+                                        face=FacePipelineConfig(detector="retinaface", landmarker="dlib"),
+                                        actor_cpus=0.5))
+        run = run_training(TrainConfig(model="baseline_mobilenetv3_112", data=str(root / "store"),
+                                       out=str(root / "runs"), epochs=1, batch_size=8, workers=1, worker_cpus=0.5,
+                                       data_cpus=0.25, early_stop_patience=0, keep_best=1,
+                                       split=SplitConfig(fold=1, k=3, val_fraction=0.25)))
+        build_ensemble([run["run_dir"]], str(root / "ensemble"))
+        ensemble = str(root / "ensemble")
+        det = Detector.from_ensemble(ensemble)
+        out: dict[str, Any] = {"plan": det.plan, "detector": det.predict_image(image),
+                               "dlib": Detector.from_ensemble(ensemble, faces={"detector": "dlib"}).predict_image(image)}
+        res = run_predict(ensemble, [str(image)], str(root / "predict"), actors=1)
+        assert not any(r["error"] for r in res), res
+        out["predict"] = read_predictions(str(root / "predict")).drop(columns=["input", "name"])
+        url = start(ensemble, "127.0.0.1", free_port(), app={"ingress": {"max_replicas": 1}}, name="recorded")
+        try:
+            with httpx.Client(base_url=url, timeout=300) as c:
+                r = c.post("/v1/predict?format=csv", content=image.read_bytes(), headers={"content-type": "image/jpeg"})
+                assert r.status_code == 200, r.text[:300]
+                out["serve"] = pd.read_csv(io.StringIO(r.text))
+                out["models"] = c.get("/v1/models").json()
+        finally:
+            serve.shutdown()
+    finally:
+        if started:
+            ray.shutdown()
+    yield out
+
+
+def test_an_ensemble_is_answered_with_the_detector_its_store_was_built_with(retinaface_answers: dict) -> None:
+    from components.au_detector import read_image
+    from components.faces.detectors import build_detector
+    from components.faces.pipeline import FacePipelineConfig
+
+    ans = retinaface_answers
+    assert ans["plan"].faces["detector"] == "retinaface" and ans["models"]["faces"]["detector"] == "retinaface"
+    ref = ans["detector"]
+    assert len(ref) == 1 and ref.loc[0, "success"] == 1
+    # The face's confidence is RetinaFace's own score for that face, not dlib's.
+    image = require_media("single_face.jpg") / "single_face.jpg"
+    cfg = FacePipelineConfig(detector="retinaface")
+    (face,) = build_detector(cfg.detector, **cfg.detector_options()).detect(read_image(image))
+    assert ref.loc[0, "confidence"] == pytest.approx(float(face.score), abs=1e-3)
+    assert ans["dlib"].loc[0, "confidence"] != pytest.approx(ref.loc[0, "confidence"], abs=1e-3)
+    for df in (ans["predict"], ans["serve"]):
+        assert list(df.columns) == list(ref.columns)
+        cols = ["confidence"] + [c for c in ref.columns if c.startswith(("x_", "y_"))]
+        np.testing.assert_allclose(df[cols].to_numpy(), ref[cols].to_numpy(), atol=0.01)
+        probs = [c for c in ref.columns if c.endswith("_p")]
+        np.testing.assert_allclose(df[probs].to_numpy(), ref[probs].to_numpy(), atol=1e-5)

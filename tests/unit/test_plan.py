@@ -65,7 +65,7 @@ def test_no_ensemble_means_the_builtin_in_one_function(tmp_path: Path, monkeypat
 
 
 def _track(face_id: int, n: int, seed: int, steps: tuple[int, ...]) -> "object":
-    from components.faces.align import crop_template
+    from components.geometry import crop_template
     from components.faces.transforms import landmark_diffs
     from components.inference import FaceTrack
 
