@@ -106,13 +106,12 @@ def side_by_side(student_dir: Path, video: Path) -> dict[str, Any]:
     from components.au_detector import Detector
     from components.builtin import BUILTIN_THRESHOLD
     from components.ensemble import EnsembleManifest
-    from components.faces.pipeline import FacePipelineConfig
     from components.metrics.agreement import teacher_agreement
 
     torch.set_num_threads(1)
     arms = {"teacher": Detector.pretrained(),
-            "student": Detector.from_ensemble(student_dir, faces=FacePipelineConfig(detector="retinaface")),
-            "student_dlib_detector": Detector.from_ensemble(student_dir)}
+            "student": Detector.from_ensemble(student_dir),  # the face pipeline its store was built with
+            "student_dlib_detector": Detector.from_ensemble(student_dir, faces={"detector": "dlib"})}
     out: dict[str, Any] = {"video": video.name}
     tables = {}
     for name, det in arms.items():

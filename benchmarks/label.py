@@ -144,8 +144,7 @@ def scale(work: Path, copies: int, cnn: Path) -> dict:
 def crops_vs_stored(store: Path) -> dict:
     import pyarrow.dataset as pads
 
-    from components.builtin import BUILTIN_FACES, builtin_ensemble_dir
-    from components.faces.pipeline import FacePipelineConfig
+    from components.builtin import builtin_ensemble_dir
     from components.predictor import Predictor
     from components.store.rows import decode_jpeg
     from components.teacher import teacher_soft_labels
@@ -153,7 +152,7 @@ def crops_vs_stored(store: Path) -> dict:
 
     torch_single_thread()
     rows = pads.dataset(str(store / "frames"), format="parquet").to_table().to_pydict()
-    p = Predictor.from_manifest(builtin_ensemble_dir(), face_config=FacePipelineConfig(**BUILTIN_FACES))
+    p = Predictor.from_manifest(builtin_ensemble_dir())  # its plan: RetinaFace + MediaPipe
     c0 = time.process_time()
     stored = teacher_soft_labels(p, rows, p.aus, [1, 2, 4])
     stored_ms = (time.process_time() - c0) * 1000 / len(stored)

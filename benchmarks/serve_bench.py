@@ -62,11 +62,11 @@ def _rgb(path: Path) -> np.ndarray:
 
 
 def photo_predictor(ensemble: str) -> Any:
-    """The in-process Predictor the photo figures compare Serve with (dlib, every face)."""
-    from components.faces.pipeline import FacePipelineConfig
+    """The in-process Predictor the photo figures compare Serve with (the ensemble's recorded face
+    pipeline, every face: what the app answers with)."""
     from components.predictor import Predictor
 
-    return Predictor.from_manifest(ensemble, face_config=FacePipelineConfig(detector="dlib", policy="all"))
+    return Predictor.from_manifest(ensemble, faces={"policy": "all"})
 
 
 def in_process_images(ensemble: str, rounds: int) -> dict[str, Any]:
@@ -146,11 +146,9 @@ def member_handle_rps(ensemble: str, n: int, concurrency: int = 32) -> dict[str,
 def video_per_core(ensemble: "str | None", checkpoint: "str | None", video: Path) -> dict[str, Any]:
     """End-to-end frames per CPU second of the in-process Detector on one video."""
     from components.au_detector import Detector
-    from components.faces.pipeline import FacePipelineConfig
 
-    faces = FacePipelineConfig(**VIDEO_FACES)
-    det = (Detector.from_ensemble(ensemble, faces=faces) if ensemble
-           else Detector.from_checkpoint(checkpoint, faces=faces))
+    det = (Detector.from_ensemble(ensemble, faces=VIDEO_FACES) if ensemble
+           else Detector.from_checkpoint(checkpoint, faces=VIDEO_FACES))
     det.has_intensity  # noqa: B018 - load and warm every member before timing
     cpu0, t0 = time.process_time(), time.perf_counter()
     df = det.predict_video(video)
@@ -165,7 +163,7 @@ def fastest_member(ensemble: str) -> tuple[str, str, dict[str, float]]:
     from components.predictor import Predictor
 
     pred = Predictor.from_manifest(ensemble)
-    steps = pred.diff_steps
+    steps = pred.plan.steps
     n = 32
     batch: dict[str, Any] = {"crop": [np.full((112, 112, 3), 128, np.uint8)] * n,
                              "landmarks": [crop_template(112).reshape(-1)] * n}

@@ -77,15 +77,13 @@ def test_served_answer_is_the_in_process_predictor_answer(client, served) -> Non
     import cv2
     import torch
 
-    from components.faces.pipeline import FacePipelineConfig
     from components.predictor import Predictor
 
     torch.set_num_threads(1)
     media = require_media("single_face.jpg")
     data = (media / "single_face.jpg").read_bytes()
     served_faces = _post(client, "/v1/predict", data, "image/jpeg").json()["faces"]
-    faces = FacePipelineConfig(detector="mtcnn", policy="all")  # as the app's image_faces
-    local = Predictor.from_manifest(str(served.ensemble), face_config=faces)
+    local = Predictor.from_manifest(str(served.ensemble), faces={"detector": "mtcnn", "policy": "all"})  # as the app's
     rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     local_faces = local.predict_image(rgb)
     assert len(served_faces) == len(local_faces) == 1
