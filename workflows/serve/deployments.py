@@ -183,8 +183,8 @@ class MemberModel:
         for i in slots:
             member = dataclasses.asdict(manifest.members[i])
             self._predictor(member, manifest.aus)
-            current.append({"member": member, "aus": list(manifest.aus), "steps": plan.steps,
-                            "align": int(member["preprocess"].get("image_size", 112))})
+            # Probed as it is asked: crops at the plan's size, the plan's difference steps.
+            current.append({"member": member, "aus": list(manifest.aus), "steps": plan.steps, "align": plan.align_size})
         self._current = current
 
     def reconfigure(self, config: dict[str, Any]) -> None:
