@@ -105,8 +105,7 @@ class AUService:
 
     def __init__(self, stages: Any, settings: dict[str, Any]) -> None:
         self.settings = IngressSettings(**settings)
-        self.stages = stages
-        self.stages.start(self.settings.ensemble)
+        self.stages = stages.start(self.settings.ensemble)
         self.api_key = self.settings.api_key or os.environ.get("FACSFLOW_API_KEY", "")
         if self.settings.require_api_key and not self.api_key:
             raise ValueError("this app is reachable beyond loopback: set api_key (or FACSFLOW_API_KEY in the "

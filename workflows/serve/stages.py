@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ray.exceptions import RayActorError
@@ -26,7 +26,7 @@ from workflows.serve.deployments import Combiner, FacePipelineDeployment, Member
 
 log = logging.getLogger("facsflow.serve")
 
-__all__ = ["StagedStages", "FusedStages", "FacesArgs", "MemberArgs"]
+__all__ = ["StagedStages", "FusedStages", "LocalStages", "FacesArgs", "MemberArgs"]
 
 
 @dataclass
@@ -57,8 +57,9 @@ class StagedStages:
     members: list[Any]
     combiner: Any
 
-    def start(self, ensemble: str) -> None:
+    def start(self, ensemble: str) -> "StagedStages":
         """Nothing to build: each deployment loads its own models."""
+        return self
 
     async def _call(self, method: Any, *args: Any) -> Any:
         try:
@@ -94,17 +95,25 @@ class StagedStages:
 
 @dataclass
 class FusedStages:
-    """The stages built in the ingress replica (``start``) and called in process."""
+    """The stages' constructor arguments; ``start`` builds them in the ingress replica."""
 
     faces_args: FacesArgs
     member_args: MemberArgs
-    _objects: dict[str, Any] = field(default_factory=dict)
 
-    def start(self, ensemble: str) -> None:
+    def start(self, ensemble: str) -> "LocalStages":
         # One member object for every member: @serve.batch keeps one queue per method and process.
-        self._objects = {"faces": FacePipelineDeployment.func_or_class(self.faces_args),
-                         "member": MemberModel.func_or_class(ensemble, None, self.member_args),
-                         "combiner": Combiner.func_or_class()}
+        return LocalStages({"faces": FacePipelineDeployment.func_or_class(self.faces_args),
+                            "member": MemberModel.func_or_class(ensemble, None, self.member_args),
+                            "combiner": Combiner.func_or_class()})
+
+
+class LocalStages:
+    """The stage objects of a fused replica, called in process. Kept apart from ``FusedStages``
+    (the ingress's constructor argument, which Serve pickles to look for handles in it, and a
+    loaded ONNX session cannot be pickled)."""
+
+    def __init__(self, objects: dict[str, Any]) -> None:
+        self._objects = objects
 
     async def image(self, data: bytes, content_type: str, faces: dict[str, Any]) -> dict[str, Any]:
         return await asyncio.to_thread(self._objects["faces"].image, data, content_type, faces)
