@@ -235,7 +235,7 @@ def preprocess_figures(args: argparse.Namespace) -> dict[str, Any]:
 
     from components.faces.pipeline import FacePipelineConfig
     from workflows.preprocess import PreprocessConfig, run_preprocess
-    from workflows.runtime import ray_session
+    from workflows.core.runtime import ray_session
 
     work = Path(tempfile.mkdtemp(prefix="facsflow-gpu-pre-"))
     (work / "videos").mkdir()
@@ -284,7 +284,7 @@ def main(argv: "list[str] | None" = None) -> int:
            "machine": {"gpu": name, "cpus": os.cpu_count(), "python": platform.python_version()},
            "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     suffix = "" if args.device.startswith("cuda") else "_dryrun"
-    from workflows.runtime import ray_session
+    from workflows.core.runtime import ray_session
 
     failed: list[str] = []
     with ray_session():

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: "list[str] | None" = None) -> int:
     """Command-line entry: build, validate and write the serve config (and RayService block)."""
     from workflows.cli import stage_config
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     try:
         cfg: ServeBuildConfig = stage_config(build_parser().parse_args(argv), required=("ensemble",))

@@ -45,7 +45,7 @@ STAGE_CONFIGS = {
     "synth": "components.datasets.synth.generator:SynthConfig",
     "preprocess": "workflows.preprocess:PreprocessConfig",
     "label": "workflows.label:LabelConfig",
-    "train": "workflows.train_config:TrainConfig",
+    "train": "workflows.core.train_config:TrainConfig",
     "tune": "workflows.tune:SearchConfig",
     "evaluate": "workflows.evaluate:EvaluateConfig",
     "ensemble": "workflows.ensemble:EnsembleConfig",
@@ -216,7 +216,7 @@ def stage_config(args: argparse.Namespace, *, required: "Sequence[str]" = (),
     ``required`` names fields that must not be empty; a missing one is a UserError naming its flag.
     """
     from components.configuration import apply_overrides, from_dict, read_yaml_data
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     cls = args._config_class
     data = read_yaml_data(args.config) if args.config else {}
@@ -248,7 +248,7 @@ def save_config(cfg: Any, out: str, stage: str, header: str = "") -> str:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):

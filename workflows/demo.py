@@ -112,7 +112,7 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
     from workflows.ensemble import build_ensemble
     from workflows.evaluate import EvaluateConfig, run_evaluation
     from workflows.preprocess import PreprocessConfig, run_preprocess
-    from workflows.runtime import check_resources, init_ray
+    from workflows.core.runtime import check_resources, init_ray
     from workflows.serve.app import start
     from workflows.train import TrainConfig, run_training
 
@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     from workflows.cli import stage_config
-    from workflows.runtime import configure_logging
+    from workflows.core.runtime import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -225,6 +225,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

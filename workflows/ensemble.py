@@ -80,7 +80,7 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
     from components.plan import recorded_faces
     from components.store.splits import _split_files, teacher_labelling
     from workflows.evaluate import find_runs
-    from workflows.store_scoring import predict_store_files, reference_labels
+    from workflows.core.store_scoring import predict_store_files, reference_labels
 
     run_dirs = find_runs(runs)
     thresholds = {}
@@ -137,7 +137,7 @@ def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int
     """Ensemble vs members on test subjects that no member trained or validated on."""
     from components.metrics.occurrence import evaluate_occurrence
     from components.store.splits import _split_files
-    from workflows.store_scoring import predict_store_files, reference_labels
+    from workflows.core.store_scoring import predict_store_files, reference_labels
 
     seen = set()
     for i in infos:
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     from workflows.cli import save_config, stage_config
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -184,6 +184,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

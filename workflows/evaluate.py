@@ -78,7 +78,7 @@ def find_runs(paths: "list[str] | tuple[str, ...]") -> list[str]:
         import pyarrow.fs as pafs
 
         if fs.get_file_info(path).type != pafs.FileType.Directory:
-            from workflows.runtime import UserError
+            from workflows.core.runtime import UserError
 
             raise UserError(f"run folder not found: {p}")
         for info in sorted(fs.get_file_info(pafs.FileSelector(path)), key=lambda i: i.path):
@@ -86,7 +86,7 @@ def find_runs(paths: "list[str] | tuple[str, ...]") -> list[str]:
             if info.type == pafs.FileType.Directory and storage.exists(storage.join(child, "run.json")):
                 found.append(child)
     if not found:
-        from workflows.runtime import UserError
+        from workflows.core.runtime import UserError
 
         raise UserError(f"no finished runs (run.json) under {list(paths)}; run `facsflow train` first")
     return found
@@ -96,7 +96,7 @@ def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cf
                   smooth_window: int = 1) -> dict[str, Any]:
     """Scores of one split of a run's store (``smooth_window``: as ``run_evaluation``)."""
     from components.store.splits import _split_files
-    from workflows.store_scoring import predict_store_files
+    from workflows.core.store_scoring import predict_store_files
 
     files = _split_files(run["preprocess_store"], run["split"][split_name])
     return predict_store_files(files, run["checkpoint"], "checkpoint", list(info["diff_steps"]),
@@ -108,7 +108,7 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
     ``smooth_window`` as ``run_evaluation``)."""
     from components.report.document import evaluate_model_outputs
     from components.store.splits import store_info
-    from workflows.store_scoring import own_labels
+    from workflows.core.store_scoring import own_labels
     from workflows.train import read_run
 
     run = read_run(run_dir)
@@ -119,7 +119,7 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
     info = store_info(ckpt_store)
     test = predict_split(run, info, "test", cfg, smooth_window)
     if not len(test.get("probs", [])):
-        from workflows.runtime import UserError
+        from workflows.core.runtime import UserError
 
         raise UserError(f"{run_dir}: no test frames for fold {run['split']['fold']}")
     test["labels"] = own_labels(test, len(info["aus"]))
@@ -204,7 +204,7 @@ def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig, smooth_window: 
     from components.checkpoint import load_checkpoint
     from components.report.document import evaluate_cross_dataset
     from components.store.splits import frames_files, store_info
-    from workflows.store_scoring import predict_store_files
+    from workflows.core.store_scoring import predict_store_files
     from workflows.train import read_run
 
     run = read_run(run_dir)
@@ -230,7 +230,7 @@ def run_evaluation(cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any
     from components.provenance import git_commit
 
     if smooth_window < 1 or smooth_window % 2 == 0:
-        from workflows.runtime import UserError
+        from workflows.core.runtime import UserError
 
         raise UserError(f"smooth_window must be a positive odd number of frames, got {smooth_window}")
     run_dirs = find_runs(list(cfg.runs))
@@ -266,7 +266,7 @@ def _num(x: "float | None") -> str:
 
 def main(argv: "list[str] | None" = None) -> int:
     from workflows.cli import save_config, stage_config
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -291,6 +291,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

@@ -56,7 +56,7 @@ from components.batches import VIDEO_BATCH_ROWS
 from components.configuration import save_yaml, to_dict
 from components.store.schema import SCHEMA_VERSION, teacher_source
 from workflows.preprocess import UnitProgress
-from workflows.preprocess_actor import FAULT_ENV, check_pool_options, die_once, marker_done, write_atomic_text
+from workflows.core.preprocess_actor import FAULT_ENV, check_pool_options, die_once, marker_done, write_atomic_text
 
 log = logging.getLogger("facsflow.label")
 
@@ -126,7 +126,7 @@ def resolve_teacher(spec: str) -> Teacher:
     needs from the store is its ``InferencePlan``'s."""
     from components.ensemble import MANIFEST_FILE
     from components.plan import recorded_faces, resolve_ensemble
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     if spec != "builtin":
         try:
@@ -156,7 +156,7 @@ class TeacherLabeller:
         import cv2
 
         from components.predictor import Predictor
-        from workflows.runtime import torch_single_thread
+        from workflows.core.runtime import torch_single_thread
 
         cv2.setNumThreads(1)  # actors are the unit of parallelism
         torch_single_thread()
@@ -251,7 +251,7 @@ def _unit_rows(cfg: LabelConfig, items: list[dict[str, Any]], teacher: Teacher, 
 
 def _check_store(cfg: LabelConfig, teacher: Teacher, info: dict[str, Any]) -> None:
     """Refuse a store that cannot give the teacher its inputs; say where the faces differ."""
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     run_uri = storage.join(cfg.data, "_run.json")
     face = (json.loads(storage.read_text(run_uri)).get("config", {}).get("face", {})
@@ -280,7 +280,7 @@ def _label_aus(info: dict[str, Any], teacher: Teacher) -> list[int]:
         return list(teacher.aus)
     lacking = [a for a in aus if a not in teacher.aus]
     if len(lacking) == len(aus):
-        from workflows.runtime import UserError
+        from workflows.core.runtime import UserError
 
         raise UserError(f"teacher {teacher.source} predicts none of the store's AUs {aus} (it answers "
                         f"{list(teacher.aus)})")
@@ -359,7 +359,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     import ray
 
     from components.store.splits import store_info
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     if not cfg.data:
         raise UserError("label needs --data STORE")
@@ -449,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     from workflows.cli import stage_config
-    from workflows.runtime import check_resources, configure_logging, ray_session
+    from workflows.core.runtime import check_resources, configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -469,6 +469,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

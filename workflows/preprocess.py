@@ -39,7 +39,7 @@ from components.datasets.base import build_adapter, unit_origin
 from components.faces.pipeline import FacePipelineConfig
 from components.store.rows import StoreConfig, plan_chunks
 from components.store.schema import SCHEMA_VERSION
-from workflows.preprocess_actor import FAULT_ENV, UnitProcessor, check_pool_options, marker_done, unit_stem, written_counts
+from workflows.core.preprocess_actor import FAULT_ENV, UnitProcessor, check_pool_options, marker_done, unit_stem, written_counts
 
 log = logging.getLogger("facsflow.preprocess")
 
@@ -136,7 +136,7 @@ class Plan:
 
 def plan_items(cfg: PreprocessConfig) -> Plan:
     """Walk the adapter's units one at a time; write each pending unit to ``<out>/_plan/``."""
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     adapter = build_adapter(cfg.dataset, cfg.root, **cfg.adapter_options)
     items: list[dict[str, Any]] = []
@@ -199,7 +199,7 @@ def _remove_torn_writes(cfg: PreprocessConfig) -> None:
 
 def _check_same_config(cfg: PreprocessConfig, fingerprint: str) -> None:
     """Resuming a store made with other settings would mix two kinds of rows: refuse."""
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     uri = storage.join(cfg.out, "_run.json")
     if not cfg.resume or not storage.exists(uri):
@@ -308,7 +308,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     """
     import ray
 
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     if not cfg.root or not cfg.out:
         raise UserError("preprocess needs --root and --out")
@@ -408,7 +408,7 @@ def config_from_args(args: argparse.Namespace) -> PreprocessConfig:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.runtime import check_resources, configure_logging, ray_session
+    from workflows.core.runtime import check_resources, configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -428,6 +428,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     from workflows.cli import save_config, stage_config
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -96,6 +96,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

@@ -65,7 +65,7 @@ def describe(summary: SynthSummary) -> str:
 def main(argv: "list[str] | None" = None) -> int:
     """Entry point of ``facsflow synth`` / ``python -m workflows.synth``."""
     from components.datasets.synth.generator import OutputDirError, SourceError, generate
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
@@ -78,6 +78,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

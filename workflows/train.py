@@ -27,8 +27,8 @@ from components.batches import VIDEO_BATCH_ROWS
 from components.configuration import save_yaml, to_dict
 from components.store.schema import LABEL_SOURCE_TEACHER
 from components.store.splits import balanced_pos_weight, load_split, store_info, subject_label_counts
-from workflows.store_reader import split_datasets
-from workflows.train_config import TrainConfig
+from workflows.core.store_reader import split_datasets
+from workflows.core.train_config import TrainConfig
 
 log = logging.getLogger("facsflow.train")
 
@@ -49,7 +49,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from components.models.registry import build_model
     from components.training import (build_optimizer, build_scheduler, freeze_pretrained, optimizer_params,
                                      predict_batches, train_step)
-    from workflows.runtime import torch_single_thread
+    from workflows.core.runtime import torch_single_thread
 
     cfg: TrainConfig = from_dict(TrainConfig, config["train"])
     if not cfg.gpu:
@@ -288,7 +288,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
     t0 = time.perf_counter()
     from components.models.registry import build_model
     from components.training import freeze_pretrained
-    from workflows.train_callbacks import EpochLines
+    from workflows.core.train_callbacks import EpochLines
 
     probe = build_model(cfg.model, info["aus"], **cfg.model_kwargs)
     freeze_pretrained(probe, cfg.optim)   # fine-tuning options without pretrained weights stop here
@@ -347,7 +347,7 @@ def read_run(run_dir: str) -> dict[str, Any]:
 def _tracking_callbacks(cfg: TrainConfig) -> list[Any]:
     if not cfg.tensorboard:
         return []
-    from workflows.train_callbacks import TensorBoardCallback
+    from workflows.core.train_callbacks import TensorBoardCallback
 
     return [TensorBoardCallback(cfg.tensorboard)]
 
@@ -421,7 +421,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.runtime import check_resources, configure_logging, ray_session
+    from workflows.core.runtime import check_resources, configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -444,6 +444,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

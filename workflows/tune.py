@@ -190,7 +190,7 @@ def concurrent_trials(cluster: dict[str, float], per_trial: dict[str, float], sa
     fits = [math.floor(cluster.get(k, 0.0) / need + 1e-9) for k, need in per_trial.items() if need > 0]
     n = min(fits + [samples] + ([cap] if cap > 0 else []))
     if n < 1:
-        from workflows.runtime import UserError
+        from workflows.core.runtime import UserError
 
         have = {k: cluster.get(k, 0.0) for k in per_trial}
         raise UserError(f"one trial needs {per_trial} (driver + workers x worker_cpus + data pipeline) "
@@ -227,7 +227,7 @@ def _preflight(search: SearchConfig) -> int:
     """Check one configuration from the space builds; return ASHA's max_t (epochs reported)."""
     from components.models.registry import build_model
     from components.store.splits import store_info
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
     from workflows.train import epoch_schedule
 
     info = store_info(search.train.data)
@@ -255,7 +255,7 @@ def run_tune(search: SearchConfig) -> dict[str, Any]:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     out = _absolute(search.out)
     # Trial drivers run in other processes (and on other nodes): no relative paths.
@@ -366,7 +366,7 @@ def _write_yaml(obj: Any, uri: str, header: str = "") -> None:
 def default_config_path(model: str) -> Path:
     """``workflows/configs/tune-<family>.yaml`` for a registered model."""
     from components.models.registry import model_info
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     try:
         family = model_info(model).family
@@ -395,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
     """SearchConfig from the command line: --config (or the model family's), --set, then the flags."""
     from workflows.cli import stage_config
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     model = getattr(args, "train.model")
     if not args.config and not model:
@@ -406,7 +406,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -427,6 +427,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

@@ -1,6 +1,6 @@
 """``python -m workflows.serve``: as ``facsflow serve``."""
 
-from workflows.runtime import run_main
+from workflows.core.runtime import run_main
 from workflows.serve.app import main
 
 raise SystemExit(run_main(main))

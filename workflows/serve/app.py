@@ -348,7 +348,7 @@ def deploy(args: dict[str, Any], name: str = "facsflow", user_config: "dict[str,
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     a = app_args(args)
     app: dict[str, Any] = {"name": name, "route_prefix": "/", "import_path": IMPORT_PATH,
@@ -399,7 +399,7 @@ def start(ensemble: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
 
     ``app``: further AppArgs fields (face pipelines, limits, scaling, batching).
     """
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     beyond = host not in LOOPBACK
     if beyond and not api_key:
@@ -431,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     from workflows.cli import stage_config
-    from workflows.runtime import configure_logging, init_ray, wait_until_stopped
+    from workflows.core.runtime import configure_logging, init_ray, wait_until_stopped
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -452,6 +452,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

@@ -77,7 +77,7 @@ class UnitProcessor:
         cv2.setNumThreads(1)
         face_cfg = from_dict(FacePipelineConfig, face)
         if face_cfg.detector == "mtcnn" or face_cfg.landmarker == "fan":
-            from workflows.runtime import torch_single_thread
+            from workflows.core.runtime import torch_single_thread
 
             torch_single_thread()
         self.store = from_dict(StoreConfig, store)
