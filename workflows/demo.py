@@ -201,14 +201,14 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``DemoConfig`` (``--workdir``, ``--epochs``, ...); ``--config`` defaults to demo.yaml."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(DemoConfig, "facsflow demo", description=__doc__.split("\n\n")[0].strip("`"),
                         default_config=str(CONFIG_DIR / "demo.yaml"))
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
     from workflows.core.runtime import configure_logging
 
     args = build_parser().parse_args(argv)

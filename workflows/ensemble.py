@@ -162,7 +162,7 @@ def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``EnsembleConfig`` (``--runs``, ``--out``, ``--rule``, ``--thresholds``, ...)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(EnsembleConfig, "facsflow ensemble",
                         description="Choose an ensemble of trained runs (weights on validation "
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import save_config, stage_config
+    from workflows.core.stage_cli import save_config, stage_config
     from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)

@@ -252,7 +252,7 @@ def run_evaluation(cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``EvaluateConfig`` (``--runs``, ``--out``, ``--tune-thresholds``, ...)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(
         EvaluateConfig, "facsflow evaluate",
@@ -265,7 +265,7 @@ def _num(x: "float | None") -> str:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import save_config, stage_config
+    from workflows.core.stage_cli import save_config, stage_config
     from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)

@@ -100,13 +100,13 @@ def run_export(args: ExportConfig) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``ExportConfig`` (``--ensemble`` or ``--checkpoint``, ``--member``, ...)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(ExportConfig, "facsflow export", ray=False, description=__doc__.split("\n\n")[0])
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import save_config, stage_config
+    from workflows.core.stage_cli import save_config, stage_config
     from workflows.core.runtime import UserError
 
     cfg: ExportConfig = stage_config(build_parser().parse_args(argv), required=("out",))

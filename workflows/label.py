@@ -439,7 +439,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``LabelConfig`` (``--teacher``, ``--data``, ...)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(
         LabelConfig, "facsflow label",
@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
     from workflows.core.runtime import check_resources, configure_logging, ray_session
 
     args = build_parser().parse_args(argv)

@@ -183,7 +183,7 @@ def read_predictions(out: str) -> pd.DataFrame:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``PredictConfig`` (``--ensemble``, ``--input``, ``--out``, ``--detector``, ...)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(PredictConfig, "facsflow predict",
                         description="Predict AUs for images and videos into OpenFace-style CSVs "
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import save_config, stage_config
+    from workflows.core.stage_cli import save_config, stage_config
     from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)

@@ -387,7 +387,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``PreprocessConfig`` (``--dataset``, ``--face.detector``, ...), plus ``--images``."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     p = stage_parser(
         PreprocessConfig, "facsflow preprocess",
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> PreprocessConfig:
     """PreprocessConfig from ``--config``, ``--set`` and the flags; root and out are required."""
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
 
     extra = {"adapter_options.images": args.images} if args.images else {}
     return stage_config(args, required=("root", "out"), extra=extra)

@@ -72,7 +72,7 @@ class RecipeConfig(TrainConfig):
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``RecipeConfig`` (every TrainConfig field, and ``--rule``)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(RecipeConfig, "facsflow recipe", aliases={"split.fold": ["--fold"]},
                         description="Train a recipe config (workflows/configs/recipe-*.yaml) on every fold of "
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import save_config, stage_config
+    from workflows.core.stage_cli import save_config, stage_config
     from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)

@@ -19,8 +19,8 @@ __all__ = ["build_parser", "config_from_args", "main", "describe"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """One flag per ``SynthConfig`` field (workflows.cli.stage_parser), its help the field's docstring."""
-    from workflows.cli import stage_parser
+    """One flag per ``SynthConfig`` field (workflows.core.stage_cli.stage_parser), its help the field's docstring."""
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(
         SynthConfig, "facsflow synth", ray=False,
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
     """``SynthConfig`` from ``--config``, ``--set`` and the flags given (values checked by the config)."""
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
 
     return stage_config(args)
 

@@ -402,7 +402,7 @@ def _best_checkpoint(result: Any) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``TrainConfig`` (``--model``, ``--epochs``, ``--optim.lr``, ...), plus ``--fold``."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     p = stage_parser(
         TrainConfig, "facsflow train",
@@ -414,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from ``--config``, ``--set`` and the flags; data and out are required."""
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
 
     extra = {"split.fold": args.fold} if args.fold not in (None, "all") else {}
     return stage_config(args, required=("data", "out"), extra=extra)

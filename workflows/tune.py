@@ -381,7 +381,7 @@ def default_config_path(model: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``SearchConfig`` (``--samples``, ``--train.optim.lr``, ...);
     ``--model`` and ``--data`` set ``train.model`` and ``train.data``."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(
         SearchConfig, "facsflow tune",
@@ -394,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
     """SearchConfig from the command line: --config (or the model family's), --set, then the flags."""
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
     from workflows.core.runtime import UserError
 
     model = getattr(args, "train.model")

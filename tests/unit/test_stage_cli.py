@@ -1,4 +1,4 @@
-"""Every stage's command line is generated from its typed config (workflows.cli.stage_parser):
+"""Every stage's command line is generated from its typed config (workflows.core.stage_cli.stage_parser):
 a flag per field, --config/--set (and --address where Ray runs), the old flag names kept."""
 
 from __future__ import annotations

@@ -422,7 +422,7 @@ def start(ensemble: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``ServeConfig`` (``--ensemble``, ``--host``, ``--port``, ``--api-key``,
     ``--member.max-replicas``, ...); ``--args`` is the old name of ``--config``."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(ServeConfig, "facsflow serve", config_aliases=("--args",),
                         description="Serve an ensemble over HTTP with Ray Serve (web page at /, "
@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
     from workflows.core.runtime import configure_logging, init_ray, wait_until_stopped
 
     args = build_parser().parse_args(argv)
