@@ -37,8 +37,8 @@ STAGES = {
 STAGE_CONFIGS = {
     "demo": "workflows.demo:DemoConfig",
     "synth": "components.datasets.synth.generator:SynthConfig",
-    "preprocess": "workflows.preprocess:PreprocessConfig",
-    "label": "workflows.label:LabelConfig",
+    "preprocess": "workflows.core.preprocessing:PreprocessConfig",
+    "label": "workflows.core.labelling:LabelConfig",
     "train": "workflows.core.train_config:TrainConfig",
     "tune": "workflows.tune:SearchConfig",
     "evaluate": "workflows.evaluate:EvaluateConfig",
