@@ -13,7 +13,7 @@ from pathlib import Path
 
 from workflows.core.stage_cli import flag_overrides, save_config, stage_config, stage_parser
 
-__all__ = ["STAGES", "STAGE_CONFIGS", "config_class", "config_class_of_file", "usage", "main", "stage_parser",
+__all__ = ["STAGES", "STAGE_MODULES", "STAGE_CONFIGS", "config_class", "config_class_of_file", "usage", "main", "stage_parser",
            "stage_config", "save_config", "flag_overrides"]
 
 STAGES = {
@@ -34,6 +34,12 @@ STAGES = {
 }
 
 
+STAGE_MODULES = {**{stage: f"workflows.{stage}" for stage in STAGES}, "serve": "workflows.serve.__main__"}
+"""The entry module of each stage (``build_parser``, ``main``): ``workflows/<stage>.py``, and for
+serve, a package whose ``app`` is a library, ``workflows/serve/__main__.py``. Stages import
+``workflows.core``, never each other (tests/unit/test_layering.py)."""
+
+
 STAGE_CONFIGS = {
     "demo": "workflows.demo:DemoConfig",
     "synth": "components.datasets.synth.generator:SynthConfig",
@@ -41,8 +47,8 @@ STAGE_CONFIGS = {
     "label": "workflows.core.labelling:LabelConfig",
     "train": "workflows.core.train_config:TrainConfig",
     "tune": "workflows.tune:SearchConfig",
-    "evaluate": "workflows.evaluate:EvaluateConfig",
-    "ensemble": "workflows.ensemble:EnsembleConfig",
+    "evaluate": "workflows.core.evaluation:EvaluateConfig",
+    "ensemble": "workflows.core.ensembling:EnsembleConfig",
     "serve": "workflows.serve.app:ServeConfig",
     "predict": "workflows.predict:PredictConfig",
     "export": "workflows.export:ExportConfig",
@@ -85,7 +91,7 @@ def main(argv: "list[str] | None" = None) -> int:
     if stage not in STAGES:
         print(f"facsflow: error: unknown command {stage!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"workflows.{stage}")
+    module = importlib.import_module(STAGE_MODULES[stage])
     return run_main(module.main, rest)
 
 

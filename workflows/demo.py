@@ -109,12 +109,12 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
     from ray import serve
 
     from components.datasets.synth.generator import SynthConfig, generate
-    from workflows.ensemble import build_ensemble
-    from workflows.evaluate import EvaluateConfig, run_evaluation
-    from workflows.preprocess import PreprocessConfig, run_preprocess
+    from workflows.core.ensembling import build_ensemble
+    from workflows.core.evaluation import EvaluateConfig, run_evaluation
+    from workflows.core.preprocessing import PreprocessConfig, run_preprocess
     from workflows.core.runtime import check_resources, init_ray
     from workflows.serve.app import start
-    from workflows.train import TrainConfig, run_training
+    from workflows.core.training import TrainConfig, run_training
 
     t_start = time.perf_counter()
     work = Path(cfg.workdir).resolve()

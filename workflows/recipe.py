@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from components import storage
 from components.configuration import to_dict
-from workflows.train import TrainConfig
+from workflows.core.train_config import TrainConfig
 
 log = logging.getLogger("facsflow.recipe")
 
@@ -39,8 +39,8 @@ def run_recipe(cfg: TrainConfig, rule: str, out: str) -> dict[str, Any]:
     Returns the summary also written to ``<out>/recipe.json``.
     """
     from components.store.splits import fold_count
-    from workflows.ensemble import build_ensemble
-    from workflows.train import run_training
+    from workflows.core.ensembling import build_ensemble
+    from workflows.core.training import run_training
 
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from components import storage
 from components.configuration import ConfigError, apply_overrides, dump_yaml, flatten_fields, from_dict, to_dict
-from workflows.train import TrainConfig
+from workflows.core.train_config import TrainConfig
 
 log = logging.getLogger("facsflow.tune")
 
@@ -216,7 +216,7 @@ def trial_driver(config: dict[str, Any], base: dict[str, Any]) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from workflows.train import run_training
+    from workflows.core.training import run_training
 
     cfg = apply_params(base, config)
     cfg = replace(cfg, name=trial_run_name(cfg, tune.get_context().get_trial_id()))
@@ -228,7 +228,7 @@ def _preflight(search: SearchConfig) -> int:
     from components.models.registry import build_model
     from components.store.splits import store_info
     from workflows.core.runtime import UserError
-    from workflows.train import epoch_schedule
+    from workflows.core.training import epoch_schedule
 
     info = store_info(search.train.data)
     example = {k: p.example() for k, p in search.space.items()}
