@@ -7,7 +7,7 @@ is present).
 
 What runs, all in one process and one embedded Ray, on the same training files of one fold:
 
-- ``ray``: ``workflows.train.run_training`` with 1 CPU worker (the real ``train_loop_per_worker``:
+- ``ray``: ``workflows.core.training.run_training`` with 1 CPU worker (the real ``train_loop_per_worker``:
   Ray Data decodes, augments and transforms on CPU tasks; the worker reads ``iter_torch_batches``);
   samples/s as the loop itself reports them per epoch.
 - ``plain``: one process, no Ray: the same Parquet rows read with pyarrow, the same

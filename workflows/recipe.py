@@ -5,9 +5,9 @@
 
 Paper 001 §4.3 trains five models, on the official Aff-Wild2 split and on 4 folds over the
 training videos, and votes them on the test set. Its recipe config sets ``split.train_folds: 4``,
-so the store's dataset has 5 folds; this command trains each (``workflows.train.run_training``,
+so the store's dataset has 5 folds; this command trains each (``workflows.core.training.run_training``,
 runs in ``DIR/runs/<model>-fold<k>/``) and then writes the ensemble with the chosen rule
-(``workflows.ensemble.build_ensemble``, ``DIR/ensemble/ensemble.json``), as
+(``workflows.core.ensembling.build_ensemble``, ``DIR/ensemble/ensemble.json``), as
 ``facsflow train --fold all`` followed by ``facsflow ensemble --rule vote`` would. A finished
 run is reused, so a rerun after a crash continues with the first fold that did not finish.
 ``DIR/recipe.json`` records the config, the folds' runs and their selection scores, and the

@@ -4,7 +4,7 @@
 [--set KEY=VALUE] [--address A]``
 
 Ray 2.60's pattern for tuning distributed training: each Tune trial is a small *driver function*
-(0.1 CPU by default) that builds and fits a TorchTrainer through ``workflows.train.run_training``;
+(0.1 CPU by default) that builds and fits a TorchTrainer through ``workflows.core.training.run_training``;
 ``TuneReportCallback`` forwards every epoch's ``ray.train.report`` metrics to Tune, so the ASHA
 scheduler can stop weak trials after any epoch, which kills the trial's driver and with it the
 Train run it owns. The search space lives in config (``workflows/configs/tune-<family>.yaml``).
