@@ -32,7 +32,8 @@ from workflows.core.train_config import TrainConfig
 
 log = logging.getLogger("facsflow.train")
 
-__all__ = ["TrainConfig", "run_training", "read_run"]
+__all__ = ["TrainConfig", "run_training", "read_run", "epoch_schedule", "checkpoint_train_config", "validation_labels",
+           "train_loop_per_worker"]
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
