@@ -13,7 +13,7 @@ Steps, in this order (each writes its JSON as soon as it ends, so a run cut shor
 2. ``serve``: member forward passes (the default ensemble's image members, eval mode, no grad) in
    float32 and bf16 autocast at each ``--serve-batch-sizes`` → ``serve_gpu.json``; the best goes
    into ``serve.json`` as ``gpu_images_per_s`` (the face pipeline runs on CPU and is not in it).
-3. ``ray_train``: the real Ray Train loop (``workflows.train.run_training``: one worker holding
+3. ``ray_train``: the real Ray Train loop (``workflows.core.training.run_training``: one worker holding
    the GPU, Ray Data decoding and augmenting on CPU tasks) with float32 and with bf16, batch
    ``--ray-batch-size``: samples/s per epoch as the loop reports them (epoch 1 is warm-up), its
    waits for data, and GPU utilisation sampled from the driver; set beside ``train_step`` alone on
@@ -235,7 +235,7 @@ def preprocess_figures(args: argparse.Namespace) -> dict[str, Any]:
 
     from components.faces.pipeline import FacePipelineConfig
     from workflows.preprocess import PreprocessConfig, run_preprocess
-    from workflows.runtime import ray_session
+    from workflows.core.runtime import ray_session
 
     work = Path(tempfile.mkdtemp(prefix="facsflow-gpu-pre-"))
     (work / "videos").mkdir()
@@ -284,7 +284,7 @@ def main(argv: "list[str] | None" = None) -> int:
            "machine": {"gpu": name, "cpus": os.cpu_count(), "python": platform.python_version()},
            "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     suffix = "" if args.device.startswith("cuda") else "_dryrun"
-    from workflows.runtime import ray_session
+    from workflows.core.runtime import ray_session
 
     failed: list[str] = []
     with ray_session():

@@ -148,7 +148,7 @@ def crops_vs_stored(store: Path) -> dict:
     from components.predictor import Predictor
     from components.store.rows import decode_jpeg
     from components.teacher import teacher_soft_labels
-    from workflows.runtime import torch_single_thread
+    from workflows.core.runtime import torch_single_thread
 
     torch_single_thread()
     rows = pads.dataset(str(store / "frames"), format="parquet").to_table().to_pydict()
@@ -177,7 +177,7 @@ def main() -> None:
     args = ap.parse_args()
     import ray
 
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
 
     work = Path(tempfile.mkdtemp(prefix="label-bench-"))
     try:

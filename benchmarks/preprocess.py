@@ -198,7 +198,7 @@ def main(argv: "list[str] | None" = None) -> int:
         p.error("need 1 <= --copies < --large-copies")
 
     from components.datasets.synth.generator import SynthConfig, generate
-    from workflows.runtime import configure_logging, init_ray
+    from workflows.core.runtime import configure_logging, init_ray
 
     configure_logging()
     work = Path(tempfile.mkdtemp(prefix="facsflow-bench-"))

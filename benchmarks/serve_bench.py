@@ -285,7 +285,7 @@ def main(argv: "list[str] | None" = None) -> int:
     import torch
     from ray import serve
 
-    from workflows.runtime import torch_single_thread
+    from workflows.core.runtime import torch_single_thread
     from workflows.serve.app import AppArgs, app_layout
 
     torch_single_thread()

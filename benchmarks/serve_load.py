@@ -89,7 +89,7 @@ def machine() -> dict[str, Any]:
 
 def start_app(ensemble: str, port: int, **app: Any) -> str:
     """Local Ray on 2 CPUs and the Serve app on 127.0.0.1:port; returns the base URL."""
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
     from workflows.serve.app import start
 
     init_ray(num_cpus=2)

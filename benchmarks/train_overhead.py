@@ -7,7 +7,7 @@ is present).
 
 What runs, all in one process and one embedded Ray, on the same training files of one fold:
 
-- ``ray``: ``workflows.train.run_training`` with 1 CPU worker (the real ``train_loop_per_worker``:
+- ``ray``: ``workflows.core.training.run_training`` with 1 CPU worker (the real ``train_loop_per_worker``:
   Ray Data decodes, augments and transforms on CPU tasks; the worker reads ``iter_torch_batches``);
   samples/s as the loop itself reports them per epoch.
 - ``plain``: one process, no Ray: the same Parquet rows read with pyarrow, the same
@@ -111,7 +111,7 @@ def _batches(files: list[str], info: dict[str, Any], cfg: Any, augment: bool):
 
     from components.batches import BatchBuilder
     from components.models.registry import build_model
-    from workflows.store_reader import COLUMNS
+    from workflows.core.store_reader import COLUMNS
 
     spec = build_model(cfg.model, info["aus"], **cfg.model_kwargs).input_spec()
     builder = BatchBuilder(spec, info["diff_steps"], len(info["aus"]), cfg.augment if augment else None,
@@ -175,7 +175,7 @@ def data_only(files: list[str], info: dict[str, Any], cfg: Any) -> list[float]:
     import torch
 
     from components.models.registry import build_model
-    from workflows.store_reader import transformed_dataset
+    from workflows.core.store_reader import transformed_dataset
 
     spec = build_model(cfg.model, info["aus"], **cfg.model_kwargs).input_spec()
     ds = transformed_dataset(files, info, spec, cfg.augment, cfg.data_cpus, cfg.seed)
@@ -298,7 +298,7 @@ def main(argv: "list[str] | None" = None) -> int:
 
     from components.configuration import to_dict
     from components.store.splits import SplitConfig, load_split, store_info
-    from workflows.runtime import ray_session, torch_single_thread
+    from workflows.core.runtime import ray_session, torch_single_thread
     from workflows.train import TrainConfig
 
     workdir = Path(args.workdir)

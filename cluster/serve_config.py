@@ -163,7 +163,7 @@ def embed_in_rayservice(manifest_text: str, serve_yaml: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``ServeBuildConfig``; the scaling fields keep their short names
     (``--num-cpus``, ``--min-replicas``, ...) as aliases of ``--scaling.*``."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     short = ("num_cpus", "num_gpus", "min_replicas", "max_replicas", "target_ongoing_requests",
              "max_ongoing_requests", "upscale_delay_s", "downscale_delay_s")
@@ -174,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     """Command-line entry: build, validate and write the serve config (and RayService block)."""
-    from workflows.cli import stage_config
-    from workflows.runtime import UserError
+    from workflows.core.stage_cli import stage_config
+    from workflows.core.runtime import UserError
 
     try:
         cfg: ServeBuildConfig = stage_config(build_parser().parse_args(argv), required=("ensemble",))

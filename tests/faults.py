@@ -1,5 +1,5 @@
 """Fault injection for the tests, run inside Ray workers through the training loop's test-only
-``epoch_hook`` (``workflows.train.run_training``): the product code holds no fault logic."""
+``epoch_hook`` (``workflows.core.training.run_training``): the product code holds no fault logic."""
 
 from __future__ import annotations
 

@@ -109,12 +109,12 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
     from ray import serve
 
     from components.datasets.synth.generator import SynthConfig, generate
-    from workflows.ensemble import build_ensemble
-    from workflows.evaluate import EvaluateConfig, run_evaluation
-    from workflows.preprocess import PreprocessConfig, run_preprocess
-    from workflows.runtime import check_resources, init_ray
+    from workflows.core.ensembling import build_ensemble
+    from workflows.core.evaluation import EvaluateConfig, run_evaluation
+    from workflows.core.preprocessing import PreprocessConfig, run_preprocess
+    from workflows.core.runtime import check_resources, init_ray
     from workflows.serve.app import start
-    from workflows.train import TrainConfig, run_training
+    from workflows.core.training import TrainConfig, run_training
 
     t_start = time.perf_counter()
     work = Path(cfg.workdir).resolve()
@@ -201,15 +201,15 @@ def run_demo(cfg: DemoConfig, address: "str | None" = None) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``DemoConfig`` (``--workdir``, ``--epochs``, ...); ``--config`` defaults to demo.yaml."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(DemoConfig, "facsflow demo", description=__doc__.split("\n\n")[0].strip("`"),
                         default_config=str(CONFIG_DIR / "demo.yaml"))
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import stage_config
-    from workflows.runtime import configure_logging
+    from workflows.core.stage_cli import stage_config
+    from workflows.core.runtime import configure_logging
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -225,6 +225,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

@@ -52,7 +52,7 @@ class ExportConfig:
 def _targets(args: ExportConfig) -> list[tuple[str, str]]:
     """(name, checkpoint) pairs to export."""
     from components.ensemble import EnsembleManifest
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     if args.checkpoint:
         # Named after the run folder that holds each checkpoint; two of one folder would overwrite.
@@ -100,14 +100,14 @@ def run_export(args: ExportConfig) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``ExportConfig`` (``--ensemble`` or ``--checkpoint``, ``--member``, ...)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(ExportConfig, "facsflow export", ray=False, description=__doc__.split("\n\n")[0])
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import save_config, stage_config
-    from workflows.runtime import UserError
+    from workflows.core.stage_cli import save_config, stage_config
+    from workflows.core.runtime import UserError
 
     cfg: ExportConfig = stage_config(build_parser().parse_args(argv), required=("out",))
     if not cfg.ensemble and not cfg.checkpoint:
@@ -118,6 +118,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

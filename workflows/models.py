@@ -26,13 +26,13 @@ def describe_models() -> list[dict]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``ModelsConfig`` (``--json``)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(ModelsConfig, "facsflow models", ray=False, description="List the registered AU models.")
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
 
     cfg: ModelsConfig = stage_config(build_parser().parse_args(argv))
     models = describe_models()
@@ -47,6 +47,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

@@ -74,7 +74,7 @@ class PredictConfig:
 
 def collect_inputs(paths: list[str]) -> list[str]:
     """Image and video files among files, folders (recursive) and manifests (.txt/.csv of paths)."""
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     media = IMAGE_EXT | VIDEO_EXT
     out: list[str] = []
@@ -107,7 +107,7 @@ class FilePredictor:
         import torch
 
         from components.au_detector import Detector
-        from workflows.runtime import torch_single_thread
+        from workflows.core.runtime import torch_single_thread
 
         torch_single_thread()
         device = "cuda" if use_gpu and torch.cuda.is_available() else "cpu"
@@ -183,7 +183,7 @@ def read_predictions(out: str) -> pd.DataFrame:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``PredictConfig`` (``--ensemble``, ``--input``, ``--out``, ``--detector``, ...)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(PredictConfig, "facsflow predict",
                         description="Predict AUs for images and videos into OpenFace-style CSVs "
@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import save_config, stage_config
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.core.stage_cli import save_config, stage_config
+    from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -210,6 +210,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

@@ -5,9 +5,9 @@
 
 Paper 001 §4.3 trains five models, on the official Aff-Wild2 split and on 4 folds over the
 training videos, and votes them on the test set. Its recipe config sets ``split.train_folds: 4``,
-so the store's dataset has 5 folds; this command trains each (``workflows.train.run_training``,
+so the store's dataset has 5 folds; this command trains each (``workflows.core.training.run_training``,
 runs in ``DIR/runs/<model>-fold<k>/``) and then writes the ensemble with the chosen rule
-(``workflows.ensemble.build_ensemble``, ``DIR/ensemble/ensemble.json``), as
+(``workflows.core.ensembling.build_ensemble``, ``DIR/ensemble/ensemble.json``), as
 ``facsflow train --fold all`` followed by ``facsflow ensemble --rule vote`` would. A finished
 run is reused, so a rerun after a crash continues with the first fold that did not finish.
 ``DIR/recipe.json`` records the config, the folds' runs and their selection scores, and the
@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from components import storage
 from components.configuration import to_dict
-from workflows.train import TrainConfig
+from workflows.core.train_config import TrainConfig
 
 log = logging.getLogger("facsflow.recipe")
 
@@ -39,8 +39,8 @@ def run_recipe(cfg: TrainConfig, rule: str, out: str) -> dict[str, Any]:
     Returns the summary also written to ``<out>/recipe.json``.
     """
     from components.store.splits import fold_count
-    from workflows.ensemble import build_ensemble
-    from workflows.train import run_training
+    from workflows.core.ensembling import build_ensemble
+    from workflows.core.training import run_training
 
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
@@ -72,7 +72,7 @@ class RecipeConfig(TrainConfig):
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``RecipeConfig`` (every TrainConfig field, and ``--rule``)."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(RecipeConfig, "facsflow recipe", aliases={"split.fold": ["--fold"]},
                         description="Train a recipe config (workflows/configs/recipe-*.yaml) on every fold of "
@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import save_config, stage_config
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.core.stage_cli import save_config, stage_config
+    from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -96,6 +96,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

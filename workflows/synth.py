@@ -19,8 +19,8 @@ __all__ = ["build_parser", "config_from_args", "main", "describe"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """One flag per ``SynthConfig`` field (workflows.cli.stage_parser), its help the field's docstring."""
-    from workflows.cli import stage_parser
+    """One flag per ``SynthConfig`` field (workflows.core.stage_cli.stage_parser), its help the field's docstring."""
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(
         SynthConfig, "facsflow synth", ray=False,
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SynthConfig:
     """``SynthConfig`` from ``--config``, ``--set`` and the flags given (values checked by the config)."""
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
 
     return stage_config(args)
 
@@ -65,7 +65,7 @@ def describe(summary: SynthSummary) -> str:
 def main(argv: "list[str] | None" = None) -> int:
     """Entry point of ``facsflow synth`` / ``python -m workflows.synth``."""
     from components.datasets.synth.generator import OutputDirError, SourceError, generate
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     args = build_parser().parse_args(argv)
     cfg = config_from_args(args)
@@ -78,6 +78,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

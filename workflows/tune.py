@@ -4,7 +4,7 @@
 [--set KEY=VALUE] [--address A]``
 
 Ray 2.60's pattern for tuning distributed training: each Tune trial is a small *driver function*
-(0.1 CPU by default) that builds and fits a TorchTrainer through ``workflows.train.run_training``;
+(0.1 CPU by default) that builds and fits a TorchTrainer through ``workflows.core.training.run_training``;
 ``TuneReportCallback`` forwards every epoch's ``ray.train.report`` metrics to Tune, so the ASHA
 scheduler can stop weak trials after any epoch, which kills the trial's driver and with it the
 Train run it owns. The search space lives in config (``workflows/configs/tune-<family>.yaml``).
@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from components import storage
 from components.configuration import ConfigError, apply_overrides, dump_yaml, flatten_fields, from_dict, to_dict
-from workflows.train import TrainConfig
+from workflows.core.train_config import TrainConfig
 
 log = logging.getLogger("facsflow.tune")
 
@@ -190,7 +190,7 @@ def concurrent_trials(cluster: dict[str, float], per_trial: dict[str, float], sa
     fits = [math.floor(cluster.get(k, 0.0) / need + 1e-9) for k, need in per_trial.items() if need > 0]
     n = min(fits + [samples] + ([cap] if cap > 0 else []))
     if n < 1:
-        from workflows.runtime import UserError
+        from workflows.core.runtime import UserError
 
         have = {k: cluster.get(k, 0.0) for k in per_trial}
         raise UserError(f"one trial needs {per_trial} (driver + workers x worker_cpus + data pipeline) "
@@ -216,7 +216,7 @@ def trial_driver(config: dict[str, Any], base: dict[str, Any]) -> None:
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from workflows.train import run_training
+    from workflows.core.training import run_training
 
     cfg = apply_params(base, config)
     cfg = replace(cfg, name=trial_run_name(cfg, tune.get_context().get_trial_id()))
@@ -227,8 +227,8 @@ def _preflight(search: SearchConfig) -> int:
     """Check one configuration from the space builds; return ASHA's max_t (epochs reported)."""
     from components.models.registry import build_model
     from components.store.splits import store_info
-    from workflows.runtime import UserError
-    from workflows.train import epoch_schedule
+    from workflows.core.runtime import UserError
+    from workflows.core.training import epoch_schedule
 
     info = store_info(search.train.data)
     example = {k: p.example() for k, p in search.space.items()}
@@ -255,7 +255,7 @@ def run_tune(search: SearchConfig) -> dict[str, Any]:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     out = _absolute(search.out)
     # Trial drivers run in other processes (and on other nodes): no relative paths.
@@ -366,7 +366,7 @@ def _write_yaml(obj: Any, uri: str, header: str = "") -> None:
 def default_config_path(model: str) -> Path:
     """``workflows/configs/tune-<family>.yaml`` for a registered model."""
     from components.models.registry import model_info
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     try:
         family = model_info(model).family
@@ -381,7 +381,7 @@ def default_config_path(model: str) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``SearchConfig`` (``--samples``, ``--train.optim.lr``, ...);
     ``--model`` and ``--data`` set ``train.model`` and ``train.data``."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     return stage_parser(
         SearchConfig, "facsflow tune",
@@ -394,8 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
     """SearchConfig from the command line: --config (or the model family's), --set, then the flags."""
-    from workflows.cli import stage_config
-    from workflows.runtime import UserError
+    from workflows.core.stage_cli import stage_config
+    from workflows.core.runtime import UserError
 
     model = getattr(args, "train.model")
     if not args.config and not model:
@@ -406,7 +406,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
 
 
 def main(argv: "list[str] | None" = None) -> int:
-    from workflows.runtime import configure_logging, ray_session
+    from workflows.core.runtime import configure_logging, ray_session
 
     args = build_parser().parse_args(argv)
     configure_logging()
@@ -427,6 +427,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

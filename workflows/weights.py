@@ -74,7 +74,7 @@ class WeightsConfig:
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags generated from ``WeightsConfig``, plus entry names as positional arguments."""
-    from workflows.cli import stage_parser
+    from workflows.core.stage_cli import stage_parser
 
     p = stage_parser(WeightsConfig, "facsflow weights", ray=False,
                      description="List the pretrained-weights catalogue: licence, presence, checksum, "
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: "list[str] | None" = None) -> int:
     from components import weights
-    from workflows.cli import stage_config
+    from workflows.core.stage_cli import stage_config
 
     args = build_parser().parse_args(argv)
     cfg: WeightsConfig = stage_config(args, extra={"names": list(args.entries)} if args.entries else None)
@@ -106,6 +106,6 @@ def main(argv: "list[str] | None" = None) -> int:
 
 
 if __name__ == "__main__":
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
 
     raise SystemExit(run_main(main))

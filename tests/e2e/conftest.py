@@ -48,7 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     import ray
     from ray import serve
 
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
     from workflows.serve.app import _DEPLOYED, start
 
     root = tmp_path_factory.mktemp("serve")

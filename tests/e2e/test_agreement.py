@@ -46,7 +46,7 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     from components.faces.pipeline import FacePipelineConfig
     from tests.e2e.conftest import free_port
     from workflows.predict import read_predictions, run_predict
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
     from workflows.serve.app import start
 
     media = require_media("single_face.jpg", "single_face.mp4")
@@ -143,7 +143,7 @@ def retinaface_answers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     from workflows.ensemble import build_ensemble
     from workflows.predict import read_predictions, run_predict
     from workflows.preprocess import PreprocessConfig, run_preprocess
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
     from workflows.serve.app import start
     from workflows.train import TrainConfig, run_training
 

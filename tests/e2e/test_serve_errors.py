@@ -68,7 +68,7 @@ def test_after_all_the_bad_inputs_a_good_one_still_works(client) -> None:
 
 
 def test_binding_beyond_loopback_needs_an_api_key() -> None:
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
     from workflows.serve.app import start
 
     with pytest.raises(UserError, match="set --api-key"):

@@ -24,7 +24,7 @@ def ray_local():
     a module that needs another size (test_tune's 4 logical CPUs) must not inherit this one."""
     import ray
 
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
 
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
     if ray.is_initialized():

@@ -25,7 +25,7 @@ from components.store.rows import StoreConfig
 from tests.conftest import ROOT, require_media
 from workflows.label import FAULT_ENV, LabelConfig, resolve_teacher, run_label
 from workflows.preprocess import PreprocessConfig, run_preprocess
-from workflows.runtime import UserError
+from workflows.core.runtime import UserError
 
 PHOTOS = {"0-f15-hao-ph.jpg": "happy", "0-f1-su-ph.jpg": "surprise"}
 FILES = ["single_face.mp4", "free-mountain-vector-01.jpg", *PHOTOS]
@@ -123,7 +123,7 @@ def test_a_second_run_labels_nothing_new(store: Path) -> None:
     from components.builtin import BUILTIN_AUS
     from components.models.base import InputSpec
     from components.store.splits import frames_files, store_info, subject_label_counts, teacher_labels
-    from workflows.store_reader import transformed_dataset
+    from workflows.core.store_reader import transformed_dataset
 
     # The rows' own labels: none (empty lists), counted as no AU columns, not an error.
     assert {s: c.shape for s, c in subject_label_counts(str(store)).items()} == {".": (2, 0)}
@@ -220,7 +220,7 @@ def test_a_students_reference_labels_are_the_teachers_decisions_on_a_store_witho
     from components.builtin import BUILTIN_AUS, builtin_ensemble_dir
     from components.metrics.agreement import teacher_decisions
     from components.store.splits import frames_files
-    from workflows.store_scoring import predict_store_files, reference_labels
+    from workflows.core.store_scoring import predict_store_files, reference_labels
 
     run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
     files = frames_files(str(store))

@@ -146,7 +146,7 @@ def cluster_runs(data: str, work: str, total: int) -> dict:
     import ray
 
     from workflows.preprocess import run_preprocess
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
     from workflows.train import run_training
 
     # The cluster's sessions and logs in a private temp dir, removed afterwards (short: Unix

@@ -21,7 +21,7 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     video, a drawing)."""
     media = require_media("single_face.mp4", "multi_face.jpg", "no_face.mp4", "free-mountain-vector-01.jpg")
     from workflows.predict import main
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
 
     import ray
 
@@ -110,7 +110,7 @@ def test_the_resolved_config_is_saved_with_the_outputs(predicted: dict) -> None:
 
 def test_missing_inputs_are_named(tmp_path: Path) -> None:
     from workflows.predict import collect_inputs
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     (tmp_path / "notes.txt").write_text("missing.mp4\n")
     with pytest.raises(UserError, match="missing.mp4"):

@@ -33,7 +33,7 @@ def ray_2cpu():
     """One embedded local Ray with 2 CPUs for this module (left running if someone else started it)."""
     import ray
 
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
 
     started = not ray.is_initialized()
     init_ray(num_cpus=2)

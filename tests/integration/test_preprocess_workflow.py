@@ -23,7 +23,7 @@ from components.store.rows import StoreConfig, process_unit
 from components.store.schema import REJECT_REASONS, SCHEMA_VERSION, read_store_metadata
 from tests.conftest import require_media
 from workflows.preprocess import PreprocessConfig, main, run_preprocess, unit_stem
-from workflows.runtime import UserError
+from workflows.core.runtime import UserError
 
 
 BP4D_AUS = [1, 2, 4, 6, 7, 10, 12, 14, 15, 17, 23, 24]
@@ -36,7 +36,7 @@ def ray_2cpu():
     """One embedded local Ray with 2 CPUs for this module (left running if someone else started it)."""
     import ray
 
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
 
     started = not ray.is_initialized()
     init_ray(num_cpus=2)

@@ -72,7 +72,7 @@ def remote_pipeline(data: str, base: str, report: str) -> dict:
     from components.store.splits import SplitConfig
     from workflows.evaluate import EvaluateConfig, run_evaluation
     from workflows.preprocess import PreprocessConfig, run_preprocess
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
     from workflows.train import TrainConfig, run_training
 
     init_ray(num_cpus=2)

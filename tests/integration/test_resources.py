@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from workflows.runtime import MIN_WORKER_CPUS, UserError, check_resources, run_main
+from workflows.core.runtime import MIN_WORKER_CPUS, UserError, check_resources, run_main
 
 
 

@@ -17,7 +17,7 @@ MobileNet answers every input alike, and smoothing a constant would prove nothin
 def test_store_scores_smoothed_per_video_as_served(tiny_store, tmp_path) -> None:
     from components.inference import smooth_by_video
     from components.store.splits import frames_files, store_info
-    from workflows.store_scoring import predict_store_files
+    from workflows.core.store_scoring import predict_store_files
 
     ckpt = make_member(tmp_path / "member", MEMBER)
     files = frames_files(tiny_store["store"])

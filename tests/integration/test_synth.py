@@ -260,7 +260,7 @@ def test_missing_faces_folder_and_non_empty_out_are_clear_errors(tmp_path):
 
 
 def test_cli_prints_where_outputs_are_and_one_line_errors(tmp_path, capsys):
-    from workflows.runtime import run_main
+    from workflows.core.runtime import run_main
     from workflows.synth import main
 
     rc = run_main(main, ["--out", str(tmp_path / "x"), "--layout", "manifest", "--faces", str(tmp_path / "none")])

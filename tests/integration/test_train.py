@@ -83,7 +83,7 @@ RESUME_SCRIPT = textwrap.dedent('''
     from dataclasses import replace
     sys.path.insert(0, {root!r})
     from tests.integration.test_train import _cfg
-    from workflows.runtime import init_ray
+    from workflows.core.runtime import init_ray
     from workflows.train import run_training
     init_ray(num_cpus=2)
     cfg = _cfg({store!r}, {out!r}, epochs=4, max_failures=2, max_steps_per_epoch=4)
@@ -148,7 +148,7 @@ def test_pairwise_rank_trains_its_three_steps_as_one_run(tiny_store, tmp_path: P
         replace(cfg, select="median")
     # One model at inference: the checkpoint predicts store rows through the evaluation path.
     from components.store.splits import _split_files, store_info
-    from workflows.store_scoring import predict_store_files
+    from workflows.core.store_scoring import predict_store_files
 
     files = _split_files(tiny_store["store"], summary["split"]["test"])
     pred = predict_store_files(files, summary["checkpoint"], "checkpoint",
@@ -166,7 +166,7 @@ def test_store_reader_gives_every_row_and_leaves_ray_data_settings_alone(tiny_st
 
     from components.store.splits import frames_files
 
-    from workflows.store_reader import read_store_frames
+    from workflows.core.store_reader import read_store_frames
     from components import storage
 
     files = frames_files(tiny_store["store"])

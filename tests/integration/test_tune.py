@@ -66,7 +66,7 @@ def local_ray():
     os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "300")
     import ray
 
-    from workflows.runtime import ray_session
+    from workflows.core.runtime import ray_session
 
     if ray.is_initialized():  # another module's 2-CPU Ray would be reused as is
         ray.shutdown()
@@ -131,7 +131,7 @@ def test_asha_stops_weak_trials_and_writes_a_trainable_best_config(tiny_store: P
 
 
 def test_concurrency_from_cluster_resources() -> None:
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
     from workflows.tune import concurrent_trials, trial_resources
 
     cpu = TrainConfig(workers=1, worker_cpus=0.5, data_cpus=0.25)

@@ -391,7 +391,7 @@ def test_freeze_stages_and_lower_pretrained_lr():
 
 
 def test_fine_tuning_options_act_on_a_family_built_from_an_entry():
-    # What the training loop calls (workflows/train.py): freeze_pretrained before DDP, then the
+    # What the training loop calls (workflows/core/training.py): freeze_pretrained before DDP, then the
     # optimizer over optimizer_params; the model comes from the registry with catalogue weights.
     require_entry("efficientnet_lite0-imagenet")
     from components.configuration import ConfigError

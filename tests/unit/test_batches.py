@@ -100,7 +100,7 @@ def test_binary_loss_terms_read_the_teachers_decisions() -> None:
 
 
 def test_store_reader_label_sources_teacher_only_drops_the_rows_own_labels() -> None:
-    from workflows.store_reader import _transform
+    from workflows.core.store_reader import _transform
 
     rows = {k: list(v) for k, v in _rows(n=2).items()}
     spec = InputSpec(image_size=64).to_dict()

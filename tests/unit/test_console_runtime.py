@@ -1,4 +1,4 @@
-"""Console plumbing of workflows.runtime and the driver's epoch line, without starting Ray:
+"""Console plumbing of workflows.core.runtime and the driver's epoch line, without starting Ray:
 ``--verbose`` handling, the stop signals' exit path, the filter on Ray's console handlers, the
 HTTP client's request lines, and the epoch line's figures and ETA."""
 
@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from workflows.runtime import (QUIET_CLIENT_LOGGERS, VERBOSE_ENV, StopRequested, _RayConsoleFilter,
+from workflows.core.runtime import (QUIET_CLIENT_LOGGERS, VERBOSE_ENV, StopRequested, _RayConsoleFilter,
                                configure_logging, run_main)
 
 
@@ -99,7 +99,7 @@ def test_http_client_request_lines_stay_off_the_console(monkeypatch, caplog, ver
 
 
 def test_epoch_line() -> None:
-    from workflows.train_callbacks import epoch_line
+    from workflows.core.train_callbacks import epoch_line
 
     m = {"epoch": 1, "train_loss": 0.61234, "val_mean_f1": 0.4321, "best_val_mean_f1": 0.5,
          "samples_per_s": 37.25, "epoch_seconds": 42.4, "stage": "train"}

@@ -60,7 +60,7 @@ def test_selected_member_to_torchscript_gives_pytorchs_probabilities(ensemble: P
 
 
 def test_unknown_member_and_missing_manifest_are_refused_clearly(ensemble: Path, tmp_path: Path) -> None:
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
     from workflows.export import main
 
     with pytest.raises(UserError, match="no member named nope; members: img, ranker"):

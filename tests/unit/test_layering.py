@@ -2,7 +2,11 @@
 and importing it has no side effects that pull Ray in; data flows one way, from data sets to the
 face pipeline, so the synthetic generator (components/datasets/synth) uses the face geometry of
 ``components.geometry`` and reaches ``components.faces`` only through its one adapter,
-``synth/face_finder.py``."""
+``synth/face_finder.py``.
+
+In workflows/, the stages a user runs (``workflows.cli.STAGE_MODULES``: ``workflows/<stage>.py``,
+and serve's entry ``workflows/serve/__main__.py``) import what they share from ``workflows.core``
+and never each other; ``workflows.core`` and serve's application modules import no stage."""
 
 from __future__ import annotations
 
@@ -44,6 +48,41 @@ def _imported_modules(path: Path) -> list[tuple[int, str]]:
             out.append((node.lineno, node.module))
             out += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
     return out
+
+
+def _stage_files() -> dict[Path, str]:
+    """Each stage's entry file(s) → the stage: ``workflows/<stage>.py``; for a package's
+    ``__main__`` also the package's ``__init__`` (it hands ``build_parser``/``main`` on)."""
+    from workflows.cli import STAGE_MODULES
+
+    out: dict[Path, str] = {}
+    for stage, module in STAGE_MODULES.items():
+        parts = module.split(".")
+        if parts[-1] == "__main__":
+            out[ROOT.joinpath(*parts[:-1], "__init__.py")] = stage
+        out[ROOT.joinpath(*parts[:-1], f"{parts[-1]}.py")] = stage
+    return out
+
+
+def _stage_of(module: str) -> "str | None":
+    """The stage whose entry module ``module`` is (or names a member of); None for any other module."""
+    from workflows.cli import STAGE_MODULES
+
+    for stage, entry in STAGE_MODULES.items():
+        if module == entry or module.startswith(entry + "."):
+            return stage
+    return None
+
+
+def _stage_breaches(path: Path, own: "str | None" = None) -> list[str]:
+    """The imports of ``path`` that reach a stage other than ``own`` (None: any stage), or the
+    ``facsflow`` dispatcher (which loads every stage)."""
+    bad = []
+    for line, mod in _imported_modules(path):
+        stage = _stage_of(mod)
+        if (stage is not None and stage != own) or mod == "workflows.cli" or mod.startswith("workflows.cli."):
+            bad.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{line} imports {mod}")
+    return bad
 
 
 def _is_face_pipeline(module: str) -> bool:
@@ -106,3 +145,48 @@ def test_importing_components_loads_no_ray(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]", f"importing {module} pulled in {out.stdout.strip()}"
+
+
+def test_every_stage_has_its_entry_module() -> None:
+    from workflows.cli import STAGE_MODULES, STAGES
+
+    files = _stage_files()
+    assert set(STAGE_MODULES) == set(STAGES) and len(STAGES) > 10
+    assert [f for f in files if not f.is_file()] == []
+
+
+def test_no_stage_imports_another_stage() -> None:
+    """A stage composes others' work through ``workflows.core`` (demo: preprocessing, training,
+    evaluation, ensembling and serve's application), never through their entry modules."""
+    bad = [b for f, stage in sorted(_stage_files().items()) for b in _stage_breaches(f, stage)]
+    assert not bad, "stages import workflows.core, not each other (nor workflows.cli):\n" + "\n".join(bad)
+
+
+def test_core_imports_no_stage() -> None:
+    files = sorted((ROOT / "workflows" / "core").rglob("*.py"))
+    assert len(files) > 10, "the workflows.core package was not found"
+    bad = [b for f in files for b in _stage_breaches(f)]
+    assert not bad, "workflows/core is what the stages share: it imports none of them:\n" + "\n".join(bad)
+
+
+def test_serve_application_imports_no_stage() -> None:
+    """``workflows.serve.app`` and its deployments are a library (demo starts the app); only the
+    package's entry (``__main__``, and ``__init__`` handing it on) is the serve stage."""
+    stage_files = _stage_files()
+    files = [f for f in sorted((ROOT / "workflows").rglob("*.py"))
+             if f not in stage_files and f != ROOT / "workflows" / "cli.py" and "core" not in f.parts]
+    assert ROOT / "workflows" / "serve" / "app.py" in files
+    bad = [b for f in files for b in _stage_breaches(f)]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checker_sees_a_stage_importing_another(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text("from workflows.core.training import read_run\nfrom workflows.serve.app import start\n\n"
+                 "def g():\n    from workflows.train import run_training\n    from workflows import label\n"
+                 "    import workflows.serve.__main__\n    from workflows.cli import stage_parser\n"
+                 "    from workflows.demo import DemoConfig\n")
+    assert [b.split(" imports ")[1] for b in _stage_breaches(f, "demo")] == [
+        "workflows.train", "workflows.train.run_training", "workflows.label", "workflows.serve.__main__",
+        "workflows.cli", "workflows.cli.stage_parser"]
+    assert len(_stage_breaches(f)) == 8  # from core, its own stage is a breach too

@@ -1,4 +1,4 @@
-"""Every stage's command line is generated from its typed config (workflows.cli.stage_parser):
+"""Every stage's command line is generated from its typed config (workflows.core.stage_cli.stage_parser):
 a flag per field, --config/--set (and --address where Ray runs), the old flag names kept."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def test_file_then_set_then_flags(tmp_path: Path) -> None:
 
 
 def test_mistakes_name_the_flag_or_field() -> None:
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     with pytest.raises(UserError, match=r"train needs --data DATA and --out OUT \(or data, out in --config\)"):
         stage_config(_parse("train", ["--model", "X"]), required=("data", "out"))

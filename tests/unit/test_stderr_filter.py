@@ -1,4 +1,4 @@
-"""workflows.stderr_filter: lines written straight to descriptor 2 (as Ray's C++ core worker
+"""workflows.core.stderr_filter: lines written straight to descriptor 2 (as Ray's C++ core worker
 writes them) and the ``(raylet)`` lines Ray's driver prints for its error channel are filtered by
 their text; everything else reaches the console unchanged and in order."""
 
@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = r"""
 import os, sys
 from pathlib import Path
-from workflows.stderr_filter import filter_native_stderr
+from workflows.core.stderr_filter import filter_native_stderr
 assert filter_native_stderr(Path(sys.argv[1]), ["harmless native note"])
 os.write(2, b"[E core_worker.cc] keep: a real error\n")
 os.write(2, b"[E core_worker.cc] Actor X: harmless native note, see ray#53727\n[W] keep too\n")
@@ -38,7 +38,7 @@ def test_named_native_lines_go_to_the_log_file_and_the_rest_to_stderr(tmp_path) 
 
 
 def test_ray_data_actor_restart_note_is_named() -> None:
-    from workflows.stderr_filter import HARMLESS_NATIVE_LINES
+    from workflows.core.stderr_filter import HARMLESS_NATIVE_LINES
 
     line = ("[2026-12-04 11:35:10,895 E 27559 27559] core_worker.cc:2465: Actor with class name: "
             "'MapWorker(MapBatches(UnitProcessor))' and ID: 'a0bf' has constructor arguments in the "
@@ -49,7 +49,7 @@ def test_ray_data_actor_restart_note_is_named() -> None:
 def test_named_ray_driver_lines_go_to_the_log_file_and_the_rest_to_stdout(tmp_path, capsys, monkeypatch) -> None:
     import ray._private.worker as ray_worker
 
-    from workflows.stderr_filter import filter_ray_driver_lines, restore_ray_driver_lines
+    from workflows.core.stderr_filter import filter_ray_driver_lines, restore_ray_driver_lines
 
     monkeypatch.setenv("RAY_COLOR_PREFIX", "0")
     log = tmp_path / "ray-driver.log"
@@ -76,7 +76,7 @@ def test_ray_driver_prints_its_error_channel_through_the_wrapped_function() -> N
 
 
 def test_serve_shutdown_note_is_named() -> None:
-    from workflows.stderr_filter import HARMLESS_RAY_DRIVER_LINES
+    from workflows.core.stderr_filter import HARMLESS_RAY_DRIVER_LINES
 
     line = ("Task ServeController.graceful_shutdown failed. There are infinite retries remaining, so the task "
             "will be retried. Error: The actor is dead because it was killed by `ray.kill`.")

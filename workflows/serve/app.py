@@ -71,7 +71,6 @@ and ``ray_serve_batch_execution_time_ms`` (dynamic batching of the members),
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
@@ -95,7 +94,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("facsflow.serve")
 
-__all__ = ["AppArgs", "Scaling", "ServeConfig", "build_app", "start", "deploy", "rollout", "main", "IMPORT_PATH"]
+__all__ = ["AppArgs", "Scaling", "ServeConfig", "build_app", "start", "deploy", "rollout", "IMPORT_PATH"]
 
 IMPORT_PATH = "workflows.serve.app:build_app"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -348,7 +347,7 @@ def deploy(args: dict[str, Any], name: str = "facsflow", user_config: "dict[str,
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     a = app_args(args)
     app: dict[str, Any] = {"name": name, "route_prefix": "/", "import_path": IMPORT_PATH,
@@ -399,7 +398,7 @@ def start(ensemble: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
 
     ``app``: further AppArgs fields (face pipelines, limits, scaling, batching).
     """
-    from workflows.runtime import UserError
+    from workflows.core.runtime import UserError
 
     beyond = host not in LOOPBACK
     if beyond and not api_key:
@@ -417,41 +416,3 @@ def start(ensemble: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
     while blocking:
         time.sleep(3600)
     return url
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Flags generated from ``ServeConfig`` (``--ensemble``, ``--host``, ``--port``, ``--api-key``,
-    ``--member.max-replicas``, ...); ``--args`` is the old name of ``--config``."""
-    from workflows.cli import stage_parser
-
-    return stage_parser(ServeConfig, "facsflow serve", config_aliases=("--args",),
-                        description="Serve an ensemble over HTTP with Ray Serve (web page at /, "
-                                    "POST /v1/predict, /v1/predict/video, GET /v1/models, /healthz).")
-
-
-def main(argv: "list[str] | None" = None) -> int:
-    from workflows.cli import stage_config
-    from workflows.runtime import configure_logging, init_ray, wait_until_stopped
-
-    args = build_parser().parse_args(argv)
-    configure_logging()
-    cfg: ServeConfig = stage_config(args)
-    from components.plan import resolve_ensemble
-
-    app = {k: v for k, v in to_dict(cfg).items() if k not in ("ensemble", "host", "port", "api_key")}
-    plan = resolve_ensemble(cfg.ensemble)  # no ensemble: the built-in detector
-    ensemble = plan.directory
-    init_ray(args.address)
-    key = cfg.api_key or os.environ.get("FACSFLOW_API_KEY", "")
-    url = start(ensemble, cfg.host, cfg.port, key, app=app)
-    faces = plan.face_config()
-    print(f"serving {ensemble} at {url} ({app_layout(app_args(_DEPLOYED['facsflow']))} layout; faces: "
-          f"{faces.detector} + {faces.landmarker} landmarks; web page {url}/, POST {url}/v1/predict); "
-          "Ctrl-C to stop", flush=True)
-    return wait_until_stopped(serve.shutdown, "Serve drained its requests and")
-
-
-if __name__ == "__main__":
-    from workflows.runtime import run_main
-
-    raise SystemExit(run_main(main))

@@ -68,7 +68,7 @@ class FacePipelineDeployment:
     pipeline fields); detector and landmark models load once per replica and configuration."""
 
     def __init__(self, args: Any) -> None:
-        from workflows.runtime import torch_single_thread
+        from workflows.core.runtime import torch_single_thread
 
         torch_single_thread()
         self.limits = Limits(**args.limits)
@@ -153,7 +153,7 @@ class MemberModel:
     request's object; ``_run`` gives each member of a batch its own forward pass)."""
 
     def __init__(self, ensemble: str, slot: "int | None", args: Any) -> None:
-        from workflows.runtime import torch_single_thread
+        from workflows.core.runtime import torch_single_thread
 
         torch_single_thread()
         import torch

@@ -1,7 +1,7 @@
 """Lines that Ray writes to the driver's console below Python's ``logging``, filtered by their text.
 
 Two ways in, one rule. Ray's C++ core worker logs to the driver's file descriptor 2, where the
-console filter of ``workflows.runtime`` cannot reach it: ``filter_native_stderr`` puts a pipe in
+console filter of ``workflows.core.runtime`` cannot reach it: ``filter_native_stderr`` puts a pipe in
 front of descriptor 2, and a reader thread passes every line through to the real stderr unchanged,
 except lines that contain one of the given texts (``HARMLESS_NATIVE_LINES``). At exit the real
 stderr is put back and what the pipe still holds is written out, so nothing printed during

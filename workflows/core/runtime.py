@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from components.errors import UserError
-from workflows.stderr_filter import (filter_native_stderr, filter_ray_driver_lines, restore_native_stderr,
+from workflows.core.stderr_filter import (filter_native_stderr, filter_ray_driver_lines, restore_native_stderr,
                                      restore_ray_driver_lines)
 
 log = logging.getLogger("facsflow")
@@ -55,7 +55,7 @@ here: they go to the log file only. Any other Ray warning or error still reaches
 
 _CLI = {"console": False}
 """True while ``run_main`` runs a command: the console is ours, so Ray's native stderr lines and
-driver ``(raylet)`` lines that ``workflows.stderr_filter`` names go to the log file (a library
+driver ``(raylet)`` lines that ``workflows.core.stderr_filter`` names go to the log file (a library
 caller's console is left alone)."""
 
 
@@ -219,7 +219,7 @@ def init_ray(address: "str | None" = None, num_cpus: "int | None" = None,
         for key, value in QUIET_SERVE_ENV.items():   # inherited by the raylet and every actor
             os.environ.setdefault(key, value)
         # Actors import components/ and workflows/ from this checkout.
-        root = str(Path(__file__).resolve().parents[1])
+        root = str(Path(__file__).resolve().parents[2])
         env_vars["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         # The dashboard (and the state API behind `ray list tasks`) is off unless asked for:
         # it costs a few hundred MB that a 2-core laptop would rather give to the work.

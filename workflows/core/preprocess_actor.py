@@ -1,19 +1,18 @@
 """What one preprocessing actor does, and where a unit's files live in the feature store.
 
-``UnitProcessor`` is the Ray Data class UDF of ``workflows.preprocess``: it loads the face models
+``UnitProcessor`` is the Ray Data class UDF of ``workflows.core.preprocessing``: it loads the face models
 once, then per call reads one unit's frame records from the run's plan file, runs
 ``components.store.rows.process_unit`` on its chunk and writes ``frames/<stem>.parquet``,
-``rejects/<stem>.parquet`` and, last and atomically, the completion marker ``_markers/<stem>.json``.
+``rejects/<stem>.parquet`` and, last and atomically, the completion marker ``_markers/<stem>.json``
+(``workflows.core.units`` drives the units).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 import re
-import signal
 import time
 from typing import Any
 
@@ -22,14 +21,9 @@ from components.datasets.base import VideoUnit
 from components.faces.pipeline import FacePipelineConfig
 from components.store.rows import Chunk, StoreConfig
 from components.store.schema import store_metadata
+from workflows.core.units import die_once, write_atomic_text
 
-__all__ = ["FAULT_ENV", "UnitProcessor", "unit_stem", "marker_done", "write_atomic_text", "written_counts",
-           "die_once"]
-
-FAULT_ENV = "FACSFLOW_FAULT_KILL_UNIT"
-"""Fault injection for tests: the actor processing the unit with this stem SIGKILLs itself after
-writing the unit's frames and rejects (``facsflow label``: its labels) and before its marker, once
-per store and stage (the worst moment for a machine to vanish)."""
+__all__ = ["UnitProcessor", "unit_stem", "written_counts"]
 
 
 def _safe(name: str) -> str:
@@ -51,18 +45,6 @@ def unit_stem(unit: VideoUnit, chunk: "Chunk | None" = None, n_chunks: int = 1) 
     return stem if n_chunks == 1 or chunk is None else f"{stem}.c{chunk.index:04d}"
 
 
-def write_atomic_text(uri: str, text: str) -> None:
-    """Write a small file so that it is either absent or complete (temp name, then move)."""
-    if storage.is_remote(uri):
-        storage.write_text(uri, text)  # an object PUT is atomic
-        return
-    fs, path = storage.resolve(uri)
-    parent, name = path.rsplit("/", 1)
-    tmp = f"{parent}/.tmp-{os.getpid()}-{name}"
-    storage.write_text(tmp, text)
-    fs.move(tmp, path)
-
-
 class UnitProcessor:
     """Ray Data class UDF: face models load once per actor in ``__init__``; one unit per call."""
 
@@ -77,7 +59,7 @@ class UnitProcessor:
         cv2.setNumThreads(1)
         face_cfg = from_dict(FacePipelineConfig, face)
         if face_cfg.detector == "mtcnn" or face_cfg.landmarker == "fan":
-            from workflows.runtime import torch_single_thread
+            from workflows.core.runtime import torch_single_thread
 
             torch_single_thread()
         self.store = from_dict(StoreConfig, store)
@@ -123,37 +105,6 @@ class UnitProcessor:
             stats["started"].append(started)
             stats["node"].append(ray.get_runtime_context().get_node_id())
         return stats
-
-
-def check_pool_options(cfg: Any) -> None:
-    """The checks every stage that runs units on an actor pool (preprocess, label) makes of its
-    ``actors``, ``actor_cpus``, ``unit_retries`` and ``log_every_s`` options."""
-    for name, ok, want in (("actors", cfg.actors >= 0, ">= 0"), ("actor_cpus", cfg.actor_cpus > 0, "> 0"),
-                           ("unit_retries", cfg.unit_retries >= 0, ">= 0"),
-                           ("log_every_s", cfg.log_every_s >= 0, ">= 0")):
-        if not ok:
-            raise ValueError(f"{name} must be {want}, got {getattr(cfg, name)}")
-
-
-def die_once(out: str, stem: str, fault_unit: str, stage: str = "") -> None:
-    """Fault injection (``FAULT_ENV``): SIGKILL this process when ``stem`` is ``fault_unit``, once
-    per store and stage (a sentinel under ``<out>/_fault/[<stage>/]`` remembers it fired)."""
-    if not fault_unit or stem != fault_unit:
-        return
-    sentinel = storage.join(out, "_fault", *([stage] if stage else []), f"{stem}.fired")
-    if storage.exists(sentinel):
-        return
-    storage.write_text(sentinel, "")
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def marker_done(uri: str) -> bool:
-    """A marker counts only when complete JSON (a torn write means the unit is redone)."""
-    try:
-        json.loads(storage.read_text(uri))
-    except (FileNotFoundError, OSError, ValueError):
-        return False
-    return True
 
 
 def written_counts(out: str, stem: str) -> tuple[int, int, int]:

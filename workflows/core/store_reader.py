@@ -129,7 +129,7 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
     (its input declaration comes from the registry without building the model). ``val_labels``
     'teacher': the validation rows are scored against the teacher's decisions
     (``teacher_decision_labels``) instead of their own labels (they have none:
-    ``workflows.train.validation_labels``)."""
+    ``workflows.core.training.validation_labels``)."""
     from dataclasses import asdict
 
     from components.models.registry import input_spec

@@ -27,7 +27,7 @@ class StoreRowsPredictor:
 
     def __init__(self, source: str, kind: str, diff_steps: list[int]) -> None:
         from components.predictor import Predictor
-        from workflows.runtime import torch_single_thread
+        from workflows.core.runtime import torch_single_thread
 
         torch_single_thread()
         self.predictor = (Predictor.from_checkpoint(source) if kind == "checkpoint"
@@ -62,7 +62,7 @@ def predict_store_files(files: list[str], source: str, kind: str, diff_steps: li
 
     if not files:
         return {}
-    from workflows.store_reader import read_store_frames
+    from workflows.core.store_reader import read_store_frames
 
     ds = read_store_frames(files, _COLUMNS)
     out = ds.map_batches(StoreRowsPredictor, batch_size=batch_size, batch_format="numpy",
