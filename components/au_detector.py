@@ -16,11 +16,20 @@ modelled on OpenFace 2's FeatureExtraction output:
 - ``success``: 1 when a face was found and analysed, 0 for a frame without a face (that row's
   landmarks and AU columns are empty);
 - ``x_0 .. x_67``, ``y_0 .. y_67``: the 68 iBUG landmarks in image pixels;
+- ``gaze_angle_x``, ``gaze_angle_y``: OpenFace's gaze angles in radians, both eyes averaged (0, 0
+  looking into the camera; x > 0 towards the image right, y > 0 down), from the MediaPipe mesh's
+  iris landmarks: empty for landmarkers without a mesh (dlib, FAN);
+- ``pose_Rx``, ``pose_Ry``, ``pose_Rz``: head pitch, yaw and roll in radians, OpenFace's convention
+  (R = Rx Ry Rz in the camera frame, x right, y down, z away: Rx > 0 head down, Ry > 0 face turned
+  towards the image left, Rz > 0 clockwise in the image), from the MediaPipe mesh or else the 68
+  landmarks (``components.faces.pose``; face answers carry them in degrees as ``pose``);
 - ``AUxx_c``: occurrence (0/1) after the ensemble's per-AU thresholds, AU numbers zero-padded
   as OpenFace writes them (``AU01_c``);
 - ``AUxx_r``: intensity on the 0-5 scale, only when some member predicts intensity;
 - ``AUxx_p``: the ensemble's occurrence probability in [0, 1] (OpenFace has no such column;
-  ``_p`` is ours).
+  ``_p`` is ours);
+- ``emotion_<name>``: derived, not predicted: the mean probability of the emotion's FACS prototype
+  AUs (``components.emotion``), for the emotions the AU list covers (``emotion_names``).
 
 Still images report every detected face; videos follow faces as the face configuration says
 (by default the one largest face, tracked). Members that need video context are left out of
@@ -45,23 +54,30 @@ if TYPE_CHECKING:  # heavy imports (torch, dlib) only when a Detector is built
     from components.plan import InferencePlan
     from components.predictor import Predictor
 
-__all__ = ["Detector", "openface_columns", "rows_to_openface", "read_image", "ID_COLUMNS"]
+__all__ = ["Detector", "openface_columns", "rows_to_openface", "read_image", "ID_COLUMNS", "POSE_COLUMNS"]
 
 ID_COLUMNS = ["frame", "face_id", "timestamp", "confidence", "success"]
 """The leading columns of every prediction table."""
+POSE_COLUMNS = ["gaze_angle_x", "gaze_angle_y", "pose_Rx", "pose_Ry", "pose_Rz"]
+"""Gaze and head pose, after the landmarks (OpenFace's names, order and units: radians)."""
 
 
 def openface_columns(aus: Sequence[int], intensity: bool = False) -> list[str]:
     """Column names, in order, of a prediction table for AU list ``aus``.
 
-    >>> openface_columns([1, 12])[-6:]
-    ['y_67', 'AU01_c', 'AU12_c', 'AU01_p', 'AU12_p']
+    >>> openface_columns([1, 12])[140:]
+    ['y_67', 'gaze_angle_x', 'gaze_angle_y', 'pose_Rx', 'pose_Ry', 'pose_Rz', 'AU01_c', 'AU12_c', 'AU01_p', 'AU12_p']
+    >>> openface_columns([1, 4, 6, 12, 15])[-3:]
+    ['AU15_p', 'emotion_happiness', 'emotion_sadness']
     """
-    cols = list(ID_COLUMNS) + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
+    from components.emotion import emotion_column, emotion_names
+
+    cols = list(ID_COLUMNS) + [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)] + POSE_COLUMNS
     cols += [au_column(a, "_c") for a in aus]
     if intensity:
         cols += [au_column(a, "_r") for a in aus]
     cols += [au_column(a, "_p") for a in aus]
+    cols += [emotion_column(e) for e in emotion_names(aus)]
     return cols
 
 
@@ -70,8 +86,11 @@ def rows_to_openface(rows: Sequence[dict[str, Any]], aus: Sequence[int],
     """Predictor answers (``Predictor.predict_image`` faces or ``predict_video`` rows) → table.
 
     A row without ``probs`` (``success`` 0) keeps its ids and leaves landmarks and AU columns
-    empty (NaN). ``intensity`` None adds ``AUxx_r`` columns when any row carries intensities.
+    empty (NaN), as pose, gaze and emotions stay wherever the row lacks them (or they are None).
+    ``intensity`` None adds ``AUxx_r`` columns when any row carries intensities.
     """
+    from components.emotion import emotion_column, emotion_names
+
     if intensity is None:
         intensity = any("intensity" in r for r in rows)
     cols = openface_columns(aus, intensity)
@@ -79,9 +98,12 @@ def rows_to_openface(rows: Sequence[dict[str, Any]], aus: Sequence[int],
     keys = [f"AU{a}" for a in aus]
     n_id = len(ID_COLUMNS)
     x0, y0 = n_id, n_id + 68
-    c0 = n_id + 136
+    g0 = n_id + 136
+    c0 = g0 + len(POSE_COLUMNS)
     r0 = c0 + len(aus)
     p0 = r0 + (len(aus) if intensity else 0)
+    emotions = emotion_names(aus)
+    e0 = p0 + len(aus)
     for i, r in enumerate(rows):
         ok = int(r.get("success", 1))
         data[i, :n_id] = [r.get("frame", 0), r.get("face_id", 0 if ok else -1), r.get("timestamp", 0.0),
@@ -89,9 +111,15 @@ def rows_to_openface(rows: Sequence[dict[str, Any]], aus: Sequence[int],
         if r.get("landmarks") is not None:
             lms = np.asarray(r["landmarks"], np.float64).reshape(68, 2)
             data[i, x0:x0 + 68], data[i, y0:y0 + 68] = lms[:, 0], lms[:, 1]
+        if r.get("gaze") is not None:
+            data[i, g0:g0 + 2] = r["gaze"]["angle_x"], r["gaze"]["angle_y"]
+        if r.get("pose") is not None:
+            data[i, g0 + 2:g0 + 5] = np.radians([r["pose"]["pitch"], r["pose"]["yaw"], r["pose"]["roll"]])
         if "probs" in r:
             data[i, c0:c0 + len(aus)] = [r["occurrence"][k] for k in keys]
             data[i, p0:p0 + len(aus)] = [r["probs"][k] for k in keys]
+            scores = r.get("emotions") or {}
+            data[i, e0:e0 + len(emotions)] = [scores.get(e, np.nan) for e in emotions]
         if intensity and "intensity" in r:
             data[i, r0:r0 + len(aus)] = [r["intensity"][k] for k in keys]
     df = pd.DataFrame(data, columns=cols)

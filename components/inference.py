@@ -101,10 +101,15 @@ def request_id() -> str:
 
 # --------------------------------------------------------------------------- 1. faces
 def face_info(r: Any) -> dict[str, Any]:
-    """A pipeline result's face for answers: id, box, score and landmarks in image pixels."""
+    """A pipeline result's face for answers: id, box, score and landmarks in image pixels, and
+    ``pose`` / ``gaze`` (``components.faces.pose.pose_gaze_info``: head pose from the MediaPipe
+    mesh, else from the 68 landmarks; gaze from the mesh's iris only, None without a mesh)."""
+    from components.faces.pose import pose_gaze_info
+
     f = r.face
     return {"face_id": int(f.face_id), "box": [round(float(x), 2) for x in f.box], "score": round(float(f.score), 4),
-            "landmarks": np.asarray(f.landmarks, np.float64).round(2).tolist()}
+            "landmarks": np.asarray(f.landmarks, np.float64).round(2).tolist(),
+            **pose_gaze_info(getattr(r, "mesh", None), f.landmarks)}
 
 
 def _blendshapes(results: Sequence[Any]) -> "np.ndarray | None":
@@ -413,10 +418,14 @@ async def answer_tracks_async(plan: InferencePlan, tracks: Sequence[FaceTrack], 
 
 # --------------------------------------------------------------------------- 5. answer rows
 def face_answer(info: dict[str, Any], ans: dict[str, Any], k: int, aus: Sequence[int]) -> dict[str, Any]:
-    """Row ``k`` of a combined answer as a face: ids, box, landmarks, probs, occurrence, ..."""
+    """Row ``k`` of a combined answer as a face: ids, box, landmarks, pose, gaze, probs, occurrence,
+    ``emotions`` (scores derived from probs by ``components.emotion``), ..."""
+    from components.emotion import emotion_scores
+
     keys = [f"AU{a}" for a in aus]
-    out = dict(info, probs=dict(zip(keys, map(float, ans["probs"][k]))),
-               occurrence=dict(zip(keys, map(int, ans["occurrence"][k]))), members=list(ans["members"]))
+    probs = dict(zip(keys, map(float, ans["probs"][k])))
+    out = dict(info, probs=probs, occurrence=dict(zip(keys, map(int, ans["occurrence"][k]))),
+               emotions=emotion_scores(probs, aus), members=list(ans["members"]))
     if "raw_probs" in ans:
         out["raw_probs"] = dict(zip(keys, map(float, ans["raw_probs"][k])))
     if "intensity" in ans:

@@ -18,9 +18,10 @@ def test_columns_follow_openface_order_with_zero_padded_aus() -> None:
     from components.au_detector import openface_columns
 
     cols = openface_columns([1, 12], intensity=True)
-    assert len(cols) == 5 + 68 + 68 + 3 * 2
+    assert len(cols) == 5 + 68 + 68 + 5 + 3 * 2
     assert cols[:7] == ["frame", "face_id", "timestamp", "confidence", "success", "x_0", "x_1"]
     assert cols[5 + 67] == "x_67" and cols[5 + 68] == "y_0"
+    assert cols[141:146] == ["gaze_angle_x", "gaze_angle_y", "pose_Rx", "pose_Ry", "pose_Rz"]
     assert cols[-6:] == ["AU01_c", "AU12_c", "AU01_r", "AU12_r", "AU01_p", "AU12_p"]
     assert "AU01_r" not in openface_columns([1, 12])
 
@@ -30,18 +31,25 @@ def test_rows_land_in_their_columns_and_faceless_rows_stay_empty() -> None:
 
     lms = np.stack([np.arange(68) * 1.0, 100 + np.arange(68) * 0.5], axis=1)
     face = {"frame": 3, "face_id": 0, "timestamp": 0.1, "score": 0.98766, "success": 1, "landmarks": lms,
-            "probs": {"AU1": 0.25, "AU12": 0.75}, "occurrence": {"AU1": 0, "AU12": 1},
-            "intensity": {"AU1": 0.5, "AU12": 3.0}}
+            "pose": {"pitch": 90.0, "yaw": -45.0, "roll": 180.0}, "gaze": {"angle_x": 0.1, "angle_y": -0.2},
+            "probs": {"AU6": 0.5, "AU1": 0.25, "AU12": 0.75}, "occurrence": {"AU6": 1, "AU1": 0, "AU12": 1},
+            "intensity": {"AU6": 2.5, "AU1": 0.5, "AU12": 3.0}, "emotions": {"happiness": 0.625}}
     empty = {"frame": 4, "timestamp": 4 / 30, "success": 0}
-    df = rows_to_openface([face, empty], [1, 12])
+    dlib = dict(face, frame=5, gaze=None)  # a landmarker without a mesh: no gaze
+    df = rows_to_openface([face, empty, dlib], [6, 1, 12])
     row = df.iloc[0]
     assert (row["frame"], row["face_id"], row["success"]) == (3, 0, 1)
     assert row["confidence"] == 0.9877 and row["x_5"] == 5.0 and row["y_4"] == 102.0
     assert (row["AU01_p"], row["AU12_p"], row["AU12_c"], row["AU12_r"]) == (0.25, 0.75, 1, 3.0)
+    # pose: degrees in answers, OpenFace's radians in the table; gaze is radians in both.
+    np.testing.assert_allclose(row[["pose_Rx", "pose_Ry", "pose_Rz"]].to_numpy(float), [np.pi / 2, -np.pi / 4, np.pi])
+    assert (row["gaze_angle_x"], row["gaze_angle_y"], row["emotion_happiness"]) == (0.1, -0.2, 0.625)
     gone = df.iloc[1]
     assert (gone["frame"], gone["face_id"], gone["success"], gone["confidence"]) == (4, -1, 0, 0.0)
     assert gone["timestamp"] == 0.1333
     assert pd.isna(gone["x_0"]) and pd.isna(gone["AU12_p"]) and pd.isna(gone["AU12_c"])
+    assert gone[["pose_Rx", "gaze_angle_x", "emotion_happiness"]].isna().all()
+    assert pd.isna(df.iloc[2]["gaze_angle_x"]) and df.iloc[2]["pose_Rz"] == row["pose_Rz"]
 
 
 @pytest.fixture(scope="module")
