@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Generator, Iterable, Sequence
+from typing import Any, Awaitable, Callable, Generator, Iterable, Sequence
 
 import numpy as np
 
@@ -45,9 +45,6 @@ from components.batches import VIDEO_BATCH_ROWS
 from components.ensemble import EnsembleManifest, combine
 from components.plan import InferencePlan, thresholds_of
 from components.video_key import video_keys
-
-if TYPE_CHECKING:
-    from components.predictor import Predictor
 
 __all__ = ["SEGMENT_FRAMES", "FaceTrack", "MemberInput", "RunMember", "CombineTrack", "answer_tracks",
            "answer_tracks_async", "request_id", "face_info", "image_tracks", "track_video", "store_tracks",
@@ -253,9 +250,11 @@ def _passes(batches: Sequence[dict[str, Any]]) -> list[list[int]]:
     return [m for m, _, _ in passes]
 
 
-def forward_member(predictor: "Predictor", index: int, batches: Sequence[dict[str, Any]],
-                   steps: Sequence[int]) -> list[dict[str, np.ndarray]]:
-    """Member ``index``'s outputs (``probs``, optionally ``intensity``) for each request batch.
+def forward_member(member_probs: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+                   batches: Sequence[dict[str, Any]]) -> list[dict[str, np.ndarray]]:
+    """One member's outputs (``probs``, optionally ``intensity``) for each request batch, where
+    ``member_probs`` runs the member on a batch (``Predictor.member``: the orchestration knows
+    no model, only this call).
 
     Requests are joined into as few forward passes as keep every video key in one request of
     its pass, so an answer never depends on which other requests (clients) shared the pass.
@@ -264,7 +263,7 @@ def forward_member(predictor: "Predictor", index: int, batches: Sequence[dict[st
     out: list[Any] = [None] * len(batches)
     for idx in _passes(batches):
         joined = {k: np.concatenate([np.asarray(batches[i][k]) for i in idx]) for k in batches[idx[0]]}
-        res = predictor.member_probs(index, joined, steps)
+        res = member_probs(joined)
         n, lo = len(joined["crop"]), 0
         for i in idx:
             hi = lo + len(batches[i]["crop"])

@@ -97,6 +97,10 @@ class Predictor:
             res["intensity"] = out["intensity"].float().cpu().numpy()[:, lm.au_index]
         return res
 
+    def member(self, index: int, store_diff_steps: Sequence[int] = ()) -> Any:
+        """``member_probs`` of member ``index`` as a one-argument call (``forward_member``'s)."""
+        return lambda batch: self.member_probs(index, batch, store_diff_steps)
+
     def answer_tracks(self, tracks: Sequence["inference.FaceTrack"], video: bool, source: str = "",
                       name: str = "input", steps: "Sequence[int] | None" = None,
                       smooth: bool = True) -> list[dict[str, Any]]:
@@ -105,7 +109,7 @@ class Predictor:
         have = tuple(self.plan.steps if steps is None else steps)
         return inference.answer_tracks(
             self.plan, tracks, video,
-            lambda i, requests: inference.forward_member(self, i, requests, have),
+            lambda i, requests: inference.forward_member(self.member(i, have), requests),
             lambda use, outs, window: inference.combine_track(self.manifest, use, outs, window),
             source, name, smooth)
 

@@ -88,8 +88,8 @@ def test_a_request_gets_the_same_answer_whoever_shares_its_forward_pass(pairwise
     a = member_inputs([_track(0, 20, 10)], "client-a", "video", video=True)[0].batch
     b = member_inputs([_track(0, 20, 11)], "client-b", "video", video=True)[0].batch
     steps = (1,)
-    alone = [forward_member(pairwise, 0, [x], steps)[0]["probs"] for x in (a, b)]
-    joined = forward_member(pairwise, 0, [a, b], steps)
+    alone = [forward_member(pairwise.member(0, steps), [x])[0]["probs"] for x in (a, b)]
+    joined = forward_member(pairwise.member(0, steps), [a, b])
     assert [o["batch_faces"] for o in joined] == [40, 40]  # one forward pass for both clients
     for lone, shared in zip(alone, joined):
         np.testing.assert_allclose(shared["probs"], lone, atol=1e-5)

@@ -99,7 +99,7 @@ def test_the_orchestration_answers_alike_in_process_and_awaited(predictor) -> No
     async def member(i: int, requests: list) -> list:
         calls.append((i, len(requests)))
         await asyncio.sleep(0)  # a real suspension, as a Serve handle's
-        return forward_member(predictor, i, requests, plan.steps)
+        return forward_member(predictor.member(i, plan.steps), requests)
 
     async def combine(use, outs, window):
         return combine_track(plan.manifest, use, outs, window)
@@ -113,7 +113,7 @@ def test_the_orchestration_answers_alike_in_process_and_awaited(predictor) -> No
     assert "raw_probs" in sync[0]  # videos get the plan's smoothing
     # Stills: the member that needs video is left out; a plan with none answering stills says so.
     still = answer_tracks(plan, [_track(0, 1, 3, plan.steps)], False,
-                          lambda i, r: forward_member(predictor, i, r, plan.steps),
+                          lambda i, r: forward_member(predictor.member(i, plan.steps), r),
                           lambda use, outs, w: combine_track(plan.manifest, use, outs, w))
     assert still[0]["members"] == ["img-mobilenet"] and "raw_probs" not in still[0]
 

@@ -218,7 +218,7 @@ class MemberModel:
             groups.setdefault((r["member"]["checkpoint"], tuple(r["aus"]), tuple(r["steps"])), []).append(i)
         for (_, aus, steps), idx in groups.items():
             batches = [{k: v for k, v in requests[i].items() if k not in _ROUTING} for i in idx]
-            res = forward_member(self._predictor(requests[idx[0]]["member"], list(aus)), 0, batches, steps)
+            res = forward_member(self._predictor(requests[idx[0]]["member"], list(aus)).member(0, steps), batches)
             for i, r in zip(idx, res):
                 out[i] = r
         return out
