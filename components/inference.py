@@ -125,9 +125,11 @@ def image_tracks(results: Sequence[Any]) -> list[FaceTrack]:
 
 
 def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[np.ndarray],
-                steps: Sequence[int]) -> tuple[list[FaceTrack], int]:
+                steps: Sequence[int], identify: "Callable[[dict], dict] | None" = None) -> tuple[list[FaceTrack], int]:
     """Tracks of a video and its frame count. ``step(rgb, t)`` is a ``FacePipeline.step`` whose
-    tracker starts fresh (Serve wraps it in its model lock); ``steps`` the difference steps."""
+    tracker starts fresh (Serve wraps it in its model lock); ``steps`` the difference steps;
+    ``identify`` (``FacePipeline.identities``) regroups the tracked faces by person before the
+    tracks and their temporal differences are built."""
     from components.faces.transforms import landmark_diffs
 
     by_face: dict[int, list[tuple[int, Any]]] = {}
@@ -136,6 +138,11 @@ def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[n
         n = t + 1
         for r in step(rgb, t):
             by_face.setdefault(int(r.face.face_id), []).append((t, r))
+    if identify is not None:
+        by_face = identify(by_face)
+        for face_id, seq in by_face.items():
+            for _, r in seq:
+                r.face.face_id = face_id
     tracks = []
     for face_id, seq in sorted(by_face.items()):
         lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)

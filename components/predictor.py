@@ -135,7 +135,7 @@ class Predictor:
         l_{t+s} - l_{t-s}; probabilities are smoothed over the plan's ``smooth_window`` frames."""
         pipe = self.pipeline
         pipe.reset()
-        tracks, n = inference.track_video(pipe.step, frames, self.plan.steps)
+        tracks, n = inference.track_video(pipe.step, frames, self.plan.steps, pipe.identities())
         answers = self.answer_tracks(tracks, True, source, name)
         return inference.video_rows(tracks, answers, n, fps, self.aus)
 

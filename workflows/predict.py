@@ -1,6 +1,6 @@
 """Batch prediction over images and videos with Ray Data: OpenFace-style CSVs plus one Parquet.
 
-``facsflow predict [--ensemble DIR] --input PATH... --out DIR [--detector dlib|mtcnn|retinaface] [--policy tracked|all]``
+``facsflow predict [--ensemble DIR] --input PATH... --out DIR [--detector dlib|mtcnn|retinaface] [--policy tracked|all] [--reidentify]``
 (no ``--ensemble``: the built-in detector, ``components.builtin``; faces are detected and aligned
 as the ensemble's stores were, ``components.plan``, unless ``--detector`` says otherwise)
 
@@ -61,6 +61,9 @@ class PredictConfig:
     its manifest; the built-in's is retinaface)."""
     policy: Literal["tracked", "largest", "all"] = "tracked"
     """Faces followed through videos (still images always report every face)."""
+    reidentify: bool = False
+    """Videos: one ``face_id`` per person across cuts and re-entries (FaceNet embeddings; the
+    encoder's licence goes into model_card.json: ``components.faces.identity``)."""
     actors: int = 0
     """Parallel actors (0: one per CPU, or per GPU)."""
     smooth_window: int = SMOOTH_WINDOW
@@ -155,14 +158,15 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
         items.append({"path": f, "name": stem if stems[stem] == 1 else f"{stem}_{stems[stem]}"})
     out_dir = Path(out).resolve()
     (out_dir / "predictions").mkdir(parents=True, exist_ok=True)
+    from components.faces.identity import identity_card
     from components.plan import resolve_ensemble
 
     plan = resolve_ensemble(ensemble, faces, smooth_window)
     # What answered, trained on what, under which licence, and with which faces, beside the CSVs.
     (out_dir / "model_card.json").write_text(json.dumps(
         {"ensemble": plan.directory, "members": [m.name for m in plan.manifest.members],
-         **plan.manifest.card(), "faces": {k: plan.faces[k] for k in ("detector", "landmarker", "align_size")}},
-        indent=2))
+         **plan.manifest.card(), "faces": {k: plan.faces[k] for k in ("detector", "landmarker", "align_size")},
+         **({"identity": identity_card()} if plan.faces.get("reidentify") else {})}, indent=2))
     resources = ray.cluster_resources()
     gpus = resources.get("GPU", 0.0)
     n = actors or max(1, min(len(items), int(gpus) if gpus else int(resources.get("CPU", 1))))
@@ -198,7 +202,8 @@ def main(argv: "list[str] | None" = None) -> int:
     configure_logging()
     cfg: PredictConfig = stage_config(args, required=("input", "out"))
     save_config(cfg, cfg.out, "predict")
-    faces: dict[str, Any] = {"policy": cfg.policy, **({"detector": cfg.detector} if cfg.detector else {})}
+    faces: dict[str, Any] = {"policy": cfg.policy, "reidentify": cfg.reidentify,
+                             **({"detector": cfg.detector} if cfg.detector else {})}
     with ray_session(args.address):
         res = run_predict(cfg.ensemble, list(cfg.input), cfg.out, cfg.actors, faces, cfg.smooth_window)
     for r in res:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import cv2
 import numpy as np
@@ -69,6 +69,12 @@ class FacePipelineConfig:
     realign_prealigned: bool = False
     """For pre-aligned dataset crops (Aff-Wild2 cropped_aligned): warp them onto our template
     too, instead of keeping the dataset's own alignment (only resized to ``align_size``)."""
+    reidentify: bool = False
+    """Videos: keep one ``face_id`` per person across cuts and re-entries, from FaceNet embeddings
+    of the crops (``components.faces.identity``; off by default: the encoder's licence leaves
+    commercial use unclear, and it costs an embedding every few frames)."""
+    identity_distance: float = 1.0
+    """``reidentify``: largest embedding distance that counts as one person."""
 
     def __post_init__(self) -> None:
         if self.detector not in ("dlib", "mtcnn", "retinaface"):
@@ -131,7 +137,7 @@ class FacePipelineConfig:
 
 
 _NOT_RECORDED = frozenset({"policy", "detect_every", "device", "min_iou", "max_missed", "refit_on_detect",
-                           "realign_prealigned"})
+                           "realign_prealigned", "reidentify", "identity_distance"})
 """FacePipelineConfig fields that ``crop_record`` leaves out (they do not change a face's crop)."""
 
 
@@ -157,9 +163,12 @@ class FacePipeline:
         config: FacePipelineConfig | None = None,
         detector: FaceDetector | None = None,
         landmarker: LandmarkModel | None = None,
+        encoder: Any = None,
     ) -> None:
-        """``detector`` / ``landmarker`` may be given to share already loaded models."""
+        """``detector`` / ``landmarker`` (and ``encoder``, ``reidentify``'s face encoder) may be
+        given to share already loaded models."""
         self.config = config or FacePipelineConfig()
+        self._encoder = encoder
         c = self.config
         self.detector = detector or build_detector(c.detector, **c.detector_options())
         self.landmarker = landmarker or build_landmarker(c.landmarker, **c.landmarker_options())
@@ -196,6 +205,18 @@ class FacePipeline:
     def reset(self) -> None:
         """Forget tracked faces: call before each new video."""
         self.tracker.reset()
+
+    def identities(self) -> "Callable[[dict[int, list[tuple[int, FaceResult]]]], dict[int, list[tuple[int, FaceResult]]]] | None":
+        """With ``reidentify``: the call that gives a video's tracked faces one id per person
+        (``components.faces.identity.reidentify``; the encoder loads on first use); else None."""
+        if not self.config.reidentify:
+            return None
+        from components.faces.identity import FaceEncoder, reidentify
+
+        if self._encoder is None:
+            self._encoder = FaceEncoder(self.config.device)
+        encoder, distance = self._encoder, self.config.identity_distance
+        return lambda tracks: reidentify(tracks, encoder, lambda r: r.aligned.crop, distance)
 
     def step(self, rgb: np.ndarray, index: int) -> list[FaceResult]:
         """Faces of frame ``index`` of the current video (frames in order)."""

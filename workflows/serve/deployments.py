@@ -94,7 +94,14 @@ class FacePipelineDeployment:
             self._models[dkey] = build_detector(cfg.detector, **cfg.detector_options())
         if lkey not in self._models:
             self._models[lkey] = build_landmarker(cfg.landmarker, **cfg.landmarker_options())
-        return FacePipeline(cfg, detector=self._models[dkey], landmarker=self._models[lkey])
+        encoder = None
+        if cfg.reidentify:
+            if "encoder" not in self._models:
+                from components.faces.identity import FaceEncoder
+
+                self._models["encoder"] = FaceEncoder(cfg.device)
+            encoder = self._models["encoder"]
+        return FacePipeline(cfg, detector=self._models[dkey], landmarker=self._models[lkey], encoder=encoder)
 
     def image(self, data: bytes, content_type: str, faces: dict[str, Any]) -> dict[str, Any]:
         """Every face of one image as one-frame tracks (or an error)."""
@@ -122,7 +129,7 @@ class FacePipelineDeployment:
                     with self._lock:  # per frame, so image requests interleave with a long video
                         return pipe.step(rgb, t)
 
-                tracks, _ = track_video(step, reader, steps)
+                tracks, _ = track_video(step, reader, steps, pipe.identities())
         except BadInput as e:
             return _error(e)
         return {"fps": reader.fps, "n_frames": reader.decoded, "width": reader.width, "height": reader.height,

@@ -204,6 +204,7 @@ class AUService:
     def models(self, request: Request) -> Response:
         """Members, their inputs, the AU list, provenance and the model card."""
         from components.au import CATALOGUE
+        from components.faces.identity import identity_card
 
         denied = self._denied(request)
         if denied:
@@ -220,6 +221,7 @@ class AUService:
                         for i, m in enumerate(st.members)],
             "provenance": man.provenance, "model_card": man.card(),
             "faces": {k: st.image_faces[k] for k in ("detector", "landmarker", "align_size")},
+            **({"identity": identity_card()} if st.video_faces.get("reidentify") else {}),
             "limits": self.settings.limits.model_dump(), "smoothing_window": st.plan.smooth_window})
 
     @api.post("/v1/predict")
