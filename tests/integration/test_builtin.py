@@ -48,18 +48,23 @@ def test_serve_without_ensemble_answers_a_real_photo(ray_local) -> None:
     import httpx
     from ray import serve
 
-    from workflows.serve.app import builtin_app, start
+    from components.plan import resolve_ensemble
+    from workflows.serve.app import start
 
     media = require_media("0-f15-hao-ph.jpg")
-    ensemble, app = builtin_app({"ingress": {"max_replicas": 1}, "faces": {"max_replicas": 1},
-                                 "member": {"max_replicas": 1}})
+    plan = resolve_ensemble(None)  # what `facsflow serve` without --ensemble serves
+    ensemble, app = plan.directory, {"ingress": {"max_replicas": 1}, "faces": {"max_replicas": 1},
+                                     "member": {"max_replicas": 1}}
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     try:
         url = start(ensemble, "127.0.0.1", port, app=app)
         with httpx.Client(base_url=url, timeout=300) as c:
-            card = c.get("/v1/models").json()["model_card"]
+            models = c.get("/v1/models").json()
+            # No face flag: the app detects with the built-in's recorded pipeline.
+            assert (models["faces"]["detector"], models["faces"]["landmarker"]) == ("retinaface", "mediapipe")
+            card = models["model_card"]
             assert card["name"].startswith("facsflow built-in") and "Apache-2.0" in card["licence"]
             assert any("real faces" in t for t in card["trained_on"])
             r = c.post("/v1/predict", content=(media / "0-f15-hao-ph.jpg").read_bytes(),
