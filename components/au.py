@@ -363,7 +363,7 @@ AU_EVIDENCE: dict[int, Evidence] = {
                  (("upper_lip", -0.09, 0.15), ("lower_lip", -0.13, 0.15)),
                  "lips sucked in between the teeth: the red of the lips disappears",
                  gate=("lip_gap", 0.10)),
-    45: Evidence(_lr("eyeBlink", 0.5), (("eye_aperture", -0.09, 0.5),),
+    45: Evidence(_lr("eyeBlink", 0.5), (("eye_aperture", -0.06, 0.5),),
                  "eyes close and reopen: the upper lid meets the lower lid"),
 }
 """AU → its evidence: the one table that maps a face's MediaPipe blendshapes and mesh geometry to

@@ -63,7 +63,7 @@ def builtin_model_card() -> dict[str, Any]:
                       "E [0.9, 1] -> bands of width 1 ending at 5; judgement, not fitted on intensity labels"),
         "calibration": ("person-specific normalisation (Baltrusaitis et al. 2015): in a video, each tracked "
                         "face's running neutral (per blendshape the 10th percentile, per geometric feature "
-                        "the 10th or 50th, of its frames so far, shrunk to the population neutral by 24 "
+                        "the 10th or 50th, of its frames so far (the lid aperture: of its open-eye frames), shrunk to the population neutral by 24 "
                         "frames) is subtracted before the mapping; on a still, the population neutral. Off: "
                         "build the member with calibrate=False (BlendshapeConfig)"),
         "trained_on": ["MediaPipe Face Landmarker: trained by Google on real faces (see its model card)",

@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["GeometryFeature", "GEOMETRY_FEATURES", "GEOMETRY_NAMES", "K", "face_frame", "geometry_features",
-           "population_neutral", "running_neutral", "calibration_prior", "track_neutral", "BLENDSHAPE_PERCENTILE"]
+           "population_neutral", "running_neutral", "calibration_prior", "track_neutral", "BLENDSHAPE_PERCENTILE",
+           "OPEN_EYE_BLENDSHAPES"]
 
 _EYE_CORNERS = ((33, 133), (263, 362))
 """(outer, inner) corner of the subject's right and left eye."""
@@ -61,14 +62,16 @@ class GeometryFeature:
     """Population neutral: the value on a relaxed face (stills and the start of a video use it)."""
     percentile: float
     """Percentile of a track's frames that estimates the person's neutral (calibration): low (10)
-    for features that actions only raise, the median (50) where actions move it both ways, high
-    (75) for the lid aperture, which closes (blinks, AU43) far more often than it widens."""
+    for features that actions only raise, the median (50) where actions move it both ways."""
+    open_eyes: bool = False
+    """Estimate the neutral from frames with open eyes only (mean eyeBlink blendshape < 0.5): the
+    lids rest open, and a track may start with seconds of closed eyes (AU43, looking down)."""
 
 
 GEOMETRY_FEATURES: tuple[GeometryFeature, ...] = (
     GeometryFeature("lip_gap", 0.0, 10.0),
     GeometryFeature("jaw_drop", 1.15, 10.0),
-    GeometryFeature("eye_aperture", 0.10, 75.0),
+    GeometryFeature("eye_aperture", 0.10, 50.0, open_eyes=True),
     GeometryFeature("inner_brow_height", 0.30, 50.0),
     GeometryFeature("outer_brow_height", 0.23, 50.0),
     GeometryFeature("brow_distance", 0.42, 50.0),
@@ -151,6 +154,8 @@ def geometry_features(mesh: "np.ndarray | None") -> "np.ndarray | None":
     return out if np.isfinite(out).all() else None
 
 
+OPEN_EYE_BLENDSHAPES = ("eyeBlinkLeft", "eyeBlinkRight")
+"""Blendshapes whose neutral, like the lid aperture's, comes from open-eye frames only."""
 BLENDSHAPE_PERCENTILE = 10.0
 """Calibration percentile of every blendshape: actions only raise a blendshape from its rest."""
 PRIOR_FRAMES = 24.0
@@ -196,9 +201,21 @@ def calibration_prior() -> tuple[np.ndarray, np.ndarray]:
 def track_neutral(blendshapes: np.ndarray, geometry: "np.ndarray | None") -> np.ndarray:
     """float32 (n, 52 + K): a track's running neutral of [blendshapes, geometry] (``running_neutral``);
     the geometry part is the population neutral where the track has no geometry."""
+    from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
+
     q, prior = calibration_prior()
     b = np.asarray(blendshapes, np.float32)
     if geometry is None:
         nb = running_neutral(b, q[:52], prior[:52])
         return np.hstack([nb, np.broadcast_to(prior[52:], (len(b), K))]).astype(np.float32)
-    return running_neutral(np.hstack([b, np.asarray(geometry, np.float32)]), q, prior)
+    values = np.hstack([b, np.asarray(geometry, np.float32)])
+    out = running_neutral(values, q, prior)
+    blink = b[:, [BLENDSHAPE_NAMES.index("eyeBlinkLeft"), BLENDSHAPE_NAMES.index("eyeBlinkRight")]].mean(1)
+    cols = [BLENDSHAPE_NAMES.index(n) for n in OPEN_EYE_BLENDSHAPES] + \
+        [52 + i for i, f in enumerate(GEOMETRY_FEATURES) if f.open_eyes]
+    kept = np.flatnonzero(blink < 0.5)
+    if cols:  # each frame takes the estimate after the last open-eye frame up to it (causal)
+        last = np.searchsorted(kept, np.arange(len(b)), side="right") - 1
+        est = running_neutral(values[kept][:, cols], q[cols], prior[cols]) if len(kept) else np.zeros((0, len(cols)))
+        out[:, cols] = np.where((last >= 0)[:, None], est[np.maximum(last, 0)] if len(kept) else prior[cols], prior[cols])
+    return out
