@@ -23,6 +23,8 @@ __all__ = [
     "validate_au_list",
     "LEFT_RIGHT_LANDMARK_PERMUTATION",
     "BLENDSHAPE_AUS",
+    "Evidence",
+    "AU_EVIDENCE",
 ]
 
 
@@ -295,41 +297,108 @@ for _au in _AUS:
         raise AssertionError(f"AU{_au.number}: landmark index outside 0..67")
 
 
-BLENDSHAPE_AUS: dict[int, tuple[tuple[str, float], ...]] = {
-    1: (("browInnerUp", 1.0),),
-    2: (("browOuterUpLeft", 0.5), ("browOuterUpRight", 0.5)),
-    4: (("browDownLeft", 0.5), ("browDownRight", 0.5)),
-    5: (("eyeWideLeft", 0.5), ("eyeWideRight", 0.5)),
-    6: (("cheekSquintLeft", 0.25), ("cheekSquintRight", 0.25), ("eyeSquintLeft", 0.125),
-        ("eyeSquintRight", 0.125), ("mouthSmileLeft", 0.125), ("mouthSmileRight", 0.125)),
-    7: (("eyeSquintLeft", 0.5), ("eyeSquintRight", 0.5)),
-    9: (("noseSneerLeft", 0.5), ("noseSneerRight", 0.5)),
-    10: (("mouthUpperUpLeft", 0.5), ("mouthUpperUpRight", 0.5)),
-    12: (("mouthSmileLeft", 0.5), ("mouthSmileRight", 0.5)),
-    14: (("mouthDimpleLeft", 0.5), ("mouthDimpleRight", 0.5)),
-    15: (("mouthFrownLeft", 0.5), ("mouthFrownRight", 0.5)),
-    17: (("mouthShrugLower", 1.0),),
-    20: (("mouthStretchLeft", 0.5), ("mouthStretchRight", 0.5)),
-    23: (("mouthPressLeft", 0.25), ("mouthPressRight", 0.25), ("mouthRollLower", 0.25), ("mouthRollUpper", 0.25)),
-    24: (("mouthPressLeft", 0.5), ("mouthPressRight", 0.5)),
-    25: (("jawOpen", 0.5), ("mouthLowerDownLeft", 0.25), ("mouthLowerDownRight", 0.25)),
-    26: (("jawOpen", 1.0),),
-    28: (("mouthRollLower", 0.5), ("mouthRollUpper", 0.5)),
-    45: (("eyeBlinkLeft", 0.5), ("eyeBlinkRight", 0.5)),
-}
-"""AU -> (MediaPipe blendshape, weight) pairs: the one mapping table from the Face Landmarker's 52
-ARKit-style blendshapes to the AUs they express (``components.models.blendshape`` reads it).
+@dataclass(frozen=True)
+class Evidence:
+    """How one AU is read from a face: weighted blendshapes and geometric features (weights sum to 1)."""
 
-Each AU's score is the weighted sum of its blendshapes (weights sum to 1, so the score stays in
-[0, 1]); left and right are averaged, so a one-sided movement counts half (the per-side scores
-are ``components.models.blendshape.au_sides``). Correspondences follow the ARKit definitions:
-brow raisers and lowerer, lid raiser (eyeWide), cheek raiser (cheekSquint), lid tightener
-(eyeSquint), nose wrinkler (noseSneer), upper lip raiser (mouthUpperUp), lip corner puller
-(mouthSmile), dimpler, lip corner depressor (mouthFrown), chin raiser (mouthShrugLower), lip
-stretcher, lip pressor (mouthPress), lip suck (mouthRoll), jaw drop (jawOpen), blink. AU23 (lip
-tightener) has no blendshape of its own: it narrows the red of the lips, which the model
-expresses as pressing and rolling in, so it shares theirs. AU25 (lips part) is the jaw drop or
-the lower lip pulled down. AU6 (cheek raiser): cheekSquint barely moves in this model (0.00 on
-the posed happy photo of ../shared/media), so half of AU6's score is the lid narrowing from below
-(eyeSquint) and the smile it nearly always comes with (the Duchenne smile, AU6+12): AU6 without
-AU12 is under-scored. AUs absent here (e.g. AU43) cannot be answered from blendshapes."""
+    blendshapes: tuple[tuple[str, float], ...]
+    """(MediaPipe blendshape, weight): the score adds weight x blendshape (0-1)."""
+    geometry: tuple[tuple[str, float, float], ...]
+    """(feature of ``components.faces.au_geometry``, signed span, weight): the score adds weight x
+    clip((feature - neutral) / span, 0, 1); the span's sign is the direction the AU moves it and
+    its size the change at a FACS E (maximum) action, in inter-ocular distances."""
+    facs: str
+    """The FACS appearance change this encodes (Ekman, Friesen & Hager 2002, the AU's section)."""
+    gate: "tuple[str, float] | None" = None
+    """(feature, signed span): where this other movement shows, the geometric sources are scaled
+    by 1 - its evidence (a movement that mimics the AU's geometry without being it)."""
+
+
+def _lr(stem: str, weight: float) -> tuple[tuple[str, float], ...]:
+    return ((f"{stem}Left", weight / 2), (f"{stem}Right", weight / 2))
+
+
+AU_EVIDENCE: dict[int, Evidence] = {
+    1: Evidence((("browInnerUp", 0.6),), (("inner_brow_height", 0.10, 0.4),),
+                "inner brow corners raised, the brow's inner half higher than at rest"),
+    2: Evidence(_lr("browOuterUp", 0.85), (("outer_brow_height", 0.10, 0.15),),
+                "lateral brow pulled up, arching; more of the upper eye cover fold shows"),
+    4: Evidence(_lr("browDown", 0.5), (("inner_brow_height", -0.10, 0.25), ("brow_distance", -0.06, 0.25)),
+                "brows lowered and pulled together, the inner corners closer and lower"),
+    5: Evidence(_lr("eyeWide", 0.4), (("eye_aperture", 0.05, 0.6),),
+                "upper lid raised: the eye opening widens, white may show above the iris"),
+    6: Evidence(_lr("cheekSquint", 0.5) + _lr("eyeSquint", 0.25) + _lr("mouthSmile", 0.25), (),
+                "cheeks raised, lower-lid skin bunched, crow's feet"),
+    7: Evidence(_lr("eyeSquint", 0.75), (("eye_aperture", -0.05, 0.25),),
+                "lids tightened, the lower lid raised and straightened: the eye opening narrows"),
+    9: Evidence(_lr("noseSneer", 0.6), (("nose_lip", -0.08, 0.25), ("nostril_width", 0.10, 0.15)),
+                "nose skin pulled up: nostril wings raised and widened, infraorbital triangle up"),
+    10: Evidence(_lr("mouthUpperUp", 0.6), (("nose_lip", -0.08, 0.4),),
+                 "upper lip raised towards the nose, its centre straight up; nostrils widen"),
+    12: Evidence(_lr("mouthSmile", 0.7), (("corner_height", 0.12, 0.2), ("mouth_width", 0.30, 0.1)),
+                 "lip corners pulled obliquely up and back: the mouth widens and curves up"),
+    14: Evidence(_lr("mouthDimple", 0.6), (("corner_depth", 0.12, 0.4),),
+                 "lip corners tightened and drawn inwards, a dimple beside them",
+                 gate=("corner_height", 0.12)),
+    15: Evidence(_lr("mouthFrown", 0.6), (("corner_height", -0.08, 0.4),),
+                 "lip corners pulled down: the lip line angles down at the corners"),
+    17: Evidence((("mouthShrugLower", 0.75),), (("chin_height", -0.12, 0.25),),
+                 "chin boss and lower lip pushed up: the chin-to-lip distance shortens",
+                 gate=("lip_gap", 0.10)),
+    20: Evidence(_lr("mouthStretch", 0.6), (("mouth_width", 0.30, 0.4),),
+                 "lip corners pulled sideways: the mouth elongates and flattens, not up",
+                 gate=("corner_height", 0.12)),
+    23: Evidence(_lr("mouthPress", 0.3) + (("mouthRollLower", 0.15), ("mouthRollUpper", 0.15)),
+                 (("mouth_width", -0.15, 0.2), ("upper_lip", -0.06, 0.1), ("lower_lip", -0.08, 0.1)),
+                 "lips tightened: the red of the lips narrows, the mouth may get smaller",
+                 gate=("lip_gap", 0.10)),
+    24: Evidence(_lr("mouthPress", 0.6), (("upper_lip", -0.06, 0.2), ("lower_lip", -0.08, 0.2)),
+                 "closed lips pressed together: the red of the lips thins, without rolling in",
+                 gate=("lip_gap", 0.10)),
+    25: Evidence((("jawOpen", 0.1),) + _lr("mouthLowerDown", 0.2), (("lip_gap", 0.25, 0.7),),
+                 "lips part: the inner lip edges separate, teeth or mouth cavity may show"),
+    26: Evidence((("jawOpen", 0.6),), (("jaw_drop", 0.25, 0.25), ("lip_gap", 0.30, 0.15)),
+                 "jaw lowered: the chin drops and the lips part, the face lengthens below the nose"),
+    28: Evidence((("mouthRollLower", 0.35), ("mouthRollUpper", 0.35)),
+                 (("upper_lip", -0.09, 0.15), ("lower_lip", -0.13, 0.15)),
+                 "lips sucked in between the teeth: the red of the lips disappears",
+                 gate=("lip_gap", 0.10)),
+    45: Evidence(_lr("eyeBlink", 0.5), (("eye_aperture", -0.06, 0.5),),
+                 "eyes close and reopen: the upper lid meets the lower lid"),
+}
+"""AU → its evidence: the one table that maps a face's MediaPipe blendshapes and mesh geometry to
+AU scores (``components.models.blendshape`` reads it; ``components.faces.au_geometry`` measures
+the features). Score = sum of weighted blendshapes + sum of weighted geometric evidence, in [0, 1].
+
+Each entry encodes the appearance change of the AU's section of the FACS manual (Ekman, Friesen
+& Hager 2002, 'Facial Action Coding System: The Manual'; ``facs`` quotes it in short) as the mesh
+distance it changes and the direction: AU1 and AU2 the inner and outer brow heights, AU4 the
+brows lower and closer, AU5 (upper lid raiser), AU7 and AU45 the lid aperture, AU9 and AU10 the
+nose-to-lip distance (and AU9 the nostril wings), AU12, AU15, AU20 the lip corners' height and
+the mouth width, AU14 the corners drawn in (their depth), AU17 the chin-to-lip distance,
+AU23/AU24/AU28 the red of the lips thinning, AU25 the lip gap, AU26 the jaw. Gates separate an AU
+from a lookalike: AU20 and AU14 from the smile's corner rise, and the lip-closure AUs (17, 23,
+24, 28) from parted lips (FACS scores them on closed lips). AU6 stays blendshapes only:
+cheekSquint barely moves in this model (0.00 on the posed happy photo), so half of it is the lid
+narrowing (eyeSquint) and the smile it nearly always comes with (AU6+12): AU6 without AU12 is
+under-scored. Spans: the change at a strong posed action on ../shared/media's stills
+(judgement, not fitted on AU labels). Blendshapes follow the ARKit definitions; left and right
+are averaged, so a one-sided movement counts half. AUs absent here (e.g. AU43) are not answered."""
+
+
+def _blendshape_only() -> dict[int, tuple[tuple[str, float], ...]]:
+    out = {}
+    for au, ev in AU_EVIDENCE.items():
+        total = sum(w for _, w in ev.blendshapes)
+        out[au] = tuple((name, w / total) for name, w in ev.blendshapes)
+    return out
+
+
+for _au, _ev in AU_EVIDENCE.items():
+    _total = sum(w for _, w in _ev.blendshapes) + sum(w for _, _, w in _ev.geometry)
+    if abs(_total - 1.0) > 1e-6 or _au not in CATALOGUE:
+        raise AssertionError(f"AU{_au}: evidence weights sum to {_total}, not 1 (or not in the catalogue)")
+
+BLENDSHAPE_AUS: dict[int, tuple[tuple[str, float], ...]] = _blendshape_only()
+"""AU → (blendshape, weight): ``AU_EVIDENCE``'s blendshape sources alone, reweighted to sum to 1:
+what the member answers from when a batch has no geometry (stores written before it, exports)."""

@@ -94,7 +94,8 @@ class BatchBuilder:
     circle loss, pairwise-rank's pair orders), intensity (B,n_AU)
     float32 (-1 where the store has none), and the id columns sample_id, dataset, subject, video,
     frame_order as passthrough, ``blendshapes`` (B, 52) when the batch has them (required when the
-    model declares them), video_index (``components.video_key``: CRC32 of dataset/subject/video)
+    model declares them), ``geometry`` (B, K) and ``neutral`` (B, 52 + K) when the model declares
+    geometry and every row has them, video_index (``components.video_key``: CRC32 of dataset/subject/video)
     for families that pair or window frames within a video, and subject_index (CRC32 of
     dataset/subject) for those that group frames by person.
     """
@@ -192,6 +193,10 @@ class BatchBuilder:
         if spec.blendshapes or (col is not None and all(v is not None for v in col)):
             # MediaPipe blendshapes are not geometric: augmentation leaves them as they are.
             out["blendshapes"] = _blendshapes(col, n, batch.get("sample_id"))
+        for key in ("geometry", "neutral"):  # optional: readers fall back without them
+            col = batch.get(key)
+            if spec.geometry and col is not None and all(v is not None for v in col):
+                out[key] = np.stack([np.asarray(v, np.float32) for v in col])
         for key in ("sample_id", "dataset", "subject", "video", "frame_order"):
             if key in batch:
                 out[key] = np.asarray(batch[key])

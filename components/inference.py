@@ -77,6 +77,8 @@ class FaceTrack:
     """Difference steps s of ``landmark_diff``, in order."""
     blendshapes: "np.ndarray | None" = None
     """float32 (n, 52) MediaPipe blendshapes, when the face pipeline's landmarker gives them."""
+    geometry: "np.ndarray | None" = None
+    """float32 (n, K) AU geometry of the mesh (``components.faces.au_geometry``), likewise."""
     key: "tuple[str, str, str] | None" = None
     """(dataset, subject, video) of feature-store rows (``store_tracks``); None: the request's
     own key (input id, face id, input name)."""
@@ -109,9 +111,10 @@ def face_info(r: Any) -> dict[str, Any]:
             **pose_gaze_info(getattr(r, "mesh", None), f.landmarks)}
 
 
-def _blendshapes(results: Sequence[Any]) -> "np.ndarray | None":
-    """(n, 52) blendshapes of pipeline results, or None unless every one of them has them."""
-    values = [getattr(r, "blendshapes", None) for r in results]
+def _blendshapes(results: Sequence[Any], attr: str = "blendshapes") -> "np.ndarray | None":
+    """(n, 52) blendshapes (or another per-face vector ``attr``, e.g. ``geometry``) of pipeline
+    results, or None unless every one of them has them."""
+    values = [getattr(r, attr, None) for r in results]
     if not values or any(v is None for v in values):
         return None
     return np.stack([np.asarray(v, np.float32) for v in values])
@@ -121,7 +124,8 @@ def image_tracks(results: Sequence[Any]) -> list[FaceTrack]:
     """Faces of a still image (``FacePipeline.process_image``), each its own one-frame track."""
     return [FaceTrack(face_id=int(r.face.face_id), frames=[0],
                       crop=r.aligned.crop[None], landmarks=r.aligned.landmarks.reshape(1, -1).astype(np.float32),
-                      info=[face_info(r)], blendshapes=_blendshapes([r])) for r in results]
+                      info=[face_info(r)], blendshapes=_blendshapes([r]), geometry=_blendshapes([r], "geometry"))
+            for r in results]
 
 
 def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[np.ndarray],
@@ -148,7 +152,8 @@ def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[n
         lms = np.stack([r.aligned.landmarks for _, r in seq]).astype(np.float32)
         track = FaceTrack(face_id=face_id, frames=[t for t, _ in seq], crop=np.stack([r.aligned.crop for _, r in seq]),
                           landmarks=lms.reshape(len(seq), -1), info=[face_info(r) for _, r in seq],
-                          steps=tuple(int(s) for s in steps), blendshapes=_blendshapes([r for _, r in seq]))
+                          steps=tuple(int(s) for s in steps), blendshapes=_blendshapes([r for _, r in seq]),
+                          geometry=_blendshapes([r for _, r in seq], "geometry"))
         if steps:
             d, v = landmark_diffs(lms, steps)
             track.landmark_diff, track.diff_valid = d.reshape(len(seq), -1), v
@@ -158,7 +163,7 @@ def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[n
 
 def store_tracks(rows: dict[str, Any]) -> tuple[list[FaceTrack], list[np.ndarray]]:
     """Feature-store rows (columns ``image`` or ``crop``, ``landmarks``, ``dataset``/``subject``/
-    ``video``, ``frame_order``, optionally ``landmark_diff``/``diff_valid``/``blendshapes``) as
+    ``video``, ``frame_order``, optionally ``landmark_diff``/``diff_valid``/``blendshapes``/``geometry``) as
     tracks, one per video key in frame order, keeping the rows' key; and each track's row indices.
     Blendshapes ride along only where every row of the track has them (a member that reads them
     then refuses a track without)."""
@@ -185,6 +190,9 @@ def store_tracks(rows: dict[str, Any]) -> tuple[list[FaceTrack], list[np.ndarray
         bs = rows.get("blendshapes")
         if bs is not None and all(bs[i] is not None and len(bs[i]) == 52 for i in idx):
             track.blendshapes = np.stack([np.asarray(bs[i], np.float32) for i in idx])
+        geo = rows.get("geometry")
+        if geo is not None and all(geo[i] is not None and len(geo[i]) for i in idx):
+            track.geometry = np.stack([np.asarray(geo[i], np.float32) for i in idx])
         tracks.append(track)
         where.append(idx)
     return tracks, where
@@ -196,12 +204,14 @@ class MemberInput:
     """One member request: a batch of rows and which rows of which tracks they are."""
 
     batch: dict[str, np.ndarray]
-    """crop, landmarks, (landmark_diff, diff_valid), (blendshapes), dataset, subject, video, frame_order."""
+    """crop, landmarks, (landmark_diff, diff_valid), (blendshapes, geometry, neutral), dataset, subject,
+    video, frame_order."""
     parts: list[tuple[int, int, int]] = field(default_factory=list)
     """(track index, first row in the track, rows) for consecutive row ranges of the batch."""
 
 
-def _rows(track: FaceTrack, lo: int, hi: int, source: str, name: str, subject: str) -> dict[str, np.ndarray]:
+def _rows(track: FaceTrack, lo: int, hi: int, source: str, name: str, subject: str,
+          neutral: "np.ndarray | None" = None) -> dict[str, np.ndarray]:
     n = hi - lo
     # The video key: request/input, tracked face, input name (components.video_key), or the
     # store rows' own.
@@ -214,6 +224,10 @@ def _rows(track: FaceTrack, lo: int, hi: int, source: str, name: str, subject: s
         rows["landmark_diff"], rows["diff_valid"] = track.landmark_diff[lo:hi], track.diff_valid[lo:hi]
     if track.blendshapes is not None:
         rows["blendshapes"] = track.blendshapes[lo:hi]
+    if track.geometry is not None:
+        rows["geometry"] = track.geometry[lo:hi]
+    if neutral is not None:
+        rows["neutral"] = neutral[lo:hi]
     return rows
 
 
@@ -222,8 +236,14 @@ def member_inputs(tracks: Sequence[FaceTrack], source: str, name: str, video: bo
     """Member requests for ``tracks`` of input ``name`` from request/input ``source``.
 
     Still images (``video`` False): one request holding every face (one row each, each its own
-    key). Videos: one request per segment of ``segment`` consecutive frames of one track.
+    key). Videos: one request per segment of ``segment`` consecutive frames of one track; where a
+    track has blendshapes, each row also carries ``neutral``, the track's running neutral up to
+    that frame (``components.faces.au_geometry.track_neutral``; person-specific normalisation,
+    computed here over the whole track so that it runs on across segments, which a member that
+    sees one segment at a time could not; a still has none and members take the population's).
     """
+    from components.faces.au_geometry import track_neutral
+
     if not video:
         if not tracks:
             return []
@@ -233,9 +253,10 @@ def member_inputs(tracks: Sequence[FaceTrack], source: str, name: str, video: bo
         return [MemberInput(batch, [(i, 0, 1) for i in range(len(tracks))])]
     out = []
     for i, t in enumerate(tracks):
+        neutral = track_neutral(t.blendshapes, t.geometry) if t.blendshapes is not None else None
         for lo in range(0, len(t.frames), segment):
             hi = min(lo + segment, len(t.frames))
-            out.append(MemberInput(_rows(t, lo, hi, source, name, str(t.face_id)), [(i, lo, hi - lo)]))
+            out.append(MemberInput(_rows(t, lo, hi, source, name, str(t.face_id), neutral), [(i, lo, hi - lo)]))
     return out
 
 

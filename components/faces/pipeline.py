@@ -153,6 +153,9 @@ class FaceResult:
     """float32 (478, 3) MediaPipe face mesh in image pixels ('mediapipe' landmarker only)."""
     blendshapes: "np.ndarray | None" = None
     """float32 (52,) MediaPipe blendshape scores in ``BLENDSHAPE_NAMES`` order ('mediapipe' only)."""
+    geometry: "np.ndarray | None" = None
+    """float32 (K,) AU geometry of the mesh in the pose-normalised face frame
+    (``components.faces.au_geometry.geometry_features``; 'mediapipe' only)."""
 
 
 class FacePipeline:
@@ -184,13 +187,16 @@ class FacePipeline:
                                 for f in faces])
 
     def _with_mesh(self, results: list[FaceResult]) -> list[FaceResult]:
-        """Attach the mesh and blendshapes of the landmark fit each face came from (MediaPipe)."""
+        """Attach the mesh, blendshapes and AU geometry of the landmark fit each face came from (MediaPipe)."""
+        from components.faces.au_geometry import geometry_features
+
         mesh_for = getattr(self.landmarker, "mesh_for", None)
         if mesh_for is not None:
             for r in results:
                 fit = mesh_for(r.face.landmarks)
                 if fit is not None:
                     r.mesh, r.blendshapes = fit.mesh, fit.blendshapes
+                    r.geometry = geometry_features(fit.mesh)
         return results
 
     def process_image(self, rgb: np.ndarray) -> list[FaceResult]:

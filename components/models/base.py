@@ -14,7 +14,10 @@ Batch keys (all tensors, first dimension B):
 - ``labels``: float32 (B, n_AU) with 1, 0 or -1 (unknown);
 - ``intensity``: float32 (B, n_AU), 0-5, -1 unknown (only where the data has it);
 - ``window``: optional float32 (B, T, C, S, S) video window for families that need one;
-- ``blendshapes``: float32 (B, 52) MediaPipe blendshape scores, for families that declare them.
+- ``blendshapes``: float32 (B, 52) MediaPipe blendshape scores, for families that declare them;
+- ``geometry``: float32 (B, K) mesh features (``components.faces.au_geometry``), where the faces
+  have a mesh, for families that declare them; ``neutral`` float32 (B, 52 + K): each row's track's
+  running neutral of [blendshapes, geometry] (videos and stores; ``au_geometry.track_neutral``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ class InputSpec:
     blendshapes: bool = False
     """Reads MediaPipe's 52 blendshape scores (batch key ``blendshapes``, float32 (B, 52)) rather
     than pixels; faces must come from the face pipeline's 'mediapipe' landmarker."""
+    geometry: bool = False
+    """Also reads the mesh's geometric features (batch key ``geometry``, float32 (B, K)) and the
+    tracks' running ``neutral`` where a batch has them; answers without them where it has none."""
 
     def __post_init__(self) -> None:
         if self.image_size < 16:

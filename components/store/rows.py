@@ -229,6 +229,7 @@ def _rows(unit: VideoUnit, faces_by_pos: dict[int, list[Any]], store: StoreConfi
                 "landmark_diff": diffs[k].reshape(-1).tolist() if steps else [],
                 "diff_valid": valid[k].tolist() if steps else [],
                 "blendshapes": res.blendshapes.tolist() if res.blendshapes is not None else None,
+                "geometry": res.geometry.tolist() if getattr(res, "geometry", None) is not None else None,
             })
     rows.sort(key=lambda r: (r["frame_order"], r["face_id"]))
     return rows

@@ -53,6 +53,7 @@ FRAMES_SCHEMA = pa.schema([
     pa.field("landmark_diff", pa.list_(pa.float32()), nullable=False),
     pa.field("diff_valid", pa.list_(pa.bool_()), nullable=False),
     pa.field("blendshapes", pa.list_(pa.float32()), nullable=True),
+    pa.field("geometry", pa.list_(pa.float32()), nullable=True),
 ])
 """One row per face per frame.
 
@@ -65,7 +66,10 @@ FRAMES_SCHEMA = pa.schema([
 - diff_valid: per step, False where t−s or t+s fell outside the video (edge, clamped);
 - blendshapes: 52 float32 MediaPipe blendshape scores (``BLENDSHAPE_NAMES`` order) when the store
   was preprocessed with the 'mediapipe' landmarker, else null (optional: stores written before
-  it have no such column and read the same).
+  it have no such column and read the same);
+- geometry: K float32 AU geometry features of the mesh (``components.faces.au_geometry``,
+  ``GEOMETRY_NAMES`` order) beside the blendshapes, else null (optional likewise: a store without
+  it is answered by the blendshape member from blendshapes alone).
 """
 
 REJECTS_SCHEMA = pa.schema([

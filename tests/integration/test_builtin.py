@@ -108,3 +108,33 @@ def test_blendshape_calibrated_trains_from_a_store_preprocessed_with_mediapipe(r
     summary = run_training(cfg)
     losses = [h["train_loss"] for h in summary["history"]]
     assert len(losses) == 4 and losses[-1] < losses[0], losses
+
+
+def test_geometry_makes_au5_fire_on_the_surprised_face_and_au25_on_the_happy_one() -> None:
+    """Widened eyes (AU5) and parted lips of a toothy smile (AU25), which blendshapes alone
+    under-read, fire through the mesh geometry; the prototype AUs still rank highest."""
+    from components.au_detector import Detector
+
+    media = require_media(*(f"{n}.jpg" for n in POSED.values()))
+    det = Detector.pretrained()
+    rows = {e: det.predict_image(media / f"{n}.jpg").iloc[0] for e, n in POSED.items()}
+    assert rows["surprise"]["AU05_c"] == 1 and rows["happy"]["AU25_c"] == 1
+    assert rows["anger"]["AU25_c"] == 0 and rows["happy"]["AU05_c"] == 0
+    for col, face in CONTRASTS.items():
+        assert max(rows, key=lambda e: rows[e][col]) == face, {e: rows[e][col] for e in rows}
+    assert 0 <= rows["happy"]["AU12_r"] <= 5 and rows["happy"]["AU12_r"] > rows["anger"]["AU12_r"]
+
+
+def test_video_lips_part_while_she_laughs_and_blinks_are_counted() -> None:
+    """WolfgangLanger_Pexels.mp4 (23.98 fps): closed lips and eyes in frames 0-69, lips apart
+    while she laughs and speaks in 140-391, where 5 blinks were counted by eye (frames 153, 202,
+    248, 288, 386). Unsmoothed (a 1-2 frame blink does not survive a 5-frame mean)."""
+    from components.au_detector import Detector
+
+    media = require_media("WolfgangLanger_Pexels.mp4")
+    df = Detector.pretrained(smooth_window=1).predict_video(media / "WolfgangLanger_Pexels.mp4")
+    df = df[df["success"] == 1].sort_values("frame").set_index("frame")
+    assert df.loc[0:69, "AU25_c"].mean() < 0.05 and df.loc[140:391, "AU25_c"].mean() > 0.7
+    blink = df.loc[140:391, "AU45_c"].to_numpy().astype(int)
+    onsets = int(((blink[1:] == 1) & (blink[:-1] == 0)).sum() + blink[0])
+    assert 4 <= onsets <= 7, onsets

@@ -22,8 +22,8 @@ __all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "read_store_frames", "transformed_data
 # "dataset" with "subject" and "video": the full video key (components.video_key) that pairs,
 # windows and the resampling stride group by.
 COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
-           "diff_valid", "labels", "intensities", "blendshapes"]
-OPTIONAL_COLUMNS = ("blendshapes",)
+           "diff_valid", "labels", "intensities", "blendshapes", "geometry"]
+OPTIONAL_COLUMNS = ("blendshapes", "geometry")
 """Columns read only where the store has them (stores written before they existed lack them)."""
 
 

@@ -19,7 +19,7 @@ from components.batches import VIDEO_BATCH_ROWS
 __all__ = ["StoreRowsPredictor", "predict_store_files", "own_labels", "reference_labels"]
 
 _COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
-            "diff_valid", "labels", "intensities", "blendshapes"]
+            "diff_valid", "labels", "intensities", "blendshapes", "geometry"]
 
 
 class StoreRowsPredictor:

