@@ -153,6 +153,24 @@ class FaceTracker:
         self._next_id = 0
         self.detections = 0
 
+    def state(self) -> dict:
+        """What the tracker carries from one frame to the next (faces followed, next id,
+        detections), as plain data: a server that answers a stream frame by frame without
+        keeping a tracker per client sends it along with each frame (``restore``)."""
+        return {"tracks": [{"face_id": t.face_id, "landmarks": t.landmarks, "score": t.score, "missed": t.missed}
+                           for t in self._tracks], "next_id": self._next_id, "detections": self.detections}
+
+    def restore(self, state: "dict | None") -> None:
+        """Continue from ``state`` (``state()`` of the frame before); None: a fresh start."""
+        self.reset()
+        if not state:
+            return
+        for d in state["tracks"]:
+            t = _Track(int(d["face_id"]), np.asarray(d["landmarks"], np.float32), float(d["score"]))
+            t.missed = int(d["missed"])
+            self._tracks.append(t)
+        self._next_id, self.detections = int(state["next_id"]), int(state["detections"])
+
     def step(self, rgb: np.ndarray, index: int) -> list[Face]:
         """Faces with landmarks in frame ``index`` (frames must come in order)."""
         rgb = check_rgb(rgb, f"frame {index}")

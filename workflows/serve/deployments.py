@@ -135,6 +135,25 @@ class FacePipelineDeployment:
         return {"fps": reader.fps, "n_frames": reader.decoded, "width": reader.width, "height": reader.height,
                 "tracks": tracks}
 
+    def stream(self, data: bytes, content_type: str, faces: dict[str, Any], state: "dict[str, Any] | None",
+               index: int) -> dict[str, Any]:
+        """The faces of one frame of a stream (one-frame tracks with tracker ids), the tracker
+        continued from ``state`` (the previous frame's, None at the first) and its new state: the
+        client's tracking travels with its frames, so any replica answers any frame."""
+        from components.inference import image_tracks
+
+        try:
+            rgb = decode_image(data, self.limits.max_video_frame_pixels, IMAGE_TYPES.get(content_type, ""))
+        except BadInput as e:
+            return _error(e)
+        with self._lock:
+            pipe = self._pipeline(faces)
+            pipe.tracker.restore(state)
+            results = pipe.step(rgb, index)
+            state = pipe.tracker.state()
+        return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0]), "tracks": image_tracks(results),
+                "state": state}
+
     def check_health(self) -> None:
         """A real detection and landmark pass on a small blank image, unless a request holds
         the models right now (that pass is then the proof of life, and waiting for it could

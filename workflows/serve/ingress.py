@@ -1,5 +1,10 @@
 """The HTTP ingress of the Serve app (FastAPI): endpoints, the web page, API key, retries.
 
+``/v1/stream`` (WebSocket) answers a live stream frame by frame with a
+``components.live.LiveSession`` per connection (causal tracking and smoothing, as ``facsflow
+live``); the tracker's state travels with each frame to the face stage (``FacePipelineDeployment.
+stream``), so no stage keeps per-client state.
+
 The ingress holds the ensemble's ``InferencePlan`` (``components.plan``; swapped atomically by
 ``reconfigure``) and answers each request with the one orchestration ``predict``, the
 ``Detector`` and evaluation run in process (``components.inference.answer_tracks_async``): the
@@ -22,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from ray import serve
@@ -31,6 +36,7 @@ from components.inference import answer_tracks_async, image_rows, request_id, vi
 from components.plan import SMOOTH_WINDOW, InferencePlan, plan_for
 from components.serving_inputs import BadInput, Limits, check_content_type, read_body
 from workflows.serve.deployments import probe_batch
+from workflows.serve.streaming import StreamConnection
 
 log = logging.getLogger("facsflow.serve")
 
@@ -111,6 +117,8 @@ class AUService:
             raise ValueError("this app is reachable beyond loopback: set api_key (or FACSFLOW_API_KEY in the "
                              "replicas' environment) so clients must send X-API-Key")
         self.served = load_served(self.settings.ensemble, self.settings)
+        self.streams = 0
+        """Open ``/v1/stream`` connections in this replica."""
 
     async def check_health(self) -> None:
         """The stages' health checks that run in this replica (``workflows.serve.stages``)."""
@@ -134,16 +142,17 @@ class AUService:
     def _member_request(self, st: Served, slot: int, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         return {"member": st.members[slot], "aus": list(st.manifest.aus), "steps": list(st.plan.steps), **batch}
 
-    async def _answers(self, st: Served, tracks: list[Any], video: bool) -> list[dict[str, Any]]:
+    async def _answers(self, st: Served, tracks: list[Any], video: bool, source: str = "", name: str = "",
+                       smooth: bool = True) -> list[dict[str, Any]]:
         """The orchestration over this app's stages: one answer per track, the tracks keyed by a
-        fresh request id so batches never mix clients."""
+        fresh request id (or a stream's own) so batches never mix clients."""
         async def run_member(slot: int, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return list(await asyncio.gather(*[self.stages.member(slot, self._member_request(st, slot, b))
                                                for b in requests]))
 
         return await answer_tracks_async(st.plan, tracks, video, run_member,
                                          lambda use, outs, window: self.stages.combine(st.manifest, use, outs, window),
-                                         request_id(), "video" if video else "image")
+                                         source or request_id(), name or ("video" if video else "image"), smooth)
 
     def _denied(self, request: Request) -> "JSONResponse | None":
         if not self.api_key or _open_path(request.url.path):
@@ -283,3 +292,34 @@ class AUService:
                              "smoothing": {"window": st.plan.smooth_window, "method": "centred moving mean"},
                              "diff_steps": list(st.plan.steps), **self._members_info(st, st.plan.video_use),
                              "rows": rows, "seconds": round(time.perf_counter() - t0, 4)})
+
+    # ------------------------------------------------------------------ live stream
+    @api.websocket("/v1/stream")
+    async def stream(self, ws: WebSocket) -> None:
+        """A live stream: binary messages of JPEG (or PNG/WebP) frames in, one JSON text message
+        per frame out: ``{"frame", "rows", "width", "height", "seconds"}`` (rows as ``facsflow
+        live``'s: tracked faces, causal smoothing), ``{"frame", "error"}`` for a frame that is not
+        an image (the next frames are still answered), ``{"frame", "dropped": true, "error"}`` for
+        a frame over the rate limit or sent while an older one was still waiting.
+
+        API key: the ``X-API-Key`` header or, from a browser (which cannot set headers), the
+        ``?api_key=`` query. Close codes: 1008 missing or wrong key, 1009 a frame over
+        ``max_body_bytes`` or ``max_video_frame_pixels``, 1013 this replica already holds
+        ``max_streams`` connections (try again later)."""
+        key = ws.headers.get("x-api-key") or ws.query_params.get("api_key", "")
+        await ws.accept()
+        limits = self.settings.limits
+        if self.api_key and not hmac.compare_digest(key, self.api_key):
+            await ws.close(1008, "missing or wrong API key: X-API-Key header or ?api_key= query")
+            return
+        if self.streams >= limits.max_streams:
+            await ws.close(1013, f"this replica already holds {limits.max_streams} streams: try again later")
+            return
+        self.streams += 1
+        try:
+            await StreamConnection(self, ws).run()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.streams -= 1
+

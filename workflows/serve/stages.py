@@ -77,6 +77,9 @@ class StagedStages:
     async def video(self, data: bytes, content_type: str, faces: dict[str, Any], steps: list[int]) -> dict[str, Any]:
         return await self._call(self.faces.video, data, content_type, faces, steps)
 
+    async def stream(self, data: bytes, content_type: str, faces: dict[str, Any], state: Any, index: int) -> dict[str, Any]:
+        return await self._call(self.faces.stream, data, content_type, faces, state, index)
+
     async def member(self, slot: int, request: dict[str, Any]) -> dict[str, Any]:
         return await self._call(self.members[slot].predict, request)
 
@@ -120,6 +123,9 @@ class LocalStages:
 
     async def video(self, data: bytes, content_type: str, faces: dict[str, Any], steps: list[int]) -> dict[str, Any]:
         return await asyncio.to_thread(self._objects["faces"].video, data, content_type, faces, steps)
+
+    async def stream(self, data: bytes, content_type: str, faces: dict[str, Any], state: Any, index: int) -> dict[str, Any]:
+        return await asyncio.to_thread(self._objects["faces"].stream, data, content_type, faces, state, index)
 
     async def member(self, slot: int, request: dict[str, Any]) -> dict[str, Any]:
         return await self._objects["member"].predict(request)

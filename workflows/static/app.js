@@ -1,4 +1,5 @@
-// facsflow web page: upload an image or a video, draw the faces, show AU bars and a timeline.
+// facsflow web page: upload an image or a video (or stream the camera), draw the faces, show AU
+// bars and a timeline.
 // Plain browser JavaScript, no build step; talks to the same origin's /v1 API.
 "use strict";
 
@@ -72,6 +73,7 @@ async function analyse(file) {
 // ---------------------------------------------------------------- still images
 function showImage(ans) {
   const img = $("photo"), clip = $("clip");
+  $("cam").hidden = true;
   clip.hidden = true; clip.removeAttribute("src");
   img.hidden = false;
   img.src = state.url;
@@ -94,6 +96,7 @@ function drawImage(ans) {
 // ---------------------------------------------------------------- videos
 function showVideo(ans) {
   const img = $("photo"), clip = $("clip");
+  $("cam").hidden = true;
   img.hidden = true; img.removeAttribute("src");
   clip.hidden = false;
   clip.src = state.url;
@@ -167,6 +170,84 @@ function timeline(ans) {
     const x = ((ev.clientX - box.left) / box.width) * W;
     $("clip").currentTime = Math.max(0, Math.min(duration, ((x - L) / (W - L - R)) * duration));
   };
+}
+
+// ---------------------------------------------------------------- camera
+// The browser's camera streamed to /v1/stream: one JPEG frame in flight at a time (the next is
+// taken when the answer comes, so nothing queues), the answer's boxes and AU bars drawn live.
+const camera = { stream: null, ws: null, canvas: document.createElement("canvas"), answered: 0, dropped: 0 };
+
+async function startCamera() {
+  const cam = $("cam");
+  try {
+    camera.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640 }, audio: false });
+  } catch (e) {
+    setStatus("The camera could not be opened: " + e, true);
+    return;
+  }
+  for (const el of [$("photo"), $("clip")]) { el.hidden = true; el.removeAttribute("src"); }
+  $("timeline-section").hidden = true;
+  $("face-tabs").replaceChildren();
+  $("members").textContent = "";
+  cam.hidden = false;
+  cam.srcObject = camera.stream;
+  await cam.play();
+  $("result").hidden = false;
+  state.kind = "camera"; state.face = 0; camera.answered = 0; camera.dropped = 0;
+  if (Object.keys(state.auNames).length === 0) await loadModels();
+  const key = $("api-key").value.trim();
+  const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/v1/stream" +
+    (key ? "?api_key=" + encodeURIComponent(key) : "");
+  const ws = new WebSocket(url);
+  camera.ws = ws;
+  $("camera").textContent = "Stop camera";
+  ws.onopen = () => { setStatus("Camera on: streaming …"); sendFrame(); };
+  ws.onmessage = (ev) => {
+    const msg = JSON.parse(ev.data);
+    if (msg.rows) showLive(msg);
+    else if (msg.dropped) camera.dropped += 1;
+    else if (msg.error) setStatus("Frame " + msg.frame + ": " + msg.error, true);
+    msg.dropped ? setTimeout(sendFrame, 100) : sendFrame();  // a frame over the rate: wait a little
+  };
+  ws.onclose = (ev) => {
+    if (camera.ws === ws && ev.code !== 1000) setStatus("The stream closed (" + ev.code + "): " + (ev.reason || "connection lost"), true);
+    if (camera.ws === ws) stopCamera(false);
+  };
+}
+
+function sendFrame() {
+  const cam = $("cam"), ws = camera.ws, c = camera.canvas;
+  if (!ws || ws.readyState !== WebSocket.OPEN || !cam.videoWidth) {
+    if (ws && ws.readyState <= WebSocket.OPEN) setTimeout(sendFrame, 50);
+    return;
+  }
+  const scale = Math.min(1, 640 / cam.videoWidth);
+  c.width = Math.round(cam.videoWidth * scale); c.height = Math.round(cam.videoHeight * scale);
+  c.getContext("2d").drawImage(cam, 0, 0, c.width, c.height);
+  c.toBlob((blob) => { if (blob && ws.readyState === WebSocket.OPEN) ws.send(blob); }, "image/jpeg", 0.8);
+}
+
+function showLive(msg) {
+  camera.answered += 1;
+  $("overlay").setAttribute("viewBox", `0 0 ${msg.width} ${msg.height}`);
+  const faces = msg.rows.filter((r) => r.success === 1);
+  if (!faces.some((f) => f.face_id === state.face) && faces.length) state.face = faces[0].face_id;
+  drawFaces(faces);
+  const f = faces.find((x) => x.face_id === state.face);
+  bars(f, f ? `Action Units of face ${f.face_id} (live)` : "Action Units (no face in view)");
+  setStatus(`Camera on: ${camera.answered} frames answered, ${camera.dropped} dropped, ` +
+    `${Math.round(1000 * msg.seconds)} ms for the last one.`);
+}
+
+function stopCamera(close = true) {
+  const ws = camera.ws;
+  camera.ws = null;
+  if (close && ws) ws.close(1000);
+  if (camera.stream) for (const t of camera.stream.getTracks()) t.stop();
+  camera.stream = null;
+  $("cam").srcObject = null;
+  $("camera").textContent = "Start camera";
+  if (close) setStatus(`Camera off after ${camera.answered} frames.`);
 }
 
 // ---------------------------------------------------------------- shared drawing
@@ -244,8 +325,10 @@ function membersNote(ans) {
   $("members").textContent = text;
 }
 
+$("camera").addEventListener("click", () => (camera.ws ? stopCamera() : startCamera()));
 $("file").addEventListener("change", (ev) => {
   const file = ev.target.files[0];
+  if (camera.ws) stopCamera();
   if (file) analyse(file);
 });
 loadModels();
