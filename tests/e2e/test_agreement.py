@@ -106,6 +106,16 @@ def test_image_answers_agree(answers: dict) -> None:
     for df in others:
         assert list(df.columns) == list(ref.columns)
         np.testing.assert_allclose(df[PROBS].to_numpy(), ref[PROBS].to_numpy(), atol=1e-5)
+        _derived_columns_agree(df, ref)
+
+
+def _derived_columns_agree(df: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Head pose, gaze and the emotion scores derived from the AUs: the same on every path
+    (gaze is NaN here: the test ensembles' faces have dlib's 68 points, no iris)."""
+    extra = [c for c in ref.columns if c.startswith(("pose_", "gaze_", "emotion_"))]
+    assert {"pose_Rx", "pose_Ry", "pose_Rz", "gaze_angle_x", "emotion_happiness"} <= set(extra)
+    assert ref["pose_Ry"].notna().all()
+    np.testing.assert_allclose(df[extra].to_numpy(float), ref[extra].to_numpy(float), atol=1e-4, equal_nan=True)
 
 
 def test_video_answers_agree_with_a_pairwise_rank_member_and_concurrent_clients(answers: dict) -> None:
@@ -121,6 +131,7 @@ def test_video_answers_agree_with_a_pairwise_rank_member_and_concurrent_clients(
                                       ref[[p.replace("_p", "_c") for p in PROBS]].to_numpy())
         xs = [f"x_{i}" for i in range(68)]
         np.testing.assert_allclose(df[xs].to_numpy(), ref[xs].to_numpy(), atol=0.01)
+        _derived_columns_agree(df, ref)
     # The answers move over the video (the members see different frames, not one constant).
     assert ref[PROBS].to_numpy().std(0).max() > 1e-3
 
