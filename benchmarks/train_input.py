@@ -15,7 +15,8 @@ augmentation on:
 
 Ray gets one CPU; cores used = 1 (Ray Data) + the consumer process's CPU time / wall time (its
 share of a second core: the new path's transform, both paths' batch collation). Per-core rate =
-samples/s / cores used. Epoch 1 is warm-up. Without a GPU the script prints the projection: CPUs to
+samples/s / cores used; the new path's CPU-side rate leaves out the transform's CPU time (on a
+GPU worker it runs on the device). Epoch 1 is warm-up. Without a GPU the script prints the projection: CPUs to
 feed one GPU = ``train_step`` samples/s on an H200 (train_gpu.json) / the new per-core rate.
 Writes ``train_input.json``.
 """
@@ -104,20 +105,26 @@ def _measure(kind: str, files: list[str], info: dict[str, Any], spec: Any, epoch
     rng = torch.Generator().manual_seed(0)
     epochs_out = []
     for _ in range(epochs):
-        t0, c0, seen = time.perf_counter(), time.process_time(), 0
+        t0, c0, seen, transform_s = time.perf_counter(), time.process_time(), 0, 0.0
         kwargs = {"dtypes": torch.float32} if kind == "old" else {}
         for batch in ds.iter_torch_batches(batch_size=batch_size, drop_last=True, **kwargs):
             if kind == "new":
+                t1 = time.process_time()
                 batch = model_batch(batch, spec, augment, rng)
+                transform_s += time.process_time() - t1
             seen += len(batch["labels"])
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         cores = 1.0 + cpu / wall
+        # What stays on CPUs when the worker has a GPU: everything but the batched transform.
+        cpu_side = seen / (wall + cpu - transform_s)
         epochs_out.append({"samples": seen, "wall_s": round(wall, 2), "consumer_cpu_s": round(cpu, 2),
-                           "cores": round(cores, 2), "samples_per_s": round(seen / wall, 1),
-                           "per_core": round(seen / wall / cores, 1)})
+                           "transform_cpu_s": round(transform_s, 2), "cores": round(cores, 2),
+                           "samples_per_s": round(seen / wall, 1), "per_core": round(seen / wall / cores, 1),
+                           "per_core_cpu_side": round(cpu_side, 1)})
     later = epochs_out[1:] or epochs_out
     image = spec.num_channels * spec.image_size ** 2 * 4 if kind == "old" else spec.image_size ** 2 * 3
     return {"epochs": epochs_out, "per_core": round(float(np.mean([e["per_core"] for e in later])), 1),
+            "per_core_cpu_side": round(float(np.mean([e["per_core_cpu_side"] for e in later])), 1),
             "samples_per_s": round(float(np.mean([e["samples_per_s"] for e in later])), 1),
             "image_bytes_per_sample": image}
 
@@ -151,23 +158,31 @@ def main(argv: "list[str] | None" = None) -> int:
         spec = input_spec(model, pretrained="")
         rows[model] = {kind: _measure(kind, files, info, spec, args.epochs, args.batch_size) for kind in ("old", "new")}
         rows[model]["speedup_per_core"] = round(rows[model]["new"]["per_core"] / rows[model]["old"]["per_core"], 2)
+        rows[model]["speedup_cpu_side"] = round(rows[model]["new"]["per_core_cpu_side"]
+                                                / rows[model]["old"]["per_core_cpu_side"], 2)
     ray.shutdown()
     print(f"store {store}: {sum(e['samples'] for e in rows[args.models[0]]['old']['epochs'][:1])} rows/epoch, "
           f"store crops {info['image_size']} px, {os.cpu_count()} cores on the machine (shared)")
-    print(f"{'model':28s} {'old /core':>10s} {'new /core':>10s} {'x':>6s} {'old B/img':>10s} {'new B/img':>10s}")
+    print("per core: all on CPU (new: transform on this CPU too) | CPU side (new: transform on the GPU)")
+    print(f"{'model':26s} {'old':>7s} {'new':>7s} {'x':>5s} | {'old':>7s} {'new':>7s} {'x':>5s} | "
+          f"{'old B/img':>9s} {'new B/img':>9s}")
     for model, r in rows.items():
-        print(f"{model:28s} {r['old']['per_core']:10.1f} {r['new']['per_core']:10.1f} {r['speedup_per_core']:6.2f} "
-              f"{r['old']['image_bytes_per_sample']:10d} {r['new']['image_bytes_per_sample']:10d}")
+        o, n = r["old"], r["new"]
+        print(f"{model:26s} {o['per_core']:7.1f} {n['per_core']:7.1f} {r['speedup_per_core']:5.2f} | "
+              f"{o['per_core_cpu_side']:7.1f} {n['per_core_cpu_side']:7.1f} {r['speedup_cpu_side']:5.2f} | "
+              f"{o['image_bytes_per_sample']:9d} {n['image_bytes_per_sample']:9d}")
     gpu = json.loads((args.results / "train_gpu.json").read_text()) if (args.results / "train_gpu.json").is_file() else {}
     projection = {}
     for model, r in rows.items():
         step = _gpu_train_step(gpu, model)
         if step:
-            projection[model] = {"h200_train_step_samples_per_s": step, "new_per_core": r["new"]["per_core"],
-                                 "cpus_to_feed": round(step / r["new"]["per_core"], 1),
+            new = r["new"]["per_core_cpu_side"]
+            projection[model] = {"gpu_train_step_samples_per_s": step, "new_per_core_cpu_side": new,
+                                 "cpus_to_feed": round(step / new, 1),
                                  "old_cpus_to_feed": round(step / r["old"]["per_core"], 1)}
-            print(f"{model}: {step:.0f} samples/s ({gpu.get('device', 'GPU')} train_step fp32) / {r['new']['per_core']:.1f} per core = "
-                  f"{step / r['new']['per_core']:.1f} CPUs (old path: {step / r['old']['per_core']:.1f})")
+            print(f"{model}: {step:.0f} samples/s ({gpu.get('device', 'GPU')} train_step fp32) / {new:.1f} per core "
+                  f"(CPU side) = {step / new:.1f} CPUs (old path: {step:.0f} / {r['old']['per_core']:.1f} = "
+                  f"{step / r['old']['per_core']:.1f})")
     out = {"store": store, "rows": rows, "projection": projection, "device": "cpu",
            "cuda": torch.cuda.is_available()}
     args.results.mkdir(parents=True, exist_ok=True)
