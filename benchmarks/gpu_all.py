@@ -21,9 +21,14 @@ Steps, in this order (each writes its JSON as soon as it ends, so a run cut shor
    → ``train_gpu.json`` ``ray_train``; bf16 ``train_step`` alone goes into ``train.json`` as
    ``gpu_samples_per_s_per_worker`` (what one GPU consumes: ``scaling_plan.py`` sizes the input
    pipeline from it) and the loop's own bf16 rate as ``gpu_ray_loop_samples_per_s``.
-4. ``overhead``: ``benchmarks/train_overhead.py`` once per ``--train-batch-sizes`` (its CPU loops
+4. ``fed``: the input path's share of the GPU's pace with the batched worker-side transform: the
+   real Ray Train loop for ``--fed-models`` (bf16, and fp32 at 8 CPUs) with Ray Data held to each
+   of ``--fed-cpus`` CPUs (``ExecutionResources`` limit of the driver's DataContext, which the
+   training datasets inherit), beside ``train_step`` alone on the same model and batch size
+   → ``train_gpu.json`` ``fed``. The goal: fed >= 90 % at 8 CPUs.
+5. ``overhead``: ``benchmarks/train_overhead.py`` once per ``--train-batch-sizes`` (its CPU loops
    and its GPU ``train_step`` section) → ``train_gpu.json`` ``by_batch_size``.
-5. ``preprocess``: the real ``run_preprocess`` on the talking-head video with MTCNN detection on
+6. ``preprocess``: the real ``run_preprocess`` on the talking-head video with MTCNN detection on
    the device (one actor holding half a GPU) beside dlib on CPU → ``preprocess_gpu.json`` (merged
    into ``preprocess.json`` under ``gpu``); needs dlib and facenet-pytorch on the GPU node.
 
@@ -172,6 +177,56 @@ def ray_train_figures(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def fed_figures(args: argparse.Namespace) -> dict[str, Any]:
+    """Fed % (Ray Train loop samples/s over train_step alone) per model, precision and data CPUs."""
+    import statistics
+
+    import ray.data
+    from ray.data import ExecutionResources
+
+    import train_overhead
+    from components.store.splits import load_split, store_info
+    from workflows.train import run_training
+
+    gpu = args.device.startswith("cuda")
+    bs = args.ray_batch_size
+    store = _store(args, 2 if args.quick else args.copies)
+    info = store_info(store)
+    ctx = ray.data.DataContext.get_current()
+    before = ctx.execution_options.resource_limits
+    rows = []
+    try:
+        for model in args.fed_models:
+            alone: dict[str, float] = {}
+            for cpus in args.fed_cpus:
+                for amp in ("bf16", "none") if cpus == 8 else ("bf16",):
+                    key = "fp32" if amp == "none" else "bf16"
+                    ctx.execution_options.resource_limits = ExecutionResources(cpu=cpus)
+                    cfg = _train_config(args, store, model, bs, amp, out=str(Path(args.workdir) / "runs"),
+                                        name=f"fed-{model}-{key}-{cpus}-{int(time.time())}",
+                                        epochs=2 if args.quick else args.ray_epochs, workers=1, gpu=gpu,
+                                        worker_cpus=args.worker_cpus, data_cpus=args.data_cpus,
+                                        early_stop_patience=0, keep_best=1, max_failures=0,
+                                        max_steps_per_epoch=2 if args.quick else 0)
+                    hist = run_training(cfg)["history"]
+                    hist = hist[1:] or hist
+                    if key not in alone:
+                        files = load_split(store, info, cfg.split).files["train"]
+                        batches = list(train_overhead._batches(files, info, cfg, augment=True))[:4]
+                        alone[key], _ = train_overhead.model_only(batches, info, cfg, args.device,
+                                                                  passes=1 if args.quick else 5)
+                    loop = statistics.fmean(h["samples_per_s"] for h in hist)
+                    rows.append({"model": model, "precision": key, "data_cpus": cpus, "batch_size": bs,
+                                 "samples_per_s": round(loop, 1), "train_step_alone_samples_per_s": round(alone[key], 1),
+                                 "fed_pct": round(100.0 * loop / alone[key], 1),
+                                 "data_wait_s_per_epoch": round(statistics.fmean(h["data_wait_s"] for h in hist), 2)})
+                    print(f"fed {model} {key} {cpus} CPUs: {loop:,.0f} samples/s of {alone[key]:,.0f} "
+                          f"({rows[-1]['fed_pct']}%)", flush=True)
+    finally:
+        ctx.execution_options.resource_limits = before
+    return {"rows": rows, "input_path": "uint8 crops from Ray Data, batched augmentation + transform on the GPU"}
+
+
 def train_figures(args: argparse.Namespace) -> dict[str, Any]:
     """train_overhead.py per batch size (it measures the GPU itself when CUDA is there)."""
     out: dict[str, Any] = {}
@@ -269,6 +324,8 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--ray-epochs", type=int, default=3, help="epochs per Ray Train run (the first is warm-up)")
     p.add_argument("--worker-cpus", type=float, default=2.0)
     p.add_argument("--data-cpus", type=float, default=1.0)
+    p.add_argument("--fed-models", nargs="+", default=["baseline_mobilenetv3_112", "baseline_resnet18_224"])
+    p.add_argument("--fed-cpus", type=int, nargs="+", default=[4, 8, 14], help="CPUs Ray Data may use, per run")
     p.add_argument("--train-batch-sizes", type=int, nargs="+", default=[64, 256])
     p.add_argument("--serve-batch-sizes", type=int, nargs="+", default=[16, 64, 256])
     p.add_argument("--skip", nargs="*", default=[], choices=list(STEPS))
@@ -328,6 +385,10 @@ def _serve_step(args: argparse.Namespace, suffix: str, tag: dict[str, Any]) -> N
         update_json(args.results / "serve.json", "gpu_members", {**s, **tag}, {"gpu_images_per_s": s["best_images_per_s"]})
 
 
+def _fed_step(args: argparse.Namespace, suffix: str, tag: dict[str, Any]) -> None:
+    update_json(args.results / f"train_gpu{suffix}.json", "fed", {**fed_figures(args), **tag}, tag)
+
+
 def _overhead_step(args: argparse.Namespace, suffix: str, tag: dict[str, Any]) -> None:
     update_json(args.results / f"train_gpu{suffix}.json", "by_batch_size", train_figures(args), tag)
 
@@ -340,7 +401,7 @@ def _preprocess_step(args: argparse.Namespace, suffix: str, tag: dict[str, Any])
 
 
 STEPS = {"families": _families_step, "serve": _serve_step, "ray_train": _ray_train_step,
-         "overhead": _overhead_step, "preprocess": _preprocess_step}
+         "fed": _fed_step, "overhead": _overhead_step, "preprocess": _preprocess_step}
 
 
 if __name__ == "__main__":

@@ -171,19 +171,23 @@ def ray_loop(cfg: Any, tag: str) -> list[dict[str, float]]:
 
 
 def data_only(files: list[str], info: dict[str, Any], cfg: Any) -> list[float]:
-    """Samples/s per epoch of the Ray Data pipeline alone (the training transform, no model)."""
+    """Samples/s per epoch of the data path alone: Ray Data's decode, then the worker's batched
+    augmentation and input transform on this process's CPU (no model)."""
     import torch
 
     from components.models.registry import build_model
     from workflows.core.store_reader import transformed_dataset
 
+    from components.batches import model_batch
+
     spec = build_model(cfg.model, info["aus"], **cfg.model_kwargs).input_spec()
-    ds = transformed_dataset(files, info, spec, cfg.augment, cfg.data_cpus, cfg.seed)
+    ds = transformed_dataset(files, info, spec, cfg.data_cpus)
+    rng = torch.Generator().manual_seed(cfg.seed)
     rates = []
     for _ in range(cfg.epochs):
         t0, seen = time.perf_counter(), 0
-        for batch in ds.iter_torch_batches(batch_size=cfg.batch_size, dtypes=torch.float32, drop_last=True):
-            seen += len(batch["labels"])
+        for batch in ds.iter_torch_batches(batch_size=cfg.batch_size, drop_last=True):
+            seen += len(model_batch(batch, spec, cfg.augment, rng)["labels"])
         rates.append(seen / (time.perf_counter() - t0))
     return rates
 

@@ -1,9 +1,14 @@
-"""From feature-store rows to model batches: decode, augment, then the family's input transform.
+"""From feature-store rows to model batches, in two halves split by what changes per epoch.
 
-Runs on CPU inside Ray Data (training, evaluation, batch prediction) so accelerators do not wait.
-The order is fixed: augmentation first (random crop, horizontal flip with the left/right landmark
-swap, colour jitter), then ``components.faces.transforms.model_input`` (mask, gray, Sobel), the
-same function serving calls.
+``RowDecoder`` (CPU; Ray Data's task in training): what never changes, per row: decode the JPEG,
+resize to the model's size (``transforms.resize_sample``), landmarks in that crop's pixel-centre
+coordinates, the model's difference steps, labels. It yields compact uint8 crops (``crop``,
+(B, S, S, 3)): a quarter of the bytes of the float32 image, and a quarter again for a 112 px model
+on a 224 px store. ``model_batch`` (torch, batched, on the training worker's device): what does
+change, augmentation (affine jitter, flip with the left/right landmark swap and the motion mirror,
+colour jitter; ``components.faces.batched``), then the model's input transform (mask, gray, Sobel,
+normalisation). ``BatchBuilder`` chains both on CPU for evaluation, prediction and Serve, so a
+model's input has one definition.
 """
 
 from __future__ import annotations
@@ -14,12 +19,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
-from components.faces.transforms import hflip_sample, model_input
+from components.faces.transforms import resize_sample
 from components.models.base import InputSpec
 from components.store.rows import decode_jpeg
 from components.video_key import subject_index, video_index
 
-__all__ = ["AugmentConfig", "BatchBuilder", "VIDEO_BATCH_ROWS"]
+__all__ = ["AugmentConfig", "BatchBuilder", "RowDecoder", "model_batch", "VIDEO_BATCH_ROWS"]
 
 VIDEO_BATCH_ROWS = 64
 """Rows per batch when store rows are read in video order for prediction (evaluation's Ray Data
@@ -49,26 +54,6 @@ class AugmentConfig:
                 raise ValueError(f"{name} must be in [0, 0.5), got {v}")
 
 
-def _affine_jitter(img: np.ndarray, lms: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray]:
-    import cv2
-
-    s = img.shape[0]
-    scale = 1.0 + rng.uniform(-cfg.scale_jitter, cfg.scale_jitter)
-    tx, ty = rng.uniform(-cfg.crop_jitter, cfg.crop_jitter, size=2) * s
-    c = (s - 1) / 2.0
-    m = np.array([[scale, 0, (1 - scale) * c + tx], [0, scale, (1 - scale) * c + ty]], np.float32)
-    out = cv2.warpAffine(img, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
-    return out, (lms @ m[:, :2].T + m[:, 2]).astype(np.float32)
-
-
-def _colour_jitter(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    b = 1.0 + rng.uniform(-cfg.brightness, cfg.brightness)
-    c = 1.0 + rng.uniform(-cfg.contrast, cfg.contrast)
-    f = img.astype(np.float32)
-    mean = f.mean()
-    return np.clip((f - mean) * c + mean * b, 0, 255).astype(np.uint8)
-
-
 def _blendshapes(col: Any, n: int, batch_ids: "Sequence[str] | None" = None) -> np.ndarray:
     """float32 (n, 52) from a column of 52-float rows; a missing row (None) is an error naming it."""
     out = np.zeros((n, 52), np.float32)
@@ -81,10 +66,12 @@ def _blendshapes(col: Any, n: int, batch_ids: "Sequence[str] | None" = None) -> 
     return out
 
 
-class BatchBuilder:
-    """Callable on a columnar batch (dict of numpy arrays) of feature-store rows.
+class RowDecoder:
+    """Callable on a columnar batch (dict of numpy arrays) of feature-store rows: the per-row,
+    deterministic half of ``BatchBuilder`` (Ray Data runs it in training).
 
-    Output keys: image (B,C,S,S) float32, landmarks (B,68,2), landmark_diff (B,k,68,2) for the
+    Output keys: crop (B,S,S,3) uint8 at the model's size, landmarks (B,68,2) in its pixel-centre
+    coordinates, crop_scale (B,) model size / crop size, landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown (a teacher's probability in [0, 1] instead where the batch has
     ``soft_labels``, ``workflows.label``, and the row's own label is unknown), ``hard_labels``
@@ -101,7 +88,6 @@ class BatchBuilder:
     """
 
     def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,
-                 augment: "AugmentConfig | None" = None, seed: int = 0,
                  au_index: "Sequence[int] | None" = None,
                  teacher_thresholds: "Sequence[float | None] | None" = None) -> None:
         missing = [s for s in spec.diff_steps if s not in store_diff_steps]
@@ -118,8 +104,6 @@ class BatchBuilder:
         thr = None if teacher_thresholds is None else np.array(
             [np.nan if t is None else float(t) for t in teacher_thresholds], np.float32)
         self.teacher_thresholds = thr[self.au_index] if thr is not None and self.au_index is not None else thr
-        self.augment = augment
-        self.rng = np.random.default_rng(seed)
 
     def _labels(self, col: Any, key: str) -> np.ndarray:
         out = np.full((len(col), self.n_aus), -1.0, np.float32)
@@ -150,37 +134,28 @@ class BatchBuilder:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         spec = self.spec
+        size = spec.image_size
         crops = batch.get("crop")
         n = len(crops) if crops is not None else len(batch["image"])
-        images = np.zeros((n, spec.num_channels, spec.image_size, spec.image_size), np.float32)
+        out_crops = np.zeros((n, size, size, 3), np.uint8)
         lms_out = np.zeros((n, 68, 2), np.float32)
-        flipped = np.zeros(n, bool)
+        crop_scale = np.zeros(n, np.float32)
         for i in range(n):
             img = crops[i] if crops is not None else decode_jpeg(batch["image"][i])
             lms = np.asarray(batch["landmarks"][i], np.float32).reshape(68, 2)
-            if self.augment is not None:
-                img, lms = _affine_jitter(img, lms, self.rng, self.augment)
-                if self.augment.flip and self.rng.random() < 0.5:
-                    img, lms = hflip_sample(img, lms)
-                    flipped[i] = True
-                img = _colour_jitter(img, self.rng, self.augment)
-            scale = spec.image_size / img.shape[0]
-            images[i] = model_input(img, lms, spec)
-            lms_out[i] = lms * scale
+            out_crops[i], lms_out[i] = resize_sample(img, lms, size)
+            crop_scale[i] = size / img.shape[0]
         k = len(self.diff_index)
         diffs = np.zeros((n, k, 68, 2), np.float32)
         valid = np.zeros((n, k), bool)
         if k and "landmark_diff" in batch:
             for i in range(n):
                 d = np.asarray(batch["landmark_diff"][i], np.float32).reshape(self.n_store_steps, 68, 2)
-                v = np.asarray(batch["diff_valid"][i], bool)
-                d = d[self.diff_index]
-                if flipped[i]:  # mirror the motion too: swap left/right points, negate x
-                    d = d[:, list(LEFT_RIGHT_LANDMARK_PERMUTATION)] * np.array([-1.0, 1.0], np.float32)
-                diffs[i] = d
-                valid[i] = v[self.diff_index]
+                diffs[i] = d[self.diff_index]
+                valid[i] = np.asarray(batch["diff_valid"][i], bool)[self.diff_index]
         out = {
-            "image": images, "landmarks": lms_out, "landmark_diff": diffs, "diff_valid": valid,
+            "crop": out_crops, "landmarks": lms_out, "crop_scale": crop_scale,
+            "landmark_diff": diffs, "diff_valid": valid,
             "intensity": self._labels(batch.get("intensities", [None] * n), "intensities"),
         }
         out["labels"], hard = self._merged_labels(batch, n)
@@ -207,3 +182,64 @@ class BatchBuilder:
         if person is not None:
             out["subject_index"] = person
         return out
+
+
+def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig | None" = None,
+                generator: "torch.Generator | None" = None) -> dict[str, Any]:
+    """The per-epoch half: ``RowDecoder``'s batch as torch tensors (on any device; the crops stay
+    uint8 until here) → the model's batch on the same device. With ``augment``: affine jitter,
+    flip (landmarks swap left/right; the temporal differences of flipped rows too, x negated) and
+    colour jitter, drawn from ``generator``; then ``model_input_batch``. ``image`` (B,C,S,S)
+    float32 replaces ``crop``; ``landmarks`` come back in the convention models read (crop pixels
+    x model size / crop size); every other entry passes as it is."""
+    import torch
+
+    from components.faces.batched import augment_batch, draw_augment, model_input_batch
+
+    crops = batch["crop"]
+    crops = torch.as_tensor(crops) if not isinstance(crops, torch.Tensor) else crops
+    images = crops.permute(0, 3, 1, 2)
+    lms = torch.as_tensor(batch["landmarks"]).to(images.device, torch.float32)
+    out = {k: v for k, v in batch.items() if k not in ("crop", "crop_scale")}
+    if augment is not None:
+        draw = draw_augment(len(images), spec.image_size, augment, generator)
+        images, lms = augment_batch(images, lms, draw)
+        diffs = out.get("landmark_diff")
+        if isinstance(diffs, torch.Tensor) and diffs.ndim == 4 and diffs.shape[1]:
+            flip = draw.flip.to(diffs.device).view(-1, 1, 1, 1)
+            mirrored = diffs[:, :, list(LEFT_RIGHT_LANDMARK_PERMUTATION)] * torch.tensor([-1.0, 1.0], device=diffs.device)
+            out["landmark_diff"] = torch.where(flip, mirrored, diffs)
+    out["image"] = model_input_batch(images, lms, spec)
+    scale = torch.as_tensor(batch["crop_scale"]).to(lms.device, torch.float32).view(-1, 1, 1)
+    out["landmarks"] = lms + 0.5 * (1.0 - scale)   # pixel-centre → crop pixels x scale
+    return out
+
+
+class BatchBuilder(RowDecoder):
+    """``RowDecoder`` then ``model_batch`` on CPU, with numpy in and out: the whole path from
+    store rows (or serving's decoded ``crop`` column) to a model batch, for evaluation, prediction,
+    Serve and tests. Output keys: image (B,C,S,S) float32, landmarks (B,68,2), and the rest of
+    ``RowDecoder``'s (less ``crop`` and ``crop_scale``). ``seed`` seeds the augmentation (None:
+    fresh randomness)."""
+
+    def __init__(self, spec: InputSpec, store_diff_steps: Sequence[int], n_aus: int,
+                 augment: "AugmentConfig | None" = None, seed: "int | None" = 0,
+                 au_index: "Sequence[int] | None" = None,
+                 teacher_thresholds: "Sequence[float | None] | None" = None) -> None:
+        import torch
+
+        super().__init__(spec, store_diff_steps, n_aus, au_index=au_index, teacher_thresholds=teacher_thresholds)
+        self.augment = augment
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(int(seed))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        import torch
+
+        rows = super().__call__(batch)
+        tensors = {k: torch.from_numpy(v) if v.dtype.kind in "fiub" else v for k, v in rows.items()}
+        out = model_batch(tensors, self.spec, self.augment, self.generator)
+        return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in out.items()}

@@ -114,9 +114,12 @@ def build_optimizer(params: "Iterable[torch.nn.Parameter] | list[dict]", cfg: Op
         params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    # On CUDA the fused kernel updates every parameter in one launch (CPU keeps the default).
+    tensors = [p for g in params for p in g["params"]] if params and isinstance(params[0], dict) else params
+    fused = {"fused": True} if tensors and all(p.is_cuda for p in tensors) else {}
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
 
 
 def build_scheduler(opt: torch.optim.Optimizer, cfg: OptimConfig, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:

@@ -22,7 +22,7 @@ from components.errors import UserError
 
 __all__ = ["SplitConfig", "Split", "store_info", "teacher_labels", "teacher_labelling", "teacher_decision_labels", "load_split", "fold_count", "frames_files",
            "subject_groups", "subject_label_counts", "balanced_pos_weight", "fold_spec", "subject_splits",
-           "shuffled_labels", "store_fingerprint"]
+           "write_shuffled_labels", "label_coverage", "store_fingerprint"]
 
 @dataclass(frozen=True)
 class SplitConfig:
@@ -86,9 +86,8 @@ def teacher_labels(store: str, files: list[str], aus: "list[int] | tuple[int, ..
     given ``frames/`` files, read from their ``labels/`` files; rows of files without one are
     absent. Raises naming the store when it has no finished labelling or another AU list.
 
-    The mapping is held whole and shipped with training's transform, as ``shuffled_labels`` is:
-    about 100 bytes per row and AU-list entry, fine for the stores facsflow trains on today; a
-    store of many millions of rows would want the join per file instead."""
+    The mapping is held whole in the calling process (evaluation's scoring of a split); training
+    joins the same files per task instead (``workflows.core.store_reader.LabelJoin``)."""
     done = storage.join(store, "labels.json")
     if not storage.exists(done):
         raise UserError(f"{store} has no teacher labels (no labels.json): run `facsflow label --data {store}` "
@@ -261,16 +260,57 @@ def fold_count(store: str, cfg: SplitConfig) -> int:
     return int(fold_spec(store_info(store)["dataset"], cfg).n_folds)
 
 
-def shuffled_labels(files: list[str], seed: int) -> dict[str, list[int]]:
+def _rel(f: str, frames: str) -> str:
+    root = frames.rstrip("/") + "/"
+    if not f.startswith(root):
+        raise ValueError(f"{f} is not under {frames}")
+    return f[len(root):]
+
+
+def write_shuffled_labels(files: list[str], frames: str, out: str, seed: int) -> int:
     """Control experiment: every training row gets the labels of another training row (one
-    permutation over the whole training set), so base rates stay and image-label pairs break."""
+    permutation over the whole training set), so base rates stay and image-label pairs break.
+    Written as a label table beside nothing but the run: ``out/<path under frames>`` per frames
+    file (sample_id, labels), for training to join by sample id; returns the rows written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     fs, _ = storage.resolve(files[0])
     table = pads.dataset([storage.resolve(f)[1] for f in files], filesystem=fs,
                          format="parquet").to_table(columns=["sample_id", "labels"])
     ids = table.column("sample_id").to_pylist()
     labels = table.column("labels").to_pylist()
     perm = np.random.default_rng(seed).permutation(len(ids))
-    return {i: labels[j] for i, j in zip(ids, perm)}
+    shuffled = {i: labels[j] for i, j in zip(ids, perm)}
+    for f in files:
+        own = pads.dataset(storage.resolve(f)[1], filesystem=fs, format="parquet").to_table(columns=["sample_id"])
+        part = own.column("sample_id").to_pylist()
+        uri = storage.join(out, _rel(f, frames))
+        storage.makedirs(uri.rsplit("/", 1)[0])
+        out_fs, path = storage.resolve(uri)
+        with out_fs.open_output_stream(path) as sink:
+            pq.write_table(pa.table({"sample_id": part, "labels": [shuffled[i] for i in part]}), sink)
+    return len(ids)
+
+
+def label_coverage(files: list[str], frames: str, labels: str) -> tuple[int, int]:
+    """(rows without a label, rows) of the given frames files against the label table under
+    ``labels`` (one file per frames file, same relative path), from Parquet footers only: a
+    frames file without a label file counts whole, one with fewer label rows counts the gap."""
+    import pyarrow.parquet as pq
+
+    def rows(uri: str) -> int:
+        fs, path = storage.resolve(uri)
+        with fs.open_input_file(path) as f:
+            return pq.ParquetFile(f).metadata.num_rows
+
+    missing = total = 0
+    for f in files:
+        n = rows(f)
+        uri = storage.join(labels, _rel(f, frames))
+        missing += n if not storage.exists(uri) else max(0, n - rows(uri))
+        total += n
+    return missing, total
 
 
 def store_fingerprint(store: str) -> str:

@@ -122,7 +122,7 @@ def test_a_second_run_labels_nothing_new(store: Path) -> None:
     # label_sources 'teacher' alone every row's labels are its soft labels (the rows have none).
     from components.builtin import BUILTIN_AUS
     from components.models.base import InputSpec
-    from components.store.splits import frames_files, store_info, subject_label_counts, teacher_labels
+    from components.store.splits import frames_files, store_info, subject_label_counts
     from workflows.core.store_reader import transformed_dataset
 
     # The rows' own labels: none (empty lists), counted as no AU columns, not an error.
@@ -131,8 +131,9 @@ def test_a_second_run_labels_nothing_new(store: Path) -> None:
     info = store_info(str(store))
     assert (info["aus"], info["aus_from"]) == (list(BUILTIN_AUS), "labels")
     files = frames_files(str(store))
-    ds = transformed_dataset(files, info, InputSpec(image_size=32), None, 0.5, 0,
-                             soft_labels=teacher_labels(str(store), files, info["aus"]), human_labels=False)
+    join = {"frames": str(store / "frames"), "labels": str(store / "labels"), "source": "soft_labels",
+            "column": "soft_labels", "decide": None}
+    ds = transformed_dataset(files, info, InputSpec(image_size=32), 0.5, joins=[join], human_labels=False)
     got = ds.take_all()
     assert len(got) == 74
     np.testing.assert_allclose(np.sort(np.stack([r["labels"] for r in got]), 0),

@@ -99,13 +99,25 @@ def test_binary_loss_terms_read_the_teachers_decisions() -> None:
     assert PairwiseRankModel.ranking_targets(ranker, {"labels": soft}) is soft
 
 
-def test_store_reader_label_sources_teacher_only_drops_the_rows_own_labels() -> None:
+def test_store_reader_joins_teacher_labels_from_the_table_beside_each_frames_file(tmp_path) -> None:
+    """The teacher's soft labels reach the batch as a column joined by sample id from the label
+    file of the row's own frames file (no table in task arguments); a row the table lacks keeps
+    only its own labels, and label_sources 'teacher' alone drops those."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from workflows.core.store_reader import _transform
 
+    (tmp_path / "labels" / "d" / "s").mkdir(parents=True)
+    pq.write_table(pa.table({"sample_id": ["s0"], "soft_labels": [[0.25, 0.5, 0.75]]}),
+                   tmp_path / "labels" / "d" / "s" / "v.parquet")
     rows = {k: list(v) for k, v in _rows(n=2).items()}
+    rows["path"] = [str(tmp_path / "frames" / "d" / "s" / "v.parquet")] * 2
     spec = InputSpec(image_size=64).to_dict()
-    soft = {"s0": [0.25, 0.5, 0.75]}
-    both = _transform(rows, spec, [1, 2], [1, 2, 4], None, 0, soft_labels=soft)
-    teacher = _transform(rows, spec, [1, 2], [1, 2, 4], None, 0, soft_labels=soft, human_labels=False)
+    join = {"frames": str(tmp_path / "frames"), "labels": str(tmp_path / "labels"), "source": "soft_labels",
+            "column": "soft_labels", "decide": None}
+    both = _transform(rows, spec, [1, 2], [1, 2, 4], joins=[join])
+    teacher = _transform(rows, spec, [1, 2], [1, 2, 4], joins=[join], human_labels=False)
     np.testing.assert_allclose(both["labels"], [[1, 0.5, 0], [1, -1, 0]])
     np.testing.assert_allclose(teacher["labels"], [[0.25, 0.5, 0.75], [-1, -1, -1]])
+    assert both["crop"].dtype == np.uint8 and both["crop"].shape == (2, 64, 64, 3)

@@ -1,23 +1,31 @@
 """Feature-store files → Ray Datasets for training, evaluation and prediction.
 
-Decoding, augmentation and the model's input transform run as Ray Data tasks on CPU; which
-files a split reads is ``components.store.splits``.
+Ray Data tasks decode each row once (``components.batches.RowDecoder``: uint8 crops at the model's
+size, landmarks, differences, labels); the training worker augments and applies the model's input
+transform on its own device (``components.batches.model_batch``). Labels from elsewhere (a
+teacher's, the shuffled control's) are tables beside the frames, one Parquet file per frames file,
+joined by ``sample_id`` inside the task that reads that frames file (``LabelJoin``): a task
+reads only its own files' labels, and no table travels in task arguments. Which files a split
+reads is ``components.store.splits``.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any
 
 import numpy as np
 
-from components.batches import AugmentConfig, BatchBuilder
+from components.batches import RowDecoder
 from components.models.base import InputSpec
 from components import storage
 from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
-from components.store.splits import (Split, shuffled_labels, teacher_decision_labels, teacher_labelling,
-                                     teacher_labels)
+from components.store.splits import Split, label_coverage, teacher_labelling, write_shuffled_labels
 
-__all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "read_store_frames", "transformed_dataset", "split_datasets"]
+__all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "LabelJoin", "read_store_frames", "transformed_dataset", "split_datasets"]
+
+log = logging.getLogger("facsflow.train")
 
 # "dataset" with "subject" and "video": the full video key (components.video_key) that pairs,
 # windows and the resampling stride group by.
@@ -26,19 +34,45 @@ COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "
 OPTIONAL_COLUMNS = ("blendshapes", "geometry")
 """Columns read only where the store has them (stores written before they existed lack them)."""
 
+LabelJoin = dict
+"""A label table joined by ``sample_id``: ``{"frames": the frames/ root URI, "labels": the root of
+the tables (``labels/<same path>.parquet`` per frames file), "source": column read there,
+"column": batch column it becomes ('soft_labels' or 'labels'), "decide": thresholds turning
+probabilities into decisions (1/0, -1 unknown) or None}``. A row its table lacks gets None."""
+
+
+@functools.lru_cache(maxsize=16)
+def _label_table(uri: str, source: str) -> dict[str, Any]:
+    """sample_id → value of one label file (cached per process: a task's batches share a file)."""
+    import pyarrow.parquet as pq
+
+    if not storage.exists(uri):
+        return {}
+    fs, path = storage.resolve(uri)
+    with fs.open_input_file(path) as f:
+        table = pq.read_table(f, columns=["sample_id", source])
+    return dict(zip(table.column("sample_id").to_pylist(), table.column(source).to_pylist()))
+
+
+def _join(batch: dict[str, Any], join: LabelJoin) -> list[Any]:
+    """The joined column for the batch's rows, read from the label files of their frames files."""
+    frames = storage.resolve(join["frames"])[1].rstrip("/") + "/"
+    out = []
+    for path, sid in zip(batch["path"], batch["sample_id"]):
+        rel = str(path)[len(frames):] if str(path).startswith(frames) else ""
+        value = _label_table(storage.join(join["labels"], rel), join["source"]).get(str(sid)) if rel else None
+        if value is not None and join.get("decide") is not None:
+            from components.metrics.agreement import teacher_decisions
+
+            value = teacher_decisions(np.asarray([value], np.float64), join["decide"])[0].tolist()
+        out.append(value)
+    return out
+
 
 def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int], aus: list[int],
-               augment: "dict[str, Any] | None", seed: int,
-               label_override: "dict[str, Any] | None" = None,
-               resample: "dict[str, Any] | None" = None,
-               soft_labels: "dict[str, Any] | None" = None, human_labels: bool = True,
+               joins: "list[LabelJoin] | None" = None, resample: "dict[str, Any] | None" = None,
+               human_labels: bool = True,
                teacher_thresholds: "list[float | None] | None" = None) -> dict[str, np.ndarray]:
-    from components.configuration import from_dict
-
-    aug = from_dict(AugmentConfig, augment) if augment is not None else None
-    # Augmentation draws fresh randomness each epoch (Ray Data re-executes the pipeline);
-    # evaluation transforms are deterministic.
-    rng_seed = None if aug is not None else seed
     if resample is not None:
         # Paper 001 §3.4.1 within each block of consecutive frames, per video of the block, with a
         # fresh phase every epoch (Ray Data re-executes the pipeline), so each epoch sees another tenth.
@@ -49,30 +83,29 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
         keep = rare_au_resample(labels, aus, ResampleSpec(**resample),
                                 seed=int(np.random.default_rng().integers(1 << 30)), videos=video_keys(batch))
         batch = {k: np.asarray(v)[keep] if len(v) == len(labels) else v for k, v in batch.items()}
-    if label_override is not None:
-        batch = dict(batch)
-        batch["labels"] = [label_override[str(s)] for s in batch["sample_id"]]
-        batch["intensities"] = [[] for _ in batch["sample_id"]]
-    if soft_labels is not None or not human_labels:
-        batch = dict(batch)
-        if not human_labels:  # label_sources without 'human': the rows' own labels are not used
-            batch["labels"] = [[] for _ in batch["sample_id"]]
-        if soft_labels is not None:  # the teacher's, filling what the row's labels leave unknown
-            batch["soft_labels"] = [soft_labels.get(str(s)) for s in batch["sample_id"]]
-    out = BatchBuilder(InputSpec.from_dict(spec), diff_steps, len(aus), aug, seed=rng_seed,
-                       teacher_thresholds=teacher_thresholds)(batch)
+    batch = dict(batch)
+    if not human_labels:  # label_sources without 'human': the rows' own labels are not used
+        batch["labels"] = [[] for _ in batch["sample_id"]]
+    for join in joins or ():
+        batch[join["column"]] = _join(batch, join)
+        if join["column"] == "labels":  # the shuffled control: its labels replace the rows' own
+            batch["labels"] = [v if v is not None else [] for v in batch["labels"]]
+            batch["intensities"] = [[] for _ in batch["sample_id"]]
+    out = RowDecoder(InputSpec.from_dict(spec), diff_steps, len(aus), teacher_thresholds=teacher_thresholds)(batch)
     # Training reads tensors only (iter_torch_batches cannot convert string id columns).
     return {k: v for k, v in out.items() if v.dtype.kind in "fiub"}
 
 
-def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | None" = None) -> Any:
+def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | None" = None,
+                      include_paths: bool = False) -> Any:
     """A Ray Dataset over feature-store Parquet files (``file://`` or remote URIs), streaming.
 
     Reads through Ray Data's V1 Parquet datasource unless the user chose a reader with Ray's own
     switch ``RAY_DATA_USE_DATASOURCE_V2``. The default V2 reader (ListFiles -> ReadFiles)
     delivered its first row only at the end of a pass, V1 its first batch at once (figures:
     docs/measurements.md). Every epoch re-reads its files, so the V2 wait was each epoch's
-    start-up (a training worker idle for it).
+    start-up (a training worker idle for it). ``include_paths`` adds each row's file as ``path``
+    (the label joins find their tables by it).
     """
     import os
 
@@ -86,7 +119,9 @@ def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | N
         with fs.open_input_file(paths[0]) as f:
             have = set(pq.read_schema(f).names)
         columns = [c for c in columns if c in have or c not in OPTIONAL_COLUMNS]
-    kwargs = {} if num_cpus is None else {"num_cpus": num_cpus}
+    kwargs: dict[str, Any] = {} if num_cpus is None else {"num_cpus": num_cpus}
+    if include_paths:
+        kwargs["include_paths"] = True
     if "RAY_DATA_USE_DATASOURCE_V2" in os.environ:
         return ray.data.read_parquet(paths, filesystem=fs, columns=columns, **kwargs)
     ctx = ray.data.DataContext.get_current()
@@ -98,45 +133,62 @@ def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | N
         ctx.use_datasource_v2 = before
 
 
-def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
-                        augment: "AugmentConfig | None", data_cpus: float, seed: int,
-                        label_override: "dict[str, Any] | None" = None,
-                        resample: "dict[str, Any] | None" = None,
-                        soft_labels: "dict[str, Any] | None" = None, human_labels: bool = True,
+def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec, data_cpus: float,
+                        joins: "list[LabelJoin] | None" = None, resample: "dict[str, Any] | None" = None,
+                        human_labels: bool = True,
                         teacher_thresholds: "list[float | None] | None" = None) -> Any:
-    """Read Parquet files and map them to model batches on CPU tasks.
-
-    ``soft_labels`` (sample_id → a teacher's probabilities, ``teacher_labels``) fill the labels
-    a row leaves unknown; ``human_labels`` False drops the rows' own labels first;
-    ``teacher_thresholds`` (the teacher's, per AU) add ``hard_labels`` (``BatchBuilder``)."""
-    from components.configuration import to_dict
-
+    """Read Parquet files and decode them to ``RowDecoder`` batches on CPU tasks (the worker's
+    ``model_batch`` finishes them). ``joins`` (``LabelJoin``) add label columns by sample_id: a
+    teacher's ``soft_labels`` fill the labels a row leaves unknown; ``human_labels`` False drops
+    the rows' own labels first; ``teacher_thresholds`` (the teacher's, per AU) add ``hard_labels``."""
     # Read tasks take data_cpus like the transform: Ray's default of one whole CPU per read task
     # never schedules when training holds all but a fraction of a CPU (e.g. tune's concurrent trials).
-    ds = read_store_frames(files, COLUMNS, num_cpus=data_cpus)
+    ds = read_store_frames(files, COLUMNS, num_cpus=data_cpus, include_paths=bool(joins))
     return ds.map_batches(
         _transform, batch_size=32, batch_format="numpy", num_cpus=data_cpus,
-        fn_kwargs={"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]),
-                   "aus": list(info["aus"]), "augment": to_dict(augment) if augment else None,
-                   "seed": seed, "label_override": label_override, "resample": resample,
-                   "soft_labels": soft_labels, "human_labels": human_labels,
+        fn_kwargs={"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]), "aus": list(info["aus"]),
+                   "joins": joins, "resample": resample, "human_labels": human_labels,
                    "teacher_thresholds": teacher_thresholds})
+
+
+def _teacher_join(store: str, files: list[str], aus: list[int], decide: "list[float | None] | None",
+                  what: str) -> LabelJoin:
+    """The teacher's labels of ``store`` as a ``LabelJoin``; logs how many of the files' rows the
+    labels table does not cover (they train on their own labels only, or none)."""
+    done = teacher_labelling(store)
+    if [int(a) for a in done["aus"]] != [int(a) for a in aus]:
+        from components.errors import UserError
+
+        raise UserError(f"{store}: the teacher's labels are for AUs {done['aus']}, training uses {list(aus)}")
+    frames, labels = storage.join(store, "frames"), storage.join(store, "labels")
+    missing, total = label_coverage(files, frames, labels)
+    if missing:
+        log.warning("%s: %d of %d %s rows have no teacher label (labels/ does not cover them)",
+                    store, missing, total, what)
+    return {"frames": frames, "labels": labels, "source": "soft_labels", "column": "soft_labels", "decide": decide}
 
 
 def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = True,
                    val_labels: str = "own") -> dict[str, Any]:
-    """Ray Datasets {train, val} (training) or {test} of ``split``, transformed for ``cfg.model``
-    (its input declaration comes from the registry without building the model). ``val_labels``
-    'teacher': the validation rows are scored against the teacher's decisions
-    (``teacher_decision_labels``) instead of their own labels (they have none:
-    ``workflows.core.training.validation_labels``)."""
+    """Ray Datasets {train, val} (training) or {test} of ``split``, decoded for ``cfg.model`` (its
+    input declaration comes from the registry without building the model). ``val_labels``
+    'teacher': the validation rows are scored against the teacher's decisions (its soft labels at
+    its thresholds) instead of their own labels (they have none:
+    ``workflows.core.training.validation_labels``). The shuffled control's labels are written
+    into the run folder (``control_labels/``) and joined like the teacher's."""
     from dataclasses import asdict
 
     from components.models.registry import input_spec
 
     spec = input_spec(cfg.model, **cfg.model_kwargs)
     names = ("train", "val") if train else ("test",)
-    shuffled = shuffled_labels(split.files["train"], cfg.seed) if getattr(cfg, "shuffle_labels", False) else None
+    joins: dict[str, list[LabelJoin]] = {n: [] for n in names}
+    if train and getattr(cfg, "shuffle_labels", False):
+        root = storage.join(cfg.out, cfg.run_name(), "control_labels")
+        frames = storage.join(cfg.data, "frames")
+        write_shuffled_labels(split.files["train"], frames, root, cfg.seed)
+        joins["train"].append({"frames": frames, "labels": root, "source": "labels", "column": "labels",
+                               "decide": None})
     resample = None
     if getattr(cfg, "resample", False):
         from components.datasets.samplers import resample_spec
@@ -145,17 +197,17 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
     # Validation and test keep the rows' own labels: a teacher's probabilities are for training
     # only; its decisions (0/1, -1 unknown, through the same fill) score validation rows without any.
     sources = tuple(getattr(cfg, "label_sources", (LABEL_SOURCE_HUMAN,)))
-    soft = {"train": teacher_labels(cfg.data, split.files["train"], info["aus"])
-            if train and LABEL_SOURCE_TEACHER in sources else None}
-    # The loss terms defined on binary labels read the teacher's decisions (``hard_labels``).
-    thresholds = teacher_labelling(cfg.data)["thresholds"] if soft["train"] is not None else None
+    thresholds = None
+    if train and LABEL_SOURCE_TEACHER in sources:
+        joins["train"].append(_teacher_join(cfg.data, split.files["train"], list(info["aus"]), None, "training"))
+        # The loss terms defined on binary labels read the teacher's decisions (``hard_labels``).
+        thresholds = teacher_labelling(cfg.data)["thresholds"]
     if train and val_labels == "teacher":
-        soft["val"] = teacher_decision_labels(cfg.data, split.files["val"], info["aus"])
-    return {n: transformed_dataset(split.files[n], info, spec, cfg.augment if n == "train" else None,
-                                   cfg.data_cpus, cfg.seed, label_override=shuffled if n == "train" else None,
+        joins["val"].append(_teacher_join(cfg.data, split.files["val"], list(info["aus"]),
+                                          teacher_labelling(cfg.data)["thresholds"], "validation"))
+    return {n: transformed_dataset(split.files[n], info, spec, cfg.data_cpus, joins=joins[n] or None,
                                    resample=resample if n == "train" else None,
-                                   soft_labels=soft.get(n),
                                    teacher_thresholds=thresholds if n == "train" else None,
                                    human_labels=(LABEL_SOURCE_HUMAN in sources) if n == "train"
-                                   else n not in soft)
+                                   else not joins[n])
             for n in names}

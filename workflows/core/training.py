@@ -4,9 +4,10 @@ the ``train`` stage (its entry: ``workflows/train.py``), which tune, recipe and 
 ``python -m workflows.train --model NAME --data STORE --out RUNS [--fold K|all] [--workers N]
 [--gpu] [--config YAML] [--set KEY=VALUE] [--address A]`` (every TrainConfig field is a flag)
 
-Data come straight from the Parquet store through Ray Data: decoding, augmentation and the
-model's input transform run on CPU in Ray Data; workers read their shard with
-``iter_torch_batches``. Every epoch reports validation metrics and a full checkpoint from every
+Data come straight from the Parquet store through Ray Data: Ray Data tasks decode rows into uint8
+crops at the model's size on CPU; workers read their shard with ``iter_torch_batches`` and run
+augmentation and the model's input transform as batched tensor operations on their own device
+(``components.batches.model_batch``: the GPU when there is one). Every epoch reports validation metrics and a full checkpoint from every
 rank; the best k by the validation score (``select_metric``) and the latest are kept; a worker
 failure resumes from the latest checkpoint, and starting a finished run again returns its result
 instead of retraining.
@@ -42,12 +43,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
+    from components.batches import model_batch
     from components.checkpoint import CHECKPOINT_FILE, make_checkpoint, save_checkpoint
     from components.configuration import from_dict
     from components.losses import masked_bce_of_probs
     from components.metrics.occurrence import evaluate_occurrence
     from components.models.base import training_stages
-    from components.models.registry import build_model
+    from components.models.registry import build_model, input_spec
     from components.training import (build_optimizer, build_scheduler, freeze_pretrained, optimizer_params,
                                      predict_batches, train_step)
     from workflows.core.runtime import torch_single_thread
@@ -66,6 +68,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         core.pos_weight = torch.tensor(config["pos_weight"], dtype=torch.float32)
     schedule = epoch_schedule(core, cfg)
     device = ray.train.torch.get_device()
+    spec = input_spec(cfg.model, **cfg.model_kwargs)
+    # Augmentation draws on the worker: its own stream per rank, fresh for every epoch it runs.
+    augment_rng = torch.Generator()
+    augment_rng.manual_seed(cfg.seed * 100_003 + rank)
+
+    def finish(batch: dict[str, Any], augment: Any) -> dict[str, Any]:
+        """The shard's decoded batch → the model's, on the device iter_torch_batches put it on;
+        numeric columns float32 as the loop always read them."""
+        out = model_batch(batch, spec, augment, augment_rng)
+        out = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
+        if device.type == "cuda":
+            out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
+        return out
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.optim.amp == "fp16")
     start_epoch, best, stale = 0, -1.0, 0
     history: list[dict[str, Any]] = []
@@ -82,6 +97,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                   f"continuing at epoch {start_epoch + 1}")
     staged = bool(training_stages(core))
     freeze_pretrained(core, cfg.optim)   # before DDP, which registers the parameters that learn
+    if device.type == "cuda":
+        # NHWC convolutions run on tensor cores under bf16 autocast without layout transposes.
+        core.to(memory_format=torch.channels_last)
     # Multi-step families train one sub-network per step through their own methods, which DDP's
     # forward hook would not see: they are not wrapped, and gradients are all-reduced by hand.
     model = ray.train.torch.prepare_model(core, parallel_strategy=None if staged else "ddp")
@@ -121,10 +139,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for step, batch in enumerate(train_shard.iter_torch_batches(
                 batch_size=VIDEO_BATCH_ROWS if video_order else cfg.batch_size,
                 local_shuffle_buffer_size=shuffle or None, local_shuffle_seed=cfg.seed + epoch if shuffle else None,
-                drop_last=not video_order, dtypes=torch.float32)):
-            waited = time.perf_counter() - asked
+                drop_last=not video_order)):
             if cfg.max_steps_per_epoch and step >= cfg.max_steps_per_epoch:
                 break
+            batch = finish(batch, cfg.augment)
+            waited = time.perf_counter() - asked
             first_batch_s = waited if first_batch_s is None else first_batch_s
             data_wait_s += waited
             parts = train_step(model, batch, opt, scaler, cfg.optim, device, loss_fn,
@@ -134,8 +153,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             asked = time.perf_counter()
         sched.step()
         train_s = time.perf_counter() - t0
-        val = predict_batches(model, val_shard.iter_torch_batches(batch_size=cfg.batch_size * 2,
-                                                                   dtypes=torch.float32), device, cfg.optim.amp)
+        val = predict_batches(model, (finish(b, None) for b in val_shard.iter_torch_batches(
+            batch_size=cfg.batch_size * 2)), device, cfg.optim.amp)
         res = evaluate_occurrence(val["probs"], val["labels"], aus)
         val_bce = masked_bce_of_probs(val["probs"], val["labels"]) if len(val["labels"]) else float("nan")
         mean_f1 = float(res["mean_f1"])
@@ -287,7 +306,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     t0 = time.perf_counter()
-    from components.models.registry import build_model
+    from components.models.registry import build_model, input_spec
     from components.training import freeze_pretrained
     from workflows.core.train_callbacks import EpochLines
 
