@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 import numpy as np
 
 from components.inference import FaceTrack, face_answer, image_tracks, request_id
-from components.models.base import InputSpec
 from components.plan import InferencePlan
 
 if TYPE_CHECKING:
@@ -76,8 +75,7 @@ class LiveSession:
         self.source = source or request_id()
         self.name = name
         self.steps = tuple(plan.steps)
-        specs = [InputSpec.from_dict(m.input_spec) if m.input_spec else InputSpec() for m in plan.manifest.members]
-        self.context = max([s.window for s in specs] + [0])
+        self.context = plan.window
         """Past frames each face's segment carries for members with a frame window."""
         self.index = 0
         """Frames answered so far (the tracker's frame index)."""

@@ -97,10 +97,19 @@ class InferencePlan:
         return int(self.faces["align_size"])
 
     @property
+    def specs(self) -> list[InputSpec]:
+        """Each member's input declaration, in manifest order."""
+        return [InputSpec.from_dict(m.input_spec) if m.input_spec else InputSpec() for m in self.manifest.members]
+
+    @property
     def member_steps(self) -> tuple[int, ...]:
         """The members' own difference steps (no motion summary): what a store must hold."""
-        specs = [InputSpec.from_dict(m.input_spec) if m.input_spec else InputSpec() for m in self.manifest.members]
-        return tuple(sorted({int(s) for spec in specs for s in spec.diff_steps}))
+        return tuple(sorted({int(s) for spec in self.specs for s in spec.diff_steps}))
+
+    @property
+    def window(self) -> int:
+        """The longest frame window a member reads (0: none): past frames a causal answer carries."""
+        return max([s.window for s in self.specs] + [0])
 
     @property
     def thresholds(self) -> np.ndarray:
