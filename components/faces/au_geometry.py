@@ -167,14 +167,16 @@ MAX_HISTORY = 512
 
 def running_neutral(values: np.ndarray, percentiles: np.ndarray, prior: np.ndarray,
                     prior_frames: float = PRIOR_FRAMES, max_history: int = MAX_HISTORY) -> np.ndarray:
-    """Each frame's neutral estimate (n, D) from the frames so far of one track (causal).
+    """Each frame's neutral estimate (n, D) from the earlier frames of one track (causal).
 
     Person-specific normalisation (Baltrusaitis, Mahmoud & Robinson 2015, 'Cross-dataset
     learning and person-specific normalisation for automatic Action Unit detection', FG: the
     person's neutral, a statistic of their frames, is subtracted from each frame's features).
-    Here the statistic is column d's ``percentiles[d]`` percentile of frames 0..t (causal, so a
+    Here the statistic is column d's ``percentiles[d]`` percentile of frames 0..t-1 (causal, so a
     live stream and a whole file agree), shrunk towards the population ``prior`` by
-    ``prior_frames`` pseudo-frames: ``(prior_frames * prior + m * est) / (prior_frames + m)``.
+    ``prior_frames`` pseudo-frames: ``(prior_frames * prior + m * est) / (prior_frames + m)``
+    with m = t earlier frames. A track's first frame gets the population neutral, as a still does,
+    so one face answers alike as a photo and as the first frame of a video (a photo's store row).
     """
     values = np.asarray(values, np.float64)
     n, d = values.shape
@@ -182,8 +184,11 @@ def running_neutral(values: np.ndarray, percentiles: np.ndarray, prior: np.ndarr
     groups = {float(q): np.flatnonzero(np.asarray(percentiles) == q) for q in np.unique(percentiles)}
     prior = np.asarray(prior, np.float64)
     for t in range(n):
-        m = t + 1
-        hist = values[:m] if m <= max_history else values[np.linspace(0, t, max_history).round().astype(int)]
+        m = t
+        if m == 0:
+            out[t] = prior
+            continue
+        hist = values[:m] if m <= max_history else values[np.linspace(0, t - 1, max_history).round().astype(int)]
         est = np.empty(d)
         for q, cols in groups.items():
             est[cols] = np.percentile(hist[:, cols], q, axis=0)

@@ -35,11 +35,10 @@ def test_builtin_soft_labels_by_hand_with_unknowns(tmp_path) -> None:
     b[BLENDSHAPE_NAMES.index("browInnerUp")] = 0.3
     rows = _rows([b.tolist(), None, b.tolist()])
     # Rows without geometry: blendshapes alone. AU12 = 0.5 * 0.8 + 0.5 * 0.4 = 0.6 and AU1 =
-    # browInnerUp = 0.3, each less the row's own track's neutral: one frame seen, shrunk to the
-    # population's 0 with the weight of PRIOR_FRAMES = 24 frames (components.faces.au_geometry), 1/25 of the
-    # value: 0.6 * 24/25 = 0.576, 0.3 * 24/25 = 0.288. AU3: no blendshape, unknown.
+    # browInnerUp = 0.3, less the population neutral (0): each row is the first frame of its own
+    # track (batch_rows 1), which has no earlier frames for a person's neutral. AU3: unknown.
     soft = teacher_soft_labels(teacher, rows, [12, 3, 1], store_diff_steps=[], batch_rows=1)
     assert soft.dtype == np.float32 and soft.shape == (3, 3)
-    np.testing.assert_allclose(soft[[0, 2]][:, [0, 2]], [[0.576, 0.288], [0.576, 0.288]], atol=1e-6)
+    np.testing.assert_allclose(soft[[0, 2]][:, [0, 2]], [[0.6, 0.3], [0.6, 0.3]], atol=1e-6)
     assert np.isnan(soft[:, 1]).all()
     assert np.isnan(soft[1]).all()  # the row without blendshapes: the teacher had no input
