@@ -107,7 +107,9 @@ def test_builtin_teacher_labels_rows_with_faces_and_counts_frames_without(store:
         row = soft[f"media/./{name}/000000"]
         np.testing.assert_allclose(row, [answer[f"AU{a}"] for a in BUILTIN_AUS], atol=1e-6)
         top = {BUILTIN_AUS[i] for i in np.argsort(-row)[:3]}
-        assert (12 in top) if expression == "happy" else bool({1, 26} <= top), (name, top)
+        # Happiness: AU12 among the three highest; surprise: the three highest are all the
+        # prototype's (1+2+5+26, lips parting 25: EMFACS).
+        assert (12 in top) if expression == "happy" else top <= {1, 2, 5, 25, 26}, (name, top)
 
 
 def test_a_second_run_labels_nothing_new(store: Path) -> None:
