@@ -79,6 +79,9 @@ class FaceTrack:
     """float32 (n, 52) MediaPipe blendshapes, when the face pipeline's landmarker gives them."""
     geometry: "np.ndarray | None" = None
     """float32 (n, K) AU geometry of the mesh (``components.faces.au_geometry``), likewise."""
+    neutral: "np.ndarray | None" = None
+    """float32 (n, 52 + K) each frame's person-specific neutral, where the caller keeps it (a live
+    session sees a face a frame at a time); None: ``member_inputs`` computes it over the track."""
     key: "tuple[str, str, str] | None" = None
     """(dataset, subject, video) of feature-store rows (``store_tracks``); None: the request's
     own key (input id, face id, input name)."""
@@ -253,7 +256,8 @@ def member_inputs(tracks: Sequence[FaceTrack], source: str, name: str, video: bo
         return [MemberInput(batch, [(i, 0, 1) for i in range(len(tracks))])]
     out = []
     for i, t in enumerate(tracks):
-        neutral = track_neutral(t.blendshapes, t.geometry) if t.blendshapes is not None else None
+        neutral = t.neutral if t.neutral is not None else (
+            track_neutral(t.blendshapes, t.geometry) if t.blendshapes is not None else None)
         for lo in range(0, len(t.frames), segment):
             hi = min(lo + segment, len(t.frames))
             out.append(MemberInput(_rows(t, lo, hi, source, name, str(t.face_id), neutral), [(i, lo, hi - lo)]))

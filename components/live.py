@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 import numpy as np
 
+from components.faces.au_geometry import NeutralTracker
+
 from components.inference import FaceTrack, face_answer, image_tracks, request_id
 from components.plan import InferencePlan
 
@@ -55,6 +57,9 @@ class _Face:
     """(136,) crop landmarks of the last 2 * max(step) + 1 answered frames."""
     probs: deque = field(default_factory=deque)
     """(n_AU,) unsmoothed probabilities of the last ``smooth_window`` answers."""
+    neutral: NeutralTracker = field(default_factory=NeutralTracker)
+    """The face's person-specific neutral, from its answered frames (as ``member_inputs`` has it
+    over a whole track)."""
 
 
 class LiveSession:
@@ -131,7 +136,9 @@ class LiveSession:
                                                                probs=deque(maxlen=self.smooth_window)))
             hist.landmarks.append(np.asarray(f.landmarks[0], np.float32))
             now = FaceTrack(face_id=f.face_id, frames=[self.index], crop=f.crop, landmarks=f.landmarks, info=f.info,
-                            blendshapes=f.blendshapes, steps=self.steps)
+                            blendshapes=f.blendshapes, geometry=f.geometry, steps=self.steps)
+            if f.blendshapes is not None:
+                now.neutral = hist.neutral.push(f.blendshapes[0], None if f.geometry is None else f.geometry[0])[None]
             if self.steps:
                 past = list(hist.landmarks)
                 diffs, valid = [], []
@@ -178,4 +185,5 @@ def _joined(frames: list[FaceTrack]) -> FaceTrack:
     last = frames[-1]
     return FaceTrack(face_id=last.face_id, frames=[f.frames[0] for f in frames], crop=stack("crop"),
                      landmarks=stack("landmarks"), info=[f.info[0] for f in frames], landmark_diff=stack("landmark_diff"),
-                     diff_valid=stack("diff_valid"), steps=last.steps, blendshapes=stack("blendshapes"))
+                     diff_valid=stack("diff_valid"), steps=last.steps, blendshapes=stack("blendshapes"),
+                     geometry=stack("geometry"), neutral=stack("neutral"))

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GeometryFeature", "GEOMETRY_FEATURES", "GEOMETRY_NAMES", "K", "face_frame", "geometry_features",
+__all__ = ["NeutralTracker", "neutral_after", "GeometryFeature", "GEOMETRY_FEATURES", "GEOMETRY_NAMES", "K", "face_frame", "geometry_features",
            "population_neutral", "running_neutral", "calibration_prior", "track_neutral", "BLENDSHAPE_PERCENTILE",
            "OPEN_EYE_BLENDSHAPES"]
 
@@ -179,21 +179,28 @@ def running_neutral(values: np.ndarray, percentiles: np.ndarray, prior: np.ndarr
     so one face answers alike as a photo and as the first frame of a video (a photo's store row).
     """
     values = np.asarray(values, np.float64)
-    n, d = values.shape
-    out = np.empty((n, d), np.float32)
-    groups = {float(q): np.flatnonzero(np.asarray(percentiles) == q) for q in np.unique(percentiles)}
-    prior = np.asarray(prior, np.float64)
-    for t in range(n):
-        m = t
-        if m == 0:
-            out[t] = prior
-            continue
-        hist = values[:m] if m <= max_history else values[np.linspace(0, t - 1, max_history).round().astype(int)]
-        est = np.empty(d)
-        for q, cols in groups.items():
-            est[cols] = np.percentile(hist[:, cols], q, axis=0)
-        out[t] = (prior_frames * prior + m * est) / (prior_frames + m)
+    out = np.empty(values.shape, np.float32)
+    for t in range(len(values)):
+        out[t] = neutral_after(values[:t], percentiles, prior, prior_frames, max_history)
     return out
+
+
+def neutral_after(earlier: np.ndarray, percentiles: np.ndarray, prior: np.ndarray,
+                  prior_frames: float = PRIOR_FRAMES, max_history: int = MAX_HISTORY) -> np.ndarray:
+    """The neutral estimate (D,) of the frame that follows ``earlier`` (m, D) frames of a track:
+    ``running_neutral``'s one step, for callers that see a track a frame at a time (live)."""
+    prior = np.asarray(prior, np.float64)
+    m = len(earlier)
+    if m == 0:
+        return prior.astype(np.float32)
+    earlier = np.asarray(earlier, np.float64)
+    hist = earlier if m <= max_history else earlier[np.linspace(0, m - 1, max_history).round().astype(int)]
+    percentiles = np.asarray(percentiles)
+    est = np.empty(earlier.shape[1])
+    for q in np.unique(percentiles):
+        cols = np.flatnonzero(percentiles == q)
+        est[cols] = np.percentile(hist[:, cols], q, axis=0)
+    return ((prior_frames * prior + m * est) / (prior_frames + m)).astype(np.float32)
 
 
 def calibration_prior() -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +208,45 @@ def calibration_prior() -> tuple[np.ndarray, np.ndarray]:
     blendshapes rest at 0 (ARKit coefficients are 0 on a neutral face)."""
     q = np.concatenate([np.full(52, BLENDSHAPE_PERCENTILE), [f.percentile for f in GEOMETRY_FEATURES]])
     return q, np.concatenate([np.zeros(52, np.float32), population_neutral()])
+
+
+class NeutralTracker:
+    """``track_neutral`` a frame at a time: ``push`` one frame's blendshapes and geometry, get
+    that frame's neutral from the earlier ones; the same numbers as ``track_neutral`` over the
+    whole track (a live session's faces, which are never seen whole)."""
+
+    def __init__(self) -> None:
+        self.values: list[np.ndarray] = []
+        """[blendshapes, geometry] of every frame so far (geometry: None where the face had none)."""
+
+    def push(self, blendshapes: np.ndarray, geometry: "np.ndarray | None") -> np.ndarray:
+        b = np.asarray(blendshapes, np.float32).reshape(-1)
+        g = None if geometry is None else np.asarray(geometry, np.float32).reshape(-1)
+        self.values.append(b if g is None else np.concatenate([b, g]))
+        return track_neutral_last(np.stack(self.values), with_geometry=g is not None)
+
+
+def track_neutral_last(values: np.ndarray, with_geometry: bool) -> np.ndarray:
+    """The last frame's row of ``track_neutral`` over ``values`` (n, 52 [+ K]) in O(history)."""
+    from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
+
+    q, prior = calibration_prior()
+    values = np.asarray(values, np.float64)
+    n = len(values)
+    if not with_geometry:
+        nb = neutral_after(values[:n - 1, :52], q[:52], prior[:52])
+        return np.concatenate([nb, prior[52:]]).astype(np.float32)
+    out = neutral_after(values[:n - 1], q, prior)
+    cols = [BLENDSHAPE_NAMES.index(c) for c in OPEN_EYE_BLENDSHAPES] + \
+        [52 + i for i, f in enumerate(GEOMETRY_FEATURES) if f.open_eyes]
+    if cols:
+        blink = values[:, [BLENDSHAPE_NAMES.index("eyeBlinkLeft"), BLENDSHAPE_NAMES.index("eyeBlinkRight")]].mean(1)
+        kept = np.flatnonzero(blink < 0.5)
+        if len(kept):  # the estimate at the last open-eye frame up to this one, as track_neutral
+            out[cols] = neutral_after(values[kept[:-1]][:, cols], q[cols], prior[cols])
+        else:
+            out[cols] = prior[cols]
+    return out.astype(np.float32)
 
 
 def track_neutral(blendshapes: np.ndarray, geometry: "np.ndarray | None") -> np.ndarray:

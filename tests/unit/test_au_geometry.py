@@ -110,3 +110,20 @@ def test_member_reads_geometry_and_intensity_is_monotone_in_probability() -> Non
     y = intensity_of(x)
     assert torch.all(y[1:] >= y[:-1]) and y[0] == 0 and y[-1] == pytest.approx(5.0)
     assert intensity_of(torch.tensor([0.3]))[0] == pytest.approx(0.5)  # the threshold: onset of A
+
+
+def test_a_frame_at_a_time_the_neutral_is_the_whole_tracks() -> None:
+    """``NeutralTracker`` (live) gives each frame what ``track_neutral`` gives it over the whole
+    track, open-eye rule included (frames 3-5 closed)."""
+    from components.faces.au_geometry import K, NeutralTracker, track_neutral
+    from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
+
+    rng = np.random.default_rng(3)
+    b = rng.uniform(0, 0.4, (12, 52)).astype(np.float32)
+    b[3:6, [BLENDSHAPE_NAMES.index("eyeBlinkLeft"), BLENDSHAPE_NAMES.index("eyeBlinkRight")]] = 0.9
+    g = rng.normal(0, 0.05, (12, K)).astype(np.float32)
+    for geometry in (g, None):
+        whole = track_neutral(b, geometry)
+        live = NeutralTracker()
+        step = np.stack([live.push(b[t], None if geometry is None else geometry[t]) for t in range(12)])
+        np.testing.assert_allclose(step, whole, atol=1e-6)
