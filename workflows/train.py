@@ -59,6 +59,8 @@ def main(argv: "list[str] | None" = None) -> int:
             summary = run_training(run_cfg)
             print(f"run {summary['run']}: best validation mean F1 {summary['best_val_mean_f1']:.3f}; "
                   f"checkpoint ({summary['select']}) {summary['checkpoint']}; run folder {summary['run_dir']}")
+            if summary.get("warning"):
+                print(f"run {summary['run']}: WARNING {summary['warning']}")
     return 0
 
 

@@ -78,11 +78,17 @@ class TrainConfig:
     resample: bool = False
     """Paper 001 §3.4.1 resampling of the training frames: one-tenth uniformly, rare-AU frames
     at one-fifth (rates per dataset in components.datasets.samplers)."""
-    pos_weight: str = "none"
-    """BCE weighting of positive labels per AU: 'none', or 'balanced' (negatives / positives over
-    the training subjects, clipped to [1, 20]; the class balancing JAA-Net and ME-GraphAU apply
-    in their weighted losses): rare AUs then pull as hard as common ones, and 0.5 stays a
-    sensible threshold for them."""
+    pos_weight: str = "balanced"
+    """BCE weighting of positive labels per AU: 'balanced' (negatives / positives over the
+    training subjects, clipped to [1, 20]; the class balancing JAA-Net and ME-GraphAU apply in
+    their weighted losses): rare AUs then pull as hard as common ones, and 0.5 stays a sensible
+    threshold for them; or 'none' (plain BCE: with AU base rates of 5-30 % the loss is lowest
+    for a model that predicts no AU, and one that does scores F1 0)."""
+    tune_thresholds: bool = True
+    """Choose per-AU decision thresholds on the validation subjects at every epoch
+    (``components.thresholds.tune_thresholds``, the F1-maximising grid value) and store them in
+    that epoch's checkpoint, so the selected checkpoint carries the thresholds of its own epoch
+    into evaluate, ensemble, predict and Serve; False: every checkpoint keeps 0.5."""
     label_sources: tuple[str, ...] = (LABEL_SOURCE_HUMAN,)
     """Labels training learns from: 'human' (the rows' own labels) and/or 'teacher' (a teacher's
     soft labels, ``facsflow label``: probabilities, learnt with BCE on soft targets, filling what

@@ -7,7 +7,8 @@ the ``train`` stage (its entry: ``workflows/train.py``), which tune, recipe and 
 Data come straight from the Parquet store through Ray Data: decoding, augmentation and the
 model's input transform run on CPU in Ray Data; workers read their shard with
 ``iter_torch_batches``. Every epoch reports validation metrics and a full checkpoint from every
-rank; the best k by the validation score (``select_metric``) and the latest are kept; a worker
+rank, with per-AU thresholds chosen on the validation subjects at that epoch
+(``tune_thresholds``); the best k by the validation score (``select_metric``) and the latest are kept; a worker
 failure resumes from the latest checkpoint, and starting a finished run again returns its result
 instead of retraining.
 """
@@ -48,6 +49,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from components.metrics.occurrence import evaluate_occurrence
     from components.models.base import training_stages
     from components.models.registry import build_model
+    from components.thresholds import validation_decisions
     from components.training import (build_optimizer, build_scheduler, freeze_pretrained, optimizer_params,
                                      predict_batches, train_step)
     from workflows.core.runtime import torch_single_thread
@@ -138,6 +140,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                                                    dtypes=torch.float32), device, cfg.optim.amp)
         res = evaluate_occurrence(val["probs"], val["labels"], aus)
         val_bce = masked_bce_of_probs(val["probs"], val["labels"]) if len(val["labels"]) else float("nan")
+        # This epoch's thresholds, chosen on the validation subjects, travel in its checkpoint.
+        decisions = validation_decisions(val["probs"], val["labels"], aus, cfg.tune_thresholds)
         mean_f1 = float(res["mean_f1"])
         score = mean_f1 if cfg.select_metric == "f1" else 0.5 * float(res["mean_accuracy"]) + 0.5 * mean_f1
         improved = score > best
@@ -145,7 +149,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         train_loss, seen_all = _all_ranks_mean(losses, seen, world)
         metrics = {"epoch": epoch, "train_loss": train_loss, "samples_all_workers": seen_all,
                    "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]), "val_bce": val_bce,
-                   "val_score": score, "best_val_score": best,
+                   "val_score": score, "best_val_score": best, **decisions,
                    "best_val_mean_f1": max([mean_f1] + [h["val_mean_f1"] for h in history
                                                         if h["stage"] == (stage or "train")]),
                    "samples_per_s": seen / max(train_s, 1e-9),
@@ -167,7 +171,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 saved = make_checkpoint(
                     model, cfg.model, epoch=epoch, preprocess=config["preprocess"],
                     provenance=config["provenance"], train_config=checkpoint_train_config(config["train"]),
-                    metrics=metrics, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                    thresholds=decisions["val_thresholds"], metrics=metrics, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                     scaler=scaler.state_dict())
                 saved["train_state"] = {"best": best, "stale": stale, "history": history}
                 saved["stage"] = stage
@@ -289,7 +293,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
     t0 = time.perf_counter()
     from components.models.registry import build_model
     from components.training import freeze_pretrained
-    from workflows.core.train_callbacks import EpochLines
+    from workflows.core.train_callbacks import EpochLines, run_warning
 
     probe = build_model(cfg.model, info["aus"], **cfg.model_kwargs)
     freeze_pretrained(probe, cfg.optim)   # fine-tuning options without pretrained weights stop here
@@ -312,6 +316,9 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
                "history": history, "split": split.to_dict(), "val_labels": val_labels,
                "seconds": round(time.perf_counter() - t0, 1),
                "init": init_provenance(cfg.model_kwargs["pretrained"])}
+    warning = run_warning(history, cfg.pos_weight)
+    if warning:
+        summary["warning"] = warning
     storage.write_json(done_marker, summary)
     return summary
 
