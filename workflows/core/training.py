@@ -255,7 +255,12 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
         summary["reused"] = True
         return summary
     split = load_split(cfg.data, info, cfg.split)
-    val_labels = validation_labels(subject_label_counts(cfg.data), split, cfg)
+    counts = subject_label_counts(cfg.data)
+    val_labels = validation_labels(counts, split, cfg)
+    # Frames with labels of their own (label counts per AU): a small training set gets a smaller
+    # batch, so that an epoch still has min_steps_per_epoch steps; train.yaml records the batch.
+    cfg = replace(cfg, batch_size=cfg.fitted_batch_size(
+        sum(int(counts[s][1].max(initial=0)) for s in split.train if s in counts)))
     # One line per epoch from the loop is the progress a person follows; per-epoch Ray Data
     # progress bars from every worker would drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -268,7 +273,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
                        "dataset": info["dataset"], **({"faces": info["faces"]} if info.get("faces") else {})},
         "provenance": provenance(cfg.seed, cfg.data, split.fold_hash),
         "epoch_hook": epoch_hook,
-        "pos_weight": (balanced_pos_weight(subject_label_counts(cfg.data), split.train)
+        "pos_weight": (balanced_pos_weight(counts, split.train)
                        if cfg.pos_weight == "balanced" else None),
     }
     storage.makedirs(run_dir)
@@ -301,7 +306,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
     init = init_provenance(cfg.model_kwargs["pretrained"])["init_weights"]
     print(f"[{cfg.run_name()}] training {cfg.model} from {init} weights: {len(split.train)} train / "
           f"{len(split.val)} val subjects, {cfg.workers} worker(s) x {cfg.worker_cpus:g} CPU"
-          f"{', GPU' if cfg.gpu else ''}, {total} epochs")
+          f"{', GPU' if cfg.gpu else ''}, batches of {cfg.batch_size} per worker, {total} epochs")
     with EpochLines(cfg.run_name(), run_dir, total):
         result = trainer.fit()
     best = _as_uri(cfg.out, _best_checkpoint(result))
