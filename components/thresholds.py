@@ -94,8 +94,9 @@ def validation_decisions(probs_val: np.ndarray, labels_val: np.ndarray, aus: Seq
     """What one epoch's validation outputs say about the model's decisions, as epoch metrics.
 
     ``val_thresholds``: per-AU thresholds tuned on these outputs (``tune``) or 0.5 each;
-    ``val_tuned_mean_f1``: mean F1 at them (tuned on the same frames, so optimistic: a guide,
-    not a score); ``val_positive_rate``: share of known cells predicted positive at 0.5 (0 means
+    ``val_tuned_mean_f1`` and ``val_tuned_mean_accuracy``: mean F1 and accuracy over AUs at them
+    (tuned on the same frames, so optimistic, alike for every epoch: they rank epochs, they are
+    no held-out score); ``val_positive_rate``: share of known cells predicted positive at 0.5 (0 means
     the model predicts no AU there); ``val_all_positive_f1``: mean F1 of predicting every AU
     everywhere, the trivial line the model has to beat.
     """
@@ -104,10 +105,11 @@ def validation_decisions(probs_val: np.ndarray, labels_val: np.ndarray, aus: Seq
     known = labels >= 0
     if not known.any():
         return {"val_thresholds": [DEFAULT_THRESHOLD] * len(aus), "val_tuned_mean_f1": 0.0,
-                "val_positive_rate": 0.0, "val_all_positive_f1": 0.0}
+                "val_tuned_mean_accuracy": 0.0, "val_positive_rate": 0.0, "val_all_positive_f1": 0.0}
     thr = tune_thresholds(probs, labels) if tune else np.full(len(aus), DEFAULT_THRESHOLD)
-    tuned = evaluate_occurrence(probs, labels, aus, thr)["mean_f1"]
+    tuned = evaluate_occurrence(probs, labels, aus, thr)
     every = evaluate_occurrence(np.ones_like(probs), labels, aus, DEFAULT_THRESHOLD)["mean_f1"]
-    return {"val_thresholds": [float(t) for t in thr], "val_tuned_mean_f1": float(tuned or 0.0),
+    return {"val_thresholds": [float(t) for t in thr], "val_tuned_mean_f1": float(tuned["mean_f1"] or 0.0),
+            "val_tuned_mean_accuracy": float(tuned["mean_accuracy"] or 0.0),
             "val_positive_rate": float((probs[known] >= DEFAULT_THRESHOLD).mean()),
             "val_all_positive_f1": float(every or 0.0)}

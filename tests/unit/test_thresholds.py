@@ -57,7 +57,7 @@ def test_validation_decisions_of_an_epoch():
     labels = np.array([[1, 1], [1, 1], [0, 0], [0, 0]])
     d = validation_decisions(probs, labels, [1, 2])
     np.testing.assert_allclose(d["val_thresholds"], [0.2, 0.5])
-    assert d["val_tuned_mean_f1"] == pytest.approx(1.0)
+    assert d["val_tuned_mean_f1"] == pytest.approx(1.0) and d["val_tuned_mean_accuracy"] == pytest.approx(1.0)
     assert d["val_positive_rate"] == pytest.approx(2 / 8)
     assert d["val_all_positive_f1"] == pytest.approx(2 / 3)   # 2·0.5 / (1 + 0.5) for both AUs
     fixed = validation_decisions(probs, labels, [1, 2], tune=False)
@@ -65,3 +65,12 @@ def test_validation_decisions_of_an_epoch():
     assert fixed["val_tuned_mean_f1"] == pytest.approx(0.5)
     nothing = validation_decisions(probs, -np.ones_like(labels), [1, 2])
     assert nothing["val_thresholds"] == [0.5, 0.5] and nothing["val_positive_rate"] == 0.0
+
+
+def test_evaluate_names_the_checkpoints_thresholds():
+    from workflows.core.evaluation import EvaluateConfig, _checkpoint_threshold_source
+
+    assert EvaluateConfig().tune_thresholds is False   # the checkpoint's, chosen in training
+    assert _checkpoint_threshold_source({"train_config": {"tune_thresholds": True}}) == (
+        "checkpoint: tuned on validation subjects in training")
+    assert _checkpoint_threshold_source({"train_config": {}}) == "checkpoint: default 0.5"

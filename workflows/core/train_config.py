@@ -81,8 +81,9 @@ class TrainConfig:
     picked an early epoch that scored well below the last on held-out subjects; docs/measurements.md)."""
     select_metric: str = "f1"
     """The validation score that ranks epochs (best checkpoint, early stopping; recorded in
-    run.json): 'f1' (mean F1 over AUs), or 'acc_f1' (0.5 x mean accuracy + 0.5 x mean F1, the
-    ABAW 2020 metric papers 000 §3 and 002 §3 select their models by)."""
+    run.json), at the thresholds each epoch's checkpoint carries (``tune_thresholds``): 'f1'
+    (mean F1 over AUs), or 'acc_f1' (0.5 x mean accuracy + 0.5 x mean F1, the ABAW 2020 metric
+    papers 000 §3 and 002 §3 select their models by)."""
     max_failures: int = 2
     """Worker-group restarts allowed after failures (resume from the latest checkpoint)."""
     seed: int = 0

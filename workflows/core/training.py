@@ -140,10 +140,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                                                    dtypes=torch.float32), device, cfg.optim.amp)
         res = evaluate_occurrence(val["probs"], val["labels"], aus)
         val_bce = masked_bce_of_probs(val["probs"], val["labels"]) if len(val["labels"]) else float("nan")
-        # This epoch's thresholds, chosen on the validation subjects, travel in its checkpoint.
+        # This epoch's thresholds, chosen on the validation subjects, travel in its checkpoint; the
+        # epoch is ranked as that checkpoint will decide (at 0.5, the all-positive start of a
+        # class-balanced run would outrank the epochs that learnt).
         decisions = validation_decisions(val["probs"], val["labels"], aus, cfg.tune_thresholds)
         mean_f1 = float(res["mean_f1"])
-        score = mean_f1 if cfg.select_metric == "f1" else 0.5 * float(res["mean_accuracy"]) + 0.5 * mean_f1
+        score = (decisions["val_tuned_mean_f1"] if cfg.select_metric == "f1"
+                 else 0.5 * decisions["val_tuned_mean_accuracy"] + 0.5 * decisions["val_tuned_mean_f1"])
         improved = score > best
         best, stale = (score, 0) if improved else (best, stale + 1)
         train_loss, seen_all = _all_ranks_mean(losses, seen, world)
