@@ -8,9 +8,9 @@ Data come straight from the Parquet store through Ray Data: decoding, augmentati
 model's input transform run on CPU in Ray Data; workers read their shard with
 ``iter_torch_batches``. Every epoch reports validation metrics and a full checkpoint from every
 rank, with per-AU thresholds chosen on the validation subjects at that epoch
-(``tune_thresholds``); the best k by the validation score (``select_metric``) and the latest are kept; a worker
-failure resumes from the latest checkpoint, and starting a finished run again returns its result
-instead of retraining.
+(``tune_thresholds``); the best k by the validation score (``select_metric``, at those
+thresholds) and the latest are kept; a worker failure resumes from the latest checkpoint, and
+starting a finished run again returns its result instead of retraining.
 """
 
 from __future__ import annotations
@@ -174,8 +174,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 saved = make_checkpoint(
                     model, cfg.model, epoch=epoch, preprocess=config["preprocess"],
                     provenance=config["provenance"], train_config=checkpoint_train_config(config["train"]),
-                    thresholds=decisions["val_thresholds"], metrics=metrics, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                    scaler=scaler.state_dict())
+                    thresholds=decisions["val_thresholds"], metrics=metrics, optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(), scaler=scaler.state_dict())
                 saved["train_state"] = {"best": best, "stale": stale, "history": history}
                 saved["stage"] = stage
                 save_checkpoint(saved, tmp)
