@@ -1,11 +1,14 @@
 """Per-AU decision thresholds: tuned on validation subjects, applied to test predictions.
 
-The default threshold is 0.5. When asked, ``tune_thresholds`` picks for each AU the grid
-value that maximises the AU's F1 on the **validation subjects** (carved from the training
-subjects). Call it on validation outputs only, never on the test subjects: thresholds tuned
-on test inflate the reported F1. Pass ``val_subjects`` and ``test_subjects`` and it checks
-that they are disjoint. The evaluation output stores the thresholds it used; an ensemble
-manifest copies them from there.
+The fallback threshold is 0.5. ``tune_thresholds`` picks for each AU the grid value that
+maximises the AU's F1 on the **validation subjects** (carved from the training subjects). Call
+it on validation outputs only, never on the test subjects: thresholds tuned on test inflate the
+reported F1. Pass ``val_subjects`` and ``test_subjects`` and it checks that they are disjoint.
+
+Training does this by default at every epoch (``validation_decisions``; ``TrainConfig.tune_thresholds``)
+and stores the thresholds in that epoch's checkpoint, so the checkpoint a run selects carries
+its own epoch's thresholds: evaluate applies them, and an ensemble manifest copies them (or, when
+asked, the ones an evaluation re-tuned, its ``thresholds.json``).
 
 A probability counts as a positive prediction when ``prob >= threshold``.
 """
@@ -17,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from components.metrics.occurrence import check_labels, f1_from_counts
+from components.metrics.occurrence import check_labels, evaluate_occurrence, f1_from_counts
 
-__all__ = ["DEFAULT_GRID", "DEFAULT_THRESHOLD", "tune_thresholds", "apply_thresholds"]
+__all__ = ["DEFAULT_GRID", "DEFAULT_THRESHOLD", "tune_thresholds", "apply_thresholds", "validation_decisions"]
 
 DEFAULT_THRESHOLD = 0.5
-"""Threshold used when none is tuned."""
+"""Threshold used where none is tuned (and where an AU has no validation positive)."""
 
 DEFAULT_GRID = np.round(np.concatenate([[0.0, 0.01, 0.02, 0.03], np.linspace(0.05, 0.95, 19)]), 10)
 """0 (every frame positive), 0.01, 0.02, 0.03, then 0.05, 0.10, ..., 0.95. The low end lets an AU
@@ -84,3 +87,29 @@ def tune_thresholds(
         best = np.flatnonzero(f1 >= f1.max() - 1e-12)[0]
         out[k] = g[best]
     return out
+
+
+def validation_decisions(probs_val: np.ndarray, labels_val: np.ndarray, aus: Sequence[int],
+                         tune: bool = True) -> dict[str, Any]:
+    """What one epoch's validation outputs say about the model's decisions, as epoch metrics.
+
+    ``val_thresholds``: per-AU thresholds tuned on these outputs (``tune``) or 0.5 each;
+    ``val_tuned_mean_f1`` and ``val_tuned_mean_accuracy``: mean F1 and accuracy over AUs at them
+    (tuned on the same frames, so optimistic, alike for every epoch: they rank epochs, they are
+    no held-out score); ``val_positive_rate``: share of known cells predicted positive at 0.5 (0 means
+    the model predicts no AU there); ``val_all_positive_f1``: mean F1 of predicting every AU
+    everywhere, the trivial line the model has to beat.
+    """
+    labels = check_labels(labels_val, "labels_val")
+    probs = np.asarray(probs_val, dtype=float)
+    known = labels >= 0
+    if not known.any():
+        return {"val_thresholds": [DEFAULT_THRESHOLD] * len(aus), "val_tuned_mean_f1": 0.0,
+                "val_tuned_mean_accuracy": 0.0, "val_positive_rate": 0.0, "val_all_positive_f1": 0.0}
+    thr = tune_thresholds(probs, labels) if tune else np.full(len(aus), DEFAULT_THRESHOLD)
+    tuned = evaluate_occurrence(probs, labels, aus, thr)
+    every = evaluate_occurrence(np.ones_like(probs), labels, aus, DEFAULT_THRESHOLD)["mean_f1"]
+    return {"val_thresholds": [float(t) for t in thr], "val_tuned_mean_f1": float(tuned["mean_f1"] or 0.0),
+            "val_tuned_mean_accuracy": float(tuned["mean_accuracy"] or 0.0),
+            "val_positive_rate": float((probs[known] >= DEFAULT_THRESHOLD).mean()),
+            "val_all_positive_f1": float(every or 0.0)}

@@ -57,8 +57,11 @@ def main(argv: "list[str] | None" = None) -> int:
         for k in folds:
             run_cfg = replace(cfg, split=replace(cfg.split, fold=k), name=cfg.name if len(folds) == 1 else "")
             summary = run_training(run_cfg)
-            print(f"run {summary['run']}: best validation mean F1 {summary['best_val_mean_f1']:.3f}; "
+            print(f"run {summary['run']}: best validation mean F1 {summary['best_val_mean_f1']:.3f} at 0.5, "
+                  f"{summary['select_metric']} {summary['best_val_score']:.3f} at the checkpoint's thresholds; "
                   f"checkpoint ({summary['select']}) {summary['checkpoint']}; run folder {summary['run_dir']}")
+            if summary.get("warning"):
+                print(f"run {summary['run']}: WARNING {summary['warning']}")
     return 0
 
 

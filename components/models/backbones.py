@@ -134,6 +134,17 @@ def _adapt_first_conv(features: nn.Module, in_channels: int) -> None:
                 setattr(parent, child_name, new)
 
 
+def _torch_bn_momentum(net: nn.Module) -> None:
+    """BatchNorm running statistics at PyTorch's momentum 0.1. torchvision builds MobileNetV3 with
+    0.01, set for its ImageNet schedule of hundreds of epochs: after the few hundred steps of a
+    small training set its running statistics are still mostly their initial 0 and 1, so the
+    network in eval mode answers nearly the same for every face (validation F1 then stays at the
+    trivial line while the training loss falls)."""
+    for module in net.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.1
+
+
 def build_backbone(name: str, in_channels: int = 3, pretrained: str = "") -> tuple[nn.Module, int]:
     """Return (feature extractor producing B×C×h×w maps, C).
 
@@ -157,6 +168,8 @@ def build_backbone(name: str, in_channels: int = 3, pretrained: str = "") -> tup
         features = _feature_layers(name, net.train())
     else:
         net = getattr(tvm, name)(weights=None)
+        if name.startswith("mobilenet_v3"):
+            _torch_bn_momentum(net)
         if pretrained:
             load_pretrained(net, pretrained)
         if name.startswith("resnet"):

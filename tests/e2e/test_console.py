@@ -62,8 +62,9 @@ def test_short_run_console(tmp_path: Path) -> None:
                       "--config", str(ROOT / "workflows" / "configs" / "train-demo.yaml"), "--epochs", "2",
                       cwd=tmp_path)
     _quiet(train)
-    epoch = re.compile(r"\[baseline_mobilenetv3_112-fold1\] epoch (\d)/2  loss [\d.]+  val F1 [\d.]+ \(best [\d.]+\)"
-                       r"  [\d.]+ samples/s  \d+ s  ETA \d+:\d\d$")
+    epoch = re.compile(r"\[baseline_mobilenetv3_112-fold1\] epoch (\d)/2  loss [\d.]+  val F1 [\d.]+"
+                       r"(?: — predicts no AU[^(]*| — no correct positive[^(]*)? \(best [\d.]+"
+                       r"(?:; [\d.]+ at val thresholds, all-positive [\d.]+)?\)  [\d.]+ samples/s  \d+ s  ETA \d+:\d\d$")
     assert [m.group(1) for ln in train if (m := epoch.search(ln))] == ["1", "2"], "\n".join(train)
     assert sum(ln.startswith("run baseline_mobilenetv3_112-fold1: best validation mean F1 ") for ln in train) == 1
     assert (tmp_path / "runs" / "baseline_mobilenetv3_112-fold1" / "run.json").is_file()

@@ -108,3 +108,31 @@ def test_epoch_line() -> None:
                                      "42 s  ETA 2:50")
     assert epoch_line("r", {**m, "stage": "rank", "epoch": 5}, 6).startswith("[r] epoch 6/6 (rank)  ")
     assert epoch_line("r", {**m, "epoch": 5}, 6).endswith("ETA 0:00")
+
+
+def test_epoch_line_with_validation_thresholds() -> None:
+    from workflows.core.train_callbacks import epoch_line
+
+    m = {"epoch": 1, "train_loss": 0.61234, "val_mean_f1": 0.4321, "best_val_mean_f1": 0.5,
+         "samples_per_s": 37.25, "epoch_seconds": 42.4, "stage": "train", "val_tuned_mean_f1": 0.48,
+         "val_all_positive_f1": 0.3, "val_positive_rate": 0.2}
+    assert epoch_line("r", m, 6) == ("[r] epoch 2/6  loss 0.6123  val F1 0.432 (best 0.500; 0.480 at val "
+                                     "thresholds, all-positive 0.300)  37.2 samples/s  42 s  ETA 2:50")
+
+
+def test_a_model_that_predicts_no_au_says_so() -> None:
+    from workflows.core.train_callbacks import epoch_line, no_au_note, run_warning
+
+    m = {"epoch": 0, "train_loss": 0.4, "val_mean_f1": 0.0, "best_val_mean_f1": 0.0, "samples_per_s": 30.0,
+         "epoch_seconds": 10.0, "stage": "train", "val_tuned_mean_f1": 0.265, "val_all_positive_f1": 0.265,
+         "val_positive_rate": 0.0}
+    assert epoch_line("r", m, 2) == ("[r] epoch 1/2  loss 0.4000  val F1 0.000 — predicts no AU: no validation "
+                                     "probability reaches 0.5; at the thresholds chosen on validation F1 0.265 "
+                                     "vs all-positive 0.265 (best 0.000)  30.0 samples/s  10 s  ETA 0:10")
+    assert no_au_note({**m, "val_positive_rate": 0.1}).startswith("no correct positive on validation at 0.5; ")
+    assert no_au_note({**m, "val_mean_f1": 0.2}) == ""
+    assert run_warning([m, {**m, "epoch": 1}], "none") == (
+        "validation F1 stayed 0.000 in all 2 epochs — the model predicts no AU at 0.5; at the thresholds chosen "
+        "on validation F1 0.265 vs all-positive 0.265: train with --set pos_weight=balanced (class-balanced loss)")
+    assert run_warning([m, {**m, "val_mean_f1": 0.1}], "none") == ""
+    assert "train longer" in run_warning([m], "balanced")

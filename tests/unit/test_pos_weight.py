@@ -65,3 +65,26 @@ def test_pairwise_mapping_mae_uses_the_models_pos_weight() -> None:
 def test_pos_weight_setting_is_checked() -> None:
     with pytest.raises(ValueError, match="pos_weight must be 'none' or 'balanced'"):
         TrainConfig(pos_weight="inverse")
+
+
+def test_defaults_are_the_fields_practice() -> None:
+    # Unweighted BCE at 0.5 on AUs with 5-30 % base rates learns to predict no AU (F1 0): the
+    # defaults balance the loss and choose thresholds on the validation subjects.
+    cfg = TrainConfig()
+    assert cfg.pos_weight == "balanced"
+    assert cfg.tune_thresholds is True
+
+
+def test_small_training_sets_get_smaller_batches_and_light_augmentation() -> None:
+    from components.configuration import from_dict
+
+    cfg = TrainConfig()
+    # 240 frames, 2 workers: 32 a batch would give 3 steps an epoch; 8 gives 15.
+    assert (cfg.batch_size, cfg.min_steps_per_epoch) == (32, 16)
+    assert cfg.fitted_batch_size(240) == 8
+    assert cfg.fitted_batch_size(100_000) == 32 and cfg.fitted_batch_size(0) == 32
+    assert TrainConfig(min_steps_per_epoch=0).fitted_batch_size(240) == 32
+    assert TrainConfig(batch_size=4).fitted_batch_size(240) == 4
+    assert (cfg.augment.crop_jitter, cfg.augment.scale_jitter, cfg.augment.flip) == (0.02, 0.02, True)
+    # A partial augment mapping keeps the training defaults for the fields it leaves out.
+    assert from_dict(TrainConfig, {"augment": {"flip": False}}).augment.crop_jitter == 0.02

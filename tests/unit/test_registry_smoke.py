@@ -149,3 +149,12 @@ def test_a_rows_independent_model_answers_the_same_in_chunks(name: str) -> None:
     torch.testing.assert_close(chunked["logits"], whole["logits"], rtol=1e-4, atol=1e-5)
     if "intensity" in whole:
         torch.testing.assert_close(chunked["intensity"], whole["intensity"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["baseline_mobilenetv3_112", "baseline_resnet18_112"])
+def test_batchnorm_running_statistics_follow_a_short_training(name: str) -> None:
+    # torchvision's MobileNetV3 momentum 0.01 leaves its running statistics near 0 and 1 after a
+    # few hundred steps: eval mode then answers alike for every face.
+    model = build_model(name, DATASET_AUS["synthetic"])
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert norms and {m.momentum for m in norms} == {0.1}

@@ -47,3 +47,30 @@ def test_refuses_test_subjects():
     with pytest.raises(ValueError, match="validation subjects only"):
         tune_thresholds(np.zeros((2, 1)), np.zeros((2, 1), int),
                         val_subjects=["s1", "s2"], test_subjects=["s2", "s3"])
+
+
+def test_validation_decisions_of_an_epoch():
+    from components.thresholds import validation_decisions
+
+    # AU a ranks its positives first but stays below 0.5; AU b is confident and right.
+    probs = np.array([[0.3, 0.9], [0.2, 0.8], [0.1, 0.1], [0.05, 0.2]])
+    labels = np.array([[1, 1], [1, 1], [0, 0], [0, 0]])
+    d = validation_decisions(probs, labels, [1, 2])
+    np.testing.assert_allclose(d["val_thresholds"], [0.2, 0.5])
+    assert d["val_tuned_mean_f1"] == pytest.approx(1.0) and d["val_tuned_mean_accuracy"] == pytest.approx(1.0)
+    assert d["val_positive_rate"] == pytest.approx(2 / 8)
+    assert d["val_all_positive_f1"] == pytest.approx(2 / 3)   # 2·0.5 / (1 + 0.5) for both AUs
+    fixed = validation_decisions(probs, labels, [1, 2], tune=False)
+    assert fixed["val_thresholds"] == [0.5, 0.5]
+    assert fixed["val_tuned_mean_f1"] == pytest.approx(0.5)
+    nothing = validation_decisions(probs, -np.ones_like(labels), [1, 2])
+    assert nothing["val_thresholds"] == [0.5, 0.5] and nothing["val_positive_rate"] == 0.0
+
+
+def test_evaluate_names_the_checkpoints_thresholds():
+    from workflows.core.evaluation import EvaluateConfig, _checkpoint_threshold_source
+
+    assert EvaluateConfig().tune_thresholds is False   # the checkpoint's, chosen in training
+    assert _checkpoint_threshold_source({"train_config": {"tune_thresholds": True}}) == (
+        "checkpoint: tuned on validation subjects in training")
+    assert _checkpoint_threshold_source({"train_config": {}}) == "checkpoint: default 0.5"

@@ -5,7 +5,9 @@
 [--thresholds EVAL_DIR]``
 
 Weights and per-AU choices come from each member's validation subjects only. Per-AU thresholds
-are copied from an evaluation's ``thresholds.json`` when given (else the checkpoint's 0.5). The
+are each member checkpoint's own (chosen on the run's validation subjects at the selected epoch
+during training, ``TrainConfig.tune_thresholds``; 0.5 for a run trained without), or copied from
+an evaluation's ``thresholds.json`` when given (``--thresholds``). The
 ensemble is reported beside its members only on subjects that no member trained or validated on.
 """
 
@@ -38,7 +40,8 @@ class EnsembleConfig:
     """Combination rule: weighted mean of probabilities, weighted vote of occurrences, or per AU
     the member with the best validation F1."""
     thresholds: str = ""
-    """Evaluation folder whose thresholds.json to copy ('' : each checkpoint's own, 0.5)."""
+    """Evaluation folder whose thresholds.json to copy ('' : each checkpoint's own, chosen on its
+    run's validation subjects in training)."""
     actors: int = 1
     """Prediction actors for the validation and unseen-subject predictions."""
 

@@ -4,9 +4,11 @@
 ``python -m workflows.evaluate --runs RUNS... --out DIR [--tune-thresholds] [--against own|teacher] [--config YAML] [--set K=V]``
 
 Each run is evaluated on its own fold's test subjects with the same ``Predictor`` that serving
-uses. Thresholds are 0.5, or tuned per AU on the run's validation subjects (never on test) with
-``--tune-thresholds``; the evaluation output owns them (``thresholds.json``), and the ensemble
-manifest copies the ones it uses. The report (JSON, Markdown, HTML with plots) shows every model
+uses. Thresholds are the run's checkpoint's: per AU, chosen on the run's validation subjects at
+the selected epoch during training (``TrainConfig.tune_thresholds``, on by default; 0.5 for a
+run trained without); ``--tune-thresholds`` chooses them afresh on the validation subjects' predictions here
+(never on test; with ``--smooth-window``, on the smoothed ones). The evaluation writes the ones it used
+(``thresholds.json``), which ``ensemble --thresholds`` can copy. The report (JSON, Markdown, HTML with plots) shows every model
 per fold and averaged over folds, beside the trivial predictors.
 
 ``--against teacher`` also scores each run's test predictions against the teacher that labelled
@@ -43,7 +45,8 @@ class EvaluateConfig:
     out: str = ""
     """Where the report goes."""
     tune_thresholds: bool = False
-    """Tune per-AU thresholds on each run's validation subjects."""
+    """Choose per-AU thresholds afresh on each run's validation subjects (False: the checkpoint's,
+    chosen on the same subjects during training)."""
     bootstrap: int = 1000
     """Bootstrap replicates over test subjects for confidence intervals (0: none)."""
     actors: int = 1
@@ -104,8 +107,8 @@ def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cf
 
 
 def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any]:
-    """Test-set evaluation of one run (thresholds from its validation subjects when asked;
-    ``smooth_window`` as ``run_evaluation``)."""
+    """Test-set evaluation of one run (thresholds: its checkpoint's, or chosen afresh on its
+    validation subjects when asked; ``smooth_window`` as ``run_evaluation``)."""
     from components.report.document import evaluate_model_outputs
     from components.store.splits import store_info
     from workflows.core.store_scoring import own_labels
@@ -114,7 +117,8 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
     run = read_run(run_dir)
     train_cfg = json.loads(storage.read_text(storage.join(run_dir, "split.json")))
     run["split"] = train_cfg
-    ckpt_store = _store_of(run)
+    ckpt = _checkpoint_of(run)
+    ckpt_store = ckpt["preprocess"]["store"]
     run["preprocess_store"] = ckpt_store
     info = store_info(ckpt_store)
     test = predict_split(run, info, "test", cfg, smooth_window)
@@ -123,7 +127,7 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
 
         raise UserError(f"{run_dir}: no test frames for fold {run['split']['fold']}")
     test["labels"] = own_labels(test, len(info["aus"]))
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = {"thresholds": ckpt["thresholds"]}
     if cfg.tune_thresholds:
         val = predict_split(run, info, "val", cfg, smooth_window)
         val_labels = own_labels(val, len(info["aus"]))
@@ -135,6 +139,8 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
                                 seed=cfg.seed, **kw)
     ev["run"] = run_dir
     ev["checkpoint"] = run["checkpoint"]
+    if not cfg.tune_thresholds:
+        ev["threshold_source"] = _checkpoint_threshold_source(ckpt)
     if cfg.against == "teacher":
         ev["teacher_agreement"] = _agreement(run, info, test, ev["thresholds"])
     return ev
@@ -193,10 +199,18 @@ def report_name(run_name: str) -> str:
     return re.sub(r"-fold\d+$", "", run_name)
 
 
-def _store_of(run: dict[str, Any]) -> str:
+def _checkpoint_of(run: dict[str, Any]) -> dict[str, Any]:
     from components.checkpoint import load_checkpoint
 
-    return load_checkpoint(run["checkpoint"])["preprocess"]["store"]
+    return load_checkpoint(run["checkpoint"])
+
+
+def _checkpoint_threshold_source(ckpt: dict[str, Any]) -> str:
+    """How the checkpoint's thresholds were chosen, for the report: on the validation subjects in
+    training (``tune_thresholds``), or 0.5 (a run trained without, or before the option)."""
+    if (ckpt.get("train_config") or {}).get("tune_thresholds"):
+        return "checkpoint: tuned on validation subjects in training"
+    return "checkpoint: default 0.5"
 
 
 def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any]:
@@ -240,7 +254,7 @@ def run_evaluation(cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any
     if cfg.against == "teacher":
         results["teacher_agreement"] = teacher_agreement_results(evals)
     paths = write_report(cfg.out, results, {"git_commit": git_commit(), "runs": [e["run"] for e in evals],
-                                            "threshold_policy": "validation-tuned" if cfg.tune_thresholds else "0.5",
+                                            "threshold_policy": "validation-tuned" if cfg.tune_thresholds else "checkpoint",
                                             "smooth_window": smooth_window, "against": cfg.against})
     thresholds = {e["run"]: {"checkpoint": e["checkpoint"], "thresholds": list(e["thresholds"]),
                              "source": e["threshold_source"], "model": e["model"], "fold": e["fold"]}

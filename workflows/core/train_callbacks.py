@@ -1,5 +1,6 @@
-"""Ray Train callbacks for experiment tracking (they run in the Train controller process), and
-the driver's console line per epoch (``EpochLines``)."""
+"""Ray Train callbacks for experiment tracking (they run in the Train controller process), the
+driver's console line per epoch (``EpochLines``), and what a run says when its model predicts no
+AU (``no_au_note``, ``run_warning``): a validation F1 of 0 must never pass silently."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from ray.train import UserCallback
 
 from components import storage
 
-__all__ = ["TensorBoardCallback", "EpochLines", "epoch_line"]
+__all__ = ["TensorBoardCallback", "EpochLines", "epoch_line", "no_au_note", "run_warning"]
 
 
 class TensorBoardCallback(UserCallback):
@@ -46,9 +47,44 @@ def epoch_line(run: str, m: dict[str, Any], total: int) -> str:
     done = int(m["epoch"]) + 1
     step = f" ({m['stage']})" if m.get("stage", "train") != "train" else ""
     eta = float(m["epoch_seconds"]) * max(0, total - done)
-    return (f"[{run}] epoch {done}/{total}{step}  loss {m['train_loss']:.4f}  val F1 {m['val_mean_f1']:.3f} "
-            f"(best {m['best_val_mean_f1']:.3f})  {m['samples_per_s']:.1f} samples/s  "
-            f"{m['epoch_seconds']:.0f} s  ETA {_clock(eta)}")
+    note = no_au_note(m)
+    tuned = (f"; {m['val_tuned_mean_f1']:.3f} at val thresholds, all-positive {m['val_all_positive_f1']:.3f}"
+             if "val_tuned_mean_f1" in m and not note else "")
+    return (f"[{run}] epoch {done}/{total}{step}  loss {m['train_loss']:.4f}  val F1 {m['val_mean_f1']:.3f}"
+            f"{' — ' + note if note else ''} (best {m['best_val_mean_f1']:.3f}{tuned})  "
+            f"{m['samples_per_s']:.1f} samples/s  {m['epoch_seconds']:.0f} s  ETA {_clock(eta)}")
+
+
+def no_au_note(m: dict[str, Any]) -> str:
+    """'' for an epoch whose validation F1 at 0.5 is above 0; else what the model does instead:
+    predicts no AU at all (the unweighted-loss failure on rare AUs) or only wrong positives, and
+    the F1 at the thresholds chosen on validation against the all-positive predictor's."""
+    if round(float(m["val_mean_f1"]), 3) > 0:
+        return ""
+    rate = m.get("val_positive_rate")
+    what = ("predicts no AU: no validation probability reaches 0.5" if rate is not None and rate == 0
+            else "no correct positive on validation at 0.5")
+    if "val_tuned_mean_f1" in m:
+        what += (f"; at the thresholds chosen on validation F1 {m['val_tuned_mean_f1']:.3f} vs all-positive "
+                 f"{m['val_all_positive_f1']:.3f}")
+    return what
+
+
+def run_warning(history: list[dict[str, Any]], pos_weight: str) -> str:
+    """The end-of-run warning ('' if none): validation F1 at 0.5 stayed 0 in every epoch, so the
+    model predicts no AU (or no AU right) at its raw threshold, with what to change."""
+    if not history or any(round(float(h["val_mean_f1"]), 3) > 0 for h in history):
+        return ""
+    last = history[-1]
+    hint = ("train with --set pos_weight=balanced (class-balanced loss)" if pos_weight == "none"
+            else "train longer, on more subjects, or with lighter augmentation")
+    beaten = ""
+    if "val_tuned_mean_f1" in last:
+        beaten = (f"; at the thresholds chosen on validation F1 {last['val_tuned_mean_f1']:.3f} vs all-positive "
+                  f"{last['val_all_positive_f1']:.3f}")
+    return (f"validation F1 stayed 0.000 in all {len(history)} epochs — the model "
+            f"{'predicts no AU' if last.get('val_positive_rate') == 0 else 'gets no AU right'} at 0.5{beaten}: "
+            f"{hint}")
 
 
 def _clock(seconds: float) -> str:

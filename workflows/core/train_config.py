@@ -11,7 +11,24 @@ from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
 from components.store.splits import SplitConfig
 from components.training import OptimConfig
 
-__all__ = ["TrainConfig"]
+__all__ = ["TrainConfig", "TrainAugment", "MIN_FITTED_BATCH"]
+
+MIN_FITTED_BATCH = 8
+"""The smallest batch per worker ``min_steps_per_epoch`` shrinks to (the demo's recipe)."""
+
+
+@dataclass(frozen=True)
+class TrainAugment(AugmentConfig):
+    """``AugmentConfig`` with a training run's defaults: a ±2 % shift and zoom instead of ±6 %.
+    AUs are displacements of a few pixels in a 112 px aligned crop, which a ±6 % crop jitter
+    drowns on a small training set (the demo's recipe, train-demo.yaml, and the learning tests'
+    ``LIGHT_AUGMENT`` measured it). A subclass, so a partial ``augment:`` mapping in a config
+    fills the fields it leaves out with these defaults too."""
+
+    crop_jitter: float = 0.02
+    """Random translation of the crop, as a fraction of its side (random crop)."""
+    scale_jitter: float = 0.02
+    """Random zoom in/out, as a fraction."""
 
 
 @dataclass
@@ -33,11 +50,16 @@ class TrainConfig:
     epochs: int = 8
     """Maximum epochs."""
     batch_size: int = 32
-    """Batch size per worker."""
+    """Batch size per worker (on a small training set, see ``min_steps_per_epoch``)."""
+    min_steps_per_epoch: int = 16
+    """Small training sets: the batch per worker shrinks, to no fewer than 8 frames, until each
+    worker takes at least this many optimiser steps an epoch (0: ``batch_size`` always). A few
+    hundred training frames at 32 per worker give 3 steps an epoch, too few for a model started
+    from random weights to leave predicting the base rates. A large store keeps ``batch_size``."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     """Optimiser, schedule, precision and clipping."""
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    """Training-time augmentation."""
+    augment: TrainAugment = field(default_factory=TrainAugment)
+    """Training-time augmentation (flip, colour jitter and a ±2 % shift and zoom by default)."""
     workers: int = 2
     """DDP workers."""
     gpu: bool = False
@@ -59,8 +81,9 @@ class TrainConfig:
     picked an early epoch that scored well below the last on held-out subjects; docs/measurements.md)."""
     select_metric: str = "f1"
     """The validation score that ranks epochs (best checkpoint, early stopping; recorded in
-    run.json): 'f1' (mean F1 over AUs), or 'acc_f1' (0.5 x mean accuracy + 0.5 x mean F1, the
-    ABAW 2020 metric papers 000 §3 and 002 §3 select their models by)."""
+    run.json), at the thresholds each epoch's checkpoint carries (``tune_thresholds``): 'f1'
+    (mean F1 over AUs), or 'acc_f1' (0.5 x mean accuracy + 0.5 x mean F1, the ABAW 2020 metric
+    papers 000 §3 and 002 §3 select their models by)."""
     max_failures: int = 2
     """Worker-group restarts allowed after failures (resume from the latest checkpoint)."""
     seed: int = 0
@@ -78,11 +101,17 @@ class TrainConfig:
     resample: bool = False
     """Paper 001 §3.4.1 resampling of the training frames: one-tenth uniformly, rare-AU frames
     at one-fifth (rates per dataset in components.datasets.samplers)."""
-    pos_weight: str = "none"
-    """BCE weighting of positive labels per AU: 'none', or 'balanced' (negatives / positives over
-    the training subjects, clipped to [1, 20]; the class balancing JAA-Net and ME-GraphAU apply
-    in their weighted losses): rare AUs then pull as hard as common ones, and 0.5 stays a
-    sensible threshold for them."""
+    pos_weight: str = "balanced"
+    """BCE weighting of positive labels per AU: 'balanced' (negatives / positives over the
+    training subjects, clipped to [1, 20]; the class balancing JAA-Net and ME-GraphAU apply in
+    their weighted losses): rare AUs then pull as hard as common ones, and 0.5 stays a sensible
+    threshold for them; or 'none' (plain BCE: with AU base rates of 5-30 % the loss is lowest
+    for a model that predicts no AU, and one that does scores F1 0)."""
+    tune_thresholds: bool = True
+    """Choose per-AU decision thresholds on the validation subjects at every epoch
+    (``components.thresholds.tune_thresholds``, the F1-maximising grid value) and store them in
+    that epoch's checkpoint, so the selected checkpoint carries the thresholds of its own epoch
+    into evaluate, ensemble, predict and Serve; False: every checkpoint keeps 0.5."""
     label_sources: tuple[str, ...] = (LABEL_SOURCE_HUMAN,)
     """Labels training learns from: 'human' (the rows' own labels) and/or 'teacher' (a teacher's
     soft labels, ``facsflow label``: probabilities, learnt with BCE on soft targets, filling what
@@ -97,6 +126,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.workers < 1:
             raise ValueError("epochs, batch_size and workers must be >= 1")
+        if self.min_steps_per_epoch < 0:
+            raise ValueError(f"min_steps_per_epoch must be >= 0, got {self.min_steps_per_epoch}")
         if self.select not in ("best", "last"):
             raise ValueError(f"select must be best or last, got {self.select!r}")
         if self.select_metric not in ("f1", "acc_f1"):
@@ -108,6 +139,14 @@ class TrainConfig:
         known = {LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER}
         if not self.label_sources or set(self.label_sources) - known:
             raise ValueError(f"label_sources must be one or both of {sorted(known)}, got {self.label_sources!r}")
+
+    def fitted_batch_size(self, train_rows: int) -> int:
+        """The batch per worker for ``train_rows`` training frames (``min_steps_per_epoch``;
+        ``train_rows`` 0, unknown: ``batch_size``)."""
+        if not self.min_steps_per_epoch or train_rows <= 0:
+            return self.batch_size
+        fits = train_rows // (self.workers * self.min_steps_per_epoch)
+        return max(1, min(self.batch_size, max(MIN_FITTED_BATCH, fits)))
 
     def run_name(self) -> str:
         return self.name or f"{self.model}-fold{self.split.fold}"

@@ -7,10 +7,11 @@ the ``train`` stage (its entry: ``workflows/train.py``), which tune, recipe and 
 Data come straight from the Parquet store through Ray Data: Ray Data tasks decode rows into uint8
 crops at the model's size on CPU; workers read their shard with ``iter_torch_batches`` and run
 augmentation and the model's input transform as batched tensor operations on their own device
-(``components.batches.model_batch``: the GPU when there is one). Every epoch reports validation metrics and a full checkpoint from every
-rank; the best k by the validation score (``select_metric``) and the latest are kept; a worker
-failure resumes from the latest checkpoint, and starting a finished run again returns its result
-instead of retraining.
+(``components.batches.model_batch``: the GPU when there is one). Every epoch reports validation
+metrics and a full checkpoint from every rank, with per-AU thresholds chosen on the validation
+subjects at that epoch (``tune_thresholds``); the best k by the validation score
+(``select_metric``, at those thresholds) and the latest are kept; a worker failure resumes from
+the latest checkpoint, and starting a finished run again returns its result instead of retraining.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     from components.metrics.occurrence import evaluate_occurrence
     from components.models.base import training_stages
     from components.models.registry import build_model, input_spec
+    from components.thresholds import validation_decisions
     from components.training import (build_optimizer, build_scheduler, freeze_pretrained, optimizer_params,
                                      predict_batches, train_step)
     from workflows.core.runtime import torch_single_thread
@@ -157,14 +159,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             batch_size=cfg.batch_size * 2)), device, cfg.optim.amp)
         res = evaluate_occurrence(val["probs"], val["labels"], aus)
         val_bce = masked_bce_of_probs(val["probs"], val["labels"]) if len(val["labels"]) else float("nan")
+        # This epoch's thresholds, chosen on the validation subjects, travel in its checkpoint; the
+        # epoch is ranked as that checkpoint will decide (at 0.5, the all-positive start of a
+        # class-balanced run would outrank the epochs that learnt).
+        decisions = validation_decisions(val["probs"], val["labels"], aus, cfg.tune_thresholds)
         mean_f1 = float(res["mean_f1"])
-        score = mean_f1 if cfg.select_metric == "f1" else 0.5 * float(res["mean_accuracy"]) + 0.5 * mean_f1
+        score = (decisions["val_tuned_mean_f1"] if cfg.select_metric == "f1"
+                 else 0.5 * decisions["val_tuned_mean_accuracy"] + 0.5 * decisions["val_tuned_mean_f1"])
         improved = score > best
         best, stale = (score, 0) if improved else (best, stale + 1)
         train_loss, seen_all = _all_ranks_mean(losses, seen, world)
         metrics = {"epoch": epoch, "train_loss": train_loss, "samples_all_workers": seen_all,
                    "val_mean_f1": mean_f1, "val_accuracy": float(res["mean_accuracy"]), "val_bce": val_bce,
-                   "val_score": score, "best_val_score": best,
+                   "val_score": score, "best_val_score": best, **decisions,
                    "best_val_mean_f1": max([mean_f1] + [h["val_mean_f1"] for h in history
                                                         if h["stage"] == (stage or "train")]),
                    "samples_per_s": seen / max(train_s, 1e-9),
@@ -186,8 +193,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 saved = make_checkpoint(
                     model, cfg.model, epoch=epoch, preprocess=config["preprocess"],
                     provenance=config["provenance"], train_config=checkpoint_train_config(config["train"]),
-                    metrics=metrics, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                    scaler=scaler.state_dict())
+                    thresholds=decisions["val_thresholds"], metrics=metrics, optimizer=opt.state_dict(),
+                    scheduler=sched.state_dict(), scaler=scaler.state_dict())
                 saved["train_state"] = {"best": best, "stale": stale, "history": history}
                 saved["stage"] = stage
                 save_checkpoint(saved, tmp)
@@ -270,7 +277,12 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
         summary["reused"] = True
         return summary
     split = load_split(cfg.data, info, cfg.split)
-    val_labels = validation_labels(subject_label_counts(cfg.data), split, cfg)
+    counts = subject_label_counts(cfg.data)
+    val_labels = validation_labels(counts, split, cfg)
+    # Frames with labels of their own (label counts per AU): a small training set gets a smaller
+    # batch, so that an epoch still has min_steps_per_epoch steps; train.yaml records the batch.
+    cfg = replace(cfg, batch_size=cfg.fitted_batch_size(
+        sum(int(counts[s][1].max(initial=0)) for s in split.train if s in counts)))
     # One line per epoch from the loop is the progress a person follows; per-epoch Ray Data
     # progress bars from every worker would drown it.
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -283,7 +295,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
                        "dataset": info["dataset"], **({"faces": info["faces"]} if info.get("faces") else {})},
         "provenance": provenance(cfg.seed, cfg.data, split.fold_hash),
         "epoch_hook": epoch_hook,
-        "pos_weight": (balanced_pos_weight(subject_label_counts(cfg.data), split.train)
+        "pos_weight": (balanced_pos_weight(counts, split.train)
                        if cfg.pos_weight == "balanced" else None),
     }
     storage.makedirs(run_dir)
@@ -308,7 +320,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
     t0 = time.perf_counter()
     from components.models.registry import build_model, input_spec
     from components.training import freeze_pretrained
-    from workflows.core.train_callbacks import EpochLines
+    from workflows.core.train_callbacks import EpochLines, run_warning
 
     probe = build_model(cfg.model, info["aus"], **cfg.model_kwargs)
     freeze_pretrained(probe, cfg.optim)   # fine-tuning options without pretrained weights stop here
@@ -316,7 +328,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
     init = init_provenance(cfg.model_kwargs["pretrained"])["init_weights"]
     print(f"[{cfg.run_name()}] training {cfg.model} from {init} weights: {len(split.train)} train / "
           f"{len(split.val)} val subjects, {cfg.workers} worker(s) x {cfg.worker_cpus:g} CPU"
-          f"{', GPU' if cfg.gpu else ''}, {total} epochs")
+          f"{', GPU' if cfg.gpu else ''}, batches of {cfg.batch_size} per worker, {total} epochs")
     with EpochLines(cfg.run_name(), run_dir, total):
         result = trainer.fit()
     best = _as_uri(cfg.out, _best_checkpoint(result))
@@ -331,6 +343,9 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
                "history": history, "split": split.to_dict(), "val_labels": val_labels,
                "seconds": round(time.perf_counter() - t0, 1),
                "init": init_provenance(cfg.model_kwargs["pretrained"])}
+    warning = run_warning(history, cfg.pos_weight)
+    if warning:
+        summary["warning"] = warning
     storage.write_json(done_marker, summary)
     return summary
 
