@@ -4,7 +4,6 @@ fake media stream, fed a Y4M file made from ../shared/media in a temporary folde
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,7 +12,7 @@ import cv2
 import pytest
 
 from tests.conftest import require_media
-from tests.e2e.test_web_page import CHROMEDRIVER, CHROMIUM
+from tests.e2e.chromium import chromium
 
 
 def write_y4m(video: Path, out: Path, frames: int = 90, width: int = 320) -> Path:
@@ -35,26 +34,11 @@ def write_y4m(video: Path, out: Path, frames: int = 90, width: int = 320) -> Pat
 
 @pytest.fixture(scope="module")
 def camera_browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not (shutil.which("chromium") and Path(CHROMEDRIVER).is_file()):
-        pytest.skip("Debian's chromium and chromium-driver are needed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
     tmp = tmp_path_factory.mktemp("camera")
     fake = write_y4m(require_media("single_face.mp4") / "single_face.mp4", tmp / "camera.y4m")
-    opts = Options()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
-                 "--window-size=1280,1000", f"--user-data-dir={tmp / 'profile'}", "--use-fake-ui-for-media-stream",
-                 "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={fake}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
-    driver.set_page_load_timeout(120)
-    try:
+    with chromium(tmp / "profile", "1280,1000", ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                                                  f"--use-file-for-fake-video-capture={fake}")) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_camera_mode_streams_and_the_bars_change(camera_browser, served, tmp_path_factory) -> None:
