@@ -80,7 +80,7 @@ def _train_cfg(store: str, out: str, **kw):
     # validation accuracy did not move in two steps, leaving nothing to compare).
     base = TrainConfig(model="baseline_resnet18_112", data=store, out=out, epochs=2, batch_size=24,
                        workers=2, worker_cpus=0.5, data_cpus=0.25, early_stop_patience=0, keep_best=1,
-                       max_steps_per_epoch=1, min_steps_per_epoch=0, shuffle_buffer=0, seed=0,
+                       max_steps_per_epoch=1, min_steps_per_epoch=0, pos_weight="none", shuffle_buffer=0, seed=0,
                        augment=AugmentConfig(crop_jitter=0, scale_jitter=0, flip=False, brightness=0,
                                              contrast=0),
                        split=SplitConfig(fold=1, k=3, val_fraction=0.25),
