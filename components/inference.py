@@ -7,7 +7,7 @@ it takes face tracks, the ``InferencePlan`` (``components.plan``) and two inject
 ``Detector`` API and ``facsflow predict``) injects in-process calls; the Serve ingress injects
 its stages (Serve handles in the staged layout, local objects in the fused one); evaluation,
 ensemble selection and the label teacher enter with feature-store rows as tracks
-(``store_tracks``). The steps, each a plain function so a Serve deployment can run one of them:
+(``components.store.tracks``). The steps, each a plain function so a Serve deployment can run one of them:
 
 1. faces: ``image_tracks`` (each face of a still is a one-frame track) or ``track_video``
    (the pipeline's tracker follows faces; per track the temporal landmark differences
@@ -25,7 +25,8 @@ ensemble selection and the label teacher enter with feature-store rows as tracks
 5. ``combine_track``: the manifest's rule, weights and thresholds (``combine_outputs``) and,
    as an option, a centred moving mean over one track's frames (paper 002 §3);
 6. answer rows: ``image_rows`` / ``face_answer``, ``video_rows`` (the rows
-   ``components.au_detector`` tabulates), ``store_answer`` (arrays in store-row order).
+   ``components.au_detector`` tabulates); feature-store rows go in and come out as arrays through
+   ``components.store.tracks``.
 
 A model's ``InputSpec.window`` (frames of context) is met through the video key and
 ``frame_order`` of each segment: the family reads its context from the segment's frames, as in
@@ -47,9 +48,9 @@ from components.plan import InferencePlan, thresholds_of
 from components.video_key import video_keys
 
 __all__ = ["SEGMENT_FRAMES", "FaceTrack", "MemberInput", "RunMember", "CombineTrack", "answer_tracks",
-           "answer_tracks_async", "request_id", "face_info", "image_tracks", "track_video", "store_tracks",
+           "answer_tracks_async", "request_id", "face_info", "image_tracks", "track_video",
            "member_inputs", "forward_member", "gather_outputs", "combine_outputs", "combine_track",
-           "smooth_by_video", "face_answer", "image_rows", "video_rows", "store_answer"]
+           "smooth_by_video", "face_answer", "image_rows", "video_rows"]
 
 SEGMENT_FRAMES = VIDEO_BATCH_ROWS
 """Frames of one face track per member request and per video context (evaluation's batch rows)."""
@@ -162,43 +163,6 @@ def track_video(step: Callable[[np.ndarray, int], list[Any]], frames: Iterable[n
             track.landmark_diff, track.diff_valid = d.reshape(len(seq), -1), v
         tracks.append(track)
     return tracks, n
-
-
-def store_tracks(rows: dict[str, Any]) -> tuple[list[FaceTrack], list[np.ndarray]]:
-    """Feature-store rows (columns ``image`` or ``crop``, ``landmarks``, ``dataset``/``subject``/
-    ``video``, ``frame_order``, optionally ``landmark_diff``/``diff_valid``/``blendshapes``/``geometry``) as
-    tracks, one per video key in frame order, keeping the rows' key; and each track's row indices.
-    Blendshapes ride along only where every row of the track has them (a member that reads them
-    then refuses a track without)."""
-    from components.store.rows import decode_jpeg
-
-    keys = video_keys(rows)
-    if keys is None:
-        raise ValueError("store rows carry no 'video' column to group frames by")
-    order = np.asarray(rows["frame_order"], np.int64)
-    by_key: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        by_key.setdefault(k, []).append(i)
-    crops = rows.get("crop")
-    tracks, where = [], []
-    for t, idx in enumerate(by_key.values()):
-        idx = np.asarray(idx)[np.argsort(order[idx], kind="stable")]
-        crop = np.stack([np.asarray(crops[i]) if crops is not None else decode_jpeg(rows["image"][i]) for i in idx])
-        lms = np.stack([np.asarray(rows["landmarks"][i], np.float32).reshape(-1) for i in idx])
-        track = FaceTrack(face_id=t, frames=order[idx].tolist(), crop=crop, landmarks=lms, info=[],
-                          key=tuple(str(rows[c][idx[0]]) if c in rows else "" for c in ("dataset", "subject", "video")))
-        if "landmark_diff" in rows and rows["landmark_diff"] is not None:
-            track.landmark_diff = np.stack([np.asarray(rows["landmark_diff"][i], np.float32) for i in idx])
-            track.diff_valid = np.stack([np.asarray(rows["diff_valid"][i], bool) for i in idx])
-        bs = rows.get("blendshapes")
-        if bs is not None and all(bs[i] is not None and len(bs[i]) == 52 for i in idx):
-            track.blendshapes = np.stack([np.asarray(bs[i], np.float32) for i in idx])
-        geo = rows.get("geometry")
-        if geo is not None and all(geo[i] is not None and len(geo[i]) for i in idx):
-            track.geometry = np.stack([np.asarray(geo[i], np.float32) for i in idx])
-        tracks.append(track)
-        where.append(idx)
-    return tracks, where
 
 
 # --------------------------------------------------------------------------- 2. member inputs
@@ -467,25 +431,6 @@ def face_answer(info: dict[str, Any], ans: dict[str, Any], k: int, aus: Sequence
 def image_rows(tracks: Sequence[FaceTrack], answers: Sequence[dict[str, Any]], aus: Sequence[int]) -> list[dict[str, Any]]:
     """One face answer per track of a still image (``face_answer``)."""
     return [face_answer(t.info[0], a, 0, aus) for t, a in zip(tracks, answers)]
-
-
-def store_answer(n: int, where: Sequence[np.ndarray], answers: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Answers of ``store_tracks``'s tracks back in the order of the ``n`` store rows: ``probs``,
-    ``member_probs`` per member name and ``intensity`` where members give it."""
-    if not answers:
-        return {"probs": np.zeros((n, 0)), "member_probs": {}}
-    first = answers[0]
-    out: dict[str, Any] = {"probs": np.zeros((n,) + first["probs"].shape[1:]), "members": first["members"],
-                           "member_probs": {m: np.zeros((n,) + p.shape[1:]) for m, p in first["member_probs"].items()}}
-    if "intensity" in first:
-        out["intensity"] = np.zeros((n,) + first["intensity"].shape[1:])
-    for idx, ans in zip(where, answers):
-        out["probs"][idx] = ans["probs"]
-        for m, p in ans["member_probs"].items():
-            out["member_probs"][m][idx] = p
-        if "intensity" in out:
-            out["intensity"][idx] = ans["intensity"]
-    return out
 
 
 def video_rows(tracks: Sequence[FaceTrack], answers: Sequence[dict[str, Any]], n_frames: int, fps: float,

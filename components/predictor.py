@@ -143,9 +143,11 @@ class Predictor:
         """The ensemble answer for feature-store rows (``probs``, ``member_probs``, ``intensity``),
         in the rows' order: each video's rows one track, unsmoothed (evaluation smooths whole
         videos once every row is scored). ``store_diff_steps``: the steps the store holds."""
-        tracks, where = inference.store_tracks(rows)
+        from components.store.tracks import store_answer, store_tracks
+
+        tracks, where = store_tracks(rows)
         answers = self.answer_tracks(tracks, True, "store", "store", store_diff_steps, smooth=False)
-        return inference.store_answer(len(rows["landmarks"]), where, answers)
+        return store_answer(len(rows["landmarks"]), where, answers)
 
 
 def forward_rows(model: torch.nn.Module, batch: dict[str, Any], chunk: int = 0) -> dict[str, torch.Tensor]:
