@@ -89,7 +89,7 @@ def rows_to_openface(rows: Sequence[dict[str, Any]], aus: Sequence[int],
     empty (NaN), as pose, gaze and emotions stay wherever the row lacks them (or they are None).
     ``intensity`` None adds ``AUxx_r`` columns when any row carries intensities.
     """
-    from components.emotion import emotion_column, emotion_names
+    from components.emotion import emotion_names
 
     if intensity is None:
         intensity = any("intensity" in r for r in rows)

@@ -14,7 +14,7 @@ model's input has one definition.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from components.faces.transforms import resize_sample
 from components.models.base import InputSpec
 from components.store.rows import decode_jpeg
 from components.video_key import subject_index, video_index
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["AugmentConfig", "BatchBuilder", "RowDecoder", "model_batch", "VIDEO_BATCH_ROWS"]
 

@@ -318,7 +318,7 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
         dataset_config=ray.train.DataConfig(datasets_to_split=["train"]),
     )
     t0 = time.perf_counter()
-    from components.models.registry import build_model, input_spec
+    from components.models.registry import build_model
     from components.training import freeze_pretrained
     from workflows.core.train_callbacks import EpochLines, run_warning
 

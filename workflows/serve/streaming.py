@@ -14,10 +14,13 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from components.live import LiveSession
 from components.serving_inputs import BadInput
+
+if TYPE_CHECKING:
+    from fastapi import WebSocket
 
 log = logging.getLogger("facsflow.serve")
 
