@@ -219,6 +219,10 @@ class AppArgs:
             raise ValueError(f"smooth_window must be odd (a centred window), got {self.smooth_window}")
         if self.layout not in ("auto", "staged", "fused"):
             raise ValueError(f"layout must be 'auto', 'staged' or 'fused', got {self.layout!r}")
+        # Fields given (a config, `--set image_faces.detector=dlib`) go over each input kind's
+        # policy instead of replacing it.
+        self.image_faces = {"policy": "all", **self.image_faces}
+        self.video_faces = {"policy": "tracked", **self.video_faces}
         for name in ("image_faces", "video_faces"):
             try:
                 FacePipelineConfig(**getattr(self, name))
