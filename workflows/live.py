@@ -103,11 +103,11 @@ class RowSink:
         self._out = out
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        from components.au_detector import rows_to_openface
+        from components.au_detector import openface_csv
 
         self.rows += len(rows)
         if not self.parquet:
-            rows_to_openface(rows, self.aus, self.intensity).to_csv(self._file, header=False, index=False)
+            self._file.write(openface_csv(rows, self.aus, self.intensity))
             self._file.flush()
             return
         self._pending += rows
