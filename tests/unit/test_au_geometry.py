@@ -127,3 +127,21 @@ def test_a_frame_at_a_time_the_neutral_is_the_whole_tracks() -> None:
         live = NeutralTracker()
         step = np.stack([live.push(b[t], None if geometry is None else geometry[t]) for t in range(12)])
         np.testing.assert_allclose(step, whole, atol=1e-6)
+
+
+def test_a_frame_at_a_time_the_neutral_is_the_whole_tracks_past_the_history_cap() -> None:
+    """Past ``MAX_HISTORY`` frames the estimate thins the history: the live tracker (which keeps
+    its cost per frame flat) thins it as the whole-track one does, frame for frame."""
+    from components.faces.au_geometry import MAX_HISTORY, K, NeutralTracker, track_neutral
+    from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
+
+    n = MAX_HISTORY + 48  # open-eye frames past the cap too (~95% of them)
+    rng = np.random.default_rng(4)
+    b = rng.uniform(0, 0.4, (n, 52)).astype(np.float32)
+    b[rng.random(n) < 0.05, BLENDSHAPE_NAMES.index("eyeBlinkLeft")] = 1.0  # blinks: mean >= 0.5
+    b[:, BLENDSHAPE_NAMES.index("eyeBlinkRight")] = np.where(b[:, BLENDSHAPE_NAMES.index("eyeBlinkLeft")] > 0.5, 1.0, 0.1)
+    g = rng.normal(0, 0.05, (n, K)).astype(np.float32)
+    whole = track_neutral(b, g)
+    live = NeutralTracker()
+    step = np.stack([live.push(b[t], g[t]) for t in range(n)])
+    np.testing.assert_allclose(step[-60:], whole[-60:], atol=1e-6)
