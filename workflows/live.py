@@ -53,10 +53,15 @@ class LiveConfig:
     """Face detector (default: the ensemble's recorded one)."""
     policy: Literal["tracked", "largest", "all"] = "tracked"
     """Faces followed: one ('tracked', 'largest') or every face ('all')."""
-    detect_every: int = 0
-    """Run the detector every this many answered frames, refit landmarks between (0: the plan's)."""
-    detect_scale: float = 0.0
-    """Resize factor of the frame before detection (0: the plan's)."""
+    detect_every: int = 12
+    """Run the detector every this many answered frames and follow the face from its previous
+    landmarks between (as OpenFace does); a face lost between detections (an implausible refit)
+    is detected again on that frame, and with no face followed every frame detects, so a face
+    that appears is found at once. 12 (``predict``'s plan: 6) keeps live within one core at
+    30 frames/s (``benchmarks/live.py``); 0: the plan's."""
+    detect_scale: float = 0.5
+    """Resize factor of the frame before detection: 0.5 (``predict``'s plan: 1.0) costs a
+    quarter and still finds faces of ~32 px and up at full size (RetinaFace; dlib: ~80 px); 0: the plan's."""
     max_frames: int = 0
     """Stop after this many frames read from the source (0: until it ends or Ctrl-C)."""
     status_seconds: float = 5.0
