@@ -38,6 +38,7 @@ which feature, in which direction and over which span.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -204,9 +205,17 @@ def _neutral_of(rows: np.ndarray, m: int, percentiles: np.ndarray, prior: np.nda
     hist = np.asarray(hist, np.float64)
     percentiles = np.asarray(percentiles)
     est = np.empty(hist.shape[1])
+    gaps = bool(np.isnan(hist).any())  # a live face's frames without geometry (NeutralTracker)
     for q in np.unique(percentiles):
         cols = np.flatnonzero(percentiles == q)
-        est[cols] = np.percentile(hist[:, cols], q, axis=0)
+        if gaps:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a column with no value yet: the prior
+                est[cols] = np.nanpercentile(hist[:, cols], q, axis=0)
+        else:
+            est[cols] = np.percentile(hist[:, cols], q, axis=0)
+    if gaps:
+        est = np.where(np.isnan(est), prior, est)
     return ((prior_frames * prior + m * est) / (prior_frames + m)).astype(np.float32)
 
 
