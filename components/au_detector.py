@@ -54,7 +54,8 @@ if TYPE_CHECKING:  # heavy imports (torch, dlib) only when a Detector is built
     from components.plan import InferencePlan
     from components.predictor import Predictor
 
-__all__ = ["Detector", "openface_columns", "rows_to_openface", "read_image", "ID_COLUMNS", "POSE_COLUMNS"]
+__all__ = ["Detector", "openface_columns", "openface_values", "rows_to_openface", "openface_csv", "read_image",
+           "ID_COLUMNS", "POSE_COLUMNS"]
 
 ID_COLUMNS = ["frame", "face_id", "timestamp", "confidence", "success"]
 """The leading columns of every prediction table."""
@@ -81,14 +82,11 @@ def openface_columns(aus: Sequence[int], intensity: bool = False) -> list[str]:
     return cols
 
 
-def rows_to_openface(rows: Sequence[dict[str, Any]], aus: Sequence[int],
-                     intensity: "bool | None" = None) -> pd.DataFrame:
-    """Predictor answers (``Predictor.predict_image`` faces or ``predict_video`` rows) → table.
-
-    A row without ``probs`` (``success`` 0) keeps its ids and leaves landmarks and AU columns
-    empty (NaN), as pose, gaze and emotions stay wherever the row lacks them (or they are None).
-    ``intensity`` None adds ``AUxx_r`` columns when any row carries intensities.
-    """
+def openface_values(rows: Sequence[dict[str, Any]], aus: Sequence[int],
+                    intensity: "bool | None" = None) -> tuple[list[str], np.ndarray, bool]:
+    """The columns of ``rows``' table, its values as float64 (NaN = empty; timestamp and
+    confidence rounded to 4 places) and whether it has ``AUxx_r`` columns: what
+    ``rows_to_openface`` and ``openface_csv`` both print."""
     from components.emotion import emotion_names
 
     if intensity is None:
@@ -122,14 +120,39 @@ def rows_to_openface(rows: Sequence[dict[str, Any]], aus: Sequence[int],
             data[i, e0:e0 + len(emotions)] = [scores.get(e, np.nan) for e in emotions]
         if intensity and "intensity" in r:
             data[i, r0:r0 + len(aus)] = [r["intensity"][k] for k in keys]
+    data[:, 2:4] = data[:, 2:4].round(4)  # timestamp, confidence
+    return cols, data, intensity
+
+
+def rows_to_openface(rows: Sequence[dict[str, Any]], aus: Sequence[int],
+                     intensity: "bool | None" = None) -> pd.DataFrame:
+    """Predictor answers (``Predictor.predict_image`` faces or ``predict_video`` rows) → table.
+
+    A row without ``probs`` (``success`` 0) keeps its ids and leaves landmarks and AU columns
+    empty (NaN), as pose, gaze and emotions stay wherever the row lacks them (or they are None).
+    ``intensity`` None adds ``AUxx_r`` columns when any row carries intensities.
+    """
+    cols, data, _ = openface_values(rows, aus, intensity)
     df = pd.DataFrame(data, columns=cols)
-    for c in ("frame", "face_id", "success"):
+    for c in _INT_COLUMNS:
         df[c] = df[c].astype(np.int64)
-    df["timestamp"] = df["timestamp"].round(4)
-    df["confidence"] = df["confidence"].round(4)
     for a in aus:  # occurrence is 0/1, or missing on rows without a face
         df[au_column(a, "_c")] = df[au_column(a, "_c")].astype("Int8")
     return df
+
+
+_INT_COLUMNS = ("frame", "face_id", "success")
+
+
+def openface_csv(rows: Sequence[dict[str, Any]], aus: Sequence[int], intensity: "bool | None" = None) -> str:
+    """``rows_to_openface(rows, aus, intensity).to_csv(header=False, index=False)``, text for text,
+    written straight from the values: a live run appends each frame's rows as they come, and
+    building a DataFrame per frame cost 6.5 ms of a 26 ms frame (``benchmarks/live.py``)."""
+    cols, data, _ = openface_values(rows, aus, intensity)
+    ints = {i for i, c in enumerate(cols) if c in _INT_COLUMNS or c.endswith("_c")}
+    # float64 prints as its shortest repr (what pandas writes), whole-number columns as ints, NaN empty
+    return "".join(",".join("" if v != v else (str(int(v)) if i in ints else repr(v))
+                            for i, v in enumerate(row.tolist())) + "\n" for row in data)
 
 
 def read_image(source: "str | Path | np.ndarray", max_pixels: int = 100_000_000) -> np.ndarray:

@@ -13,6 +13,12 @@ differences). Rows (the columns of ``components.au_detector``) go to ``--out`` a
 appended and flushed per frame, or Parquet one row group per ``parquet_rows`` rows (readable
 once the run ends, Ctrl-C included); without ``--out``, CSV on stdout. ``--show`` draws boxes,
 face ids and the top AUs as bars on an OpenCV window (q or Esc stops).
+
+Budget: one face, the built-in, one CPU core answers a 30 frames/s source with room to spare
+by default: the detector runs every ``detect_every`` (12) frames on a half-size frame and the
+face is followed from its landmarks between (re-detected at once when lost), rows go to the CSV
+without a DataFrame, and each face's running neutral costs the same at any track length
+(figures and the per-step table: ``benchmarks/live.py``).
 """
 
 from __future__ import annotations
@@ -53,10 +59,15 @@ class LiveConfig:
     """Face detector (default: the ensemble's recorded one)."""
     policy: Literal["tracked", "largest", "all"] = "tracked"
     """Faces followed: one ('tracked', 'largest') or every face ('all')."""
-    detect_every: int = 0
-    """Run the detector every this many answered frames, refit landmarks between (0: the plan's)."""
-    detect_scale: float = 0.0
-    """Resize factor of the frame before detection (0: the plan's)."""
+    detect_every: int = 12
+    """Run the detector every this many answered frames and follow the face from its previous
+    landmarks between (as OpenFace does); a face lost between detections (an implausible refit)
+    is detected again on that frame, and with no face followed every frame detects, so a face
+    that appears is found at once. 12 (``predict``'s plan: 6) keeps live within one core at
+    30 frames/s (``benchmarks/live.py``); 0: the plan's."""
+    detect_scale: float = 0.5
+    """Resize factor of the frame before detection: 0.5 (``predict``'s plan: 1.0) costs a
+    quarter and still finds faces of ~32 px and up at full size (RetinaFace; dlib: ~80 px); 0: the plan's."""
     max_frames: int = 0
     """Stop after this many frames read from the source (0: until it ends or Ctrl-C)."""
     status_seconds: float = 5.0
@@ -103,11 +114,11 @@ class RowSink:
         self._out = out
 
     def write(self, rows: list[dict[str, Any]]) -> None:
-        from components.au_detector import rows_to_openface
+        from components.au_detector import openface_csv
 
         self.rows += len(rows)
         if not self.parquet:
-            rows_to_openface(rows, self.aus, self.intensity).to_csv(self._file, header=False, index=False)
+            self._file.write(openface_csv(rows, self.aus, self.intensity))
             self._file.flush()
             return
         self._pending += rows

@@ -37,6 +37,8 @@ which feature, in which direction and over which span.
 
 from __future__ import annotations
 
+import functools
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,17 +191,31 @@ def neutral_after(earlier: np.ndarray, percentiles: np.ndarray, prior: np.ndarra
                   prior_frames: float = PRIOR_FRAMES, max_history: int = MAX_HISTORY) -> np.ndarray:
     """The neutral estimate (D,) of the frame that follows ``earlier`` (m, D) frames of a track:
     ``running_neutral``'s one step, for callers that see a track a frame at a time (live)."""
+    return _neutral_of(earlier, len(earlier), percentiles, prior, prior_frames, max_history)
+
+
+def _neutral_of(rows: np.ndarray, m: int, percentiles: np.ndarray, prior: np.ndarray,
+                prior_frames: float = PRIOR_FRAMES, max_history: int = MAX_HISTORY) -> np.ndarray:
+    """``neutral_after`` of the first ``m`` rows of ``rows`` (a buffer that may hold more), reading
+    only the at most ``max_history`` rows the estimate looks at: O(max_history), not O(m)."""
     prior = np.asarray(prior, np.float64)
-    m = len(earlier)
     if m == 0:
         return prior.astype(np.float32)
-    earlier = np.asarray(earlier, np.float64)
-    hist = earlier if m <= max_history else earlier[np.linspace(0, m - 1, max_history).round().astype(int)]
+    hist = rows[:m] if m <= max_history else rows[np.linspace(0, m - 1, max_history).round().astype(int)]
+    hist = np.asarray(hist, np.float64)
     percentiles = np.asarray(percentiles)
-    est = np.empty(earlier.shape[1])
+    est = np.empty(hist.shape[1])
+    gaps = bool(np.isnan(hist).any())  # a live face's frames without geometry (NeutralTracker)
     for q in np.unique(percentiles):
         cols = np.flatnonzero(percentiles == q)
-        est[cols] = np.percentile(hist[:, cols], q, axis=0)
+        if gaps:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a column with no value yet: the prior
+                est[cols] = np.nanpercentile(hist[:, cols], q, axis=0)
+        else:
+            est[cols] = np.percentile(hist[:, cols], q, axis=0)
+    if gaps:
+        est = np.where(np.isnan(est), prior, est)
     return ((prior_frames * prior + m * est) / (prior_frames + m)).astype(np.float32)
 
 
@@ -213,40 +229,63 @@ def calibration_prior() -> tuple[np.ndarray, np.ndarray]:
 class NeutralTracker:
     """``track_neutral`` a frame at a time: ``push`` one frame's blendshapes and geometry, get
     that frame's neutral from the earlier ones; the same numbers as ``track_neutral`` over the
-    whole track (a live session's faces, which are never seen whole)."""
+    whole track (a live session's faces, which are never seen whole). A frame costs the same
+    however long the track is (the estimate reads at most ``MAX_HISTORY`` earlier frames): a
+    live face followed for an hour stays within the frame budget."""
 
     def __init__(self) -> None:
-        self.values: list[np.ndarray] = []
-        """[blendshapes, geometry] of every frame so far (geometry: None where the face had none)."""
+        self.n = 0
+        """Frames pushed so far."""
+        self._values = np.empty((0, 52 + K))
+        """Rows 0..n-1: [blendshapes, geometry] of every frame so far (geometry NaN where the
+        face had none); capacity doubles as it fills."""
+        self._open = np.empty((0, len(_eye_columns()[0])))
+        """The open-eye columns of the open-eye frames so far (``n_open`` rows)."""
+        self.n_open = 0
 
     def push(self, blendshapes: np.ndarray, geometry: "np.ndarray | None") -> np.ndarray:
-        b = np.asarray(blendshapes, np.float32).reshape(-1)
-        g = None if geometry is None else np.asarray(geometry, np.float32).reshape(-1)
-        self.values.append(b if g is None else np.concatenate([b, g]))
-        return track_neutral_last(np.stack(self.values), with_geometry=g is not None)
+        row = np.full(52 + K, np.nan)
+        row[:52] = np.asarray(blendshapes, np.float32).reshape(-1)
+        if geometry is not None:
+            row[52:] = np.asarray(geometry, np.float32).reshape(-1)
+        self._values = _appended(self._values, self.n, row)
+        self.n += 1
+        q, prior = calibration_prior()
+        if geometry is None:
+            nb = _neutral_of(self._values[:, :52], self.n - 1, q[:52], prior[:52])
+            return np.concatenate([nb, prior[52:]]).astype(np.float32)
+        out = _neutral_of(self._values, self.n - 1, q, prior)
+        cols, blink = _eye_columns()
+        if cols:
+            if row[blink].mean() < 0.5:
+                self._open = _appended(self._open, self.n_open, row[cols])
+                self.n_open += 1
+            if self.n_open:  # the estimate at the last open-eye frame up to this one, as track_neutral
+                out[cols] = _neutral_of(self._open, self.n_open - 1, q[cols], prior[cols])
+            else:
+                out[cols] = prior[cols]
+        return out.astype(np.float32)
 
 
-def track_neutral_last(values: np.ndarray, with_geometry: bool) -> np.ndarray:
-    """The last frame's row of ``track_neutral`` over ``values`` (n, 52 [+ K]) in O(history)."""
+@functools.lru_cache(maxsize=None)
+def _eye_columns() -> tuple[list[int], list[int]]:
+    """Columns of [blendshapes, geometry] whose neutral comes from open-eye frames, and the two
+    blink blendshapes that tell open-eye frames (mean < 0.5), as ``track_neutral`` has them."""
     from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
 
-    q, prior = calibration_prior()
-    values = np.asarray(values, np.float64)
-    n = len(values)
-    if not with_geometry:
-        nb = neutral_after(values[:n - 1, :52], q[:52], prior[:52])
-        return np.concatenate([nb, prior[52:]]).astype(np.float32)
-    out = neutral_after(values[:n - 1], q, prior)
     cols = [BLENDSHAPE_NAMES.index(c) for c in OPEN_EYE_BLENDSHAPES] + \
         [52 + i for i, f in enumerate(GEOMETRY_FEATURES) if f.open_eyes]
-    if cols:
-        blink = values[:, [BLENDSHAPE_NAMES.index("eyeBlinkLeft"), BLENDSHAPE_NAMES.index("eyeBlinkRight")]].mean(1)
-        kept = np.flatnonzero(blink < 0.5)
-        if len(kept):  # the estimate at the last open-eye frame up to this one, as track_neutral
-            out[cols] = neutral_after(values[kept[:-1]][:, cols], q[cols], prior[cols])
-        else:
-            out[cols] = prior[cols]
-    return out.astype(np.float32)
+    return cols, [BLENDSHAPE_NAMES.index("eyeBlinkLeft"), BLENDSHAPE_NAMES.index("eyeBlinkRight")]
+
+
+def _appended(buffer: np.ndarray, n: int, row: np.ndarray) -> np.ndarray:
+    """``buffer`` (rows 0..n-1 used) with ``row`` as row n, its capacity doubled when full."""
+    if n == len(buffer):
+        grown = np.empty((max(2 * n, 64), buffer.shape[1]))
+        grown[:n] = buffer[:n]
+        buffer = grown
+    buffer[n] = row
+    return buffer
 
 
 def track_neutral(blendshapes: np.ndarray, geometry: "np.ndarray | None") -> np.ndarray:

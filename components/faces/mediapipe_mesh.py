@@ -15,6 +15,9 @@ NaN landmarks: the tracker and the pipeline drop such a face (a "rejected" face)
 IMAGE running mode on each crop: our tracker already follows the face from frame to frame (boxes
 from the previous landmarks), which is what MediaPipe's VIDEO mode would do inside one fixed
 frame; a crop that moves with the face would break VIDEO mode's own tracking assumptions.
+Measured on the crops of 200 frames of WolfgangLanger_Pexels.mp4, one core: VIDEO mode (which
+skips BlazeFace while it tracks) costs 8.5 ms CPU per fit against IMAGE's 9.5, and moves the
+landmarks by 1.4 px on average (5.6 at most) in the 256 px crop: not worth a second tracker.
 """
 
 from __future__ import annotations

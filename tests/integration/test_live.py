@@ -14,14 +14,18 @@ from tests.conftest import require_media
 
 @pytest.fixture(scope="module")
 def detector():
+    """The built-in as ``predict`` runs it, with the face fields live defaults to (detection
+    every 12 frames on a half-size frame, where predict's plan detects every 6 at full size)."""
     from components.au_detector import Detector
+    from workflows.live import LiveConfig
 
-    return Detector.pretrained(smooth_window=1)
+    return Detector.pretrained(smooth_window=1, faces=LiveConfig().faces())
 
 
 def test_live_rows_match_predict_on_the_same_frames(tmp_path, detector):
     """Smoothing off on both sides, no frame dropped: the built-in needs no video context, so
-    live's causal answers are predict's, row for row (same tracking, same members)."""
+    live's causal answers (with its default face fields, no flag) are predict's on the same face
+    fields, row for row (same tracking, same members)."""
     from workflows.live import main
 
     video = require_media("single_face.mp4") / "single_face.mp4"
@@ -74,3 +78,21 @@ def test_live_counts_frames_dropped_behind_a_realtime_file(tmp_path):
     assert res["dropped"] > 20 and res["answered"] + res["dropped"] == res["captured"]
     assert frames == sorted(set(frames)) and len(frames) == res["answered"]
     assert len(pd.read_parquet(tmp_path / "rows.parquet")) == res["rows"] == res["answered"]
+
+
+def test_live_finds_a_face_again_on_the_frame_it_comes_back(detector):
+    """Between detections live follows the face from its landmarks; when the face goes (frames
+    without one) and comes back between two detection frames, the lost track is noticed at once
+    and the face is detected again on the first frame it is back, not at the next detection."""
+    from components.datasets.video_io import iter_video_frames
+    from components.live import LiveSession
+
+    media = require_media("single_face.mp4", "no_face.mp4")
+    face = [rgb for _, rgb in iter_video_frames(media / "single_face.mp4")][:5]
+    empty = [rgb for _, rgb in iter_video_frames(media / "no_face.mp4")][:4]
+    session = LiveSession.of(detector.predictor, 1)
+    assert session._pipeline.tracker.detect_every == 12
+    frames = face + empty + face  # frames 9-13 have the face again; none of them a detection frame
+    rows = [session.push(rgb, i)[0] for i, rgb in enumerate(frames)]
+    assert [r["success"] for r in rows] == [1] * 5 + [0] * 4 + [1] * 5
+    assert rows[9]["face_id"] == rows[0]["face_id"] + 1  # a new track, found on its first frame

@@ -127,3 +127,37 @@ def test_a_frame_at_a_time_the_neutral_is_the_whole_tracks() -> None:
         live = NeutralTracker()
         step = np.stack([live.push(b[t], None if geometry is None else geometry[t]) for t in range(12)])
         np.testing.assert_allclose(step, whole, atol=1e-6)
+
+
+def test_a_frame_at_a_time_the_neutral_is_the_whole_tracks_past_the_history_cap() -> None:
+    """Past ``MAX_HISTORY`` frames the estimate thins the history: the live tracker (which keeps
+    its cost per frame flat) thins it as the whole-track one does, frame for frame."""
+    from components.faces.au_geometry import MAX_HISTORY, K, NeutralTracker, track_neutral
+    from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
+
+    n = MAX_HISTORY + 48  # open-eye frames past the cap too (~95% of them)
+    rng = np.random.default_rng(4)
+    b = rng.uniform(0, 0.4, (n, 52)).astype(np.float32)
+    b[rng.random(n) < 0.05, BLENDSHAPE_NAMES.index("eyeBlinkLeft")] = 1.0  # blinks: mean >= 0.5
+    b[:, BLENDSHAPE_NAMES.index("eyeBlinkRight")] = np.where(b[:, BLENDSHAPE_NAMES.index("eyeBlinkLeft")] > 0.5, 1.0, 0.1)
+    g = rng.normal(0, 0.05, (n, K)).astype(np.float32)
+    whole = track_neutral(b, g)
+    live = NeutralTracker()
+    step = np.stack([live.push(b[t], g[t]) for t in range(n)])
+    np.testing.assert_allclose(step[-60:], whole[-60:], atol=1e-6)
+
+
+def test_a_live_face_with_frames_without_geometry_keeps_a_finite_neutral() -> None:
+    """A frame whose mesh gave no geometry (pose not fitted) among frames that have it: the
+    neutral stays finite (the frames with geometry, the prior where none has it yet)."""
+    from components.faces.au_geometry import K, NeutralTracker, calibration_prior
+
+    rng = np.random.default_rng(5)
+    live = NeutralTracker()
+    first = live.push(rng.uniform(0, 0.3, 52), None)
+    second = live.push(rng.uniform(0, 0.3, 52), rng.normal(0, 0.05, K))
+    third = live.push(rng.uniform(0, 0.3, 52), rng.normal(0, 0.05, K))
+    assert np.isfinite(first).all() and np.isfinite(second).all() and np.isfinite(third).all()
+    prior = calibration_prior()[1]
+    np.testing.assert_allclose(second[52:], prior[52:], atol=1e-6)  # no earlier geometry: the prior
+    assert not np.allclose(third[52:], prior[52:])  # then the face's own

@@ -400,7 +400,8 @@ def start(ensemble: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
           blocking: bool = False, *, app: "dict[str, Any] | None" = None, name: str = "facsflow") -> str:
     """Start the app on the connected Ray; return its base URL.
 
-    ``app``: further AppArgs fields (face pipelines, limits, scaling, batching).
+    ``ensemble``: a folder or URI; empty: the built-in detector. ``app``: further AppArgs fields
+    (face pipelines, limits, scaling, batching).
     """
     from workflows.core.runtime import UserError
 
@@ -408,6 +409,10 @@ def start(ensemble: str, host: str = "127.0.0.1", port: int = 8000, api_key: str
     if beyond and not api_key:
         raise UserError(f"binding {host} exposes the service beyond this machine: set --api-key "
                         "(or FACSFLOW_API_KEY) so clients must send X-API-Key")
+    if not ensemble:  # the built-in, as ``facsflow serve`` without --ensemble (never the cwd)
+        from components.plan import resolve_ensemble
+
+        ensemble = resolve_ensemble(ensemble).directory
     serve.start(http_options={"host": host, "port": port})
     args = {"ensemble": os.path.abspath(ensemble) if "://" not in ensemble else ensemble, **(app or {})}
     if api_key:
