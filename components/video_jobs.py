@@ -43,7 +43,7 @@ from components.video_segments import JOB_SEGMENT_FRAMES, SegmentCarry, iter_vid
 log = logging.getLogger("facsflow.jobs")
 
 __all__ = ["STATES", "FINAL_STATES", "UnknownJob", "new_job", "read_status", "list_jobs", "request_cancel",
-           "cancel_requested", "run_job", "result_table", "pending_jobs"]
+           "cancel_requested", "run_job", "result_parts", "result_table", "pending_jobs", "write_status"]
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
@@ -89,11 +89,11 @@ def new_job(root: str, input_uri: str, name: str = "", job_id: str = "") -> dict
     status = {"id": job_id, "name": name, "input": input_uri, "state": "queued", "frames_done": 0,
               "frames_total": None, "fps": None, "eta_s": None, "error": "", "segments": 0,
               "created": time.time(), "updated": time.time(), "cpu_s": 0.0, "wall_s": 0.0}
-    _write_status(root, job_id, status)
+    write_status(root, job_id, status)
     return status
 
 
-def _write_status(root: str, job_id: str, status: dict[str, Any]) -> None:
+def write_status(root: str, job_id: str, status: dict[str, Any]) -> None:
     status["updated"] = time.time()
     _write_bytes(storage.join(_dir(root, job_id), "status.json"), json.dumps(status).encode())
 
@@ -135,7 +135,7 @@ def request_cancel(root: str, job_id: str) -> dict[str, Any]:
     _write_bytes(storage.join(_dir(root, job_id), "cancel"), b"")
     if status["state"] == "queued":
         status["state"] = "cancelled"
-        _write_status(root, job_id, status)
+        write_status(root, job_id, status)
     return status
 
 
@@ -147,15 +147,24 @@ def _part(root: str, job_id: str, index: int) -> str:
     return storage.join(_dir(root, job_id), "parts", f"part-{index:06d}.parquet")
 
 
-def result_table(root: str, job_id: str) -> pa.Table:
-    """The rows of a finished job's parts, frames in order (``ValueError`` unless it is done)."""
+def result_parts(root: str, job_id: str) -> Iterator[pa.Table]:
+    """A finished job's parts, frames in order (``ValueError`` unless it is done): check first,
+    then read one part at a time."""
     status = read_status(root, job_id)
     if status["state"] != "done":
         raise ValueError(f"job {job_id} is {status['state']}, not done: no result yet")
     fs, _ = storage.resolve(root)
-    tables = [pq.read_table(storage.resolve(_part(root, job_id, i))[1], filesystem=fs)
-              for i in range(int(status["segments"]))]
-    return pa.concat_tables(tables)
+
+    def parts() -> Iterator[pa.Table]:
+        for i in range(int(status["segments"])):
+            yield pq.read_table(storage.resolve(_part(root, job_id, i))[1], filesystem=fs)
+
+    return parts()
+
+
+def result_table(root: str, job_id: str) -> pa.Table:
+    """Every row of a finished job (``result_parts`` joined)."""
+    return pa.concat_tables(list(result_parts(root, job_id)))
 
 
 class _Stop(Exception):
@@ -214,7 +223,7 @@ def run_job(detector: Any, root: str, job_id: str, segment_frames: int = JOB_SEG
         count = video_frame_count(path, verify=False)
         fps = count.fps or 30.0
         status.update(state="running", frames_total=count.header_frames or None, error="")
-        _write_status(root, job_id, status)
+        write_status(root, job_id, status)
         log.info("job %s: %s from frame %d of %d", job_id, spec["input"], done0, count.header_frames)
         reader = iter_video_frames(path, start=done0, exact_seek=True)
         intensity = detector.has_intensity
@@ -228,7 +237,7 @@ def run_job(detector: Any, root: str, job_id: str, segment_frames: int = JOB_SEG
                           cpu_s=round(cpu_before + time.process_time() - cpu0, 2), wall_s=round(wall_before + wall, 2))
             if segments is not None:
                 status["segments"] = segments
-            _write_status(root, job_id, status)
+            write_status(root, job_id, status)
 
         def tick(done: int) -> bool:
             if halted():
@@ -260,5 +269,5 @@ def run_job(detector: Any, root: str, job_id: str, segment_frames: int = JOB_SEG
         log.warning("job %s failed: %s", job_id, status["error"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    _write_status(root, job_id, status)
+    write_status(root, job_id, status)
     return status
