@@ -6,7 +6,8 @@ can report on it and any process that can write it can carry it on.
 
 - ``job.json``: what to answer (``input``: a local path or URI of the video; ``name``);
 - ``status.json``: ``state`` (queued, running, done, failed, cancelled), ``frames_done`` /
-  ``frames_total``, ``fps``, ``eta_s``, ``error``, ``segments`` (parts written), times;
+  ``frames_total``, ``fps``, ``eta_s``, ``error``, ``segments`` (parts written), ``runs`` (how
+  many times a runner took it up) and ``resumed_from`` (the frame the last one started at), times;
 - ``parts/part-NNNNNN.parquet``: the rows of each finished job segment, in the columns of
   ``facsflow predict`` (``components.au_detector.rows_to_openface``), frames in order;
 - ``carry.pkl``: the segment-wise answer's state after the last part
@@ -222,7 +223,8 @@ def run_job(detector: Any, root: str, job_id: str, segment_frames: int = JOB_SEG
         path = _local_video(spec["input"], workdir)
         count = video_frame_count(path, verify=False)
         fps = count.fps or 30.0
-        status.update(state="running", frames_total=count.header_frames or None, error="")
+        status.update(state="running", frames_total=count.header_frames or None, error="",
+                      runs=int(status.get("runs", 0)) + 1, resumed_from=done0)
         write_status(root, job_id, status)
         log.info("job %s: %s from frame %d of %d", job_id, spec["input"], done0, count.header_frames)
         reader = iter_video_frames(path, start=done0, exact_seek=True)

@@ -95,6 +95,8 @@ def test_job_completes_with_every_frame_once_after_its_replica_is_killed(client,
     ray.kill(ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True)
     final = _wait(client, job_id, lambda s: False)[-1]
     assert final["state"] == "done", final
+    # Serve's new replica carried the job on from its first unfinished segment.
+    assert final["runs"] == 2 and final["resumed_from"] >= 64, final
     got = _result(client, job_id, "parquet")
     assert got["frame"].tolist() == list(range(FRAMES))  # every frame once (one tracked face)
     _same_rows(got, expected)
