@@ -124,16 +124,20 @@ def main(argv: "list[str] | None" = None) -> int:
                   f"{res['wall_s']} s wall, {res['frames_per_cpu_s']} frames per CPU-second, peak RSS "
                   f"{res['peak_rss_mb']} MB (models loaded: {res['rss_models_loaded_mb']} MB), load "
                   f"{res['load_avg_1m_before']}->{res['load_avg_1m_after']}", flush=True)
+            _write(doc, args.out)  # after each video: a long run cut short keeps what it measured
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _write(doc: dict[str, Any], out: Path) -> None:
     if len(doc["videos"]) > 1:
         a, b = doc["videos"][0], doc["videos"][-1]
         doc["peak_rss_ratio_longest_to_shortest"] = round(b["peak_rss_mb"] / a["peak_rss_mb"], 3)
         doc["length_ratio_longest_to_shortest"] = round(b["video_frames"] / a["video_frames"], 2)
         print(f"peak RSS {b['minutes']:g} min / {a['minutes']:g} min: {doc['peak_rss_ratio_longest_to_shortest']} "
-              f"for a video {doc['length_ratio_longest_to_shortest']}x as long")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
+              f"for a video {doc['length_ratio_longest_to_shortest']}x as long", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -189,7 +189,8 @@ class FilePredictor:
         if state in ("", "failed", "cancelled"):
             vj.new_job(root, path, name, job_id)
         status = vj.run_job(self.detector, root, job_id)
-        if status["state"] != "done":
+        if status["state"] != "done":  # reported in the summary; a rerun starts afresh
+            shutil.rmtree(Path(root) / job_id)
             raise ValueError(status["error"] or f"{path}: job {status['state']}")
         counts = self._write(name, path, (t.to_pandas() for t in vj.result_parts(root, job_id)))
         shutil.rmtree(Path(root) / job_id)

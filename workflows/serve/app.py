@@ -337,7 +337,7 @@ def build_app(args: "dict[str, Any] | AppArgs") -> Any:
                 "require_api_key": a.require_api_key, "smooth_window": a.smooth_window,
                 "image_faces": dict(a.image_faces), "video_faces": dict(a.video_faces),
                 "jobs_dir": a.jobs_dir or default_jobs_dir()}
-    jobs = VideoJobs.options(**a.jobs.options(64, a.num_cpus)).bind(
+    jobs = VideoJobs.options(**a.jobs.options(64, a.num_cpus), **QUIET_ACCESS_LOG).bind(
         JobsArgs(settings["jobs_dir"], a.ensemble, dict(a.video_faces), a.smooth_window, a.job_segment_frames))
     if app_layout(a, gpus) == "fused":
         defaults = AppArgs()
