@@ -67,7 +67,9 @@ def child(video: str, jobs: str) -> dict[str, Any]:
             "rss_models_loaded_mb": round(rss_ready, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "rss_by_frames_done": samples[:: max(1, len(samples) // 12)] + samples[-1:],
-            "rows": sum(t.num_rows for t in vj.result_parts(jobs, job["id"]))}
+            "rows": sum(t.num_rows for t in vj.result_parts(jobs, job["id"])),
+            "face_ids": sorted({int(f) for t in vj.result_parts(jobs, job["id"])
+                                for f in t.column("face_id").to_pylist() if f >= 0})}
 
 
 def machine() -> dict[str, Any]:

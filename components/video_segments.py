@@ -8,7 +8,8 @@ the video's length. What carries across a segment's edges, and why the rows equa
 whole-video answer (``components.inference``'s steps, each with its reach):
 
 - faces: the pipeline's tracker keeps stepping (``FaceTracker.state``/``restore`` carry it across
-  a restart), so face ids and tracked landmarks are the whole video's;
+  a restart), so face ids and tracked landmarks are the whole video's; a face the tracker drops
+  never returns under its id, so its track is answered to its end then and forgotten;
 - temporal landmark differences l_{t+s} - l_{t-s} reach s rows either way: a track's rows are
   answered once max(s) later rows exist, with max(s) earlier rows kept as context;
 - member inputs: members answer ``SEGMENT_FRAMES`` rows of one track per request, counted from
@@ -67,6 +68,9 @@ class _OpenTrack:
     """Rows whose final answer has been made."""
     final: list[dict[str, Any]] = field(default_factory=list)
     """Answer rows made, not yet past the frame watermark."""
+    ended: bool = False
+    """The tracker no longer follows this face: a lost face comes back under a new id
+    (``FaceTracker._new_id``), so the track is whole, as at the video's end."""
 
 
 @dataclass
@@ -142,6 +146,9 @@ class _Segmenter:
 
     # ------------------------------------------------------------------ faces
     def add(self, t: int, results: list[Any]) -> None:
+        alive = {int(r.face.face_id) for r in results}
+        for tr in self.carry.tracks.values():
+            tr.ended = tr.ended or tr.face_id not in alive
         for r in results:
             fid = int(r.face.face_id)
             tr = self.carry.tracks.setdefault(fid, _OpenTrack(fid))
@@ -163,7 +170,7 @@ class _Segmenter:
     # ------------------------------------------------------------------ members and smoothing
     def _ready(self, tr: _OpenTrack, ended: bool) -> int:
         """Rows of ``tr`` that can go to the members now."""
-        if ended:
+        if ended or tr.ended:
             return tr.rows
         return max(tr.given, (tr.rows - self.reach) // SEGMENT_FRAMES * SEGMENT_FRAMES)
 
@@ -211,6 +218,7 @@ class _Segmenter:
         from components.models.to_sequence import smooth_sequence
 
         half = self.window // 2
+        ended = ended or tr.ended
         stop = tr.given if ended else max(tr.done, tr.given - half)
         if stop <= tr.done or tr.answered is None:
             return
@@ -240,6 +248,8 @@ class _Segmenter:
             face_rows += tr.final[:n]
             del tr.final[:n]
         c = self.carry
+        for fid in [f for f, tr in c.tracks.items() if tr.ended and tr.done == tr.rows and not tr.final]:
+            del c.tracks[fid]  # a whole track, every row out: nothing of it is carried further
         seg = VideoSegment(c.segments, c.emitted, stop, inference.frame_rows(face_rows, range(c.emitted, stop), self.fps), c)
         c.emitted, c.segments = stop, c.segments + 1
         return seg
