@@ -45,6 +45,8 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
     logger = logging.getLogger("facsflow.predict")
     logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # the CLI's basicConfig sets INFO; under pytest the root keeps WARNING
     every, predict.PROGRESS_EVERY_S = predict.PROGRESS_EVERY_S, 0.2  # a 72-frame video is "long" here
     try:
         code = main(["--ensemble", str(ensemble), "--input", str(folder), str(listing), "--out", str(out),
@@ -52,6 +54,7 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     finally:
         predict.PROGRESS_EVERY_S = every
         logger.removeHandler(handler)
+        logger.setLevel(level)
         if started:
             ray.shutdown()
     return {"code": code, "out": out, "log": lines}
