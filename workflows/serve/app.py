@@ -338,7 +338,8 @@ def build_app(args: "dict[str, Any] | AppArgs") -> Any:
                 "image_faces": dict(a.image_faces), "video_faces": dict(a.video_faces),
                 "jobs_dir": a.jobs_dir or default_jobs_dir()}
     jobs = VideoJobs.options(**a.jobs.options(64, a.num_cpus), **QUIET_ACCESS_LOG).bind(
-        JobsArgs(settings["jobs_dir"], a.ensemble, dict(a.video_faces), a.smooth_window, a.job_segment_frames))
+        JobsArgs(settings["jobs_dir"], a.ensemble, dict(a.video_faces), a.smooth_window, a.job_segment_frames,
+                 a.jobs.num_gpus > 0))
     if app_layout(a, gpus) == "fused":
         defaults = AppArgs()
         ignored = [k for k in ("faces", "member", "combiner") if getattr(a, k) != getattr(defaults, k)]

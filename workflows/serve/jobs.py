@@ -56,6 +56,8 @@ class JobsArgs:
     video_faces: dict[str, Any] = field(default_factory=dict)
     smooth_window: "int | None" = None
     segment_frames: int = JOB_SEGMENT_FRAMES
+    use_gpu: bool = False
+    """Members on the replica's GPU (``AppArgs.jobs.num_gpus`` > 0)."""
 
 
 @serve.deployment(name="VideoJobs", num_replicas=1, max_ongoing_requests=64, ray_actor_options={"num_cpus": 0.25},
@@ -67,9 +69,12 @@ class VideoJobs:
         from components.au_detector import Detector
         from workflows.core.runtime import torch_single_thread
 
+        import torch
+
         torch_single_thread()
         self.args = args
-        self.detector = Detector.from_ensemble(args.ensemble, "cpu", args.video_faces, args.smooth_window)
+        device = "cuda" if args.use_gpu and torch.cuda.is_available() else "cpu"
+        self.detector = Detector.from_ensemble(args.ensemble, device, args.video_faces, args.smooth_window)
         self._queue: "queue.Queue[str]" = queue.Queue()
         self._closing = threading.Event()
         storage.makedirs(args.jobs_dir)
