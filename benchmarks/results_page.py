@@ -33,6 +33,8 @@ COMMANDS = {
     "label.json": ("Labelling a store with a teacher", "python benchmarks/label.py"),
     "distill.json": ("Distillation worked example: a student of the built-in teacher", "python benchmarks/distill_demo.py"),
     "pretrained.json": ("Random vs pretrained initialisation per family", "python benchmarks/pretrained.py"),
+    "video_jobs.json": ("Long videos as jobs: peak memory by length, frames per CPU-second",
+                        "python benchmarks/video_jobs.py --minutes 5 15 60"),
     "ablations.json": ("Ablations: each family's full model vs each ablation over seeds x folds",
                        "python benchmarks/ablations.py (the exact commands: the command figure below)"),
 }

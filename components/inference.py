@@ -50,7 +50,7 @@ from components.video_key import video_keys
 __all__ = ["SEGMENT_FRAMES", "FaceTrack", "MemberInput", "RunMember", "CombineTrack", "answer_tracks",
            "answer_tracks_async", "request_id", "face_info", "image_tracks", "track_video",
            "member_inputs", "forward_member", "gather_outputs", "combine_outputs", "combine_track",
-           "smooth_by_video", "face_answer", "image_rows", "video_rows"]
+           "smoothed_answer", "smooth_by_video", "face_answer", "image_rows", "track_rows", "frame_rows", "video_rows"]
 
 SEGMENT_FRAMES = VIDEO_BATCH_ROWS
 """Frames of one face track per member request and per video context (evaluation's batch rows)."""
@@ -326,10 +326,16 @@ def combine_track(manifest: EnsembleManifest, use: Sequence[int], outs: Sequence
 
     ans = combine_outputs(manifest, use, outs)
     if smooth_window > 1 and len(ans["probs"]) > 1:
-        ans["raw_probs"] = ans["probs"]
-        ans["probs"] = smooth_sequence(ans["probs"], smooth_window)
-        ans["occurrence"] = (ans["probs"] >= thresholds_of(manifest)).astype(np.int8)
+        return smoothed_answer(manifest, ans, smooth_sequence(ans["probs"], smooth_window))
     return ans
+
+
+def smoothed_answer(manifest: EnsembleManifest, ans: dict[str, Any], probs: np.ndarray) -> dict[str, Any]:
+    """``ans`` (``combine_outputs``) answering with the smoothed ``probs``: occurrence follows them
+    and the unsmoothed values are kept as ``raw_probs`` (``combine_track``; a video answered a
+    segment at a time smooths across the segments' edges itself, ``components.video_segments``)."""
+    return dict(ans, raw_probs=ans["probs"], probs=probs,
+                occurrence=(probs >= thresholds_of(manifest)).astype(np.int8))
 
 
 def smooth_by_video(probs: np.ndarray, batch: dict[str, Any], order: np.ndarray, window: int) -> np.ndarray:
@@ -433,21 +439,34 @@ def image_rows(tracks: Sequence[FaceTrack], answers: Sequence[dict[str, Any]], a
     return [face_answer(t.info[0], a, 0, aus) for t, a in zip(tracks, answers)]
 
 
-def video_rows(tracks: Sequence[FaceTrack], answers: Sequence[dict[str, Any]], n_frames: int, fps: float,
-               aus: Sequence[int]) -> list[dict[str, Any]]:
-    """One row per frame and track (``success`` 1, with ``motion`` per difference step) and one
-    ``success`` 0 row per frame without a face; sorted by frame, then face."""
-    rows: list[dict[str, Any]] = []
-    with_face: set[int] = set()
-    for track, ans in zip(tracks, answers):
-        motion = track.motion()
-        for k, t in enumerate(track.frames):
-            with_face.add(t)
-            row = face_answer(track.info[k], ans, k, aus)
-            row.update(frame=t, timestamp=round(t / fps, 4), success=1,
-                       motion={f"s{s}": float(m) for s, m in zip(track.steps, motion[k])})
-            rows.append(row)
-    rows += [{"frame": t, "timestamp": round(t / fps, 4), "face_id": -1, "success": 0}
-             for t in range(n_frames) if t not in with_face]
+def track_rows(track: FaceTrack, ans: dict[str, Any], fps: float, aus: Sequence[int],
+               rows: "range | None" = None) -> list[dict[str, Any]]:
+    """One ``success`` 1 row per frame of ``track`` (``rows``: those of the track's rows), with
+    ``motion`` per difference step."""
+    motion = track.motion()
+    out = []
+    for k in rows if rows is not None else range(len(track.frames)):
+        t = track.frames[k]
+        row = face_answer(track.info[k], ans, k, aus)
+        row.update(frame=t, timestamp=round(t / fps, 4), success=1,
+                   motion={f"s{s}": float(m) for s, m in zip(track.steps, motion[k])})
+        out.append(row)
+    return out
+
+
+def frame_rows(face_rows: list[dict[str, Any]], frames: range, fps: float) -> list[dict[str, Any]]:
+    """``face_rows`` plus one ``success`` 0 row per frame of ``frames`` that none of them has;
+    sorted by frame, then face."""
+    with_face = {r["frame"] for r in face_rows}
+    rows = face_rows + [{"frame": t, "timestamp": round(t / fps, 4), "face_id": -1, "success": 0}
+                        for t in frames if t not in with_face]
     rows.sort(key=lambda r: (r["frame"], r["face_id"]))
     return rows
+
+
+def video_rows(tracks: Sequence[FaceTrack], answers: Sequence[dict[str, Any]], n_frames: int, fps: float,
+               aus: Sequence[int]) -> list[dict[str, Any]]:
+    """One row per frame and track (``track_rows``) and one ``success`` 0 row per frame without a
+    face; sorted by frame, then face."""
+    return frame_rows([r for track, ans in zip(tracks, answers) for r in track_rows(track, ans, fps, aus)],
+                      range(n_frames), fps)

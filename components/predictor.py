@@ -135,6 +135,12 @@ class Predictor:
         l_{t+s} - l_{t-s}; probabilities are smoothed over the plan's ``smooth_window`` frames."""
         pipe = self.pipeline
         pipe.reset()
+        if pipe.identities() is None:  # a segment at a time: memory flat in the video's length
+            from components.video_segments import iter_video_segments
+
+            return [r for seg in iter_video_segments(self, frames, fps, name, source or inference.request_id())
+                    for r in seg.rows]
+        # Re-identification regroups the whole video's faces: it is answered whole.
         tracks, n = inference.track_video(pipe.step, frames, self.plan.steps, pipe.identities())
         answers = self.answer_tracks(tracks, True, source, name)
         return inference.video_rows(tracks, answers, n, fps, self.aus)

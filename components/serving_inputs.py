@@ -46,6 +46,8 @@ class Limits(BaseModel):
     """Longest video, frames / fps."""
     max_video_frame_pixels: int = Field(1920 * 1080, gt=0)
     """Largest video frame, width x height."""
+    max_job_bytes: int = Field(20 * 2**30, gt=0)
+    """Largest video uploaded to ``POST /v1/jobs`` (streamed to the jobs folder, never held whole)."""
     max_streams: int = Field(8, gt=0)
     """Most ``/v1/stream`` connections one ingress replica holds at once (more: closed 1013)."""
     max_stream_fps: float = Field(30.0, gt=0)

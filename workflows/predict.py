@@ -9,7 +9,11 @@ column lists paths, relative to the manifest). One input file is one unit of wor
 never split: tracking and temporal landmark differences need its frames in order); each actor
 builds a ``components.au_detector.Detector`` once (models, face detector) and reuses it, on a GPU
 when the cluster has one: the one orchestration (``components.inference``) that Serve and
-evaluation run, video probabilities smoothed as served. Outputs:
+evaluation run, video probabilities smoothed as served. A video is answered a segment at a time
+as a job under ``<out>/.jobs/`` (``components.video_jobs``: memory flat in the video's length,
+the rows written part by part; a rerun after a crash carries it on), and the console gets a
+progress line per running video every ``PROGRESS_EVERY_S`` seconds (frames done / total, fps,
+ETA). Outputs:
 
 - ``<out>/<name>.csv`` per input: the columns of ``components.au_detector`` (frame, face_id,
   timestamp, confidence, success, x_0..x_67, y_0..y_67, AUxx_c, AUxx_r where some member gives
@@ -28,9 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Iterable, Literal
 
 import pandas as pd
 
@@ -43,6 +48,10 @@ __all__ = ["PredictConfig", "collect_inputs", "FilePredictor", "run_predict", "r
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 VIDEO_EXT = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+JOBS_FOLDER = ".jobs"
+"""Videos in flight under ``<out>/``: one ``components.video_jobs`` job each, removed when written."""
+PROGRESS_EVERY_S = 10.0
+"""Seconds between progress lines of the videos being answered."""
 
 
 @dataclass
@@ -121,22 +130,87 @@ class FilePredictor:
         names, counts, faces, errors = [], [], [], []
         for path, name in zip(batch["path"], batch["name"]):
             err, df = "", None
+            n_rows = n_faces = 0
             try:
-                df = (self.detector.predict_video(path) if Path(path).suffix.lower() in VIDEO_EXT
-                      else self.detector.predict_image(path))
+                if Path(path).suffix.lower() in VIDEO_EXT:
+                    n_rows, n_faces = self._video(str(path), name)
+                else:
+                    df = self.detector.predict_image(path)
+                    self._write(name, str(path), [df])
+                    n_rows, n_faces = len(df), int(df["success"].sum())
             except (OSError, ValueError) as e:  # one unreadable input must not stop the batch
                 err = f"{type(e).__name__}: {e}"
-            if df is not None:
-                df.to_csv(self.out / f"{name}.csv", index=False)
-                table = df.copy()
-                table.insert(0, "name", name)
-                table.insert(0, "input", str(path))
-                table.to_parquet(self.out / "predictions" / f"{name}.parquet", index=False)
             names.append(name)
-            counts.append(0 if df is None else len(df))
-            faces.append(0 if df is None else int(df["success"].sum()))
+            counts.append(n_rows)
+            faces.append(n_faces)
             errors.append(err)
         return {"name": names, "rows": counts, "rows_with_face": faces, "error": errors}
+
+
+    def _write(self, name: str, path: str, tables: Iterable[pd.DataFrame]) -> tuple[int, int]:
+        """``<out>/<name>.csv`` and ``<out>/predictions/<name>.parquet`` (with ``input`` and ``name``
+        first) from the tables of one input, written one table at a time."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = with_face = 0
+        writer = None
+        with open(self.out / f"{name}.csv", "w", newline="") as csv:
+            for i, df in enumerate(tables):
+                df.to_csv(csv, index=False, header=i == 0)
+                table = df.copy()
+                table.insert(0, "name", name)
+                table.insert(0, "input", path)
+                part = pa.Table.from_pandas(table, preserve_index=False)
+                writer = writer or pq.ParquetWriter(self.out / "predictions" / f"{name}.parquet", part.schema)
+                writer.write_table(part)
+                rows, with_face = rows + len(df), with_face + int(df["success"].sum())
+        if writer is not None:
+            writer.close()
+        return rows, with_face
+
+    def _video(self, path: str, name: str) -> tuple[int, int]:
+        """A video as a job in ``<out>/.jobs/`` (``components.video_jobs``: a segment at a time,
+        memory flat in its length, its progress in the job's status, carried on by a rerun after a
+        crash), then its parts into the outputs."""
+        import hashlib
+        import shutil
+
+        from components import video_jobs as vj
+
+        root = str(self.out / JOBS_FOLDER)
+        job_id = hashlib.sha1(f"{Path(path).resolve()}\0{name}".encode()).hexdigest()[:16]
+        try:
+            state = vj.read_status(root, job_id)["state"]
+        except vj.UnknownJob:
+            state = ""
+        if state in ("failed", "cancelled"):
+            shutil.rmtree(Path(root) / job_id)
+        if state in ("", "failed", "cancelled"):
+            vj.new_job(root, path, name, job_id)
+        status = vj.run_job(self.detector, root, job_id)
+        if status["state"] != "done":  # reported in the summary; a rerun starts afresh
+            shutil.rmtree(Path(root) / job_id)
+            raise ValueError(status["error"] or f"{path}: job {status['state']}")
+        counts = self._write(name, path, (t.to_pandas() for t in vj.result_parts(root, job_id)))
+        shutil.rmtree(Path(root) / job_id)
+        return counts
+
+
+def _report_progress(out: Path, stop: threading.Event, every_s: float) -> None:
+    """Log each running video's progress (frames done / total, fps, ETA) from its job status."""
+    from components import video_jobs as vj
+
+    last: dict[str, int] = {}
+    while not stop.wait(every_s):
+        for st in vj.list_jobs(str(out / JOBS_FOLDER)):
+            if st["state"] != "running" or last.get(st["id"]) == st["frames_done"]:
+                continue
+            last[st["id"]] = st["frames_done"]
+            total, eta = st["frames_total"], st["eta_s"]
+            log.info("%s: %d/%s frames%s, %.1f fps, ETA %s", st["name"], st["frames_done"], total or "?",
+                     f" ({100 * st['frames_done'] / total:.0f}%)" if total else "", st["fps"] or 0.0,
+                     f"{int(eta) // 60}:{int(eta) % 60:02d}" if eta is not None else "?")
 
 
 def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
@@ -177,7 +251,13 @@ def run_predict(ensemble: str, inputs: list[str], out: str, actors: int = 0,
                                                 "smooth_window": smooth_window},
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n), num_cpus=1,
                          num_gpus=1 if gpus else 0)
-    return sorted(res.iter_rows(), key=lambda r: r["name"])
+    stop = threading.Event()
+    progress = threading.Thread(target=_report_progress, args=(out_dir, stop, PROGRESS_EVERY_S), daemon=True)
+    progress.start()
+    try:
+        return sorted(res.iter_rows(), key=lambda r: r["name"])
+    finally:
+        stop.set()
 
 
 def read_predictions(out: str) -> pd.DataFrame:

@@ -23,6 +23,7 @@ __all__ = [
     "FrameReadError",
     "MissingFrameError",
     "FrameCount",
+    "loop_video",
     "ZIP_SEP",
     "decode_image",
     "read_frame_source",
@@ -239,3 +240,26 @@ def iter_video_frames(path: "str | Path", start: int = 0, stop: "int | None" = N
     container's seek. Raises LayoutError when the file is missing or not a video.
     """
     return VideoFrames(path, start, stop, exact_seek)
+
+
+def loop_video(source: "str | Path", out: "str | Path", frames: int, width: int = 320,
+               fps: "float | None" = None, every: int = 1) -> Path:
+    """A long video from a short real clip, for tests and benchmarks of long videos: the clip's
+    frames (every ``every``-th), resized to ``width`` pixels wide, played forwards then backwards
+    (no cut for a tracker to lose the face at) until ``frames`` frames are written (MJPG in an
+    AVI, at ``fps``, default the clip's / ``every``). Holds the resized clip, never the output."""
+    clip = [cv2.resize(rgb, (width, round(rgb.shape[0] * width / rgb.shape[1])), interpolation=cv2.INTER_AREA)
+            for i, rgb in iter_video_frames(source) if i % every == 0]
+    if not clip:
+        raise LayoutError(f"{source}: no frame could be decoded")
+    rate = fps or (video_frame_count(source, verify=False).fps or 30.0) / every
+    h, w = clip[0].shape[:2]
+    out = Path(out)
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), float(rate), (w, h))
+    cycle = clip + clip[-2:0:-1] if len(clip) > 2 else clip
+    try:
+        for n in range(frames):
+            writer.write(cv2.cvtColor(cycle[n % len(cycle)], cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return out

@@ -168,8 +168,10 @@ MAX_HISTORY = 512
 
 
 def running_neutral(values: np.ndarray, percentiles: np.ndarray, prior: np.ndarray,
-                    prior_frames: float = PRIOR_FRAMES, max_history: int = MAX_HISTORY) -> np.ndarray:
-    """Each frame's neutral estimate (n, D) from the earlier frames of one track (causal).
+                    prior_frames: float = PRIOR_FRAMES, max_history: int = MAX_HISTORY,
+                    start: int = 0) -> np.ndarray:
+    """Each frame's neutral estimate (n - start, D) from the earlier frames of one track (causal);
+    ``start``: only frames ``start..n-1`` (a video answered a segment at a time).
 
     Person-specific normalisation (Baltrusaitis, Mahmoud & Robinson 2015, 'Cross-dataset
     learning and person-specific normalisation for automatic Action Unit detection', FG: the
@@ -181,9 +183,9 @@ def running_neutral(values: np.ndarray, percentiles: np.ndarray, prior: np.ndarr
     so one face answers alike as a photo and as the first frame of a video (a photo's store row).
     """
     values = np.asarray(values, np.float64)
-    out = np.empty(values.shape, np.float32)
-    for t in range(len(values)):
-        out[t] = neutral_after(values[:t], percentiles, prior, prior_frames, max_history)
+    out = np.empty((max(len(values) - start, 0), values.shape[1]), np.float32)
+    for t in range(start, len(values)):
+        out[t - start] = neutral_after(values[:t], percentiles, prior, prior_frames, max_history)
     return out
 
 
@@ -288,24 +290,30 @@ def _appended(buffer: np.ndarray, n: int, row: np.ndarray) -> np.ndarray:
     return buffer
 
 
-def track_neutral(blendshapes: np.ndarray, geometry: "np.ndarray | None") -> np.ndarray:
-    """float32 (n, 52 + K): a track's running neutral of [blendshapes, geometry] (``running_neutral``);
-    the geometry part is the population neutral where the track has no geometry."""
+def track_neutral(blendshapes: np.ndarray, geometry: "np.ndarray | None", start: int = 0) -> np.ndarray:
+    """float32 (n - start, 52 + K): a track's running neutral of [blendshapes, geometry]
+    (``running_neutral``) at frames ``start..n-1`` (``start`` > 0: a track answered a segment at a
+    time, the earlier frames given as history); the geometry part is the population neutral where
+    the track has no geometry."""
     from components.faces.mediapipe_mesh import BLENDSHAPE_NAMES
 
     q, prior = calibration_prior()
     b = np.asarray(blendshapes, np.float32)
+    n = len(b)
     if geometry is None:
-        nb = running_neutral(b, q[:52], prior[:52])
-        return np.hstack([nb, np.broadcast_to(prior[52:], (len(b), K))]).astype(np.float32)
+        nb = running_neutral(b, q[:52], prior[:52], start=start)
+        return np.hstack([nb, np.broadcast_to(prior[52:], (len(nb), K))]).astype(np.float32)
     values = np.hstack([b, np.asarray(geometry, np.float32)])
-    out = running_neutral(values, q, prior)
+    out = running_neutral(values, q, prior, start=start)
     blink = b[:, [BLENDSHAPE_NAMES.index("eyeBlinkLeft"), BLENDSHAPE_NAMES.index("eyeBlinkRight")]].mean(1)
     cols = [BLENDSHAPE_NAMES.index(n) for n in OPEN_EYE_BLENDSHAPES] + \
         [52 + i for i, f in enumerate(GEOMETRY_FEATURES) if f.open_eyes]
     kept = np.flatnonzero(blink < 0.5)
-    if cols:  # each frame takes the estimate after the last open-eye frame up to it (causal)
-        last = np.searchsorted(kept, np.arange(len(b)), side="right") - 1
-        est = running_neutral(values[kept][:, cols], q[cols], prior[cols]) if len(kept) else np.zeros((0, len(cols)))
-        out[:, cols] = np.where((last >= 0)[:, None], est[np.maximum(last, 0)] if len(kept) else prior[cols], prior[cols])
+    if cols and n > start:  # each frame takes the estimate after the last open-eye frame up to it (causal)
+        last = np.searchsorted(kept, np.arange(start, n), side="right") - 1
+        first = max(int(last[0]), 0)
+        est = (running_neutral(values[kept][:, cols], q[cols], prior[cols], start=first) if len(kept)
+               else np.zeros((0, len(cols))))
+        out[:, cols] = np.where((last >= 0)[:, None], est[np.maximum(last - first, 0)] if len(kept) else prior[cols],
+                                prior[cols])
     return out

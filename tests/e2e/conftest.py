@@ -24,6 +24,9 @@ APP_ARGS: dict[str, Any] = {
                "max_video_seconds": 10.0, "max_video_frames": 600},
     # One replica keeps the app's start short.
     "ingress": {"max_replicas": 1},
+    # Video jobs: a Parquet part (and a resumable step) every member segment, so a short clip
+    # has several (tests/e2e/test_jobs.py).
+    "job_segment_frames": 64,
 }
 """The test app's arguments: limits small enough to hit with real media."""
 
@@ -59,7 +62,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
     started = not ray.is_initialized()
     init_ray(num_cpus=2)
     try:
-        url = start(str(ensemble), "127.0.0.1", free_port(), app=APP_ARGS)
+        url = start(str(ensemble), "127.0.0.1", free_port(), app={**APP_ARGS, "jobs_dir": str(root / "jobs")})
         yield ServedApp(url, ensemble, other, _DEPLOYED["facsflow"])
     finally:
         serve.shutdown()

@@ -78,6 +78,11 @@ def test_api_key_rotates_without_restart(client, served) -> None:
         _eventually(lambda: client.get("/v1/models").status_code == 401)
         assert client.get("/v1/models", headers={"x-api-key": "wrong"}).json()["error"].startswith("missing or wrong")
         assert client.get("/v1/models", headers={"x-api-key": "s3cret-key"}).status_code == 200
+        # Video jobs follow the same rule (workflows/serve/jobs.py).
+        assert client.get("/v1/jobs").status_code == 401
+        assert client.post("/v1/jobs", json={"uri": "/no/such.mp4"}).status_code == 401
+        assert client.get("/v1/jobs/0123456789abcdef").status_code == 401
+        assert client.get("/v1/jobs", headers={"x-api-key": "s3cret-key"}).status_code == 200
         # The page and the health probe stay open (no data in them).
         assert client.get("/healthz").status_code == 200 and client.get("/").status_code == 200
     finally:

@@ -221,10 +221,15 @@ def test_serve_config_is_generated_valid_and_embedded_in_the_rayservice() -> Non
     (app,) = config["applications"]
     assert app["import_path"] == IMPORT_PATH == "workflows.serve.app:build_app"
     assert set(app["args"]) == {"ensemble", "layout"}
-    # No GPUs in this example: 'auto' resolved to the fused layout, one deployment.
-    assert app["args"]["layout"] == "fused" and [d["name"] for d in app["deployments"]] == ["AUService"]
+    # No GPUs in this example: 'auto' resolved to the fused layout, one deployment, and the one
+    # replica that runs video jobs (/v1/jobs).
+    assert app["args"]["layout"] == "fused"
+    assert sorted(d["name"] for d in app["deployments"]) == ["AUService", "VideoJobs"]
     for d in app["deployments"]:
         assert 0 < d["ray_actor_options"]["num_cpus"] < 1, "fractional CPUs per replica"
+        if d["name"] == "VideoJobs":
+            assert d["num_replicas"] == 1 and "autoscaling_config" not in d
+            continue
         assert d["autoscaling_config"]["max_replicas"] >= d["autoscaling_config"]["min_replicas"]
         # The ingress (and the proxy) log each HTTP request; the inner hops do not, per call.
         access_log = d.get("logging_config", {}).get("enable_access_log", True)

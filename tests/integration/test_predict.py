@@ -3,7 +3,9 @@ documented columns, success = 0 where there is no face, and one Parquet dataset 
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One run over a folder (a video, a group photo, a broken file) and a manifest (a faceless
     video, a drawing)."""
     media = require_media("single_face.mp4", "multi_face.jpg", "no_face.mp4", "free-mountain-vector-01.jpg")
+    from workflows import predict
     from workflows.predict import main
     from workflows.core.runtime import init_ray
 
@@ -37,13 +40,24 @@ def predicted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp / "out"
     started = not ray.is_initialized()
     init_ray(num_cpus=2)
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("facsflow.predict")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # the CLI's basicConfig sets INFO; under pytest the root keeps WARNING
+    every, predict.PROGRESS_EVERY_S = predict.PROGRESS_EVERY_S, 0.2  # a 72-frame video is "long" here
     try:
         code = main(["--ensemble", str(ensemble), "--input", str(folder), str(listing), "--out", str(out),
                      "--actors", "2"])
     finally:
+        predict.PROGRESS_EVERY_S = every
+        logger.removeHandler(handler)
+        logger.setLevel(level)
         if started:
             ray.shutdown()
-    return {"code": code, "out": out}
+    return {"code": code, "out": out, "log": lines}
 
 
 def test_every_readable_input_gets_a_csv_with_the_documented_columns(predicted: dict) -> None:
@@ -73,6 +87,15 @@ def test_video_has_one_row_per_frame_with_the_tracked_face(predicted: dict) -> N
     assert ((probs >= 0) & (probs <= 1)).all()
     occ = df[[f"AU{a:02d}_c" for a in AUS]].to_numpy()
     np.testing.assert_array_equal(occ, (probs >= 0.5).astype(int))  # manifest thresholds are 0.5
+
+
+def test_videos_report_progress_and_leave_no_job_behind(predicted: dict) -> None:
+    """Each video runs as a segment-wise job (workflows/predict.py): progress lines (frames done
+    of the total, fps, ETA) while it runs; its job folder goes once its CSV is written."""
+    progress = [ln for ln in predicted["log"] if ln.startswith("single_face: ")]
+    assert progress and all(re.fullmatch(r"single_face: \d+/72 frames \(\d+%\), [\d.]+ fps, ETA (\d+:\d\d|\?)", ln)
+                            for ln in progress), predicted["log"]
+    assert list((predicted["out"] / ".jobs").iterdir()) == []
 
 
 def test_faceless_inputs_are_success_zero_rows(predicted: dict) -> None:

@@ -166,3 +166,35 @@ def test_store_runs_and_checkpoints_live_in_the_bucket(s3_endpoint, tmp_path: Pa
     model, _ = model_from_checkpoint(ckpt)  # strict load: every weight present
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, raw["state_dict"][name]), name
+
+
+def test_a_video_job_reads_and_writes_the_bucket_and_carries_on(s3_endpoint, tmp_path: Path, monkeypatch) -> None:
+    """A video job (components/video_jobs.py, what POST /v1/jobs runs) whose video and folder are
+    s3:// URIs: its parts, carry and status land in the bucket; stopped after its first part and
+    taken up by a fresh Detector (another replica), it ends with predict's rows, every frame once."""
+    import pandas as pd
+
+    from components import video_jobs as vj
+    from components.au_detector import Detector
+    from components.datasets.video_io import loop_video
+    from tests.conftest import require_media
+
+    for k, v in _aws_env(s3_endpoint).items():
+        monkeypatch.setenv(k, v)
+    media = require_media("WolfgangLanger_Pexels.mp4")
+    clip = loop_video(media / "WolfgangLanger_Pexels.mp4", tmp_path / "clip.avi", 150, 320)
+    _client(s3_endpoint).upload_file(str(clip), BUCKET, "videos/clip.avi")
+    root = f"s3://{BUCKET}/jobs"
+    job = vj.new_job(root, f"s3://{BUCKET}/videos/clip.avi")
+    parts = lambda: [k for k in _keys(s3_endpoint, f"jobs/{job['id']}/parts/") if k.endswith(".parquet")]  # noqa: E731
+    first = vj.run_job(Detector.pretrained(), root, job["id"], 64, stop=lambda: bool(parts()))
+    assert first["state"] == "running" and first["segments"] == 1, first  # stopped, left for another runner
+    det = Detector.pretrained()
+    final = vj.run_job(det, root, job["id"], 64)
+    assert final["state"] == "done" and final["runs"] == 2 and final["resumed_from"] == 64, final
+    keys = _keys(s3_endpoint, f"jobs/{job['id']}/")
+    assert {f"jobs/{job['id']}/{k}" for k in ("job.json", "status.json", "carry.pkl")} <= set(keys)
+    assert len(parts()) == 3
+    got = vj.result_table(root, job["id"]).to_pandas()
+    assert got["frame"].tolist() == list(range(150))
+    pd.testing.assert_frame_equal(got, det.predict_video(clip), check_dtype=False, atol=1e-6)

@@ -161,3 +161,16 @@ def test_a_live_face_with_frames_without_geometry_keeps_a_finite_neutral() -> No
     prior = calibration_prior()[1]
     np.testing.assert_allclose(second[52:], prior[52:], atol=1e-6)  # no earlier geometry: the prior
     assert not np.allclose(third[52:], prior[52:])  # then the face's own
+
+
+@pytest.mark.parametrize("start", [0, 1, 63, 64, 150, 299, 300])
+def test_a_segment_of_the_track_neutral_is_the_whole_tracks(start: int) -> None:
+    """Rows start.. of ``track_neutral`` (a video answered a segment at a time, the earlier rows
+    as history) are the whole track's rows, with and without geometry, blinks included."""
+    rng = np.random.default_rng(start)
+    b = rng.random((300, 52)).astype(np.float32)
+    g = rng.random((300, K)).astype(np.float32)
+    np.testing.assert_array_equal(track_neutral(b, g, start), track_neutral(b, g)[start:])
+    np.testing.assert_array_equal(track_neutral(b, None, start), track_neutral(b, None)[start:])
+    np.testing.assert_array_equal(running_neutral(b, np.full(52, 30.0), np.zeros(52), start=start),
+                                  running_neutral(b, np.full(52, 30.0), np.zeros(52))[start:])

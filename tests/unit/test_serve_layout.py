@@ -17,15 +17,17 @@ def _deployments(**args) -> list[str]:
     return sorted(d.name for d in built.deployments)
 
 
-STAGED = ["AUService", "Combiner", "FacePipeline", "Member0", "Member1"]
+STAGED = ["AUService", "Combiner", "FacePipeline", "Member0", "Member1", "VideoJobs"]
+FUSED = ["AUService", "VideoJobs"]
+"""Either layout has the one VideoJobs replica that runs /v1/jobs (workflows/serve/jobs.py)."""
 
 
 @pytest.mark.parametrize("args, expected", [
     ({"layout": "staged"}, STAGED),
-    ({"layout": "fused"}, ["AUService"]),
-    ({}, ["AUService"]),                                  # auto, members without a GPU: fused
+    ({"layout": "fused"}, FUSED),
+    ({}, FUSED),                                          # auto, members without a GPU: fused
     ({"member_gpus": 0.5}, STAGED),                       # auto, members on GPUs: staged
-    ({"layout": "fused", "member_gpus": 0.5}, ["AUService"]),
+    ({"layout": "fused", "member_gpus": 0.5}, FUSED),
 ])
 def test_layout_decides_the_deployments(args, expected) -> None:
     assert _deployments(**args) == expected
@@ -38,9 +40,10 @@ def test_fused_ingress_carries_the_stages_arguments_and_gpu_share() -> None:
 
     app = build_app({"ensemble": "/e", "members": 2, "layout": "fused", "member_gpus": 0.25,
                      "max_batch_size": 8, "image_faces": {"detector": "mtcnn", "policy": "all"}})
-    (dep,) = build_serve_app(app, name="facsflow").deployments
+    dep, jobs = sorted(build_serve_app(app, name="facsflow").deployments, key=lambda d: d.name)
     assert dep.ray_actor_options["num_gpus"] == 0.5  # both members' shares, on one replica
-    stages, settings = dep.init_args
+    assert jobs.name == "VideoJobs" and jobs.num_replicas == 1
+    stages, settings = dep.init_args[:2]
     assert type(stages).__name__ == "FusedStages" and settings["slots"] == 2
     assert (stages.member_args.max_batch_size, stages.member_args.use_gpu) == (8, True)
     assert settings["image_faces"] == {"detector": "mtcnn", "policy": "all"}

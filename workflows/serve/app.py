@@ -83,10 +83,12 @@ from ray import serve
 
 from components.plan import SMOOTH_WINDOW
 from components.serving_inputs import Limits
+from components.video_segments import JOB_SEGMENT_FRAMES
 from components.configuration import ConfigError, from_dict, to_dict
 from components.faces.pipeline import FacePipelineConfig
 from workflows.serve.deployments import Combiner, FacePipelineDeployment, MemberModel
 from workflows.serve.ingress import AUService
+from workflows.serve.jobs import JobsArgs, VideoJobs, default_jobs_dir
 from workflows.serve.stages import FacesArgs, FusedStages, MemberArgs, StagedStages
 
 if TYPE_CHECKING:
@@ -198,6 +200,14 @@ class AppArgs:
     """Replicas of each member deployment."""
     combiner: Scaling = field(default_factory=lambda: Scaling(max_replicas=1))
     """Combiner replicas."""
+    jobs_dir: str = ""
+    """Folder or URI of the video jobs (``/v1/jobs``: state and partial results); empty:
+    ``$FACSFLOW_CACHE/jobs``. On a cluster, a path or URI every replica reaches (shared FS, s3://)."""
+    job_segment_frames: int = JOB_SEGMENT_FRAMES
+    """Frames per job segment: one Parquet part and one resumable step (a multiple of
+    ``components.inference.SEGMENT_FRAMES``)."""
+    jobs: Scaling = field(default_factory=lambda: Scaling(max_replicas=1))
+    """The VideoJobs replica (exactly one: two would run a job twice)."""
     layout: Literal["auto", "staged", "fused"] = "auto"
     """'staged': the ingress calls a face pipeline deployment, one deployment per member and a
     combiner, each scaled apart (members on GPUs, batching requests across ingress replicas);
@@ -217,6 +227,13 @@ class AppArgs:
             raise ValueError("need max_batch_size >= 0 and batch_wait_timeout_s >= 0")
         if self.smooth_window < 1 or self.smooth_window % 2 == 0:
             raise ValueError(f"smooth_window must be odd (a centred window), got {self.smooth_window}")
+        from components.inference import SEGMENT_FRAMES
+
+        if self.job_segment_frames < SEGMENT_FRAMES or self.job_segment_frames % SEGMENT_FRAMES:
+            raise ValueError(f"job_segment_frames must be a positive multiple of {SEGMENT_FRAMES}, "
+                             f"got {self.job_segment_frames}")
+        if self.jobs.max_replicas != 1 or self.jobs.min_replicas != 1:
+            raise ValueError("jobs: exactly one VideoJobs replica (min_replicas = max_replicas = 1)")
         if self.layout not in ("auto", "staged", "fused"):
             raise ValueError(f"layout must be 'auto', 'staged' or 'fused', got {self.layout!r}")
         # Fields given (a config, `--set image_faces.detector=dlib`) go over each input kind's
@@ -318,7 +335,11 @@ def build_app(args: "dict[str, Any] | AppArgs") -> Any:
     member_args = MemberArgs(a.max_batch_size, a.batch_wait_timeout_s, gpus > 0)
     settings = {"ensemble": a.ensemble, "slots": slots, "limits": a.limits.model_dump(), "api_key": a.api_key,
                 "require_api_key": a.require_api_key, "smooth_window": a.smooth_window,
-                "image_faces": dict(a.image_faces), "video_faces": dict(a.video_faces)}
+                "image_faces": dict(a.image_faces), "video_faces": dict(a.video_faces),
+                "jobs_dir": a.jobs_dir or default_jobs_dir()}
+    jobs = VideoJobs.options(**a.jobs.options(64, a.num_cpus), **QUIET_ACCESS_LOG).bind(
+        JobsArgs(settings["jobs_dir"], a.ensemble, dict(a.video_faces), a.smooth_window, a.job_segment_frames,
+                 a.jobs.num_gpus > 0))
     if app_layout(a, gpus) == "fused":
         defaults = AppArgs()
         ignored = [k for k in ("faces", "member", "combiner") if getattr(a, k) != getattr(defaults, k)]
@@ -326,14 +347,14 @@ def build_app(args: "dict[str, Any] | AppArgs") -> Any:
             log.warning("layout fused: the stages run in the ingress replicas, so the %s scaling is not used "
                         "(scale them with ingress.*, or set layout: staged)", "/".join(ignored))
         return AUService.options(**a.ingress.options(16, a.num_cpus, min(1.0, gpus * slots) or None)).bind(
-            FusedStages(faces_args, member_args), settings)
+            FusedStages(faces_args, member_args), settings, jobs)
     faces = FacePipelineDeployment.options(**a.faces.options(4, a.num_cpus), **QUIET_ACCESS_LOG).bind(faces_args)
     ongoing = max(32, 2 * a.max_batch_size)  # at least the batch size, so a batch can fill
     members = [MemberModel.options(name=f"Member{i}", **a.member.options(ongoing, a.num_cpus, gpus),
                                    **QUIET_ACCESS_LOG).bind(a.ensemble, i, member_args) for i in range(slots)]
     combiner = Combiner.options(**a.combiner.options(32, a.num_cpus), **QUIET_ACCESS_LOG).bind()
     return AUService.options(**a.ingress.options(16, a.num_cpus)).bind(StagedStages(faces, members, combiner),
-                                                                       settings)
+                                                                       settings, jobs)
 
 
 def _runtime_env() -> dict[str, Any]:

@@ -67,6 +67,8 @@ class IngressSettings(BaseModel):
     """Face pipeline fields over the plan's for still images (``AppArgs.image_faces``)."""
     video_faces: dict[str, Any] = {}
     """Face pipeline fields over the plan's for videos (``AppArgs.video_faces``)."""
+    jobs_dir: str = ""
+    """The video jobs' folder (``AppArgs.jobs_dir``; ``workflows.serve.jobs``)."""
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,10 @@ def load_served(ensemble: str, settings: IngressSettings) -> Served:
 class AUService:
     """HTTP face of the application; the manifest is the single source of routing truth."""
 
-    def __init__(self, stages: Any, settings: dict[str, Any]) -> None:
+    def __init__(self, stages: Any, settings: dict[str, Any], jobs: Any = None) -> None:
         self.settings = IngressSettings(**settings)
+        self.jobs = jobs
+        """Handle to the ``VideoJobs`` deployment (``workflows.serve.jobs``)."""
         self.stages = stages.start(self.settings.ensemble)
         self.api_key = self.settings.api_key or os.environ.get("FACSFLOW_API_KEY", "")
         if self.settings.require_api_key and not self.api_key:
@@ -292,6 +296,81 @@ class AUService:
                              "smoothing": {"window": st.plan.smooth_window, "method": "centred moving mean"},
                              "diff_steps": list(st.plan.steps), **self._members_info(st, st.plan.video_use),
                              "rows": rows, "seconds": round(time.perf_counter() - t0, 4)})
+
+    # ------------------------------------------------------------------ video jobs
+    @api.post("/v1/jobs", status_code=202)
+    async def create_job(self, request: Request) -> Response:
+        """A long video as a job: JSON ``{"uri": ...}`` or the video's bytes; 202 with its id at once."""
+        from workflows.serve.jobs import create_job
+
+        denied = self._denied(request)
+        if denied:
+            return denied
+        try:
+            status = await create_job(request, self.settings.jobs_dir, self.settings.limits.max_job_bytes)
+        except BadInput as e:
+            log.info("jobs: refused (%d) %s", e.status, e.message)
+            return self._fail(e)
+        try:
+            await self.jobs.submit.remote(status["id"])
+        except Exception as e:  # noqa: BLE001 - the job is in the folder: a restarted runner takes it up
+            log.warning("job %s: runner not reached (%s); it starts when the runner is back", status["id"],
+                        type(e).__name__)
+        log.info("job %s: queued %s", status["id"], status["input"])
+        return JSONResponse({**status, "url": f"/v1/jobs/{status['id']}"}, status_code=202)
+
+    @api.get("/v1/jobs")
+    async def list_jobs(self, request: Request) -> Response:
+        from components.video_jobs import list_jobs
+
+        return self._denied(request) or JSONResponse({"jobs": await asyncio.to_thread(list_jobs, self.settings.jobs_dir)})
+
+    async def _job(self, request: Request, job_id: str, call: Any) -> Any:
+        from components.video_jobs import UnknownJob
+
+        denied = self._denied(request)
+        if denied:
+            return denied
+        try:
+            return await asyncio.to_thread(call, self.settings.jobs_dir, job_id)
+        except UnknownJob as e:
+            return JSONResponse({"error": str(e)}, status_code=404)
+
+    @api.get("/v1/jobs/{job_id}")
+    async def job(self, request: Request, job_id: str) -> Response:
+        """State (queued, running, done, failed, cancelled), frames_done / frames_total, fps, eta_s, error."""
+        from components.video_jobs import read_status
+
+        res = await self._job(request, job_id, read_status)
+        return res if isinstance(res, Response) else JSONResponse(res)
+
+    @api.delete("/v1/jobs/{job_id}")
+    async def cancel_job(self, request: Request, job_id: str) -> Response:
+        """Cancel: a queued job at once, a running one before its next segment."""
+        from components.video_jobs import request_cancel
+
+        res = await self._job(request, job_id, request_cancel)
+        return res if isinstance(res, Response) else JSONResponse(res, status_code=202)
+
+    @api.get("/v1/jobs/{job_id}/result")
+    async def job_result(self, request: Request, job_id: str) -> Response:
+        """A done job's rows (``?format=csv`` or ``parquet``), the columns of ``facsflow predict``."""
+        from fastapi.responses import StreamingResponse
+
+        from components.video_jobs import read_status
+        from workflows.serve.jobs import result_chunks
+
+        fmt = request.query_params.get("format", "csv").lower()
+        if fmt not in ("csv", "parquet"):
+            return JSONResponse({"error": f"format {fmt!r}: csv or parquet"}, status_code=400)
+        res = await self._job(request, job_id, read_status)
+        if isinstance(res, Response):
+            return res
+        if res["state"] != "done":
+            return JSONResponse({"error": f"job {job_id} is {res['state']}, not done: no result",
+                                 "state": res["state"]}, status_code=409)
+        media = "text/csv" if fmt == "csv" else "application/vnd.apache.parquet"
+        return StreamingResponse(result_chunks(self.settings.jobs_dir, job_id, fmt), media_type=media)
 
     # ------------------------------------------------------------------ live stream
     @api.websocket("/v1/stream")
