@@ -22,7 +22,7 @@ from components.errors import UserError
 
 __all__ = ["SplitConfig", "Split", "store_info", "teacher_labels", "teacher_labelling", "teacher_decision_labels", "load_split", "fold_count", "frames_files",
            "subject_groups", "subject_label_counts", "balanced_pos_weight", "fold_spec", "subject_splits",
-           "write_shuffled_labels", "label_coverage", "store_fingerprint"]
+           "write_shuffled_labels", "label_coverage", "store_fingerprint", "subject_sample"]
 
 @dataclass(frozen=True)
 class SplitConfig:
@@ -200,6 +200,17 @@ class Split:
     def to_dict(self) -> dict[str, Any]:
         return {"fold": self.fold, "train": self.train, "val": self.val, "test": self.test,
                 "fold_hash": self.fold_hash, "source": self.source}
+
+
+def subject_sample(subjects: "list[str]", n: int) -> list[str]:
+    """At most ``n`` of ``subjects`` (0: all), sorted: the ``n`` whose names hash lowest, so the
+    sample depends on the names only (not their order or the process) and a larger ``n`` keeps
+    every subject of a smaller one. Scoring a store too large to score whole (evaluate, ensemble)."""
+    if n < 0:
+        raise ValueError(f"a subject sample needs n >= 0, got {n}")
+    if not n or n >= len(subjects):
+        return sorted(subjects)
+    return sorted(sorted(subjects, key=lambda s: hashlib.sha1(s.encode()).hexdigest())[:n])
 
 
 def _split_files(store: str, subjects: list[str]) -> list[str]:
