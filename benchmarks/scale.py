@@ -153,7 +153,7 @@ def run_size(rows: int, args: argparse.Namespace, base: Path, log: Path, on_stag
                                        if "have no teacher label" in ln][-2:]
             fig["disk_bytes"] = du(runs)
         elif stage == "pass":
-            fig = metered(helper("pass", "--store", str(store)), log)
+            fig = metered(helper("pass", "--store", str(store), "--max-seconds", str(args.pass_seconds)), log)
             fig["result"] = last_json(log)
             fig["rows"] = fig["result"].get("rows", 0)
         elif stage == "evaluate":
@@ -225,6 +225,7 @@ def _in_process(argv: list[str]) -> int:
     p.add_argument("--out")
     p.add_argument("--rows", type=int)
     p.add_argument("--store")
+    p.add_argument("--max-seconds", type=float, default=0.0)
     a = p.parse_args(argv[1:])
     import ray
 
@@ -238,7 +239,7 @@ def _in_process(argv: list[str]) -> int:
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
         res = (scale_store.scale_up(a.base, a.out, a.rows) if argv[0] == "_scaleup"
-               else scale_store.data_pass(a.store, MODEL))
+               else scale_store.data_pass(a.store, MODEL, max_seconds=a.max_seconds))
     finally:
         ray.shutdown()
     print(json.dumps(res), flush=True)
@@ -257,6 +258,8 @@ def main(argv: "list[str] | None" = None) -> int:
     p.add_argument("--train-steps", type=int, default=40, help="optimiser steps per worker")
     p.add_argument("--eval-subjects", type=int, default=10, help="test / validation subjects scored")
     p.add_argument("--val-subjects", type=int, default=10, help="validation subjects of training")
+    p.add_argument("--pass-seconds", type=float, default=0.0,
+                   help="stop the data pass after this long (0: every row; the figures say whether it completed)")
     p.add_argument("--json", type=Path, default=RESULTS)
     p.add_argument("--keep", action="store_true", help="keep the stores under --work")
     args = p.parse_args(argv)
@@ -274,7 +277,7 @@ def main(argv: "list[str] | None" = None) -> int:
         "platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
         "note": "this project's 2-core CPU machine, shared with other work"}, base=base_fig,
         settings={"model": MODEL, "train_steps": args.train_steps, "label_subjects": args.label_subjects,
-                  "eval_subjects": args.eval_subjects, "val_subjects": args.val_subjects, "rows_per_video": 500, "videos_per_subject": 2})
+                  "eval_subjects": args.eval_subjects, "pass_seconds": args.pass_seconds, "val_subjects": args.val_subjects, "rows_per_video": 500, "videos_per_subject": 2})
     sizes = results.setdefault("sizes", {})
     def save(fig: dict[str, Any]) -> None:
         sizes[str(fig["rows"])] = {**sizes.get(str(fig["rows"]), {}), **fig}

@@ -69,7 +69,7 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
            f"train: 2 workers, 1 epoch of {st.get('train_steps')} optimiser steps per worker over the whole "
            f"store's fold-1 split, validation on {st.get('val_subjects', '?')} subjects; "
            f"evaluate and ensemble: {st.get('eval_subjects')} test (and validation) subjects; "
-           "pass: every row; predict: the held-out video (not in any store).", "",
+           "pass: every row (unless stopped: below); predict: the held-out video (not in any store).", "",
            "rows: what the stage handled (train: samples stepped); rows/CPU-s: rows over the CPU seconds of "
            "the command's whole process tree (driver, Ray workers, Ray services), which the machine's "
            "other load does not inflate as it does wall time. Peak RSS in MiB: the driver, the Ray "
@@ -88,6 +88,12 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
                        f"{fig['cpu_s']['total']:,.0f} | {f'{rate:,.0f}' if rate else '—'} | {_mb(rss['driver'])} | "
                        f"{_mb(rss['workers'])} | {_mb(rss['worker_max'])} | "
                        f"{f'{disk / 1e6:,.1f}' if disk else '—'} |")
+    for size in sizes:
+        res = scale["sizes"][size].get("pass", {}).get("result", {})
+        if res and not res.get("complete", True):
+            out += ["", f"The data pass over the {int(size):,}-row store was stopped after "
+                    f"{res['seconds']:,.0f} s (the run's time bound) at {res['rows']:,} rows of "
+                    f"{res.get('store_rows', int(size)):,}: its rate is over the rows it read."]
     notes = [f"{int(s):,} rows, train: {scale['sizes'][s]['train']['no_teacher_label'][-1]}"
              for s in sizes if scale["sizes"][s].get("train", {}).get("no_teacher_label")]
     if notes:

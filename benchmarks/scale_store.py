@@ -141,9 +141,10 @@ def scale_up(base: str, out: str, rows: int, rows_per_video: int = 500, videos_p
 
 
 def data_pass(store: str, model: str = "baseline_mobilenetv3_112", batch_size: int = 32,
-              data_cpus: float = 1.0) -> dict[str, Any]:
+              data_cpus: float = 1.0, max_seconds: float = 0.0) -> dict[str, Any]:
     """One pass over every row of ``store`` through training's input path (module docstring);
-    rows and seconds. Needs a connected Ray."""
+    rows and seconds. ``max_seconds`` > 0 stops the pass after that long (``complete`` False: a
+    bounded pass, for a run that must end in time). Needs a connected Ray."""
     import torch
 
     from components.batches import AugmentConfig, model_batch
@@ -164,5 +165,9 @@ def data_pass(store: str, model: str = "baseline_mobilenetv3_112", batch_size: i
         out = model_batch(batch, spec, augment, gen)
         rows += int(out["image"].shape[0])
         first = first if first is not None else time.perf_counter() - t0
-    return {"rows": rows, "files": len(files), "model": model, "batch_size": batch_size,
+        if max_seconds and time.perf_counter() - t0 > max_seconds:
+            break
+    total = int(json.loads((Path(store) / "store.json").read_text())["frames_in"])
+    return {"rows": rows, "complete": rows >= total, "store_rows": total, "files": len(files), "model": model,
+            "batch_size": batch_size,
             "first_batch_s": round(first or 0.0, 2), "seconds": round(time.perf_counter() - t0, 2)}
