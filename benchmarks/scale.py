@@ -45,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import procmem  # noqa: E402  (benchmarks/procmem.py)
+import scale_page  # noqa: E402  (benchmarks/scale_page.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FACSFLOW_MEDIA", ROOT.parent / "shared" / "media"))
@@ -201,21 +202,6 @@ def find_key(data: Any, key: str) -> Any:
     return None
 
 
-def compare(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
-    """Per stage: large / small of peak RSS (driver, workers) and of rows per CPU-second."""
-    out: dict[str, Any] = {}
-    for stage in STAGES:
-        a, b = small.get(stage), large.get(stage)
-        if not a or not b:
-            continue
-        out[stage] = {
-            "driver_rss": round(b["peak_rss_mb"]["driver"] / max(a["peak_rss_mb"]["driver"], 1e-9), 2),
-            "workers_rss": round(b["peak_rss_mb"]["workers"] / max(a["peak_rss_mb"]["workers"], 1e-9), 2),
-            "rows_per_cpu_s": (round(b["rows_per_cpu_s"] / a["rows_per_cpu_s"], 2)
-                               if a.get("rows_per_cpu_s") and b.get("rows_per_cpu_s") else None)}
-    return out
-
-
 def _in_process(argv: list[str]) -> int:
     """The helper steps: ``_scaleup`` and ``pass``, each on its own embedded Ray of 2 CPUs."""
     import logging
@@ -294,10 +280,7 @@ def main(argv: "list[str] | None" = None) -> int:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         if not args.keep:
             shutil.rmtree(args.work / f"n{rows}", ignore_errors=True)
-    keys = sorted(sizes, key=int)
-    if len(keys) >= 2:
-        results["comparison"] = {"of": f"{keys[-1]} over {keys[-2]} rows",
-                                 **compare(sizes[keys[-2]], sizes[keys[-1]])}
+    results["comparison"] = scale_page.comparison(sizes)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
     print(f"scale: wrote {args.json}", flush=True)
     return 0

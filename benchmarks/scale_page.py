@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["STAGE_ORDER", "affwild2_nodes", "render_scale"]
+__all__ = ["STAGE_ORDER", "comparison", "affwild2_nodes", "render_scale"]
 
 STAGE_ORDER = ("scaleup", "label", "train", "pass", "evaluate", "ensemble", "predict")
 WITHIN = 0.2
@@ -22,6 +22,25 @@ def _mb(x: float) -> str:
 
 def _rate(fig: dict[str, Any]) -> "float | None":
     return fig.get("rows_per_cpu_s")
+
+
+def comparison(sizes: dict[str, Any]) -> dict[str, Any]:
+    """Per stage, the largest store over the next smaller one: peak RSS of the driver and of the
+    Ray workers, and rows per CPU-second (None where a size lacks the stage); {} for one size."""
+    keys = sorted(sizes, key=int)
+    if len(keys) < 2:
+        return {}
+    small, large = sizes[keys[-2]], sizes[keys[-1]]
+    out: dict[str, Any] = {"of": f"{keys[-1]} over {keys[-2]} rows"}
+    for stage in STAGE_ORDER:
+        a, b = small.get(stage), large.get(stage)
+        if not a or not b:
+            continue
+        ra, rb = _rate(a), _rate(b)
+        out[stage] = {"driver_rss": round(b["peak_rss_mb"]["driver"] / max(a["peak_rss_mb"]["driver"], 1e-9), 2),
+                      "workers_rss": round(b["peak_rss_mb"]["workers"] / max(a["peak_rss_mb"]["workers"], 1e-9), 2),
+                      "rows_per_cpu_s": round(rb / ra, 2) if ra and rb else None}
+    return out
 
 
 def affwild2_nodes(frames: int, rates: dict[str, "float | None"], node_cpus: int, gpu_rate: "float | None",
@@ -98,7 +117,7 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
              for s in sizes if scale["sizes"][s].get("train", {}).get("no_teacher_label")]
     if notes:
         out += ["", "Rows without a teacher label, as training said them: " + "; ".join(notes) + "."]
-    comp = scale.get("comparison")
+    comp = comparison(scale["sizes"])
     if comp:
         out += ["", f"Larger over smaller store ({comp['of']}); the bar is within {WITHIN:.0%} "
                 "(0.8 to 1.2):", "", "| stage | driver peak RSS | workers peak RSS | rows/CPU-s | within |",
