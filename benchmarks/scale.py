@@ -261,12 +261,18 @@ def main(argv: "list[str] | None" = None) -> int:
     results = json.loads(args.json.read_text()) if args.json.exists() else {}
     results.update(date=time.strftime("%Y-%m-%d"), machine={
         "platform": platform.platform(), "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-        "note": "this project's 2-core CPU machine, shared with other work"}, base=base_fig,
-        settings={"model": MODEL, "train_steps": args.train_steps, "label_subjects": args.label_subjects,
-                  "eval_subjects": args.eval_subjects, "pass_seconds": args.pass_seconds, "val_subjects": args.val_subjects, "rows_per_video": 500, "videos_per_subject": 2})
+        "note": "this project's 2-core CPU machine, shared with other work"}, base=base_fig)
+    # What bounded this invocation's stages.
+    settings = {"model": MODEL, "train_steps": args.train_steps, "label_subjects": args.label_subjects,
+                "eval_subjects": args.eval_subjects, "pass_seconds": args.pass_seconds,
+                "val_subjects": args.val_subjects, "rows_per_video": 500, "videos_per_subject": 2}
     sizes = results.setdefault("sizes", {})
+
     def save(fig: dict[str, Any]) -> None:
-        sizes[str(fig["rows"])] = {**sizes.get(str(fig["rows"]), {}), **fig}
+        # Settings per size and stage: a later run of some stages may bound them otherwise.
+        old = sizes.get(str(fig["rows"]), {})
+        per_stage = {**old.get("settings", {}), **{st: settings for st in args.stages if st in fig}}
+        sizes[str(fig["rows"])] = {**old, **fig, "settings": per_stage}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -275,9 +281,7 @@ def main(argv: "list[str] | None" = None) -> int:
         fig = run_size(rows, args, base, log, save)
         fig["load_average_at_end"] = os.getloadavg()
         fig["stages_wall_s"] = round(time.perf_counter() - t0, 1)
-        sizes[str(rows)] = {**sizes.get(str(rows), {}), **fig}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        save(fig)
         if not args.keep:
             shutil.rmtree(args.work / f"n{rows}", ignore_errors=True)
     results["comparison"] = scale_page.comparison(sizes)

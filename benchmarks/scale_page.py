@@ -64,6 +64,22 @@ def affwild2_nodes(frames: int, rates: dict[str, "float | None"], node_cpus: int
     return out
 
 
+def _bounds(scale: dict[str, Any], size: str) -> str:
+    """The bounds the stages of one store size ran under (per-stage settings, else the file's)."""
+    per = scale["sizes"][size].get("settings", {})
+
+    def of(stage: str) -> dict[str, Any]:
+        return per.get(stage) or scale.get("settings", {})
+
+    tr, ev = of("train"), of("evaluate")
+    return (f"label {of('label').get('label_subjects') or 'all'} subjects' rows; train 2 workers, 1 epoch of "
+            f"{tr.get('train_steps')} optimiser steps per worker over the store's fold-1 split, validation on "
+            f"{tr.get('val_subjects', 10)} subjects; evaluate and ensemble {ev.get('eval_subjects')} test (and "
+            f"validation) subjects; data pass every row"
+            + (f" or {of('pass')['pass_seconds']:.0f} s, whichever came first" if of("pass").get("pass_seconds") else "")
+            + "; predict: the held-out video (in no store)")
+
+
 def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rate: "float | None",
                  gpu_hour_usd: float, epochs: int, node_cpus: int, source: str) -> list[str]:
     """Markdown lines of the section (empty when scale.json holds no run)."""
@@ -83,12 +99,8 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
            f"writer under new subjects (every {st.get('rows_per_video', 500) * st.get('videos_per_subject', 2):,} rows "
            "a subject and identity group, 2 videos each) with perturbed landmarks: real Parquet, schema and crops, "
            "not new faces.", "",
-           "Bounds (the same for every size): "
-           f"label: {st.get('label_subjects') or 'all'} subjects' rows; "
-           f"train: 2 workers, 1 epoch of {st.get('train_steps')} optimiser steps per worker over the whole "
-           f"store's fold-1 split, validation on {st.get('val_subjects', '?')} subjects; "
-           f"evaluate and ensemble: {st.get('eval_subjects')} test (and validation) subjects; "
-           "pass: every row (unless stopped: below); predict: the held-out video (not in any store).", "",
+           "Bounds, per store size (the stages of one size share them unless said):", "",
+           *[f"- {int(size):,} rows: {_bounds(scale, size)}" for size in sizes], "",
            "rows: what the stage handled (train: samples stepped); rows/CPU-s: rows over the CPU seconds of "
            "the command's whole process tree (driver, Ray workers, Ray services), which the machine's "
            "other load does not inflate as it does wall time. Peak RSS in MiB: the driver, the Ray "

@@ -130,7 +130,7 @@ def test_the_million_row_section_shows_each_stage_and_the_ratio_bar(tmp_path: Pa
     assert sp.main(["--preprocess", str(tmp_path / "p.json"), "--train", str(tmp_path / "t.json"), "--serve",
                     str(tmp_path / "s.json"), "--scale", str(tmp_path / "scale.json"), "--out", str(out)]) == 0
     text = out.read_text()
-    assert "## The million-row run" in text and "label: 100 subjects' rows" in text
+    assert "## The million-row run" in text and "- 1,000,000 rows: label 100 subjects' rows; train 2 workers, 1 epoch of 40 optimiser steps" in text
     assert "| label | 1,000,000 | 1,000 | 10 | 20 | 30 | 550 | 950 | 400 | 2.0 |" in text
     # 550/500, 950/1000, 30/50: the per-core rate fell by 40 %, over the 20 % bar.
     assert "| label | 1.10 | 0.95 | 0.6 | no |" in text
