@@ -81,7 +81,8 @@ def _bounds(scale: dict[str, Any], size: str) -> str:
 
 
 def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rate: "float | None",
-                 gpu_hour_usd: float, epochs: int, node_cpus: int, source: str) -> list[str]:
+                 gpu_hour_usd: float, epochs: int, node_cpus: int, source: str,
+                 pipeline_rate: "float | None" = None) -> list[str]:
     """Markdown lines of the section (empty when scale.json holds no run)."""
     sizes = sorted(scale.get("sizes", {}), key=int)
     if not sizes:
@@ -162,4 +163,10 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
         total = sum(x for x in parts if x is not None)
         cells = " | ".join(f"{x:,.2f}" if x is not None else "—" for x in parts)
         out.append(f"| {n} | {cells} | {total:,.2f} | {total * n * gpu_hour_usd:,.2f} | {h['train_bound_by'] or '—'} |")
+    if rates.get("pass") and pipeline_rate:
+        steady = affwild2_nodes(frames, {**rates, "pass": pipeline_rate}, node_cpus, gpu_rate, epochs, 1)
+        out += ["", f"The data pass's rate above is over its whole command (Ray's start-up and the wait for the "
+                f"first batch included) on this loaded machine; at the input pipeline's steady rate on one core "
+                f"(train.json's data_pipeline_samples_per_s, {pipeline_rate:,.0f} samples/s) training on one node "
+                f"would take {steady['train']:,.2f} h ({steady['train_bound_by']}-bound)."]
     return out

@@ -311,7 +311,8 @@ def scale_section(args: argparse.Namespace, figures: dict[str, Figure]) -> str:
     except json.JSONDecodeError as e:
         raise SystemExit(f"scaling_plan: {args.scale} is not valid JSON: {e}") from None
     lines = scale_page.render_scale(scale, figures["frames_per_s_per_core"].value, gpu_train_rate(figures).value,
-                                    args.gpu_hour_usd, args.epochs, args.node_cpus, _rel(args.scale))
+                                    args.gpu_hour_usd, args.epochs, args.node_cpus, _rel(args.scale),
+                                    figures["data_pipeline_samples_per_s"].value)
     return "\n".join(lines) + "\n" if lines else ""
 
 
