@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -237,9 +236,6 @@ def _in_process(argv: list[str]) -> int:
     ray.cloudpickle.register_pickle_by_value(scale_store)
     ray.init(num_cpus=2, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    # Ctrl-C (SIGINT) ends a data pass early with what it read (scale_store.data_pass), also when
-    # this process was started with SIGINT ignored (a background job) or Ray took the signal.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         res = (scale_store.scale_up(a.base, a.out, a.rows) if argv[0] == "_scaleup"
                else scale_store.data_pass(a.store, MODEL, max_seconds=a.max_seconds))

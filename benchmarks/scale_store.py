@@ -144,7 +144,7 @@ def data_pass(store: str, model: str = "baseline_mobilenetv3_112", batch_size: i
               data_cpus: float = 1.0, max_seconds: float = 0.0) -> dict[str, Any]:
     """One pass over every row of ``store`` through training's input path (module docstring);
     rows and seconds. ``max_seconds`` > 0 stops the pass after that long (``complete`` False: a
-    bounded pass, for a run that must end in time; so does Ctrl-C). Needs a connected Ray."""
+    bounded pass, for a run that must end in time). Needs a connected Ray."""
     import torch
 
     from components.batches import AugmentConfig, model_batch
@@ -161,15 +161,12 @@ def data_pass(store: str, model: str = "baseline_mobilenetv3_112", batch_size: i
     t0 = time.perf_counter()
     rows = 0
     first = None
-    try:
-        for batch in ds.iter_torch_batches(batch_size=batch_size, local_shuffle_buffer_size=512):
-            out = model_batch(batch, spec, augment, gen)
-            rows += int(out["image"].shape[0])
-            first = first if first is not None else time.perf_counter() - t0
-            if max_seconds and time.perf_counter() - t0 > max_seconds:
-                break
-    except KeyboardInterrupt:  # Ctrl-C (SIGINT) stops a pass that must end in time: report what it read
-        pass
+    for batch in ds.iter_torch_batches(batch_size=batch_size, local_shuffle_buffer_size=512):
+        out = model_batch(batch, spec, augment, gen)
+        rows += int(out["image"].shape[0])
+        first = first if first is not None else time.perf_counter() - t0
+        if max_seconds and time.perf_counter() - t0 > max_seconds:
+            break
     total = int(json.loads((Path(store) / "store.json").read_text())["frames_in"])
     return {"rows": rows, "complete": rows >= total, "store_rows": total, "files": len(files), "model": model,
             "batch_size": batch_size,
