@@ -1,6 +1,6 @@
 """Peak resident memory of a benchmark's driver plus its Ray actors, sampled from Linux /proc.
 
-Shared by benchmarks/preprocess.py and benchmarks/label.py (imported as ``procmem``: the
+Shared by benchmarks/preprocess.py, benchmarks/label.py and benchmarks/scale.py (imported as ``procmem``: the
 benchmarks run as scripts, with this folder on ``sys.path``).
 """
 
@@ -10,7 +10,7 @@ import os
 import threading
 import time
 
-__all__ = ["PeakRss", "wait_for_actors_to_exit"]
+__all__ = ["PeakRss", "TreeMeter", "process_tree", "wait_for_actors_to_exit"]
 
 
 def _rss(pid: "int | str") -> int:
@@ -82,3 +82,105 @@ def wait_for_actors_to_exit(timeout_s: float = 60.0, marker: bytes = b"UnitProce
     deadline = time.monotonic() + timeout_s
     while _actor_pids(marker) and time.monotonic() < deadline:
         time.sleep(0.5)
+
+
+
+def _stat(pid: "int | str") -> "tuple[int, float] | None":
+    """(parent pid, CPU seconds the process has used itself) from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # After the command name: state(0) ppid(1) ... utime(11) stime(12), in clock ticks.
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cmdline(pid: "int | str") -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def process_tree(root: int) -> dict[int, float]:
+    """pid → CPU seconds used so far, of ``root`` and every descendant."""
+    stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(p)) is not None}
+    kids: dict[int, list[int]] = {}
+    for pid, (ppid, _) in stats.items():
+        kids.setdefault(ppid, []).append(pid)
+    out, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in stats:
+            out[pid] = stats[pid][1]
+            todo.extend(kids.get(pid, ()))
+    return out
+
+
+class TreeMeter:
+    """CPU seconds and peak resident memory of a command's process tree (Linux /proc), sampled.
+
+    ``driver`` is the command's own process (a stage's ``facsflow`` process); its descendants are
+    the embedded Ray it started: Ray's workers (command line ``ray::...``: tasks, actors, training
+    workers) and Ray's own services (GCS, raylet, dashboard). Every process seen once is followed
+    to its end (also after its parent died), and its CPU time is the last value sampled: what a
+    process uses in its last ``every_s`` is missed, as is a process that lives shorter than that.
+    Peaks are of the sums over each group at one instant, and of the largest single worker.
+    """
+
+    def __init__(self, driver: int, every_s: float = 0.5) -> None:
+        self.driver, self.every_s = driver, every_s
+        self.peak = {"driver": 0, "workers": 0, "worker_max": 0, "ray_services": 0, "total": 0}
+        self.cpu: dict[int, float] = {}
+        self.kind: dict[int, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        for pid, cpu in process_tree(self.driver).items():
+            if self.kind.get(pid) in (None, "ray_services"):
+                # A Ray worker starts as python .../default_worker.py and retitles itself ray::<task>.
+                cmd = _cmdline(pid)
+                self.kind[pid] = ("driver" if pid == self.driver else
+                                  "workers" if cmd.startswith(b"ray::") or b"default_worker.py" in cmd
+                                  else "ray_services")
+            self.cpu[pid] = cpu
+        rss = {"driver": 0, "workers": 0, "ray_services": 0}
+        for pid, kind in self.kind.items():
+            st = _stat(pid)
+            if st is None:
+                continue
+            self.cpu[pid] = st[1]
+            r = _rss(pid)
+            rss[kind] += r
+            if kind == "workers":
+                self.peak["worker_max"] = max(self.peak["worker_max"], r)
+        for key, value in (*rss.items(), ("total", sum(rss.values()))):
+            self.peak[key] = max(self.peak[key], value)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> "TreeMeter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mb(self) -> dict[str, float]:
+        """Peak resident memory per group, MiB."""
+        return {k: round(v / 2**20, 1) for k, v in self.peak.items()}
+
+    def cpu_s(self) -> dict[str, float]:
+        """CPU seconds per group and in all."""
+        out = {k: 0.0 for k in ("driver", "workers", "ray_services")}
+        for pid, cpu in self.cpu.items():
+            out[self.kind[pid]] += cpu
+        out["total"] = sum(out.values())
+        return {k: round(v, 1) for k, v in out.items()}

@@ -12,6 +12,9 @@ Reads the figures the benchmark scripts write (defaults under benchmarks/results
   ``train_step`` alone), ``gpu_ray_loop_samples_per_s`` (what the Ray Train loop reached on one GPU
   node with its own CPUs feeding it; the GPU training rows plan with it when measured, as the
   rate actually reached) and ``data_pipeline_samples_per_s`` (the input pipeline on one core).
+- scale.json (benchmarks/scale.py, optional): the million-row run, every stage on a 100 k and a
+  1 M row store; its table, the larger-over-smaller comparison and what Aff-Wild2 on N GPU nodes
+  would take at its rates (benchmarks/scale_page.py renders that section).
 - serve.json: ``images_per_s_per_core`` (Serve end to end, one CPU); optional
   ``gpu_images_per_s`` (member forward passes batched on one GPU; the face pipeline stays on CPU) and ``video_frames_per_s_per_core`` (batch prediction).
 
@@ -296,12 +299,31 @@ def render(figures: dict[str, Figure], args: argparse.Namespace, command: str) -
     return "\n".join(out) + "\n"
 
 
+def scale_section(args: argparse.Namespace, figures: dict[str, Figure]) -> str:
+    """The million-row run's section (benchmarks/scale_page.py) when ``args.scale`` exists, else ''."""
+    if not args.scale.is_file():
+        return ""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import scale_page  # benchmarks/scale_page.py
+
+    try:
+        scale = json.loads(args.scale.read_text())
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"scaling_plan: {args.scale} is not valid JSON: {e}") from None
+    lines = scale_page.render_scale(scale, figures["frames_per_s_per_core"].value, gpu_train_rate(figures).value,
+                                    args.gpu_hour_usd, args.epochs, args.node_cpus, _rel(args.scale),
+                                    figures["data_pipeline_samples_per_s"].value)
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def main(argv: "list[str] | None" = None) -> int:
     """Command-line entry: read the figures, write the page."""
     p = argparse.ArgumentParser(prog="python benchmarks/scaling_plan.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--preprocess", type=Path, default=RESULTS / "preprocess.json")
     p.add_argument("--train", type=Path, default=RESULTS / "train.json")
     p.add_argument("--serve", type=Path, default=RESULTS / "serve.json")
+    p.add_argument("--scale", type=Path, default=RESULTS / "scale.json")
+    p.add_argument("--node-cpus", type=int, default=8, help="CPUs of one GPU node (default: g5.2xlarge's 8)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "scaling.md")
     p.add_argument("--cpu-hour-usd", type=float, default=0.0425,
                    help="price of one CPU core for an hour (default: AWS c6i.8xlarge on-demand, us-west-2, "
@@ -320,7 +342,7 @@ def main(argv: "list[str] | None" = None) -> int:
     figures = load_figures({"preprocess": args.preprocess, "train": args.train, "serve": args.serve})
     shown = " ".join(["python benchmarks/scaling_plan.py",
                       *(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))])
-    text = render(figures, args, shown)
+    text = render(figures, args, shown) + scale_section(args, figures)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     missing = [n for n, f in figures.items() if not f.measured]

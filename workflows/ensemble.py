@@ -36,7 +36,7 @@ def main(argv: "list[str] | None" = None) -> int:
     cfg: EnsembleConfig = stage_config(args, required=("runs", "out"))
     save_config(cfg, cfg.out, "ensemble")
     with ray_session(args.address):
-        res = build_ensemble(list(cfg.runs), cfg.out, cfg.rule, cfg.thresholds, cfg.actors)
+        res = build_ensemble(list(cfg.runs), cfg.out, cfg.rule, cfg.thresholds, cfg.actors, cfg.max_subjects)
     print(f"ensemble manifest: {res['manifest']} (weights {np.round(res['weights'], 3).tolist()})")
     return 0
 

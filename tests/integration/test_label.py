@@ -237,3 +237,23 @@ def test_a_students_reference_labels_are_the_teachers_decisions_on_a_store_witho
     expected = teacher_decisions(np.stack([soft[str(s)] for s in pred["sample_id"]]), thresholds)
     np.testing.assert_array_equal(taught, expected)
     assert 0 < (taught == 1).sum() < taught.size  # some AUs on, most off: decisions, not a constant
+
+
+def test_max_subjects_labels_a_sample_and_training_counts_the_rows_left_without(store: Path) -> None:
+    """A store too large to label whole: ``max_subjects`` labels the units of that many subjects
+    (a sample fixed by their names), labels.json says so, and the rows of the other subjects are
+    counted as having no teacher label (what training logs, ``label_coverage``)."""
+    from components.store.splits import frames_files, label_coverage
+
+    # A second subject: one chunk of single_face.mp4 moved under another subject folder.
+    moved = store / "frames" / "media" / "other" / "single_face.mp4.c0002.parquet"
+    moved.parent.mkdir(parents=True)
+    (store / "frames" / f"{KILLED[:-len('.c0001')]}.c0002.parquet").rename(moved)
+    summary = run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0, max_subjects=1))
+    labelled = {str(p.relative_to(store / "labels")) for p in (store / "labels").glob("**/*.parquet")}
+    subjects = {p.split("/")[1] for p in labelled}
+    assert len(subjects) == 1 and summary["units"] == len(labelled) in (1, 5)
+    done = json.loads((store / "labels.json").read_text())
+    assert done["max_subjects"] == 1 and done["rows"] == summary["store_rows"] < 74
+    missing, total = label_coverage(frames_files(str(store)), str(store / "frames"), str(store / "labels"))
+    assert (missing, total) == (74 - done["rows"], 74)

@@ -181,3 +181,20 @@ def test_read_groups_maps_subjects_and_videos(tmp_path: Path) -> None:
     with pytest.raises(LayoutError, match=r"videos.csv: line 3: 'S001' in group 'face1', but "
                                           r"in 'face0' at line 2"):
         read_groups(table)
+
+
+def test_subject_sample_is_fixed_by_the_names_and_grows_by_adding() -> None:
+    """evaluate, ensemble and label score or label at most ``max_subjects`` subjects of a store too
+    large to do whole: the same ones whatever the order they come in, and a larger sample keeps
+    every subject of a smaller one."""
+    from components.store.splits import subject_sample
+
+    subjects = [f"X{i:06d}" for i in range(200)]
+    ten = subject_sample(subjects, 10)
+    assert len(ten) == len(set(ten)) == 10 and set(ten) <= set(subjects) and ten == sorted(ten)
+    assert subject_sample(list(reversed(subjects)), 10) == ten
+    assert set(ten) <= set(subject_sample(subjects, 50))
+    assert ten != subjects[:10]  # spread over the names, not the first ten
+    assert subject_sample(subjects, 0) == subject_sample(subjects, 500) == subjects
+    with pytest.raises(ValueError, match="n >= 0"):
+        subject_sample(subjects, -1)

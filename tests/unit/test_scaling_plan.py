@@ -94,3 +94,43 @@ def test_gpu_training_plans_with_the_rate_the_ray_loop_reached() -> None:
     # Without a measured loop (an older train.json), what the GPU consumes.
     assert sp.gpu_train_rate({**figures, "gpu_ray_loop_samples_per_s": sp.Figure(None, "not measured")}) is consumes
     assert sp.gpu_train_rate({"gpu_samples_per_s_per_worker": consumes}) is consumes
+
+
+def _scale_page():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scale_page
+
+    return scale_page
+
+
+def test_affwild2_on_gpu_nodes_by_hand() -> None:
+    # 360,000 frames on 2 nodes of 4 CPUs (8 cores): preprocess at 50/CPU-s: 360,000/400/3600 = 0.25 h;
+    # label at 100: 0.125 h; evaluate at 200: 0.0625 h. Training: 3 spare CPUs per node feed 3 x 20 =
+    # 60 samples/s, below the GPU's 100: 360,000 x 2 epochs / (60 x 2 nodes) / 3600 = 1.667 h.
+    page = _scale_page()
+    rates = {"preprocess": 50.0, "label": 100.0, "pass": 20.0, "evaluate": 200.0}
+    h = page.affwild2_nodes(360_000, rates, node_cpus=4, gpu_rate=100.0, epochs=2, nodes=2)
+    assert (h["preprocess"], h["label"], h["evaluate"], h["train"]) == pytest.approx((0.25, 0.125, 0.0625, 5 / 3))
+    assert h["train_bound_by"] == "input pipeline"
+    # Without a measured data path the GPU sets the pace: 360,000 x 2 / (100 x 2) / 3600 = 1 h.
+    h = page.affwild2_nodes(360_000, {**rates, "pass": None, "label": None}, 4, 100.0, 2, 2)
+    assert (h["train"], h["train_bound_by"], h["label"]) == (pytest.approx(1.0), "GPU", None)
+
+
+def test_the_million_row_section_shows_each_stage_and_the_ratio_bar(tmp_path: Path) -> None:
+    fig = {"wall_s": 10.0, "cpu_s": {"total": 20.0}, "rows": 1000, "rows_per_cpu_s": 50.0, "disk_bytes": 2e6,
+           "peak_rss_mb": {"driver": 500.0, "workers": 1000.0, "worker_max": 400.0}}
+    scale = {"date": "2026-12-07", "machine": {"cpus": 2, "load_average_at_start": [1.0, 2.0, 3.0]},
+             "settings": {"label_subjects": 100, "train_steps": 40, "eval_subjects": 10, "val_subjects": 10},
+             "sizes": {"100000": {"label": fig}, "1000000": {"label": {
+                 **fig, "rows_per_cpu_s": 30.0,
+                 "peak_rss_mb": {"driver": 550.0, "workers": 950.0, "worker_max": 400.0}}}}}
+    (tmp_path / "scale.json").write_text(json.dumps(scale))
+    out = tmp_path / "scaling.md"
+    assert sp.main(["--preprocess", str(tmp_path / "p.json"), "--train", str(tmp_path / "t.json"), "--serve",
+                    str(tmp_path / "s.json"), "--scale", str(tmp_path / "scale.json"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "## The million-row run" in text and "- 1,000,000 rows: label 100 subjects' rows; train 2 workers, 1 epoch of 40 optimiser steps" in text
+    assert "| label | 1,000,000 | 1,000 | 10 | 20 | 30 | 550 | 950 | 400 | 2.0 |" in text
+    # 550/500, 950/1000, 30/50: the per-core rate fell by 40 %, over the 20 % bar.
+    assert "| label | 1.10 | 0.95 | 0.6 | no |" in text

@@ -44,8 +44,14 @@ class EnsembleConfig:
     run's validation subjects in training)."""
     actors: int = 1
     """Prediction actors for the validation and unseen-subject predictions."""
+    max_subjects: int = 0
+    """Score members and ensemble on at most this many validation and unseen subjects each: a
+    sample fixed by the subjects' names (``components.store.splits.subject_sample``), for a store
+    too large to score whole; 0: all. ``ensemble_report.json`` lists the subjects scored."""
 
     def __post_init__(self) -> None:
+        if self.max_subjects < 0:
+            raise ValueError(f"max_subjects must be >= 0, got {self.max_subjects}")
         if self.actors < 1:
             raise ValueError(f"actors must be >= 1, got {self.actors}")
 
@@ -77,11 +83,12 @@ def _label_sources(run_dir: str) -> list[str]:
 
 
 def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir: str = "",
-                   actors: int = 1) -> dict[str, Any]:
-    """Select weights on validation subjects, write the manifest, report on unseen subjects."""
+                   actors: int = 1, max_subjects: int = 0) -> dict[str, Any]:
+    """Select weights on validation subjects, write the manifest, report on unseen subjects
+    (``max_subjects``: at most that many of each, as ``EnsembleConfig.max_subjects``)."""
     from components.metrics.occurrence import evaluate_occurrence
     from components.plan import recorded_faces
-    from components.store.splits import _split_files, teacher_labelling
+    from components.store.splits import _split_files, subject_sample, teacher_labelling
     from workflows.core.evaluation import find_runs
     from workflows.core.store_scoring import predict_store_files, reference_labels
 
@@ -97,7 +104,7 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
     val_f1 = []
     for m, i in zip(members, infos):
         # Validation as the run's own: its rows' labels, or its teacher's decisions (val_labels).
-        files = _split_files(i["store"], i["split"]["val"])
+        files = _split_files(i["store"], subject_sample(i["split"]["val"], max_subjects))
         pred = predict_store_files(files, m.checkpoint, "checkpoint", i["diff_steps"], actors)
         labels = reference_labels(pred, i["store"], files, aus, i["val_labels"])
         res = evaluate_occurrence(pred["probs"], labels, aus, m.thresholds)
@@ -121,7 +128,7 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
                                 provenance={"members": [i["provenance"] for i in infos]}, model_card=card)
     manifest.faces = recorded_faces(manifest)  # what predict and Serve detect and align faces with
     path = manifest.save(out)
-    report = _report_unseen(manifest, infos, out, actors)
+    report = _report_unseen(manifest, infos, out, actors, max_subjects)
     return {"manifest": path, "weights": weights, "val_mean_f1": val_f1, "report": report}
 
 
@@ -136,16 +143,18 @@ def _data_note(datasets: list[str], teachers: list[str], teacher_only: bool) -> 
     return note + (f"; with labels from {', '.join(teachers)}" if teachers else "")
 
 
-def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int) -> dict[str, Any]:
-    """Ensemble vs members on test subjects that no member trained or validated on."""
+def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int,
+                   max_subjects: int = 0) -> dict[str, Any]:
+    """Ensemble vs members on test subjects that no member trained or validated on (at most
+    ``max_subjects`` of them; 0: all)."""
     from components.metrics.occurrence import evaluate_occurrence
-    from components.store.splits import _split_files
+    from components.store.splits import _split_files, subject_sample
     from workflows.core.store_scoring import predict_store_files, reference_labels
 
     seen = set()
     for i in infos:
         seen |= set(i["split"]["train"]) | set(i["split"]["val"])
-    unseen = sorted(set(infos[0]["split"]["test"]) - seen)
+    unseen = subject_sample(sorted(set(infos[0]["split"]["test"]) - seen), max_subjects)
     result: dict[str, Any] = {"subjects": unseen}
     if not unseen or len({i["store"] for i in infos}) != 1:
         result["note"] = ("no subject is unseen by every member (fold models need a held-out group "

@@ -65,7 +65,15 @@ class EvaluateConfig:
     """'own': score against the rows' own labels; 'teacher': also against the teacher that labelled
     the store (agreement F1 at the teacher's thresholds, per-AU correlation with its soft labels)."""
 
+    max_subjects: int = 0
+    """Score each run on at most this many of its test subjects (and, with ``tune_thresholds``,
+    of its validation subjects): a sample fixed by the subjects' names
+    (``components.store.splits.subject_sample``), for a store too large to score whole; 0: all.
+    The report's per-fold subject counts show what was scored."""
+
     def __post_init__(self) -> None:
+        if self.max_subjects < 0:
+            raise ValueError(f"max_subjects must be >= 0, got {self.max_subjects}")
         if self.against not in ("own", "teacher"):
             raise ValueError(f"against must be 'own' or 'teacher', got {self.against!r}")
 
@@ -98,10 +106,10 @@ def find_runs(paths: "list[str] | tuple[str, ...]") -> list[str]:
 def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cfg: EvaluateConfig,
                   smooth_window: int = 1) -> dict[str, Any]:
     """Scores of one split of a run's store (``smooth_window``: as ``run_evaluation``)."""
-    from components.store.splits import _split_files
+    from components.store.splits import _split_files, subject_sample
     from workflows.core.store_scoring import predict_store_files
 
-    files = _split_files(run["preprocess_store"], run["split"][split_name])
+    files = _split_files(run["preprocess_store"], subject_sample(run["split"][split_name], cfg.max_subjects))
     return predict_store_files(files, run["checkpoint"], "checkpoint", list(info["diff_steps"]),
                                cfg.actors, cfg.actor_cpus, smooth_window=smooth_window)
 

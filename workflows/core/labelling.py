@@ -87,9 +87,15 @@ class LabelConfig:
     """Times a unit is retried on a restarted actor after its actor died."""
     log_every_s: float = 10.0
     """Least seconds between progress lines; 0: one per unit."""
+    max_subjects: int = 0
+    """Label the rows of at most this many subjects: a sample fixed by the subjects' names
+    (``components.store.splits.subject_sample``), for a store too large to label whole; 0: all.
+    The other rows have no teacher label, which training counts and says."""
 
     def __post_init__(self) -> None:
         check_pool_options(self)
+        if self.max_subjects < 0:
+            raise ValueError(f"max_subjects must be >= 0, got {self.max_subjects}")
         if self.batch_rows < 1:
             raise ValueError(f"batch_rows must be >= 1, got {self.batch_rows}")
 
@@ -370,6 +376,13 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
     if not storage.is_remote(cfg.data):
         save_yaml(cfg, storage.join(cfg.data, "label.yaml"))
     units = _frames_units(cfg.data)
+    if cfg.max_subjects:
+        from components.store.splits import subject_sample
+
+        # A stem is <dataset>/<subject>/<video>: the sample is drawn over its subject parts.
+        keep = set(subject_sample(sorted({s.rsplit("/", 2)[-2] for s in units}), cfg.max_subjects))
+        units = {s: n for s, n in units.items() if s.rsplit("/", 2)[-2] in keep}
+        log.info("%s: labelling the %d unit(s) of %d subject(s) (max_subjects)", cfg.data, len(units), len(keep))
     items = [{"stem": s, "size": n} for s, n in units.items()
              if not (cfg.resume and _labelled(cfg.data, s, n, teacher.source))]
     rows_todo = 0
@@ -409,5 +422,6 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION, "source": teacher.source, "teacher": teacher.directory, "aus": aus,
         "thresholds": teacher.thresholds_for(aus),
         "rows": summary["store_rows"], "labelled": summary["store_labelled"],
-        "unknown": summary["store_unknown"], "no_face_frames": summary["no_face_frames"]})
+        "unknown": summary["store_unknown"], "no_face_frames": summary["no_face_frames"],
+        **({"max_subjects": cfg.max_subjects} if cfg.max_subjects else {})})
     return summary
