@@ -25,7 +25,9 @@ Ray gets one CPU. Two per-core rates, both printed and written:
 - ``per_cpu_s``: samples per CPU-second actually spent, in this process (the consumer) and every
   process below it (Ray's raylet, GCS and workers: /proc, Linux), so Ray's idle time is not
   charged and its own overhead is. Unlike wall-clock rates it does not move with the load other
-  programs put on this shared machine.
+  programs put on this shared machine (except through Ray's idle polling, which grows with each
+  epoch's wall time: ``net_of_idle`` leaves out the tree's idle CPU rate, measured for 5 s before
+  the runs, times the epoch's wall time).
 
 Each has a CPU-side variant that leaves out the transform's CPU time (on a GPU worker it runs on
 the device). Epoch 1 is warm-up. The projection: CPUs to feed one GPU = ``train_step`` samples/s
@@ -52,6 +54,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 MODELS = ("baseline_mobilenetv3_112", "baseline_resnet18_224")
 KINDS = ("old", "decode", "cached")
+SPEEDUP_KEYS = ("per_core", "per_core_cpu_side", "per_cpu_s", "per_cpu_s_cpu_side", "per_cpu_s_net_of_idle",
+                "per_cpu_s_cpu_side_net_of_idle")
 
 
 def _tree_cpu_s() -> float:
@@ -130,8 +134,17 @@ def _old_transform(batch: dict[str, Any], spec: dict[str, Any], n_aus: int, augm
     return {"image": images, "landmarks": lms_out, "labels": labels}
 
 
+def _idle_cpu_per_s(seconds: float = 5.0) -> float:
+    """CPU-seconds per second the process tree burns with nothing to do (Ray's raylet, GCS and idle
+    workers polling): charged to every epoch in proportion to its wall time, so on a loaded
+    machine, where epochs take longer, it weighs on ``per_cpu_s`` more."""
+    c0, t0 = _tree_cpu_s(), time.perf_counter()
+    time.sleep(seconds)
+    return (_tree_cpu_s() - c0) / (time.perf_counter() - t0)
+
+
 def _measure(kind: str, files: list[str], info: dict[str, Any], spec: Any, epochs: int, batch_size: int,
-             cache: "tuple[str, str] | None") -> dict:
+             cache: "tuple[str, str] | None", idle: float) -> dict:
     import torch
 
     from components.batches import AugmentConfig, model_batch
@@ -165,11 +178,14 @@ def _measure(kind: str, files: list[str], info: dict[str, Any], spec: Any, epoch
                            # What stays on CPUs when the worker has a GPU: all but the batched transform.
                            "per_core_cpu_side": round(seen / (wall + cpu - transform_s), 1),
                            "per_cpu_s": round(seen / tree, 1),
-                           "per_cpu_s_cpu_side": round(seen / max(tree - transform_s, 1e-9), 1)})
+                           "per_cpu_s_cpu_side": round(seen / max(tree - transform_s, 1e-9), 1),
+                           "per_cpu_s_net_of_idle": round(seen / max(tree - idle * wall, 1e-9), 1),
+                           "per_cpu_s_cpu_side_net_of_idle": round(seen / max(tree - idle * wall - transform_s, 1e-9), 1)})
     later = epochs_out[1:] or epochs_out
     image = spec.num_channels * spec.image_size ** 2 * 4 if kind == "old" else spec.image_size ** 2 * 3
     out = {"epochs": epochs_out, "image_bytes_per_sample": image}
-    for key in ("per_core", "per_core_cpu_side", "per_cpu_s", "per_cpu_s_cpu_side", "samples_per_s"):
+    for key in ("per_core", "per_core_cpu_side", "per_cpu_s", "per_cpu_s_cpu_side", "per_cpu_s_net_of_idle",
+                "per_cpu_s_cpu_side_net_of_idle", "samples_per_s"):
         out[key] = round(float(np.mean([e[key] for e in later])), 1)
     return out
 
@@ -209,6 +225,7 @@ def main(argv: "list[str] | None" = None) -> int:
     import train_overhead
     from components.models.registry import input_spec
     from components.store.splits import frames_files, store_info
+    from components.store.crop_cache import crop_cache_size
     from workflows.core.crop_cache import ensure_crop_cache
     from workflows.core.runtime import init_ray, torch_single_thread
 
@@ -219,16 +236,18 @@ def main(argv: "list[str] | None" = None) -> int:
     info, files = store_info(store), frames_files(store)
     rows: dict[str, Any] = {}
     builds: dict[str, float] = {}
+    idle = _idle_cpu_per_s()
     for model in args.models:
         spec = input_spec(model, pretrained="")
         t0 = time.perf_counter()
-        cache = (store, ensure_crop_cache(store, info, spec.image_size, 1.0)) if "cached" in args.kinds else None
+        size = crop_cache_size(spec.image_size, info.get("image_size"))
+        cache = (store, ensure_crop_cache(store, info, size, 1.0)) if "cached" in args.kinds else None
         builds[model] = round(time.perf_counter() - t0, 1)
-        rows[model] = {kind: _measure(kind, files, info, spec, args.epochs, args.batch_size, cache)
+        rows[model] = {kind: _measure(kind, files, info, spec, args.epochs, args.batch_size, cache, idle)
                        for kind in args.kinds}
         for kind in args.kinds:
             if kind != "old" and "old" in args.kinds:
-                for key in ("per_core", "per_core_cpu_side", "per_cpu_s", "per_cpu_s_cpu_side"):
+                for key in SPEEDUP_KEYS:
                     rows[model][f"{kind}_speedup_{key}"] = round(rows[model][kind][key] / rows[model]["old"][key], 2)
     ray.shutdown()
     load = os.getloadavg()
@@ -238,20 +257,21 @@ def main(argv: "list[str] | None" = None) -> int:
           + ", ".join(f"{m} {s} s" for m, s in builds.items()))
     print("per_core: samples/s / (1 Ray CPU + consumer CPU share); per_cpu_s: samples per CPU-second of "
           "every process; cpu side: transform left out (on the GPU in training)")
-    head = f"{'model':26s} {'path':7s} " + " ".join(f"{k:>10s}" for k in ("per_core", "x old", "cpu side",
-                                                                           "x old", "per_cpu_s", "x old",
-                                                                           "cpu side", "x old", "B/img"))
-    print(head)
+    print(f"Ray's idle processes: {idle:.2f} CPU-s per second (net of idle: that much per second of each "
+          "epoch left out)")
+    names = ("per_core", "cpu side", "per_cpu_s", "cpu side", "net idle", "cpu side")
+    print(f"{'model':26s} {'path':7s} " + " ".join(f"{k:>9s} {'x old':>6s}" for k in names) + f" {'B/img':>7s}")
     for model, r in rows.items():
         for kind in args.kinds:
             m = r[kind]
             cells = []
-            for key in ("per_core", "per_core_cpu_side", "per_cpu_s", "per_cpu_s_cpu_side"):
-                cells += [f"{m[key]:10.1f}", f"{r.get(f'{kind}_speedup_{key}', 1.0):10.2f}"]
-            print(f"{model:26s} {kind:7s} " + " ".join(cells) + f" {m['image_bytes_per_sample']:10d}")
+            for key in SPEEDUP_KEYS:
+                cells += [f"{m[key]:9.1f}", f"{r.get(f'{kind}_speedup_{key}', 1.0):6.2f}"]
+            print(f"{model:26s} {kind:7s} " + " ".join(cells) + f" {m['image_bytes_per_sample']:7d}")
     gpu_file = args.results / "train_gpu.json"
     gpu = json.loads(gpu_file.read_text()) if gpu_file.is_file() else {}
-    out = {"store": store, "rows": rows, "crop_cache_build_s": builds, "projection": _projection(rows, gpu),
+    out = {"store": store, "rows": rows, "crop_cache_build_s": builds, "idle_cpu_per_s": round(idle, 3),
+           "projection": _projection(rows, gpu),
            "load_average": [round(x, 2) for x in load], "device": "cpu", "cuda": torch.cuda.is_available()}
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / "train_input.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -8,7 +8,8 @@ CPU microseconds per sample (process CPU time, one torch/OpenCV thread), each st
 - store path, per epoch: Parquet read of the store's columns; JPEG decode; resize to the model's
   size; ``RowDecoder`` whole (decode, resize, lists to arrays, labels).
 - crop cache, per epoch: Parquet read of the cache files; ``cached_columns`` + ``RowDecoder``
-  (numpy views, no per-row work).
+  (numpy views, no per-row work). The cache holds crops at min(model size, stored size): the
+  224 px model's worker upsizes the store's 112 px crops (inside ``model_batch``).
 - Ray Data, crop cache: the epoch through ``iter_torch_batches`` with no transform, as CPU of
   this process (collation, object-store reads) and of Ray's processes (read tasks, block and
   batch handling, object-store writes), from a streaming read and from a materialised dataset
@@ -96,10 +97,10 @@ def main(argv: "list[str] | None" = None) -> int:
 
     import train_overhead
     from components.batches import AugmentConfig, RowDecoder, model_batch
-    from components.faces.batched import draw_augment
+    from components.faces.batched import draw_augment, upsize_batch
     from components.faces.transforms import resize_sample
     from components.models.registry import input_spec
-    from components.store.crop_cache import cache_file, cached_columns
+    from components.store.crop_cache import cache_file, cached_columns, crop_cache_size
     from components.store.rows import decode_jpeg
     from components.store.splits import frames_files, store_info
     from workflows.core.crop_cache import ensure_crop_cache
@@ -127,7 +128,8 @@ def main(argv: "list[str] | None" = None) -> int:
     for model in MODELS:
         spec = input_spec(model, pretrained="")
         size = spec.image_size
-        root = ensure_crop_cache(store, info, size, 1.0)
+        side = crop_cache_size(size, info.get("image_size"))
+        root = ensure_crop_cache(store, info, side, 1.0)
         cached = [cache_file(store, root, f) for f in picked]
         decoder = RowDecoder(spec, info["diff_steps"], len(info["aus"]))
         r: dict[str, Any] = {
@@ -139,19 +141,20 @@ def main(argv: "list[str] | None" = None) -> int:
         }
         ctable = pa.concat_tables([pq.read_table(f, columns=CACHE_COLUMNS) for f in cached])
         r["row_decoder_from_cache"] = _per_sample_us(
-            lambda: decoder(cached_columns(ctable, size, len(info["diff_steps"]), len(info["aus"]))), n)
+            lambda: decoder(cached_columns(ctable, side, len(info["diff_steps"]), len(info["aus"]))), n)
         ds = transformed_dataset(files, info, spec, 1.0, cache=(store, root))
         _ray_epoch(ds, 64)                                       # warm-up: workers, first reads
         r["ray_streaming_cache"] = _ray_epoch(ds, 64)
         mat = ds.materialize()
         r["ray_materialised_cache"] = _ray_epoch(mat, 64)
-        out = decoder(cached_columns(ctable.slice(0, 64), size, len(info["diff_steps"]), len(info["aus"])))
+        out = decoder(cached_columns(ctable.slice(0, 64), side, len(info["diff_steps"]), len(info["aus"])))
         tensors = {k: torch.from_numpy(np.array(v)) for k, v in out.items()}
         gen = torch.Generator().manual_seed(0)
         r["model_batch_augmented"] = _per_sample_us(lambda: model_batch(tensors, spec, AugmentConfig(), gen), 64)
         r["model_batch_plain"] = _per_sample_us(lambda: model_batch(tensors, spec, None), 64)
         draw = draw_augment(64, size, AugmentConfig(), gen)
-        r["grid_sample_warp_before"] = _per_sample_us(lambda: _grid_sample_warp(tensors["crop"], draw), 64)
+        full = tensors["crop"] if side == size else upsize_batch(tensors["crop"], size).clone()
+        r["grid_sample_warp_before"] = _per_sample_us(lambda: _grid_sample_warp(full, draw), 64)
         rows[model] = r
     ray.shutdown()
     load = os.getloadavg()

@@ -1,7 +1,8 @@
 """From feature-store rows to model batches, in two halves split by what changes per epoch.
 
 ``RowDecoder`` (CPU; Ray Data's task in training): what never changes, per row: decode the JPEG,
-resize to the model's size (``transforms.resize_sample``), landmarks in that crop's pixel-centre
+shrink to the model's size (``crop_cache.decode_crops``; a smaller crop grows on the worker,
+``faces.batched.upsize_batch``), landmarks in the model-size crop's pixel-centre
 coordinates, the model's difference steps, labels. It yields compact uint8 crops (``crop``,
 (B, S, S, 3)): a quarter of the bytes of the float32 image, and a quarter again for a 112 px model
 on a 224 px store. ``model_batch`` (torch, batched, on the training worker's device): what does
@@ -77,7 +78,8 @@ class RowDecoder:
     """Callable on a columnar batch (dict of numpy arrays) of feature-store rows: the per-row,
     deterministic half of ``BatchBuilder`` (Ray Data runs it in training).
 
-    Output keys: crop (B,S,S,3) uint8 at the model's size, landmarks (B,68,2) in its pixel-centre
+    Output keys: crop (B,S,S,3) uint8 at the model's size (smaller, from a crop cache of a store
+    with smaller crops: ``model_batch`` upsizes it), landmarks (B,68,2) in its pixel-centre
     coordinates, crop_scale (B,) model size / crop size, landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown (a teacher's probability in [0, 1] instead where the batch has
@@ -145,10 +147,16 @@ class RowDecoder:
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         spec = self.spec
         size = spec.image_size
-        if "crop_scale" in batch:   # rows of the crop cache: decoded at a model size already
+        if "crop_scale" in batch:   # rows of the crop cache: decoded at min(model size, stored size)
             out_crops, lms_out, crop_scale = batch["crop"], batch["landmarks"], batch["crop_scale"]
-            if out_crops.shape[1:] != (size, size, 3):
-                raise ValueError(f"crop cache rows are {out_crops.shape[1]} px, the model reads {size} px")
+            side = out_crops.shape[1]
+            if side > size:
+                raise ValueError(f"crop cache rows are {side} px, the model reads {size} px")
+            if side < size:
+                # Stored crops smaller than the model's: ``model_batch`` upsizes them on the worker
+                # (``upsize_batch``, as for store rows: ``decode_crops``); landmarks move to that size now.
+                lms_out = ((lms_out + 0.5) * (size / side) - 0.5).astype(np.float32)
+                crop_scale = (crop_scale * (size / side)).astype(np.float32)
         else:
             crops = batch.get("crop")
             images = crops if crops is not None else batch["image"]
@@ -201,14 +209,15 @@ class RowDecoder:
 def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig | None" = None,
                 generator: "torch.Generator | None" = None) -> dict[str, Any]:
     """The per-epoch half: ``RowDecoder``'s batch as torch tensors (on any device; the crops stay
-    uint8 until here) → the model's batch on the same device. With ``augment``: affine jitter,
+    uint8 until here; smaller than the model's size: upsized first, ``upsize_batch``) → the
+    model's batch on the same device. With ``augment``: affine jitter,
     flip (landmarks swap left/right; the temporal differences of flipped rows too, x negated) and
     colour jitter, drawn from ``generator``; then ``model_input_batch``. ``image`` (B,C,S,S)
     float32 replaces ``crop``; ``landmarks`` come back in the convention models read (crop pixels
     x model size / crop size); every other entry passes as it is."""
     import torch
 
-    from components.faces.batched import augment_batch, draw_augment, model_input_batch
+    from components.faces.batched import augment_batch, draw_augment, model_input_batch, upsize_batch
 
     crops = batch["crop"]
     crops = torch.as_tensor(crops) if not isinstance(crops, torch.Tensor) else crops
@@ -222,7 +231,8 @@ def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig 
     step = n if crops.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (size * size))
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        images, chunk_lms = crops[lo:hi].permute(0, 3, 1, 2), lms[lo:hi]
+        chunk = crops[lo:hi] if crops.shape[1] == size else upsize_batch(crops[lo:hi], size)
+        images, chunk_lms = chunk.permute(0, 3, 1, 2), lms[lo:hi]
         if draw is not None:
             images, chunk_lms = augment_batch(images, chunk_lms, draw.rows(lo, hi))
         moved[lo:hi] = chunk_lms

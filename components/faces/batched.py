@@ -23,7 +23,7 @@ from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
 from components.faces.transforms import FOREHEAD_FRACTION, IMAGENET_MEAN, IMAGENET_STD
 from components.models.base import InputSpec
 
-__all__ = ["AugmentDraw", "draw_augment", "augment_batch", "hull_mask_batch", "model_input_batch"]
+__all__ = ["AugmentDraw", "draw_augment", "augment_batch", "hull_mask_batch", "model_input_batch", "upsize_batch"]
 
 _BROWS = slice(17, 27)
 _CHIN = 8
@@ -106,31 +106,63 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torc
     return buf[:n].view(shape)
 
 
-def _warp(crops: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
-    """Bilinear zoom, shift and flip of (B, S, S, 3) crops (any dtype, channels last) as two 1-D
-    passes: the transform has no rotation, so ``grid_sample``'s bilinear weights factor into a row
-    weight times a column weight. Rows: whole source rows gathered in the crops' own dtype
-    (uint8 until here) and blended; columns: the same on the transposed result. Returns float32
-    (B, X, Y, 3), x before y (the caller's next write transposes it back), in a work buffer that
-    the next call in this thread overwrites."""
-    b, s = crops.shape[0], crops.shape[1]
+def _separable(crops: torch.Tensor, rows_at: tuple[torch.Tensor, ...], cols_at: tuple[torch.Tensor, ...]
+               ) -> torch.Tensor:
+    """Bilinear resampling of (B, H, W, 3) crops (any dtype, channels last) as two 1-D passes,
+    each axis given as (first source index, second, second's weight), (B, n) each. Rows: whole
+    source rows gathered in the crops' own dtype (uint8 until here) and blended; columns: the same
+    on the transposed result. Returns float32 (B, X, Y, 3), x before y (the caller's next write
+    transposes it back), in a work buffer that the next call in this thread overwrites."""
+    b, h, w = crops.shape[:3]
     dev = crops.device
-    x0, x1, wx = _source_index(s, draw.scale.to(dev, torch.float32), draw.tx.to(dev, torch.float32),
-                               draw.flip.to(dev))
-    y0, y1, wy = _source_index(s, draw.scale.to(dev, torch.float32), draw.ty.to(dev, torch.float32), None)
-    base = (torch.arange(b, device=dev) * s).view(b, 1)
-    flat = crops.reshape(b * s, s * 3)
-    shape = (b * s, s * 3)
+    (y0, y1, wy), (x0, x1, wx) = rows_at, cols_at
+    ny, nx = y0.shape[1], x0.shape[1]
+    flat = crops.reshape(b * h, w * 3)
+    base_y = (torch.arange(b, device=dev) * h).view(b, 1)
+    shape = (b * ny, w * 3)
     picked = _scratch("picked", shape, crops.dtype, dev)
     rows, other = _scratch("rows", shape, torch.float32, dev), _scratch("other", shape, torch.float32, dev)
-    rows.copy_(torch.index_select(flat, 0, (base + y0).view(-1), out=picked))
-    other.copy_(torch.index_select(flat, 0, (base + y1).view(-1), out=picked))
-    rows.lerp_(other, wy.view(-1, 1))
-    cols = _scratch("cols", shape, torch.float32, dev)
-    cols.view(b, s, s, 3).copy_(rows.view(b, s, s, 3).transpose(1, 2))       # (B, X, Y, 3)
-    torch.index_select(cols, 0, (base + x0).view(-1), out=rows)
-    torch.index_select(cols, 0, (base + x1).view(-1), out=other)
-    return rows.lerp_(other, wx.view(-1, 1)).view(b, s, s, 3)
+    rows.copy_(torch.index_select(flat, 0, (base_y + y0).view(-1), out=picked))
+    other.copy_(torch.index_select(flat, 0, (base_y + y1).view(-1), out=picked))
+    rows.lerp_(other, wy.reshape(-1, 1))
+    cols = _scratch("cols", (b * w, ny * 3), torch.float32, dev)
+    cols.view(b, w, ny, 3).copy_(rows.view(b, ny, w, 3).transpose(1, 2))    # (B, W, Y, 3)
+    base_x = (torch.arange(b, device=dev) * w).view(b, 1)
+    out, other = _scratch("out", (b * nx, ny * 3), torch.float32, dev), _scratch("other", (b * nx, ny * 3),
+                                                                                 torch.float32, dev)
+    torch.index_select(cols, 0, (base_x + x0).view(-1), out=out)
+    torch.index_select(cols, 0, (base_x + x1).view(-1), out=other)
+    return out.lerp_(other, wx.reshape(-1, 1)).view(b, nx, ny, 3)
+
+
+def _warp(crops: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
+    """Bilinear zoom, shift and flip of (B, S, S, 3) crops: the transform has no rotation, so
+    ``grid_sample``'s bilinear weights factor into a row weight times a column weight
+    (``_separable``). Returns float32 (B, X, Y, 3) in a work buffer."""
+    s, dev = crops.shape[1], crops.device
+    scale = draw.scale.to(dev, torch.float32)
+    cols_at = _source_index(s, scale, draw.tx.to(dev, torch.float32), draw.flip.to(dev))
+    rows_at = _source_index(s, scale, draw.ty.to(dev, torch.float32), None)
+    return _separable(crops, rows_at, cols_at)
+
+
+def upsize_batch(crops: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, c, c, 3) uint8 crops → (B, size, size, 3) uint8 with ``size`` >= c: the one place a
+    model's input crop grows (training, evaluation, prediction, Serve: ``model_batch``). Bilinear
+    over pixel centres mapped as (x + 0.5) c / size - 0.5, clamped to the crop (the edge
+    replicates), halves rounded down: OpenCV's INTER_LINEAR resize (``transforms.resize_sample``)
+    but for its fixed-point rounding, which moves a few % of the pixels by one level
+    (tests/unit/test_batched_input.py)."""
+    b, c = crops.shape[0], crops.shape[1]
+    if c > size:
+        raise ValueError(f"upsize_batch: crops of {c} px cannot grow to {size} px")
+    pos = ((torch.arange(size, device=crops.device, dtype=torch.float32) + 0.5) * (c / size) - 0.5).clamp(0.0, c - 1.0)
+    i0 = pos.floor()
+    weight = (pos - i0).expand(b, size)
+    i0 = i0.long().expand(b, size)
+    at = (i0, (i0 + 1).clamp(max=c - 1), weight)
+    out = _separable(crops, at, at)                                      # (B, X, Y, 3)
+    return out.sub_(0.5).ceil_().transpose(1, 2).to(torch.uint8).contiguous()
 
 
 def augment_batch(images: torch.Tensor, landmarks: torch.Tensor, draw: AugmentDraw

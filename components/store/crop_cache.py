@@ -2,8 +2,8 @@
 
 A feature store keeps each face as JPEG bytes at the store's crop size with variable-length list
 columns; every epoch would decode, resize and unpack them again, row by row. The cache holds, per
-frames file, the same rows decoded for one model input size (``decode_crops``: uint8 crops at
-that size, landmarks in its pixel-centre coordinates) and every list column as a fixed-size
+frames file, the same rows decoded for one crop size, min(model input size, stored size)
+(``decode_crops``: uint8 crops, landmarks in their pixel-centre coordinates) and every list column as a fixed-size
 binary value, so an epoch turns a Parquet block into numpy arrays without per-row Python
 (``cached_columns``). Augmentation and the model's input transform stay per epoch
 (``components.batches.model_batch``).
@@ -29,7 +29,7 @@ from components.faces.transforms import resize_sample
 from components.store.rows import decode_jpeg
 from components.video_key import subject_index, video_index
 
-__all__ = ["CACHE_VERSION", "cache_key", "cache_root", "cache_file", "decode_crops", "crop_cache_table",
+__all__ = ["CACHE_VERSION", "crop_cache_size", "cache_key", "cache_root", "cache_file", "decode_crops", "crop_cache_table",
            "cached_columns", "READ_COLUMNS"]
 
 CACHE_VERSION = 1
@@ -40,6 +40,12 @@ READ_COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "imag
 """Store columns a cache file is built from."""
 
 ID_COLUMNS = ("sample_id", "dataset", "subject", "video")
+
+
+def crop_cache_size(model_size: int, store_size: "int | None") -> int:
+    """The crop side of the cache a model of ``model_size`` reads: never larger than the store's
+    crops (a larger crop holds no more information; the worker upsizes, ``upsize_batch``)."""
+    return min(int(model_size), int(store_size or model_size))
 
 
 def cache_key(store: str, size: int, frames: Sequence[str]) -> str:
@@ -67,18 +73,25 @@ def cache_file(store: str, root: str, frames_file: str) -> str:
 
 def decode_crops(images: Sequence[Any], landmarks: Sequence[Any], size: int
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stored crops (JPEG bytes, or decoded HxWx3 uint8) and their 68 landmarks → (B, S, S, 3)
-    uint8 crops at ``size``, landmarks (B, 68, 2) in their pixel-centre coordinates and (B,)
-    ``size / stored side`` (``transforms.resize_sample``): the per-row work that never changes."""
+    """Stored crops (JPEG bytes, or decoded HxWx3 uint8) and their 68 landmarks → uint8 crops
+    (B, t, t, 3) at t = min(``size``, the first crop's side), landmarks (B, 68, 2) in pixel-centre
+    coordinates of a ``size`` crop, and (B,) ``size / stored side``: the per-row work that never
+    changes. Larger crops shrink to ``size`` here (``transforms.resize_sample``); smaller ones stay
+    as they are, four times fewer bytes at 112 → 224 px, and ``components.batches.model_batch``
+    upsizes them on the worker (``upsize_batch``), the one place a crop grows. A row of another
+    side than the first is resized to t (``resize_sample``)."""
     n = len(images)
-    crops = np.zeros((n, size, size, 3), np.uint8)
+    decoded = [img if isinstance(img, np.ndarray) else decode_jpeg(img) for img in images]
+    side = min(int(size), decoded[0].shape[0]) if n else int(size)
+    crops = np.zeros((n, side, side, 3), np.uint8)
     lms_out = np.zeros((n, 68, 2), np.float32)
     scale = np.zeros(n, np.float32)
-    for i in range(n):
-        img = images[i] if isinstance(images[i], np.ndarray) else decode_jpeg(images[i])
+    for i, img in enumerate(decoded):
         lms = np.asarray(landmarks[i], np.float32).reshape(68, 2)
-        crops[i], lms_out[i] = resize_sample(img, lms, size)
+        crops[i], lms_out[i] = resize_sample(img, lms, side)
         scale[i] = size / img.shape[0]
+    if side < size:
+        lms_out = ((lms_out + 0.5) * (size / side) - 0.5).astype(np.float32)
     return crops, lms_out, scale
 
 
@@ -103,7 +116,8 @@ def _rows(col: Any, n: int, width: int, dtype: Any, fill: float, what: str, ids:
 
 
 def crop_cache_table(batch: dict[str, Any], size: int, n_steps: int, n_aus: int) -> pa.Table:
-    """One frames file's rows (``READ_COLUMNS`` as a columnar dict) → its cache table."""
+    """One frames file's rows (``READ_COLUMNS`` as a columnar dict) → its cache table, crops at
+    ``size`` (``crop_cache_size``: at most the stored side, so landmarks are in their coordinates)."""
     n = len(batch["image"])
     ids = [str(s) for s in batch["sample_id"]]
     crops, lms, scale = decode_crops(batch["image"], batch["landmarks"], size)

@@ -12,7 +12,8 @@ import pytest
 
 from components.batches import RowDecoder
 from components.models.base import InputSpec
-from components.store.crop_cache import cache_file, cache_key, cache_root, cached_columns, crop_cache_table
+from components.store.crop_cache import (cache_file, cache_key, cache_root, cached_columns, crop_cache_size,
+                                         crop_cache_table)
 from components.store.rows import encode_jpeg
 
 
@@ -31,25 +32,26 @@ def _store_rows(n: int = 6, steps: int = 3, n_aus: int = 4) -> dict:
     }
 
 
-@pytest.mark.parametrize("size", [112, 224])
+@pytest.mark.parametrize("size", [64, 112, 224])
 def test_cache_rows_decode_to_the_store_rows_batch(tmp_path, size: int) -> None:
     rows = _store_rows()
-    pq.write_table(crop_cache_table(rows, size, 3, 4), tmp_path / "c.parquet")
-    cached = cached_columns(pq.read_table(tmp_path / "c.parquet"), size, 3, 4)
+    side = crop_cache_size(size, 112)                  # the store's crops are 112 px
+    pq.write_table(crop_cache_table(rows, side, 3, 4), tmp_path / "c.parquet")
+    cached = cached_columns(pq.read_table(tmp_path / "c.parquet"), side, 3, 4)
     spec = InputSpec(image_size=size, diff_steps=(1, 4))
     decoder = RowDecoder(spec, (1, 2, 4), 4)
     want, got = decoder({k: np.asarray(v, dtype=object) for k, v in rows.items()}), decoder(cached)
     assert sorted(want) == sorted(got)
     for key, value in want.items():
         np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
-    assert got["crop"].shape == (6, size, size, 3) and got["landmark_diff"].shape == (6, 2, 68, 2)
+    assert got["crop"].shape == (6, side, side, 3) and got["landmark_diff"].shape == (6, 2, 68, 2)
     np.testing.assert_array_equal(got["labels"][0], [-1, -1, -1, -1])
 
 
 def test_cache_of_another_size_is_refused(tmp_path) -> None:
-    pq.write_table(crop_cache_table(_store_rows(), 112, 3, 4), tmp_path / "c.parquet")
+    pq.write_table(crop_cache_table(_store_rows(), 64, 3, 4), tmp_path / "c.parquet")
     with pytest.raises(ValueError, match="crop cache column crop"):
-        cached_columns(pq.read_table(tmp_path / "c.parquet"), 224, 3, 4)
+        cached_columns(pq.read_table(tmp_path / "c.parquet"), 112, 3, 4)
 
 
 def test_bad_list_length_names_the_row() -> None:
@@ -73,3 +75,23 @@ def test_key_follows_the_store_and_the_size(tmp_path) -> None:
     assert cache_key(str(store), 112, files) != key
     root = cache_root(str(store), 112, key)
     assert cache_file(str(store), root, str(frames)) == f"{root}/d/a.parquet"
+
+
+def test_larger_model_reads_the_cache_at_the_stored_size_as_it_reads_the_store() -> None:
+    """A 224 px model on a 112 px store: the cache keeps 112 px crops, the worker upsizes them
+    (``upsize_batch``), and the model's input is the one evaluation's ``BatchBuilder`` gives."""
+    import torch
+
+    from components.batches import BatchBuilder, model_batch
+
+    rows = _store_rows()
+    assert crop_cache_size(224, 112) == 112 and crop_cache_size(64, 112) == 64
+    table = pa.Table.from_batches(crop_cache_table(rows, 112, 3, 4).to_batches())
+    spec = InputSpec(image_size=224, diff_steps=(1,))
+    cached = RowDecoder(spec, (1, 2, 4), 4)(cached_columns(table, 112, 3, 4))
+    got = model_batch({k: torch.from_numpy(np.array(v)) for k, v in cached.items() if v.dtype.kind in "fiub"},
+                      spec, None)
+    want = BatchBuilder(spec, (1, 2, 4), 4)({k: np.asarray(v, dtype=object) for k, v in rows.items()})
+    assert got["image"].shape == (6, 3, 224, 224)
+    np.testing.assert_array_equal(got["image"].numpy(), want["image"])
+    np.testing.assert_allclose(got["landmarks"].numpy(), want["landmarks"], atol=1e-4)
