@@ -59,7 +59,8 @@ SPEEDUP_KEYS = ("per_core", "per_core_cpu_side", "per_cpu_s", "per_cpu_s_cpu_sid
 
 
 def _tree_cpu_s() -> float:
-    """CPU seconds (user + system) of this process and every live process below it (/proc)."""
+    """CPU seconds (user + system) of this process and every live process below it (/proc), each
+    with its reaped children's (a Ray worker that exits mid-epoch moves into the raylet's count)."""
     tick = os.sysconf("SC_CLK_TCK")
     parent: dict[int, int] = {}
     cpu: dict[int, float] = {}
@@ -72,7 +73,7 @@ def _tree_cpu_s() -> float:
         except OSError:
             continue
         parent[int(entry)] = int(fields[1])
-        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
+        cpu[int(entry)] = sum(int(v) for v in fields[11:15]) / tick   # utime stime cutime cstime
     mine, total = {os.getpid()}, 0.0
     changed = True
     while changed:
@@ -182,7 +183,10 @@ def _measure(kind: str, files: list[str], info: dict[str, Any], spec: Any, epoch
                            "per_cpu_s_net_of_idle": round(seen / max(tree - idle * wall, 1e-9), 1),
                            "per_cpu_s_cpu_side_net_of_idle": round(seen / max(tree - idle * wall - transform_s, 1e-9), 1)})
     later = epochs_out[1:] or epochs_out
-    image = spec.num_channels * spec.image_size ** 2 * 4 if kind == "old" else spec.image_size ** 2 * 3
+    # What a sample's image costs through the object store: float32 model input (old), or uint8
+    # crops at min(model size, stored size) (the worker upsizes: upsize_batch).
+    side = min(spec.image_size, int(info.get("image_size") or spec.image_size))
+    image = spec.num_channels * spec.image_size ** 2 * 4 if kind == "old" else side ** 2 * 3
     out = {"epochs": epochs_out, "image_bytes_per_sample": image}
     for key in ("per_core", "per_core_cpu_side", "per_cpu_s", "per_cpu_s_cpu_side", "per_cpu_s_net_of_idle",
                 "per_cpu_s_cpu_side_net_of_idle", "samples_per_s"):

@@ -152,7 +152,8 @@ def upsize_batch(crops: torch.Tensor, size: int) -> torch.Tensor:
     over pixel centres mapped as (x + 0.5) c / size - 0.5, clamped to the crop (the edge
     replicates), halves rounded down: OpenCV's INTER_LINEAR resize (``transforms.resize_sample``)
     but for its fixed-point rounding, which moves a few % of the pixels by one level
-    (tests/unit/test_batched_input.py)."""
+    (tests/unit/test_batched_input.py). Returns a work buffer that the next call in this thread
+    overwrites."""
     b, c = crops.shape[0], crops.shape[1]
     if c > size:
         raise ValueError(f"upsize_batch: crops of {c} px cannot grow to {size} px")
@@ -161,8 +162,9 @@ def upsize_batch(crops: torch.Tensor, size: int) -> torch.Tensor:
     weight = (pos - i0).expand(b, size)
     i0 = i0.long().expand(b, size)
     at = (i0, (i0 + 1).clamp(max=c - 1), weight)
-    out = _separable(crops, at, at)                                      # (B, X, Y, 3)
-    return out.sub_(0.5).ceil_().transpose(1, 2).to(torch.uint8).contiguous()
+    out = _separable(crops, at, at).sub_(0.5).ceil_()                    # (B, X, Y, 3), whole levels
+    # One transposing write into a kept buffer (whole numbers in [0, 255]: the cast is exact).
+    return _scratch("upsized", (b, size, size, 3), torch.uint8, crops.device).copy_(out.transpose(1, 2))
 
 
 def augment_batch(images: torch.Tensor, landmarks: torch.Tensor, draw: AugmentDraw
