@@ -163,8 +163,8 @@ def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
     teacher's ``soft_labels`` fill the labels a row leaves unknown; ``human_labels`` False drops
     the rows' own labels first; ``teacher_thresholds`` (the teacher's, per AU) add ``hard_labels``.
     ``cache`` (store, crop cache root: ``workflows.core.crop_cache``): read the frames files'
-    cache files instead, crops decoded at the model's size already, whole blocks at a time (32
-    rows with ``resample``, whose windows are those blocks)."""
+    cache files instead (crops decoded once, at min(model size, stored size)), whole blocks at a
+    time (32 rows with ``resample``, whose windows are those blocks)."""
     fn_kwargs = {"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]), "aus": list(info["aus"]),
                  "joins": joins, "resample": resample, "human_labels": human_labels,
                  "teacher_thresholds": teacher_thresholds}
