@@ -224,7 +224,8 @@ def fed_figures(args: argparse.Namespace) -> dict[str, Any]:
                           f"({rows[-1]['fed_pct']}%)", flush=True)
     finally:
         ctx.execution_options.resource_limits = before
-    return {"rows": rows, "input_path": "uint8 crops from Ray Data, batched augmentation + transform on the GPU"}
+    return {"rows": rows, "input_path": "uint8 crops at the model size read from the store's crop cache by Ray Data, "
+                                        "batched augmentation + transform on the GPU"}
 
 
 def train_figures(args: argparse.Namespace) -> dict[str, Any]:

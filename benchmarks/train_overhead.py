@@ -111,12 +111,14 @@ def _batches(files: list[str], info: dict[str, Any], cfg: Any, augment: bool):
 
     from components.batches import BatchBuilder
     from components.models.registry import build_model
-    from workflows.core.store_reader import COLUMNS
+    from workflows.core.store_reader import COLUMNS, OPTIONAL_COLUMNS
 
     spec = build_model(cfg.model, info["aus"], **cfg.model_kwargs).input_spec()
     builder = BatchBuilder(spec, info["diff_steps"], len(info["aus"]), cfg.augment if augment else None,
                            seed=None if augment else cfg.seed)
-    table = pads.dataset(files, format="parquet").to_table(columns=COLUMNS)
+    dataset = pads.dataset(files, format="parquet")
+    # A store written before the optional columns existed lacks them (as read_store_frames allows).
+    table = dataset.to_table(columns=[c for c in COLUMNS if c in dataset.schema.names or c not in OPTIONAL_COLUMNS])
     for start in range(0, table.num_rows - cfg.batch_size + 1, cfg.batch_size):  # drop_last, like the loop
         rows = table.slice(start, cfg.batch_size).to_pydict()
         out = builder(rows)

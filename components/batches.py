@@ -1,7 +1,8 @@
 """From feature-store rows to model batches, in two halves split by what changes per epoch.
 
 ``RowDecoder`` (CPU; Ray Data's task in training): what never changes, per row: decode the JPEG,
-resize to the model's size (``transforms.resize_sample``), landmarks in that crop's pixel-centre
+shrink to the model's size (``crop_cache.decode_crops``; a smaller crop grows on the worker,
+``faces.batched.upsize_batch``), landmarks in the model-size crop's pixel-centre
 coordinates, the model's difference steps, labels. It yields compact uint8 crops (``crop``,
 (B, S, S, 3)): a quarter of the bytes of the float32 image, and a quarter again for a 112 px model
 on a 224 px store. ``model_batch`` (torch, batched, on the training worker's device): what does
@@ -19,15 +20,19 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
-from components.faces.transforms import resize_sample
 from components.models.base import InputSpec
-from components.store.rows import decode_jpeg
+from components.store.crop_cache import decode_crops
 from components.video_key import subject_index, video_index
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = ["AugmentConfig", "BatchBuilder", "RowDecoder", "model_batch", "VIDEO_BATCH_ROWS"]
+
+_CPU_CHUNK_PIXELS = 8 * 224 * 224
+"""Crop pixels ``model_batch`` transforms at once on a CPU: 8 crops at 224 px, 32 at 112 (the
+float intermediates of a chunk, a few MB, stay in cache; whole 64-crop batches ran 2-3x slower
+per crop on this 2-core machine)."""
 
 VIDEO_BATCH_ROWS = 64
 """Rows per batch when store rows are read in video order for prediction (evaluation's Ray Data
@@ -73,7 +78,8 @@ class RowDecoder:
     """Callable on a columnar batch (dict of numpy arrays) of feature-store rows: the per-row,
     deterministic half of ``BatchBuilder`` (Ray Data runs it in training).
 
-    Output keys: crop (B,S,S,3) uint8 at the model's size, landmarks (B,68,2) in its pixel-centre
+    Output keys: crop (B,S,S,3) uint8 at the model's size (smaller, from a crop cache of a store
+    with smaller crops: ``model_batch`` upsizes it), landmarks (B,68,2) in its pixel-centre
     coordinates, crop_scale (B,) model size / crop size, landmark_diff (B,k,68,2) for the
     steps the model declares (zeros and a False ``diff_valid`` where missing), labels (B,n_AU)
     float32 with -1 unknown (a teacher's probability in [0, 1] instead where the batch has
@@ -109,6 +115,9 @@ class RowDecoder:
         self.teacher_thresholds = thr[self.au_index] if thr is not None and self.au_index is not None else thr
 
     def _labels(self, col: Any, key: str) -> np.ndarray:
+        if isinstance(col, np.ndarray) and col.ndim == 2:   # the crop cache's fixed-size rows, -1 unknown
+            arr = col.astype(np.float32)
+            return arr[:, self.au_index] if self.au_index is not None else arr
         out = np.full((len(col), self.n_aus), -1.0, np.float32)
         for i, v in enumerate(col):
             if v is not None and len(v):
@@ -138,22 +147,30 @@ class RowDecoder:
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
         spec = self.spec
         size = spec.image_size
-        crops = batch.get("crop")
-        n = len(crops) if crops is not None else len(batch["image"])
-        out_crops = np.zeros((n, size, size, 3), np.uint8)
-        lms_out = np.zeros((n, 68, 2), np.float32)
-        crop_scale = np.zeros(n, np.float32)
-        for i in range(n):
-            img = crops[i] if crops is not None else decode_jpeg(batch["image"][i])
-            lms = np.asarray(batch["landmarks"][i], np.float32).reshape(68, 2)
-            out_crops[i], lms_out[i] = resize_sample(img, lms, size)
-            crop_scale[i] = size / img.shape[0]
+        if "crop_scale" in batch:   # rows of the crop cache: decoded at min(model size, stored size)
+            out_crops, lms_out, crop_scale = batch["crop"], batch["landmarks"], batch["crop_scale"]
+            side = out_crops.shape[1]
+            if side > size:
+                raise ValueError(f"crop cache rows are {side} px, the model reads {size} px")
+            if side < size:
+                # Stored crops smaller than the model's: ``model_batch`` upsizes them on the worker
+                # (``upsize_batch``, as for store rows: ``decode_crops``); landmarks move to that size now.
+                lms_out = ((lms_out + 0.5) * (size / side) - 0.5).astype(np.float32)
+                crop_scale = (crop_scale * (size / side)).astype(np.float32)
+        else:
+            crops = batch.get("crop")
+            images = crops if crops is not None else batch["image"]
+            out_crops, lms_out, crop_scale = decode_crops(images, batch["landmarks"], size)
+        n = len(out_crops)
         k = len(self.diff_index)
         diffs = np.zeros((n, k, 68, 2), np.float32)
         valid = np.zeros((n, k), bool)
-        if k and "landmark_diff" in batch:
+        col = batch.get("landmark_diff")
+        if k and isinstance(col, np.ndarray) and col.ndim == 4:   # the crop cache's (B, steps, 68, 2)
+            diffs, valid = col[:, self.diff_index], batch["diff_valid"][:, self.diff_index]
+        elif k and col is not None:
             for i in range(n):
-                d = np.asarray(batch["landmark_diff"][i], np.float32).reshape(self.n_store_steps, 68, 2)
+                d = np.asarray(col[i], np.float32).reshape(self.n_store_steps, 68, 2)
                 diffs[i] = d[self.diff_index]
                 valid[i] = np.asarray(batch["diff_valid"][i], bool)[self.diff_index]
         out = {
@@ -178,10 +195,12 @@ class RowDecoder:
         for key in ("sample_id", "dataset", "subject", "video", "frame_order"):
             if key in batch:
                 out[key] = np.asarray(batch[key])
-        index = video_index(batch)  # pairs and windows are per (dataset, subject, video)
+        # Pairs and windows are per (dataset, subject, video); pairwise-rank's cross-fitting groups
+        # by person. The crop cache has both computed.
+        index = batch["video_index"] if "video_index" in batch else video_index(batch)
         if index is not None:
             out["video_index"] = index
-        person = subject_index(batch)  # pairwise-rank's cross-fitting groups by person
+        person = batch["subject_index"] if "subject_index" in batch else subject_index(batch)
         if person is not None:
             out["subject_index"] = person
         return out
@@ -190,31 +209,42 @@ class RowDecoder:
 def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig | None" = None,
                 generator: "torch.Generator | None" = None) -> dict[str, Any]:
     """The per-epoch half: ``RowDecoder``'s batch as torch tensors (on any device; the crops stay
-    uint8 until here) → the model's batch on the same device. With ``augment``: affine jitter,
+    uint8 until here; smaller than the model's size: upsized first, ``upsize_batch``) → the
+    model's batch on the same device. With ``augment``: affine jitter,
     flip (landmarks swap left/right; the temporal differences of flipped rows too, x negated) and
     colour jitter, drawn from ``generator``; then ``model_input_batch``. ``image`` (B,C,S,S)
     float32 replaces ``crop``; ``landmarks`` come back in the convention models read (crop pixels
     x model size / crop size); every other entry passes as it is."""
     import torch
 
-    from components.faces.batched import augment_batch, draw_augment, model_input_batch
+    from components.faces.batched import augment_batch, draw_augment, model_input_batch, upsize_batch
 
     crops = batch["crop"]
     crops = torch.as_tensor(crops) if not isinstance(crops, torch.Tensor) else crops
-    images = crops.permute(0, 3, 1, 2)
-    lms = torch.as_tensor(batch["landmarks"]).to(images.device, torch.float32)
+    lms = torch.as_tensor(batch["landmarks"]).to(crops.device, torch.float32)
     out = {k: v for k, v in batch.items() if k not in ("crop", "crop_scale")}
-    if augment is not None:
-        draw = draw_augment(len(images), spec.image_size, augment, generator)
-        images, lms = augment_batch(images, lms, draw)
-        diffs = out.get("landmark_diff")
-        if isinstance(diffs, torch.Tensor) and diffs.ndim == 4 and diffs.shape[1]:
-            flip = draw.flip.to(diffs.device).view(-1, 1, 1, 1)
-            mirrored = diffs[:, :, list(LEFT_RIGHT_LANDMARK_PERMUTATION)] * torch.tensor([-1.0, 1.0], device=diffs.device)
-            out["landmark_diff"] = torch.where(flip, mirrored, diffs)
-    out["image"] = model_input_batch(images, lms, spec)
+    n, size = len(crops), spec.image_size
+    draw = draw_augment(n, size, augment, generator) if augment is not None else None
+    image = torch.empty((n, spec.num_channels, size, size), device=crops.device, dtype=torch.float32)
+    moved = torch.empty_like(lms)
+    # On a CPU, a few crops at a time: the float intermediates stay in cache (a GPU takes the batch whole).
+    step = n if crops.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (size * size))
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        chunk = crops[lo:hi] if crops.shape[1] == size else upsize_batch(crops[lo:hi], size)
+        images, chunk_lms = chunk.permute(0, 3, 1, 2), lms[lo:hi]
+        if draw is not None:
+            images, chunk_lms = augment_batch(images, chunk_lms, draw.rows(lo, hi))
+        moved[lo:hi] = chunk_lms
+        model_input_batch(images, chunk_lms, spec, out=image[lo:hi])
+    diffs = out.get("landmark_diff")
+    if draw is not None and isinstance(diffs, torch.Tensor) and diffs.ndim == 4 and diffs.shape[1]:
+        flip = draw.flip.to(diffs.device).view(-1, 1, 1, 1)
+        mirrored = diffs[:, :, list(LEFT_RIGHT_LANDMARK_PERMUTATION)] * torch.tensor([-1.0, 1.0], device=diffs.device)
+        out["landmark_diff"] = torch.where(flip, mirrored, diffs)
+    out["image"] = image
     scale = torch.as_tensor(batch["crop_scale"]).to(lms.device, torch.float32).view(-1, 1, 1)
-    out["landmarks"] = lms + 0.5 * (1.0 - scale)   # pixel-centre → crop pixels x scale
+    out["landmarks"] = moved + 0.5 * (1.0 - scale)   # pixel-centre → crop pixels x scale
     return out
 
 

@@ -57,7 +57,8 @@ def exists(uri: str) -> bool:
     return fs.get_file_info(path).type != pafs.FileType.NotFound
 
 
-def write_table_atomic(table: pa.Table, uri: str, metadata: "dict[bytes, bytes] | None" = None) -> None:
+def write_table_atomic(table: pa.Table, uri: str, metadata: "dict[bytes, bytes] | None" = None,
+                       compression: str = "zstd") -> None:
     """Write Parquet so that readers never see a partial file (temp name, then move)."""
     fs, path = resolve(uri)
     parent = path.rsplit("/", 1)[0]
@@ -66,10 +67,10 @@ def write_table_atomic(table: pa.Table, uri: str, metadata: "dict[bytes, bytes] 
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     if isinstance(fs, pafs.LocalFileSystem):
         tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.parquet"
-        pq.write_table(table, tmp, filesystem=fs, compression="zstd")
+        pq.write_table(table, tmp, filesystem=fs, compression=compression)
         fs.move(tmp, path)
     else:  # object stores: a PUT is atomic per object
-        pq.write_table(table, path, filesystem=fs, compression="zstd")
+        pq.write_table(table, path, filesystem=fs, compression=compression)
 
 
 def write_text(uri: str, text: str) -> None:

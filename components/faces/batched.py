@@ -12,6 +12,7 @@ the boundary with its line algorithm: tests/unit/test_batched_input.py measures 
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from components.au import LEFT_RIGHT_LANDMARK_PERMUTATION
 from components.faces.transforms import FOREHEAD_FRACTION, IMAGENET_MEAN, IMAGENET_STD
 from components.models.base import InputSpec
 
-__all__ = ["AugmentDraw", "draw_augment", "augment_batch", "hull_mask_batch", "model_input_batch"]
+__all__ = ["AugmentDraw", "draw_augment", "augment_batch", "hull_mask_batch", "model_input_batch", "upsize_batch"]
 
 _BROWS = slice(17, 27)
 _CHIN = 8
@@ -46,6 +47,11 @@ class AugmentDraw:
     brightness: torch.Tensor
     contrast: torch.Tensor
 
+    def rows(self, lo: int, hi: int) -> "AugmentDraw":
+        """The draws of crops ``lo:hi``."""
+        return AugmentDraw(*(t[lo:hi] for t in (self.scale, self.tx, self.ty, self.flip, self.brightness,
+                                                 self.contrast)))
+
 
 def draw_augment(n: int, size: int, cfg: Any, generator: "torch.Generator | None" = None) -> AugmentDraw:
     """Parameters for ``n`` crops of side ``size`` from ``cfg`` (``components.batches.AugmentConfig``),
@@ -59,34 +65,134 @@ def draw_augment(n: int, size: int, cfg: Any, generator: "torch.Generator | None
                        brightness=1.0 + uniform(cfg.brightness), contrast=1.0 + uniform(cfg.contrast))
 
 
+def _source_index(size: int, scale: torch.Tensor, shift: torch.Tensor, flip: "torch.Tensor | None"
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Along one axis of (B,) crops of side ``size``: for each output pixel, the two source pixels
+    bilinear sampling reads and the second one's weight, (B, S) each. The zoom about the centre and
+    the shift (and, with ``flip``, the mirror applied after them) move pixel centres; positions
+    outside the crop reflect about its outer pixel edges and are then clipped, as
+    ``grid_sample(padding_mode='reflection', align_corners=False)`` does (ATen's
+    ``reflect_coordinates`` then ``clip_coordinates``)."""
+    b, dev = scale.shape[0], scale.device
+    c = (size - 1) / 2.0
+    x = torch.arange(size, device=dev, dtype=torch.float32).expand(b, size)
+    if flip is not None:
+        x = torch.where(flip.view(b, 1), (size - 1) - x, x)
+    src = (x - c - shift.view(b, 1)) / scale.view(b, 1) + c
+    v = (src + 0.5).abs()                                   # reflect about -0.5 and size - 0.5
+    folds = torch.floor(v / size)
+    extra = v - folds * size
+    v = torch.where(folds.remainder(2) == 0, extra - 0.5, size - extra - 0.5).clamp(0.0, size - 1.0)
+    i0 = v.floor()
+    weight = v - i0
+    i0 = i0.long()
+    return i0, (i0 + 1).clamp(max=size - 1), weight
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A work buffer reused across calls in this thread (never returned to callers): a fresh
+    multi-MB tensor per op costs more in page faults than the op itself on a CPU (measured on
+    this 2-core machine: a float ``index_select`` into a fresh tensor ran 10x slower than one
+    into a kept buffer)."""
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    key = (name, dtype, device)
+    buf = bufs.get(key)
+    n = int(torch.Size(shape).numel())
+    if buf is None or buf.numel() < n:
+        buf = bufs[key] = torch.empty(n, dtype=dtype, device=device)
+    return buf[:n].view(shape)
+
+
+def _separable(crops: torch.Tensor, rows_at: tuple[torch.Tensor, ...], cols_at: tuple[torch.Tensor, ...]
+               ) -> torch.Tensor:
+    """Bilinear resampling of (B, H, W, 3) crops (any dtype, channels last) as two 1-D passes,
+    each axis given as (first source index, second, second's weight), (B, n) each. Rows: whole
+    source rows gathered in the crops' own dtype (uint8 until here) and blended; columns: the same
+    on the transposed result. Returns float32 (B, X, Y, 3), x before y (the caller's next write
+    transposes it back), in a work buffer that the next call in this thread overwrites."""
+    b, h, w = crops.shape[:3]
+    dev = crops.device
+    (y0, y1, wy), (x0, x1, wx) = rows_at, cols_at
+    ny, nx = y0.shape[1], x0.shape[1]
+    flat = crops.reshape(b * h, w * 3)
+    base_y = (torch.arange(b, device=dev) * h).view(b, 1)
+    shape = (b * ny, w * 3)
+    picked = _scratch("picked", shape, crops.dtype, dev)
+    rows, other = _scratch("rows", shape, torch.float32, dev), _scratch("other", shape, torch.float32, dev)
+    rows.copy_(torch.index_select(flat, 0, (base_y + y0).view(-1), out=picked))
+    other.copy_(torch.index_select(flat, 0, (base_y + y1).view(-1), out=picked))
+    rows.lerp_(other, wy.reshape(-1, 1))
+    cols = _scratch("cols", (b * w, ny * 3), torch.float32, dev)
+    cols.view(b, w, ny, 3).copy_(rows.view(b, ny, w, 3).transpose(1, 2))    # (B, W, Y, 3)
+    base_x = (torch.arange(b, device=dev) * w).view(b, 1)
+    out, other = _scratch("out", (b * nx, ny * 3), torch.float32, dev), _scratch("other", (b * nx, ny * 3),
+                                                                                 torch.float32, dev)
+    torch.index_select(cols, 0, (base_x + x0).view(-1), out=out)
+    torch.index_select(cols, 0, (base_x + x1).view(-1), out=other)
+    return out.lerp_(other, wx.reshape(-1, 1)).view(b, nx, ny, 3)
+
+
+def _warp(crops: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
+    """Bilinear zoom, shift and flip of (B, S, S, 3) crops: the transform has no rotation, so
+    ``grid_sample``'s bilinear weights factor into a row weight times a column weight
+    (``_separable``). Returns float32 (B, X, Y, 3) in a work buffer."""
+    s, dev = crops.shape[1], crops.device
+    scale = draw.scale.to(dev, torch.float32)
+    cols_at = _source_index(s, scale, draw.tx.to(dev, torch.float32), draw.flip.to(dev))
+    rows_at = _source_index(s, scale, draw.ty.to(dev, torch.float32), None)
+    return _separable(crops, rows_at, cols_at)
+
+
+def upsize_batch(crops: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, c, c, 3) uint8 crops → (B, size, size, 3) uint8 with ``size`` >= c: the one place a
+    model's input crop grows (training, evaluation, prediction, Serve: ``model_batch``). Bilinear
+    over pixel centres mapped as (x + 0.5) c / size - 0.5, clamped to the crop (the edge
+    replicates), halves rounded down: OpenCV's INTER_LINEAR resize (``transforms.resize_sample``)
+    but for its fixed-point rounding, which moves a few % of the pixels by one level
+    (tests/unit/test_batched_input.py). Returns a work buffer that the next call in this thread
+    overwrites."""
+    b, c = crops.shape[0], crops.shape[1]
+    if c > size:
+        raise ValueError(f"upsize_batch: crops of {c} px cannot grow to {size} px")
+    pos = ((torch.arange(size, device=crops.device, dtype=torch.float32) + 0.5) * (c / size) - 0.5).clamp(0.0, c - 1.0)
+    i0 = pos.floor()
+    weight = (pos - i0).expand(b, size)
+    i0 = i0.long().expand(b, size)
+    at = (i0, (i0 + 1).clamp(max=c - 1), weight)
+    out = _separable(crops, at, at).sub_(0.5).ceil_()                    # (B, X, Y, 3), whole levels
+    # One transposing write into a kept buffer (whole numbers in [0, 255]: the cast is exact).
+    return _scratch("upsized", (b, size, size, 3), torch.uint8, crops.device).copy_(out.transpose(1, 2))
+
+
 def augment_batch(images: torch.Tensor, landmarks: torch.Tensor, draw: AugmentDraw
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Affine jitter (zoom about the centre, translation), horizontal flip with the left/right
-    landmark swap, then brightness/contrast jitter, in one ``grid_sample`` and a few tensor ops.
+    landmark swap, then brightness/contrast jitter: bilinear resampling in two 1-D passes
+    (``_warp``, equal to one ``grid_sample`` up to float rounding) and in-place colour ops.
 
-    ``images`` (B, 3, S, S) in [0, 255] (any dtype), ``landmarks`` (B, 68, 2) pixel-centre
-    coordinates of the same crops. Returns float32 images in [0, 255] and the moved landmarks.
-    Borders reflect, as the per-sample version's BORDER_REFLECT101 does (about the edge pixels'
-    outer edges here, a half-pixel apart)."""
+    ``images`` (B, 3, S, S) in [0, 255] (any dtype; a channels-last view of (B, S, S, 3) crops is
+    read without a copy), ``landmarks`` (B, 68, 2) pixel-centre coordinates of the same crops.
+    Returns float32 images in [0, 255] (a (B, 3, S, S) view of x-major memory in a work buffer
+    that the next call in this thread overwrites: copy it to keep it) and the moved landmarks. Borders reflect, as the per-sample version's BORDER_REFLECT101 does (about the edge
+    pixels' outer edges here, a half-pixel apart)."""
     b, _, s, _ = images.shape
     dev = images.device
+    out = _warp(images.permute(0, 2, 3, 1), draw)                            # (B, X, Y, 3)
     scale, tx, ty = (t.to(dev, torch.float32).view(b, 1, 1) for t in (draw.scale, draw.tx, draw.ty))
     flip = draw.flip.to(dev).view(b, 1, 1)
     c = (s - 1) / 2.0
-    ys, xs = torch.meshgrid(torch.arange(s, device=dev, dtype=torch.float32),
-                            torch.arange(s, device=dev, dtype=torch.float32), indexing="ij")
-    xs = torch.where(flip, (s - 1) - xs, xs)          # flip after the affine: read the mirrored pixel
-    src_x = (xs - c - tx) / scale + c
-    src_y = (ys - c - ty) / scale + c
-    grid = torch.stack([(2.0 * src_x + 1.0) / s - 1.0, (2.0 * src_y + 1.0) / s - 1.0], dim=-1)
-    out = F.grid_sample(images.float(), grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     lms = (landmarks.float() - c) * scale + c + torch.cat([tx, ty], dim=-1)
     mirrored = torch.stack([(s - 1) - lms[..., 0], lms[..., 1]], dim=-1)[:, list(LEFT_RIGHT_LANDMARK_PERMUTATION)]
     lms = torch.where(flip, mirrored, lms)
+    # (x - mean) * contrast + mean * brightness, as x * contrast + mean * (brightness - contrast).
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     bright = draw.brightness.to(dev, torch.float32).view(b, 1, 1, 1)
     contrast = draw.contrast.to(dev, torch.float32).view(b, 1, 1, 1)
-    return ((out - mean) * contrast + mean * bright).clamp(0.0, 255.0), lms
+    out.mul_(contrast).add_(mean * (bright - contrast)).clamp_(0.0, 255.0)
+    return out.permute(0, 3, 2, 1), lms
 
 
 def _hull_next(pts: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -149,23 +255,30 @@ def _sobel_magnitude(gray: torch.Tensor) -> torch.Tensor:
     return torch.where(peak > 1e-8, mag / peak.clamp(min=1e-8), torch.zeros_like(mag))
 
 
-def model_input_batch(images: torch.Tensor, landmarks: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+def model_input_batch(images: torch.Tensor, landmarks: torch.Tensor, spec: InputSpec,
+                      out: "torch.Tensor | None" = None) -> torch.Tensor:
     """The image tensor (B, C, S, S) float32 a model declared in ``spec`` reads, from crops at the
-    model's size: ``images`` (B, 3, S, S) RGB in [0, 255] (uint8, or float after augmentation) and
-    their ``landmarks`` (B, 68, 2) in pixel-centre coordinates. Mask (``spec.mask``, paper 000
-    sec. 2.2.1), then 'rgb' ImageNet normalisation, or gray (OpenCV's rounded BT.601 luma) and the
-    Sobel magnitude of the masked gray, each mapped to [-1, 1] (``transforms.model_input``)."""
+    model's size: ``images`` (B, 3, S, S) RGB in [0, 255] (uint8, or float after augmentation; any
+    memory layout) and their ``landmarks`` (B, 68, 2) in pixel-centre coordinates. Mask
+    (``spec.mask``, paper 000 sec. 2.2.1), then 'rgb' ImageNet normalisation, or gray (OpenCV's
+    rounded BT.601 luma) and the Sobel magnitude of the masked gray, each mapped to [-1, 1]
+    (``transforms.model_input``). ``out``: a (B, C, S, S) float32 tensor to write into (the
+    normalisation writes it in the same pass that reads the images)."""
     b, _, s, _ = images.shape
     if s != spec.image_size:
         raise ValueError(f"model_input_batch: crops must be {spec.image_size} px (the model's size), got {s}")
-    x = images.float()
+    x = images if images.is_floating_point() else images.float()
     if spec.mask:
         x = x * hull_mask_batch(landmarks, s).unsqueeze(1).to(x.dtype)
     if spec.channels == "rgb":
-        mean = torch.as_tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.as_tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-        return (x / 255.0 - mean) / std
+        # (x / 255 - mean) / std as one multiply-add per channel.
+        std = torch.as_tensor(IMAGENET_STD, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+        mean = torch.as_tensor(IMAGENET_MEAN, device=x.device, dtype=torch.float32).view(1, 3, 1, 1)
+        if out is None:
+            out = torch.empty((b, 3, s, s), device=x.device, dtype=torch.float32)
+        return torch.addcmul(-mean / std, x, 1.0 / (255.0 * std), out=out)
     w = torch.tensor(_GRAY_WEIGHTS, device=x.device).view(1, 3, 1, 1)
     gray = torch.floor(((x * w).sum(1, keepdim=True) + 16384.0) / 32768.0) / 255.0
     planes = [gray] if spec.channels == "gray" else [gray, _sobel_magnitude(gray)]
-    return (torch.cat(planes, dim=1) - 0.5) / 0.5
+    return torch.cat(planes, dim=1).sub_(0.5).div_(0.5) if out is None else \
+        torch.cat(planes, dim=1, out=out).sub_(0.5).div_(0.5)

@@ -178,3 +178,44 @@ def test_store_reader_gives_every_row_and_leaves_ray_data_settings_alone(tiny_st
     want = sorted(pads.dataset([storage.resolve(f)[1] for f in files], format="parquet")
                   .to_table(columns=["sample_id"]).column("sample_id").to_pylist())
     assert got == want and len(got) > 0
+
+
+def test_crop_cache_is_built_once_read_like_the_store_and_rebuilt_when_the_store_changes(tiny_store, tmp_path) -> None:
+    """Training's crop cache: the first use decodes the store into it; the cached dataset gives the
+    rows the per-epoch decode gives; a second use finds it; a changed frames file makes a new
+    cache and the stale one goes."""
+    import shutil
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from components import storage
+    from components.models.registry import input_spec
+    from components.store.splits import frames_files, store_info
+    from workflows.core.crop_cache import ensure_crop_cache
+    from workflows.core.store_reader import transformed_dataset
+
+    store = str(tmp_path / "store")
+    shutil.copytree(tiny_store["store"], store)
+    info, files = store_info(store), frames_files(store)
+    spec = input_spec("baseline_resnet18_112", pretrained="")
+    root = ensure_crop_cache(store, info, spec.image_size, 0.5)
+    marker = Path(root) / "cache.json"
+    built = marker.stat().st_mtime_ns
+    assert json.loads(marker.read_text())["rows"] == sum(pq.read_metadata(f).num_rows for f in files)
+    assert ensure_crop_cache(store, info, spec.image_size, 0.5) == root and marker.stat().st_mtime_ns == built
+
+    def rows(cache):
+        got = transformed_dataset(files[:2], info, spec, 0.5, cache=cache).take_all()
+        return sorted(got, key=lambda r: (int(r["video_index"]), int(r["frame_order"])))
+    decoded, cached = rows(None), rows((store, root))
+    assert len(cached) == len(decoded) > 0
+    for a, b in zip(decoded, cached):
+        assert sorted(a) == sorted(b)
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+    table = pq.read_table(files[0])
+    pq.write_table(table.slice(0, table.num_rows - 1), files[0])   # the store changed
+    new_root = ensure_crop_cache(store, info, spec.image_size, 0.5)
+    assert new_root != root and not storage.exists(root) and (Path(new_root) / "cache.json").is_file()

@@ -213,7 +213,11 @@ def init_ray(address: "str | None" = None, num_cpus: "int | None" = None,
         os.environ[VERBOSE_ENV] = "1"   # the console filter and later stages read it
     _route_ray_logs(None)
     addr = resolve_address(address)
-    env_vars = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    # THP_MEM_ALLOC_ENABLE: torch backs CPU tensors of 2 MB and more with huge pages, so a fresh
+    # batch tensor costs a few page faults instead of hundreds (the input transform's output:
+    # 3x cheaper to fill on this 2-core machine, benchmarks/train_input_stages.py).
+    env_vars = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+                "THP_MEM_ALLOC_ENABLE": "1"}
     if addr is None:
         os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0")
         for key, value in QUIET_SERVE_ENV.items():   # inherited by the raylet and every actor

@@ -31,6 +31,12 @@ log = logging.getLogger("facsflow.train")
 # windows and the resampling stride group by.
 COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
            "diff_valid", "labels", "intensities", "blendshapes", "geometry"]
+CACHE_COLUMNS = ["frame_order", "video_index", "subject_index", "crop_scale", "crop", "landmarks", "landmark_diff",
+                 "diff_valid", "labels", "intensities"]
+"""Columns an epoch reads from the crop cache (``components.store.crop_cache``); the id strings
+too where labels are joined by sample_id or resampled per video."""
+CACHE_TASK_BYTES = 48 << 20
+"""Crop-cache bytes per read task (files grouped): 300 rows at 224 px, 1300 at 112."""
 OPTIONAL_COLUMNS = ("blendshapes", "geometry")
 """Columns read only where the store has them (stores written before they existed lack them)."""
 
@@ -69,10 +75,14 @@ def _join(batch: dict[str, Any], join: LabelJoin) -> list[Any]:
     return out
 
 
-def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int], aus: list[int],
+def _transform(batch: Any, spec: dict[str, Any], diff_steps: list[int], aus: list[int],
                joins: "list[LabelJoin] | None" = None, resample: "dict[str, Any] | None" = None,
                human_labels: bool = True,
-               teacher_thresholds: "list[float | None] | None" = None) -> dict[str, np.ndarray]:
+               teacher_thresholds: "list[float | None] | None" = None, cache_size: int = 0) -> dict[str, np.ndarray]:
+    if cache_size:   # a pyarrow block of crop-cache rows: numpy views, no per-row work
+        from components.store.crop_cache import cached_columns
+
+        batch = cached_columns(batch, cache_size, len(diff_steps), len(aus))
     if resample is not None:
         # Paper 001 §3.4.1 within each block of consecutive frames, per video of the block, with a
         # fresh phase every epoch (Ray Data re-executes the pipeline), so each epoch sees another tenth.
@@ -97,7 +107,7 @@ def _transform(batch: dict[str, Any], spec: dict[str, Any], diff_steps: list[int
 
 
 def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | None" = None,
-                      include_paths: bool = False) -> Any:
+                      include_paths: bool = False, num_blocks: "int | None" = None) -> Any:
     """A Ray Dataset over feature-store Parquet files (``file://`` or remote URIs), streaming.
 
     Reads through Ray Data's V1 Parquet datasource unless the user chose a reader with Ray's own
@@ -105,7 +115,8 @@ def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | N
     delivered its first row only at the end of a pass, V1 its first batch at once (figures:
     docs/measurements.md). Every epoch re-reads its files, so the V2 wait was each epoch's
     start-up (a training worker idle for it). ``include_paths`` adds each row's file as ``path``
-    (the label joins find their tables by it).
+    (the label joins find their tables by it). ``num_blocks``: read tasks (files grouped), Ray's
+    choice by default.
     """
     import os
 
@@ -122,6 +133,8 @@ def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | N
     kwargs: dict[str, Any] = {} if num_cpus is None else {"num_cpus": num_cpus}
     if include_paths:
         kwargs["include_paths"] = True
+    if num_blocks is not None:
+        kwargs["override_num_blocks"] = num_blocks
     if "RAY_DATA_USE_DATASOURCE_V2" in os.environ:
         return ray.data.read_parquet(paths, filesystem=fs, columns=columns, **kwargs)
     ctx = ray.data.DataContext.get_current()
@@ -133,22 +146,49 @@ def read_store_frames(files: list[str], columns: list[str], num_cpus: "float | N
         ctx.use_datasource_v2 = before
 
 
+def _cache_size(root: str) -> int:
+    """The crop side of a crop cache (its cache.json)."""
+    import json
+
+    return int(json.loads(storage.read_text(storage.join(root, "cache.json")))["size"])
+
+
 def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec, data_cpus: float,
                         joins: "list[LabelJoin] | None" = None, resample: "dict[str, Any] | None" = None,
                         human_labels: bool = True,
-                        teacher_thresholds: "list[float | None] | None" = None) -> Any:
+                        teacher_thresholds: "list[float | None] | None" = None,
+                        cache: "tuple[str, str] | None" = None) -> Any:
     """Read Parquet files and decode them to ``RowDecoder`` batches on CPU tasks (the worker's
     ``model_batch`` finishes them). ``joins`` (``LabelJoin``) add label columns by sample_id: a
     teacher's ``soft_labels`` fill the labels a row leaves unknown; ``human_labels`` False drops
-    the rows' own labels first; ``teacher_thresholds`` (the teacher's, per AU) add ``hard_labels``."""
+    the rows' own labels first; ``teacher_thresholds`` (the teacher's, per AU) add ``hard_labels``.
+    ``cache`` (store, crop cache root: ``workflows.core.crop_cache``): read the frames files'
+    cache files instead (crops decoded once, at min(model size, stored size)), whole blocks at a
+    time (32 rows with ``resample``, whose windows are those blocks)."""
+    fn_kwargs = {"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]), "aus": list(info["aus"]),
+                 "joins": joins, "resample": resample, "human_labels": human_labels,
+                 "teacher_thresholds": teacher_thresholds}
     # Read tasks take data_cpus like the transform: Ray's default of one whole CPU per read task
     # never schedules when training holds all but a fraction of a CPU (e.g. tune's concurrent trials).
-    ds = read_store_frames(files, COLUMNS, num_cpus=data_cpus, include_paths=bool(joins))
-    return ds.map_batches(
-        _transform, batch_size=32, batch_format="numpy", num_cpus=data_cpus,
-        fn_kwargs={"spec": spec.to_dict(), "diff_steps": list(info["diff_steps"]), "aus": list(info["aus"]),
-                   "joins": joins, "resample": resample, "human_labels": human_labels,
-                   "teacher_thresholds": teacher_thresholds})
+    if cache is None:
+        ds = read_store_frames(files, COLUMNS, num_cpus=data_cpus, include_paths=bool(joins))
+        return ds.map_batches(_transform, batch_size=32, batch_format="numpy", num_cpus=data_cpus,
+                              fn_kwargs=fn_kwargs)
+    from components.store.crop_cache import cache_file
+
+    store, root = cache
+    # The label tables sit beside the frames files under the same relative paths as the cache's.
+    fn_kwargs["joins"] = [{**j, "frames": root} for j in joins] if joins else None
+    columns = CACHE_COLUMNS + (["sample_id", "dataset", "subject", "video"] if joins or resample else [])
+    cached = [cache_file(store, root, f) for f in files]
+    # A read task costs a few ms of Ray's CPU whatever it reads: group small files into tasks of
+    # about CACHE_TASK_BYTES (a task per 16-row file spent more on itself than on its rows).
+    fs, _ = storage.resolve(root)
+    size = sum(i.size or 0 for i in fs.get_file_info([storage.resolve(f)[1] for f in cached]))
+    tasks = max(1, min(len(cached), -(-size // CACHE_TASK_BYTES)))
+    ds = read_store_frames(cached, columns, num_cpus=data_cpus, include_paths=bool(joins), num_blocks=tasks)
+    return ds.map_batches(_transform, batch_size=32 if resample else None, batch_format="pyarrow",
+                          num_cpus=data_cpus, fn_kwargs={**fn_kwargs, "cache_size": _cache_size(root)})
 
 
 def _teacher_join(store: str, files: list[str], aus: list[int], decide: "list[float | None] | None",
@@ -205,7 +245,15 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
     if train and val_labels == "teacher":
         joins["val"].append(_teacher_join(cfg.data, split.files["val"], list(info["aus"]),
                                           teacher_labelling(cfg.data)["thresholds"], "validation"))
-    return {n: transformed_dataset(split.files[n], info, spec, cfg.data_cpus, joins=joins[n] or None,
+    cache = None
+    if train and getattr(cfg, "crop_cache", False) and not (spec.blendshapes or spec.geometry):
+        from workflows.core.crop_cache import ensure_crop_cache
+
+        from components.store.crop_cache import crop_cache_size
+
+        size = crop_cache_size(spec.image_size, info.get("image_size"))
+        cache = (cfg.data, ensure_crop_cache(cfg.data, info, size, cfg.data_cpus))
+    return {n: transformed_dataset(split.files[n], info, spec, cfg.data_cpus, joins=joins[n] or None, cache=cache,
                                    resample=resample if n == "train" else None,
                                    teacher_thresholds=thresholds if n == "train" else None,
                                    human_labels=(LABEL_SOURCE_HUMAN in sources) if n == "train"

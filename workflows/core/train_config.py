@@ -67,7 +67,12 @@ class TrainConfig:
     worker_cpus: float = 1.0
     """CPUs per training worker."""
     data_cpus: float = 0.5
-    """CPUs per Ray Data transform task (decode, augment, input transform)."""
+    """CPUs per Ray Data task (reading the crop cache, or decoding store rows)."""
+    crop_cache: bool = True
+    """Decode the store's crops at the model's size once, into ``<store>/crop_cache/`` (rebuilt
+    when the store changes), and read those every epoch (``workflows.core.crop_cache``); False
+    decodes every row every epoch (a store on read-only storage). Models reading blendshapes or
+    geometry decode every epoch either way."""
     shuffle_buffer: int = 512
     """Local shuffle buffer (rows) per worker."""
     early_stop_patience: int = 4
