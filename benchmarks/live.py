@@ -43,6 +43,7 @@ from typing import Any, Iterator
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # `python benchmarks/live.py` from the checkout: the repository's packages (tests.e2e for a free port)
 MEDIA = ROOT.parent / "shared" / "media"
 VIDEOS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
 PREDICT_FACES = {"detect_every": 6, "detect_scale": 1.0}
