@@ -35,6 +35,9 @@ COMMANDS = {
     "pretrained.json": ("Random vs pretrained initialisation per family", "python benchmarks/pretrained.py"),
     "video_jobs.json": ("Long videos as jobs: peak memory by length, frames per CPU-second",
                         "python benchmarks/video_jobs.py --minutes 5 15 60"),
+    "live.json": ("Live on one CPU core, and /v1/stream latency", "python benchmarks/live.py"),
+    "train_input.json": ("Training data path per CPU core: old, per-epoch decode, crop cache",
+                         "python benchmarks/train_input.py --store STORE --epochs 2"),
     "ablations.json": ("Ablations: each family's full model vs each ablation over seeds x folds",
                        "python benchmarks/ablations.py (the exact commands: the command figure below)"),
 }
