@@ -41,35 +41,48 @@ def _actor_pids(marker: bytes) -> list[str]:
     return pids
 
 
-class PeakRss:
-    """Samples the RSS of this process plus every actor whose title holds ``marker`` (Linux
-    /proc); keeps the peak."""
+class _Sampler:
+    """A daemon thread that calls ``_sample`` every ``every_s`` while the ``with`` block runs."""
 
-    def __init__(self, every_s: float = 0.25, marker: bytes = b"UnitProcessor") -> None:
+    def __init__(self, every_s: float) -> None:
         self.every_s = every_s
-        self.marker = marker
-        self.before = set(_actor_pids(marker))  # a previous run's actors, still exiting
-        self.peak_driver = self.peak_actors = self.peak_total = 0
-        self.driver_before = _rss(os.getpid())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            driver = _rss(os.getpid())
-            actors = sum(_rss(pid) for pid in _actor_pids(self.marker) if pid not in self.before)
-            self.peak_driver = max(self.peak_driver, driver)
-            self.peak_actors = max(self.peak_actors, actors)
-            self.peak_total = max(self.peak_total, driver + actors)
+            self._sample()
             self._stop.wait(self.every_s)
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self):
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class PeakRss(_Sampler):
+    """Samples the RSS of this process plus every actor whose title holds ``marker`` (Linux
+    /proc); keeps the peak."""
+
+    def __init__(self, every_s: float = 0.25, marker: bytes = b"UnitProcessor") -> None:
+        super().__init__(every_s)
+        self.marker = marker
+        self.before = set(_actor_pids(marker))  # a previous run's actors, still exiting
+        self.peak_driver = self.peak_actors = self.peak_total = 0
+        self.driver_before = _rss(os.getpid())
+
+    def _sample(self) -> None:
+        driver = _rss(os.getpid())
+        actors = sum(_rss(pid) for pid in _actor_pids(self.marker) if pid not in self.before)
+        self.peak_driver = max(self.peak_driver, driver)
+        self.peak_actors = max(self.peak_actors, actors)
+        self.peak_total = max(self.peak_total, driver + actors)
 
     def mb(self) -> dict[str, float]:
         return {"driver": round(self.peak_driver / 2**20, 1), "actors": round(self.peak_actors / 2**20, 1),
@@ -119,7 +132,7 @@ def process_tree(root: int) -> dict[int, float]:
     return out
 
 
-class TreeMeter:
+class TreeMeter(_Sampler):
     """CPU seconds and peak resident memory of a command's process tree (Linux /proc), sampled.
 
     ``driver`` is the command's own process (a stage's ``facsflow`` process); its descendants are
@@ -131,12 +144,11 @@ class TreeMeter:
     """
 
     def __init__(self, driver: int, every_s: float = 0.5) -> None:
-        self.driver, self.every_s = driver, every_s
+        super().__init__(every_s)
+        self.driver = driver
         self.peak = {"driver": 0, "workers": 0, "worker_max": 0, "ray_services": 0, "total": 0}
         self.cpu: dict[int, float] = {}
         self.kind: dict[int, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
         for pid, cpu in process_tree(self.driver).items():
@@ -159,19 +171,6 @@ class TreeMeter:
                 self.peak["worker_max"] = max(self.peak["worker_max"], r)
         for key, value in (*rss.items(), ("total", sum(rss.values()))):
             self.peak[key] = max(self.peak[key], value)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._sample()
-            self._stop.wait(self.every_s)
-
-    def __enter__(self) -> "TreeMeter":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def mb(self) -> dict[str, float]:
         """Peak resident memory per group, MiB."""
