@@ -211,6 +211,23 @@ def _projection(rows: dict[str, Any], gpu: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def open_store(store: "str | None", workdir: str, copies: int) -> tuple[str, dict[str, Any], list[str]]:
+    """One thread for torch, an embedded Ray of one CPU without progress bars, and the store
+    (``store``, or one built in ``workdir`` from ``copies`` replicas): its path, info and files.
+    Shared by this script and train_input_stages.py."""
+    import ray
+
+    import train_overhead
+    from components.store.splits import frames_files, store_info
+    from workflows.core.runtime import init_ray, torch_single_thread
+
+    torch_single_thread()
+    init_ray(num_cpus=1)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    store = store or train_overhead.build_store(Path(workdir), copies)
+    return store, store_info(store), frames_files(store)
+
+
 def main(argv: "list[str] | None" = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--store", help="an existing feature store (default: build one in --workdir)")
@@ -226,18 +243,11 @@ def main(argv: "list[str] | None" = None) -> int:
     import ray
     import torch
 
-    import train_overhead
     from components.models.registry import input_spec
-    from components.store.splits import frames_files, store_info
     from components.store.crop_cache import crop_cache_size
     from workflows.core.crop_cache import ensure_crop_cache
-    from workflows.core.runtime import init_ray, torch_single_thread
 
-    torch_single_thread()
-    init_ray(num_cpus=1)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    store = args.store or train_overhead.build_store(Path(args.workdir), args.copies)
-    info, files = store_info(store), frames_files(store)
+    store, info, files = open_store(args.store, args.workdir, args.copies)
     rows: dict[str, Any] = {}
     builds: dict[str, float] = {}
     idle = _idle_cpu_per_s()

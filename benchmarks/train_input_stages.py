@@ -95,23 +95,18 @@ def main(argv: "list[str] | None" = None) -> int:
     import ray
     import torch
 
-    import train_overhead
     from components.batches import AugmentConfig, RowDecoder, model_batch
     from components.faces.batched import draw_augment, upsize_batch
     from components.faces.transforms import resize_sample
     from components.models.registry import input_spec
     from components.store.crop_cache import cache_file, cached_columns, crop_cache_size
     from components.store.rows import decode_jpeg
-    from components.store.splits import frames_files, store_info
     from workflows.core.crop_cache import ensure_crop_cache
-    from workflows.core.runtime import init_ray, torch_single_thread
     from workflows.core.store_reader import CACHE_COLUMNS, COLUMNS, transformed_dataset
 
-    torch_single_thread()
-    init_ray(num_cpus=1)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    store = args.store or train_overhead.build_store(Path(args.workdir), args.copies)
-    info, files = store_info(store), frames_files(store)
+    from train_input import open_store
+
+    store, info, files = open_store(args.store, args.workdir, args.copies)
     columns = [c for c in COLUMNS if c in pq.read_schema(files[0]).names]
     picked, n = [], 0
     for f in files:
