@@ -173,6 +173,7 @@ class FilePredictor:
         """A video as a job in ``<out>/.jobs/`` (``components.video_jobs``: a segment at a time,
         memory flat in its length, its progress in the job's status, carried on by a rerun after a
         crash), then its parts into the outputs."""
+        import contextlib
         import hashlib
         import shutil
 
@@ -194,6 +195,8 @@ class FilePredictor:
             raise ValueError(status["error"] or f"{path}: job {status['state']}")
         counts = self._write(name, path, (t.to_pandas() for t in vj.result_parts(root, job_id)))
         shutil.rmtree(Path(root) / job_id)
+        with contextlib.suppress(OSError):  # the last video's job gone: no empty folder left in OUT
+            Path(root).rmdir()
         return counts
 
 
