@@ -209,8 +209,9 @@ class RowDecoder:
 def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig | None" = None,
                 generator: "torch.Generator | None" = None) -> dict[str, Any]:
     """The per-epoch half: ``RowDecoder``'s batch as torch tensors (on any device; the crops stay
-    uint8 until here; smaller than the model's size: upsized first, ``upsize_batch``) → the
-    model's batch on the same device. With ``augment``: affine jitter,
+    uint8 until here; smaller than the model's size: upsized, ``upsize_batch``, or with
+    ``augment`` resampled to it by the warp itself) → the model's batch on the same device. With
+    ``augment``: affine jitter,
     flip (landmarks swap left/right; the temporal differences of flipped rows too, x negated) and
     colour jitter, drawn from ``generator``; then ``model_input_batch``. ``image`` (B,C,S,S)
     float32 replaces ``crop``; ``landmarks`` come back in the convention models read (crop pixels
@@ -231,10 +232,11 @@ def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig 
     step = n if crops.device.type != "cpu" else max(1, _CPU_CHUNK_PIXELS // (size * size))
     for lo in range(0, n, step):
         hi = min(n, lo + step)
-        chunk = crops[lo:hi] if crops.shape[1] == size else upsize_batch(crops[lo:hi], size)
-        images, chunk_lms = chunk.permute(0, 3, 1, 2), lms[lo:hi]
-        if draw is not None:
-            images, chunk_lms = augment_batch(images, chunk_lms, draw.rows(lo, hi))
+        chunk, chunk_lms = crops[lo:hi], lms[lo:hi]
+        if draw is not None:   # the warp reads a smaller crop as grown to ``size``: one resampling
+            images, chunk_lms = augment_batch(chunk.permute(0, 3, 1, 2), chunk_lms, draw.rows(lo, hi), size)
+        else:
+            images = (chunk if chunk.shape[1] == size else upsize_batch(chunk, size)).permute(0, 3, 1, 2)
         moved[lo:hi] = chunk_lms
         model_input_batch(images, chunk_lms, spec, out=image[lo:hi])
     diffs = out.get("landmark_diff")

@@ -65,14 +65,17 @@ def draw_augment(n: int, size: int, cfg: Any, generator: "torch.Generator | None
                        brightness=1.0 + uniform(cfg.brightness), contrast=1.0 + uniform(cfg.contrast))
 
 
-def _source_index(size: int, scale: torch.Tensor, shift: torch.Tensor, flip: "torch.Tensor | None"
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _source_index(size: int, scale: torch.Tensor, shift: torch.Tensor, flip: "torch.Tensor | None",
+                  source: "int | None" = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Along one axis of (B,) crops of side ``size``: for each output pixel, the two source pixels
     bilinear sampling reads and the second one's weight, (B, S) each. The zoom about the centre and
     the shift (and, with ``flip``, the mirror applied after them) move pixel centres; positions
     outside the crop reflect about its outer pixel edges and are then clipped, as
     ``grid_sample(padding_mode='reflection', align_corners=False)`` does (ATen's
-    ``reflect_coordinates`` then ``clip_coordinates``)."""
+    ``reflect_coordinates`` then ``clip_coordinates``). ``source``: the side of the crops actually
+    read, when smaller than ``size`` (a crop cache of a store with smaller crops): the positions,
+    in the ``size`` crop, map to it as ``upsize_batch`` maps pixel centres, (v + 0.5) source /
+    size - 0.5 clamped, so one resampling does the upsize and the warp."""
     b, dev = scale.shape[0], scale.device
     c = (size - 1) / 2.0
     x = torch.arange(size, device=dev, dtype=torch.float32).expand(b, size)
@@ -83,10 +86,13 @@ def _source_index(size: int, scale: torch.Tensor, shift: torch.Tensor, flip: "to
     folds = torch.floor(v / size)
     extra = v - folds * size
     v = torch.where(folds.remainder(2) == 0, extra - 0.5, size - extra - 0.5).clamp(0.0, size - 1.0)
+    side = size if source is None else int(source)
+    if side != size:
+        v = ((v + 0.5) * (side / size) - 0.5).clamp(0.0, side - 1.0)
     i0 = v.floor()
     weight = v - i0
     i0 = i0.long()
-    return i0, (i0 + 1).clamp(max=size - 1), weight
+    return i0, (i0 + 1).clamp(max=side - 1), weight
 
 
 _SCRATCH = threading.local()
@@ -135,20 +141,23 @@ def _separable(crops: torch.Tensor, rows_at: tuple[torch.Tensor, ...], cols_at: 
     return out.lerp_(other, wx.reshape(-1, 1)).view(b, nx, ny, 3)
 
 
-def _warp(crops: torch.Tensor, draw: AugmentDraw) -> torch.Tensor:
+def _warp(crops: torch.Tensor, draw: AugmentDraw, size: "int | None" = None) -> torch.Tensor:
     """Bilinear zoom, shift and flip of (B, S, S, 3) crops: the transform has no rotation, so
     ``grid_sample``'s bilinear weights factor into a row weight times a column weight
-    (``_separable``). Returns float32 (B, X, Y, 3) in a work buffer."""
+    (``_separable``). ``size`` > S: the output side, the crops read as if upsized to it first
+    (``_source_index``). Returns float32 (B, X, Y, 3) in a work buffer."""
     s, dev = crops.shape[1], crops.device
+    size = s if size is None else int(size)
     scale = draw.scale.to(dev, torch.float32)
-    cols_at = _source_index(s, scale, draw.tx.to(dev, torch.float32), draw.flip.to(dev))
-    rows_at = _source_index(s, scale, draw.ty.to(dev, torch.float32), None)
+    cols_at = _source_index(size, scale, draw.tx.to(dev, torch.float32), draw.flip.to(dev), s)
+    rows_at = _source_index(size, scale, draw.ty.to(dev, torch.float32), None, s)
     return _separable(crops, rows_at, cols_at)
 
 
 def upsize_batch(crops: torch.Tensor, size: int) -> torch.Tensor:
-    """(B, c, c, 3) uint8 crops → (B, size, size, 3) uint8 with ``size`` >= c: the one place a
-    model's input crop grows (training, evaluation, prediction, Serve: ``model_batch``). Bilinear
+    """(B, c, c, 3) uint8 crops → (B, size, size, 3) uint8 with ``size`` >= c: how a model's input
+    crop grows where it is not augmented (evaluation, prediction, Serve: ``model_batch``; training's
+    augmentation resamples the small crop to the model's size itself, ``augment_batch``). Bilinear
     over pixel centres mapped as (x + 0.5) c / size - 0.5, clamped to the crop (the edge
     replicates), halves rounded down: OpenCV's INTER_LINEAR resize (``transforms.resize_sample``)
     but for its fixed-point rounding, which moves a few % of the pixels by one level
@@ -167,20 +176,25 @@ def upsize_batch(crops: torch.Tensor, size: int) -> torch.Tensor:
     return _scratch("upsized", (b, size, size, 3), torch.uint8, crops.device).copy_(out.transpose(1, 2))
 
 
-def augment_batch(images: torch.Tensor, landmarks: torch.Tensor, draw: AugmentDraw
+def augment_batch(images: torch.Tensor, landmarks: torch.Tensor, draw: AugmentDraw, size: "int | None" = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Affine jitter (zoom about the centre, translation), horizontal flip with the left/right
     landmark swap, then brightness/contrast jitter: bilinear resampling in two 1-D passes
     (``_warp``, equal to one ``grid_sample`` up to float rounding) and in-place colour ops.
 
-    ``images`` (B, 3, S, S) in [0, 255] (any dtype; a channels-last view of (B, S, S, 3) crops is
-    read without a copy), ``landmarks`` (B, 68, 2) pixel-centre coordinates of the same crops.
-    Returns float32 images in [0, 255] (a (B, 3, S, S) view of x-major memory in a work buffer
-    that the next call in this thread overwrites: copy it to keep it) and the moved landmarks. Borders reflect, as the per-sample version's BORDER_REFLECT101 does (about the edge
-    pixels' outer edges here, a half-pixel apart)."""
-    b, _, s, _ = images.shape
+    ``images`` (B, 3, c, c) in [0, 255] (any dtype; a channels-last view of (B, c, c, 3) crops is
+    read without a copy), ``landmarks`` (B, 68, 2) pixel-centre coordinates of the crops at side
+    ``size`` (default c; larger: the crops are smaller than the model's, and the warp reads them
+    as ``upsize_batch`` would have grown them, in the same single resampling: the one bilinear
+    interpolation instead of two, tests/unit/test_batched_input.py bounds the difference).
+    Returns float32 images (B, 3, size, size) in [0, 255] (a view of x-major memory in a work
+    buffer that the next call in this thread overwrites: copy it to keep it) and the moved
+    landmarks. Borders reflect, as the per-sample version's BORDER_REFLECT101 does (about the
+    edge pixels' outer edges here, a half-pixel apart)."""
+    b = images.shape[0]
+    s = images.shape[2] if size is None else int(size)
     dev = images.device
-    out = _warp(images.permute(0, 2, 3, 1), draw)                            # (B, X, Y, 3)
+    out = _warp(images.permute(0, 2, 3, 1), draw, s)                         # (B, X, Y, 3)
     scale, tx, ty = (t.to(dev, torch.float32).view(b, 1, 1) for t in (draw.scale, draw.tx, draw.ty))
     flip = draw.flip.to(dev).view(b, 1, 1)
     c = (s - 1) / 2.0
