@@ -1,6 +1,7 @@
 """The million-row run (issue 32 item 5): every stage on a store of N rows, per-stage figures.
 
-    python benchmarks/scale.py --rows 100000 1000000      # both stores; writes benchmarks/results/scale.json
+    python benchmarks/scale.py --rows 100000 1000000 --label-subjects 10 --train-steps 20 \
+        --val-subjects 2 --eval-subjects 2         # both stores under one set of bounds; writes benchmarks/results/scale.json
     python benchmarks/scale.py --rows 1000000 --stages pass   # the data pass alone, on the kept store
     python benchmarks/scale.py --rows 10000 --work /tmp/facsflow-scale --keep
 
@@ -18,7 +19,14 @@ the two benchmark-only steps of ``benchmarks/scale_store.py``:
   by identity group, every scaled subject its own group), ``--epochs 1 --max-steps-per-epoch
   --train-steps``, label sources human + teacher: the rows the teacher did not label are counted
   and said (the run's log line is kept in the figures);
-- pass: one pass of training's input path over every row (``scale_store.data_pass``);
+- cache: the crop cache of the model's size over every row (``scale_store.build_cache``: what
+  ``facsflow train`` builds the first time; each row's JPEG decoded once);
+- pass: one pass of training's input path over every row (``scale_store.data_pass``: the crop
+  cache read, augmentation and the model's input transform);
+- train2n: the train stage again on a two-node Ray cluster on this machine (``ray.cluster_utils.
+  Cluster``: a head with no CPUs, two worker nodes of 2 logical CPUs each, their own raylets and
+  object stores), ``facsflow train --address`` with 1.5 CPUs a worker, so each node holds one
+  worker and its data tasks (what ``tests/integration/test_multinode.py`` checks on a small store);
 - evaluate / ensemble: on ``--eval-subjects`` test (and validation) subjects (``max_subjects``);
 - predict: the ensemble on held-out media (single_face.mp4 of ../shared/media: no row of any store).
 
@@ -50,7 +58,7 @@ import scale_page  # noqa: E402  (benchmarks/scale_page.py)
 ROOT = Path(__file__).resolve().parents[1]
 MEDIA = Path(os.environ.get("FACSFLOW_MEDIA", ROOT.parent / "shared" / "media"))
 RESULTS = ROOT / "benchmarks" / "results" / "scale.json"
-STAGES = ("scaleup", "label", "train", "evaluate", "ensemble", "predict", "pass")
+STAGES = ("scaleup", "label", "cache", "pass", "train", "train2n", "evaluate", "ensemble", "predict")
 ROWS_PER_SUBJECT = 1000
 """scale_up's defaults: 500 rows a video, 2 videos a subject."""
 MODEL = "baseline_mobilenetv3_112"
@@ -96,7 +104,7 @@ def facsflow(stage: str, *args: str) -> list[str]:
 
 
 def helper(step: str, *args: str) -> list[str]:
-    """This script's own in-process steps (``_scaleup``, ``pass``) as a command."""
+    """This script's own in-process steps (``_scaleup``, ``cache``, ``pass``, ``_nodes``) as a command."""
     return [sys.executable, str(Path(__file__).resolve()), step, *args]
 
 
@@ -147,16 +155,19 @@ def run_size(rows: int, args: argparse.Namespace, base: Path, log: Path, on_stag
             done = json.loads((store / "labels.json").read_text())
             fig["rows"], fig["subjects"] = done["rows"], args.label_subjects or "all"
             fig["disk_bytes"] = du(store / "labels")
-        elif stage == "train":
+        elif stage in ("train", "train2n"):
             if runs.exists():
                 shutil.rmtree(runs)
             # Fold 1 of k=3 trains on 2/3 of the subjects; validation takes --val-subjects of them.
             subjects = -(-rows // ROWS_PER_SUBJECT)
             val_fraction = min(0.5, args.val_subjects / (subjects * 2 / 3))
-            fig = metered(facsflow("train", "--model", MODEL, "--data", str(store), "--out", str(runs),
-                                   "--workers", "2", "--epochs", "1", "--max-steps-per-epoch", str(args.train_steps),
-                                   "--label-sources", "human", "teacher", "--keep-best", "1",
-                                   "--split.val-fraction", f"{val_fraction:.4f}"), log)
+            cmd = facsflow("train", "--model", MODEL, "--data", str(store), "--out", str(runs),
+                           "--workers", "2", "--epochs", "1", "--max-steps-per-epoch", str(args.train_steps),
+                           "--label-sources", "human", "teacher", "--keep-best", "1",
+                           "--split.val-fraction", f"{val_fraction:.4f}")
+            if stage == "train2n":   # the same command against a two-node cluster (module docstring)
+                cmd = helper("_nodes", "--", *cmd[1:], "--set", "worker_cpus=1.5")
+            fig = metered(cmd, log)
             run = json.loads((run_dir / "run.json").read_text())
             split = run["split"]
             fig["steps_per_worker"], fig["batch_per_worker"] = args.train_steps, run.get("batch_size", 32)
@@ -165,7 +176,14 @@ def run_size(rows: int, args: argparse.Namespace, base: Path, log: Path, on_stag
             fig["val_rows"] = fig["subjects"]["val"] * ROWS_PER_SUBJECT
             fig["no_teacher_label"] = [ln.split("WARNING ", 1)[-1] for ln in log.read_text().splitlines()
                                        if "have no teacher label" in ln][-2:]
+            if stage == "train2n":   # the cluster's worker nodes, and those the DDP workers ran on
+                ran = (run.get("history") or [{}])[-1].get("worker_nodes") or []
+                fig["nodes"] = {"worker_nodes": len(last_json(log).get("nodes", [])), "ran_on": len(set(ran))}
             fig["disk_bytes"] = du(runs)
+        elif stage == "cache":
+            fig = metered(helper("cache", "--store", str(store)), log)
+            fig["result"] = last_json(log)
+            fig["rows"], fig["disk_bytes"] = fig["result"].get("rows", 0), fig["result"].get("cache_bytes")
         elif stage == "pass":
             fig = metered(helper("pass", "--store", str(store), "--max-seconds", str(args.pass_seconds)), log)
             fig["result"] = last_json(log)
@@ -215,10 +233,30 @@ def find_key(data: Any, key: str) -> Any:
     return None
 
 
+def _two_nodes(cmd: list[str]) -> int:
+    """``_nodes -- ARGS``: a two-node cluster (module docstring) and ``python ARGS --address`` against
+    it as a child process; prints the worker nodes' ids as a JSON line."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    try:
+        nodes = [cluster.add_node(num_cpus=2) for _ in range(2)]
+        cluster.wait_for_nodes(timeout=120)
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        rc = subprocess.call([sys.executable, *cmd, "--address", cluster.address], cwd=ROOT, env=env)
+    finally:
+        cluster.shutdown()
+    print(json.dumps({"rc": rc, "nodes": [n.node_id for n in nodes]}), flush=True)
+    return rc
+
+
 def _in_process(argv: list[str]) -> int:
-    """The helper steps: ``_scaleup`` and ``pass``, each on its own embedded Ray of 2 CPUs."""
+    """The helper steps: ``_scaleup``, ``cache`` and ``pass``, each on its own embedded Ray of 2
+    CPUs; ``_nodes`` (``_two_nodes``)."""
     import logging
 
+    if argv[0] == "_nodes":
+        return _two_nodes(argv[2:] if argv[1:2] == ["--"] else argv[1:])
     p = argparse.ArgumentParser(prog="benchmarks/scale.py " + argv[0])
     p.add_argument("--base")
     p.add_argument("--out")
@@ -237,8 +275,12 @@ def _in_process(argv: list[str]) -> int:
     ray.init(num_cpus=2, logging_level=logging.WARNING, log_to_driver=False, include_dashboard=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
-        res = (scale_store.scale_up(a.base, a.out, a.rows) if argv[0] == "_scaleup"
-               else scale_store.data_pass(a.store, MODEL, max_seconds=a.max_seconds))
+        if argv[0] == "_scaleup":
+            res = scale_store.scale_up(a.base, a.out, a.rows)
+        elif argv[0] == "cache":
+            res = scale_store.build_cache(a.store, MODEL)
+        else:
+            res = scale_store.data_pass(a.store, MODEL, max_seconds=a.max_seconds)
     finally:
         ray.shutdown()
     print(json.dumps(res), flush=True)
@@ -247,7 +289,7 @@ def _in_process(argv: list[str]) -> int:
 
 def main(argv: "list[str] | None" = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("_scaleup", "pass"):
+    if argv and argv[0] in ("_scaleup", "cache", "pass", "_nodes"):
         return _in_process(argv)
     p = argparse.ArgumentParser(prog="python benchmarks/scale.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])

@@ -11,7 +11,8 @@ from typing import Any
 
 __all__ = ["STAGE_ORDER", "comparison", "affwild2_nodes", "render_scale"]
 
-STAGE_ORDER = ("scaleup", "label", "train", "pass", "evaluate", "ensemble", "predict")
+STAGE_ORDER = ("scaleup", "label", "cache", "pass", "train", "train2n", "evaluate", "ensemble", "predict")
+STAGE_NAMES = {"train2n": "train, 2 nodes"}
 WITHIN = 0.2
 """The issue's bar: peak memory and per-core throughput of the larger store within 20 % of the smaller's."""
 
@@ -93,8 +94,10 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
            f"`python benchmarks/scale.py --rows {' '.join(sizes)} ...` ({source}, {scale.get('date', '?')}; "
            f"{machine.get('cpus', '?')}-core CPU machine shared with other work, load average "
            f"{', '.join(f'{x:.1f}' for x in machine.get('load_average_at_start', []))} at the start). "
-           "Each stage is the command a user runs, on an embedded Ray of 2 CPUs, except `scaleup` "
-           "and `pass` (benchmarks/scale_store.py). The stores are synthetic frames of the real faces "
+           "Each stage is the command a user runs, on an embedded Ray of 2 CPUs, except `scaleup`, "
+           "`cache` and `pass` (benchmarks/scale_store.py: the store's crop cache built, then one pass of "
+           "training's input path over every row) and `train, 2 nodes` (the train command with `--address` "
+           "against a cluster of two worker nodes on this machine, 2 CPUs each, 1.5 a DDP worker). The stores are synthetic frames of the real faces "
            "of ../shared/media through the real `preprocess` (RetinaFace, MediaPipe), "
            f"{scale.get('base', {}).get('files', 64)} videos, scaled up to N rows through the store's "
            f"writer under new subjects (every {st.get('rows_per_video', 500) * st.get('videos_per_subject', 2):,} rows "
@@ -116,7 +119,7 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
             rss = fig["peak_rss_mb"]
             rate = _rate(fig)
             disk = fig.get("disk_bytes")
-            out.append(f"| {stage} | {int(size):,} | {fig.get('rows', 0):,} | {fig['wall_s']:,.0f} | "
+            out.append(f"| {STAGE_NAMES.get(stage, stage)} | {int(size):,} | {fig.get('rows', 0):,} | {fig['wall_s']:,.0f} | "
                        f"{fig['cpu_s']['total']:,.0f} | {f'{rate:,.0f}' if rate else '—'} | {_mb(rss['driver'])} | "
                        f"{_mb(rss['workers'])} | {_mb(rss['worker_max'])} | "
                        f"{f'{disk / 1e6:,.1f}' if disk else '—'} |")
@@ -130,6 +133,12 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
              for s in sizes if scale["sizes"][s].get("train", {}).get("no_teacher_label")]
     if notes:
         out += ["", "Rows without a teacher label, as training said them: " + "; ".join(notes) + "."]
+    for s in sizes:
+        nodes = scale["sizes"][s].get("train2n", {}).get("nodes")
+        if nodes:
+            out += ["", f"{int(s):,} rows, train on two nodes: the DDP workers ran on {nodes['ran_on']} of the "
+                    f"cluster's {nodes['worker_nodes']} worker nodes (its `driver` column is the process that "
+                    "started the cluster; the train command's own driver is counted with the workers)."]
     comp = comparison(scale["sizes"])
     if comp:
         out += ["", f"Larger over smaller store ({comp['of']}); the bar is within {WITHIN:.0%} "
@@ -141,7 +150,7 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
                 continue
             vals = [v for v in (c["driver_rss"], c["workers_rss"], c["rows_per_cpu_s"]) if v is not None]
             ok = all(abs(v - 1) <= WITHIN for v in vals)
-            out.append(f"| {stage} | {c['driver_rss']:.2f} | {c['workers_rss']:.2f} | "
+            out.append(f"| {STAGE_NAMES.get(stage, stage)} | {c['driver_rss']:.2f} | {c['workers_rss']:.2f} | "
                        f"{c['rows_per_cpu_s'] if c['rows_per_cpu_s'] is not None else '—'} | {'yes' if ok else 'no'} |")
     largest = scale["sizes"][sizes[-1]]
     rates = {"preprocess": preprocess_rate, "label": _rate(largest.get("label", {})),

@@ -12,11 +12,14 @@
   holds the base store (a few MB) and one output video at a time: memory does not grow with N.
   This is a benchmark's way to a big store, not a product feature: real stores come from
   ``facsflow preprocess``.
+- ``build_cache``: the store's crop cache at the model's size (``workflows.core.crop_cache.
+  ensure_crop_cache``, what ``facsflow train`` runs the first time a model of that size trains on
+  the store): every row's JPEG decoded once, over the whole store.
 - ``data_pass``: one pass over every row of a store through training's input path: the same Ray
-  Dataset training builds (``workflows.core.store_reader.transformed_dataset``: Parquet read, JPEG
-  decode, ``RowDecoder``) and the worker's per-batch half (``components.batches.model_batch`` with
+  Dataset training builds (``workflows.core.store_reader.transformed_dataset`` reading the crop
+  cache, ``RowDecoder``) and the worker's per-batch half (``components.batches.model_batch`` with
   the default augmentation and the model's input transform), on the driver as a training worker
-  runs it.
+  runs it. ``cache=False``: the per-epoch decode path (``--no-crop-cache``) instead.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["scale_up", "data_pass"]
+__all__ = ["scale_up", "build_cache", "data_pass"]
 
 NOISE = {"landmarks": 0.3, "landmark_diff": 0.1, "blendshapes": 0.01, "geometry": 0.01}
 """Standard deviation of the Gaussian noise added to each list column of a copied row."""
@@ -140,8 +143,34 @@ def scale_up(base: str, out: str, rows: int, rows_per_video: int = 500, videos_p
             "frames_bytes": nbytes, "seconds": round(time.perf_counter() - t0, 2)}
 
 
+def _cache_of(store: str, model: str, data_cpus: float) -> "tuple[str, Any, Any, str]":
+    """(store, its info, the model's input spec, its crop cache root), building the cache if absent."""
+    from components.models.registry import input_spec
+    from components.store.crop_cache import crop_cache_size
+    from components.store.splits import store_info
+    from workflows.core.crop_cache import ensure_crop_cache
+
+    info, spec = store_info(store), input_spec(model)
+    size = crop_cache_size(spec.image_size, info.get("image_size"))
+    return store, info, spec, ensure_crop_cache(store, info, size, data_cpus)
+
+
+def build_cache(store: str, model: str = "baseline_mobilenetv3_112", data_cpus: float = 1.0) -> dict[str, Any]:
+    """The crop cache of ``store`` for ``model`` (removed first, so the figures are a build); rows,
+    seconds and bytes. Needs a connected Ray."""
+    import shutil
+
+    shutil.rmtree(Path(store) / "crop_cache", ignore_errors=True)
+    t0 = time.perf_counter()
+    root = _cache_of(store, model, data_cpus)[3]
+    done = json.loads((Path(root) / "cache.json").read_text())
+    nbytes = sum(f.stat().st_size for f in Path(root).rglob("*") if f.is_file())
+    return {"rows": int(done["rows"]), "files": int(done["files"]), "size_px": int(done["size"]),
+            "cache_bytes": nbytes, "seconds": round(time.perf_counter() - t0, 2)}
+
+
 def data_pass(store: str, model: str = "baseline_mobilenetv3_112", batch_size: int = 32,
-              data_cpus: float = 1.0, max_seconds: float = 0.0) -> dict[str, Any]:
+              data_cpus: float = 1.0, max_seconds: float = 0.0, cache: bool = True) -> dict[str, Any]:
     """One pass over every row of ``store`` through training's input path (module docstring);
     rows and seconds. ``max_seconds`` > 0 stops the pass after that long (``complete`` False: a
     bounded pass, for a run that must end in time). Needs a connected Ray."""
@@ -152,9 +181,13 @@ def data_pass(store: str, model: str = "baseline_mobilenetv3_112", batch_size: i
     from components.store.splits import frames_files, store_info
     from workflows.core.store_reader import transformed_dataset
 
-    spec = input_spec(model)
     files = frames_files(store)
-    ds = transformed_dataset(files, store_info(store), spec, data_cpus)
+    if cache:
+        _, info, spec, root = _cache_of(store, model, data_cpus)
+        ds = transformed_dataset(files, info, spec, data_cpus, cache=(store, root))
+    else:
+        spec = input_spec(model)
+        ds = transformed_dataset(files, store_info(store), spec, data_cpus)
     gen = torch.Generator()
     gen.manual_seed(0)
     augment = AugmentConfig()
@@ -169,5 +202,5 @@ def data_pass(store: str, model: str = "baseline_mobilenetv3_112", batch_size: i
             break
     total = int(json.loads((Path(store) / "store.json").read_text())["frames_in"])
     return {"rows": rows, "complete": rows >= total, "store_rows": total, "files": len(files), "model": model,
-            "batch_size": batch_size,
+            "batch_size": batch_size, "crop_cache": cache,
             "first_batch_s": round(first or 0.0, 2), "seconds": round(time.perf_counter() - t0, 2)}
