@@ -191,11 +191,12 @@ def data_pass(store: str, model: str = "baseline_mobilenetv3_112", batch_size: i
     gen = torch.Generator()
     gen.manual_seed(0)
     augment = AugmentConfig()
+    image = torch.empty((batch_size, spec.num_channels, spec.image_size, spec.image_size))   # as training keeps one
     t0 = time.perf_counter()
     rows = 0
     first = None
     for batch in ds.iter_torch_batches(batch_size=batch_size, local_shuffle_buffer_size=512):
-        out = model_batch(batch, spec, augment, gen)
+        out = model_batch(batch, spec, augment, gen, image_out=image)
         rows += int(out["image"].shape[0])
         first = first if first is not None else time.perf_counter() - t0
         if max_seconds and time.perf_counter() - t0 > max_seconds:

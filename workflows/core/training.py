@@ -75,10 +75,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     augment_rng = torch.Generator()
     augment_rng.manual_seed(cfg.seed * 100_003 + rank)
 
+    images: dict[bool, torch.Tensor] = {}
+
     def finish(batch: dict[str, Any], augment: Any) -> dict[str, Any]:
         """The shard's decoded batch → the model's, on the device iter_torch_batches put it on;
-        numeric columns float32 as the loop always read them."""
-        out = model_batch(batch, spec, augment, augment_rng)
+        numeric columns float32 as the loop always read them. The image tensor is reused from
+        batch to batch (one for training batches, one for validation's): each batch is done with
+        before the next is made (``model_batch``'s ``image_out``)."""
+        n, crops = len(batch["crop"]), batch["crop"]
+        buf = images.get(augment is not None)
+        if buf is None or len(buf) < n or buf.device != crops.device:
+            buf = images[augment is not None] = torch.empty(
+                (n, spec.num_channels, spec.image_size, spec.image_size), device=crops.device)
+        out = model_batch(batch, spec, augment, augment_rng, image_out=buf)
         out = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in out.items()}
         if device.type == "cuda":
             out["image"] = out["image"].contiguous(memory_format=torch.channels_last)
