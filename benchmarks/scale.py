@@ -143,6 +143,7 @@ def run_size(rows: int, args: argparse.Namespace, base: Path, log: Path, on_stag
     run_dir = runs / f"{MODEL}-fold1"
     for stage in args.stages:
         print(f"scale: {rows:,} rows: {stage} ...", flush=True)
+        load = [round(x, 2) for x in os.getloadavg()]   # CPU-second rates move with other load
         if stage == "scaleup":
             if work.exists():
                 shutil.rmtree(work)
@@ -210,6 +211,7 @@ def run_size(rows: int, args: argparse.Namespace, base: Path, log: Path, on_stag
             fig["input"] = HELD_OUT
             fig["disk_bytes"] = du(pred)
         cpu = fig["cpu_s"]["total"]
+        fig["load_average_at_start"] = load
         fig["rows_per_cpu_s"] = round(fig["rows"] / cpu, 1) if cpu and isinstance(fig.get("rows"), int) else None
         out[stage] = fig
         if on_stage is not None:

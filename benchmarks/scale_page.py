@@ -6,7 +6,6 @@ at the measured rates.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 __all__ = ["STAGE_ORDER", "comparison", "affwild2_nodes", "render_scale"]
@@ -105,6 +104,7 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
            "not new faces.", "",
            "Bounds, per store size (the stages of one size share them unless said):", "",
            *[f"- {int(size):,} rows: {_bounds(scale, size)}" for size in sizes], "",
+           *(["Notes on this run: " + " ".join(scale["notes"]), ""] if scale.get("notes") else []),
            "rows: what the stage handled (train: samples stepped); rows/CPU-s: rows over the CPU seconds of "
            "the command's whole process tree (driver, Ray workers, Ray services), which the machine's "
            "other load does not inflate as it does wall time. Peak RSS in MiB: the driver, the Ray "
