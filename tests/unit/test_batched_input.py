@@ -76,6 +76,17 @@ def test_augmentation_statistics_follow_the_config() -> None:
     assert not draw_augment(100, size, AugmentConfig(flip=False)).flip.any()
 
 
+def _warped_grid(d, size: int) -> torch.Tensor:
+    """``grid_sample``'s normalised grid (align_corners False) of a ``size`` crop's pixel centres
+    zoomed, shifted and flipped by the draws ``d``: the reference the warp is checked against."""
+    s, c = size, (size - 1) / 2.0
+    ys, xs = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij")
+    xs = torch.where(d.flip.view(-1, 1, 1), (s - 1) - xs, xs)
+    gx = (xs - c - d.tx.view(-1, 1, 1)) / d.scale.view(-1, 1, 1) + c
+    gy = (ys - c - d.ty.view(-1, 1, 1)) / d.scale.view(-1, 1, 1) + c
+    return torch.stack([(2.0 * gx + 1.0) / s - 1.0, (2.0 * gy + 1.0) / s - 1.0], dim=-1)
+
+
 @pytest.mark.parametrize("size", [31, 112, 224])
 def test_separable_warp_equals_one_grid_sample(size: int) -> None:
     """The two 1-D passes sample what one bilinear ``grid_sample`` (reflection, align_corners
@@ -84,12 +95,7 @@ def test_separable_warp_equals_one_grid_sample(size: int) -> None:
     cfg = AugmentConfig(crop_jitter=0.2, scale_jitter=0.3, brightness=0.0, contrast=0.0)
     d = draw_augment(16, size, cfg, torch.Generator().manual_seed(4))
     out, _ = augment_batch(torch.from_numpy(crops).permute(0, 3, 1, 2), torch.from_numpy(lms), d)
-    s, c = size, (size - 1) / 2.0
-    ys, xs = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij")
-    xs = torch.where(d.flip.view(-1, 1, 1), (s - 1) - xs, xs)
-    gx = (xs - c - d.tx.view(-1, 1, 1)) / d.scale.view(-1, 1, 1) + c
-    gy = (ys - c - d.ty.view(-1, 1, 1)) / d.scale.view(-1, 1, 1) + c
-    grid = torch.stack([(2.0 * gx + 1.0) / s - 1.0, (2.0 * gy + 1.0) / s - 1.0], dim=-1)
+    grid = _warped_grid(d, size)
     ref = torch.nn.functional.grid_sample(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), grid,
                                           mode="bilinear", padding_mode="reflection", align_corners=False)
     assert (out - ref).abs().max().item() <= WARP_TOLERANCE
@@ -116,12 +122,7 @@ def test_warp_of_a_smaller_crop_is_one_resampling_at_the_model_size(small: int, 
     out, moved = augment_batch(torch.from_numpy(crops).permute(0, 3, 1, 2), big_lms, d, size)
     out = out.clone()   # a work buffer: the next call writes it
     assert out.shape == (8, 3, size, size)
-    s, c = size, (size - 1) / 2.0
-    ys, xs = torch.meshgrid(torch.arange(s, dtype=torch.float32), torch.arange(s, dtype=torch.float32), indexing="ij")
-    xs = torch.where(d.flip.view(-1, 1, 1), (s - 1) - xs, xs)
-    gx = (xs - c - d.tx.view(-1, 1, 1)) / d.scale.view(-1, 1, 1) + c
-    gy = (ys - c - d.ty.view(-1, 1, 1)) / d.scale.view(-1, 1, 1) + c
-    grid = torch.stack([(2.0 * gx + 1.0) / s - 1.0, (2.0 * gy + 1.0) / s - 1.0], dim=-1)
+    grid = _warped_grid(d, size)
     ref = torch.nn.functional.grid_sample(torch.from_numpy(crops).permute(0, 3, 1, 2).float(), grid,
                                           mode="bilinear", padding_mode="border", align_corners=False)
     assert (out - ref).abs().max().item() <= WARP_TOLERANCE
