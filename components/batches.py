@@ -1,8 +1,8 @@
 """From feature-store rows to model batches, in two halves split by what changes per epoch.
 
 ``RowDecoder`` (CPU; Ray Data's task in training): what never changes, per row: decode the JPEG,
-shrink to the model's size (``crop_cache.decode_crops``; a smaller crop grows on the worker,
-``faces.batched.upsize_batch``), landmarks in the model-size crop's pixel-centre
+shrink to the model's size (``crop_cache.decode_crops``; a smaller crop grows on the worker:
+``faces.batched.upsize_batch``, or the augmentation's warp), landmarks in the model-size crop's pixel-centre
 coordinates, the model's difference steps, labels. It yields compact uint8 crops (``crop``,
 (B, S, S, 3)): a quarter of the bytes of the float32 image, and a quarter again for a 112 px model
 on a 224 px store. ``model_batch`` (torch, batched, on the training worker's device): what does

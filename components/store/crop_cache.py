@@ -44,7 +44,7 @@ ID_COLUMNS = ("sample_id", "dataset", "subject", "video")
 
 def crop_cache_size(model_size: int, store_size: "int | None") -> int:
     """The crop side of the cache a model of ``model_size`` reads: never larger than the store's
-    crops (a larger crop holds no more information; the worker upsizes, ``upsize_batch``)."""
+    crops (a larger crop holds no more information; the worker grows it, ``model_batch``)."""
     return min(int(model_size), int(store_size or model_size))
 
 
@@ -78,8 +78,9 @@ def decode_crops(images: Sequence[Any], landmarks: Sequence[Any], size: int
     coordinates of a ``size`` crop, and (B,) ``size / stored side``: the per-row work that never
     changes. Larger crops shrink to ``size`` here (``transforms.resize_sample``); smaller ones stay
     as they are, four times fewer bytes at 112 → 224 px, and ``components.batches.model_batch``
-    upsizes them on the worker (``upsize_batch``), the one place a crop grows. A row of another
-    side than the first is resized to t (``resize_sample``)."""
+    grows them on the worker, the only place a crop grows (``upsize_batch``, or the augmentation's
+    warp sampling the small crop at the model's size). A row of another side than the first is
+    resized to t (``resize_sample``)."""
     n = len(images)
     decoded = [img if isinstance(img, np.ndarray) else decode_jpeg(img) for img in images]
     side = min(int(size), decoded[0].shape[0]) if n else int(size)
