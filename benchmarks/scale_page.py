@@ -181,7 +181,7 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
     if rates.get("pass") and pipeline_rate:
         steady = affwild2_nodes(frames, {**rates, "pass": pipeline_rate}, node_cpus, gpu_rate, epochs, 1)
         out += ["", f"The data pass's rate above is over its whole command (Ray's start-up and the wait for the "
-                f"first batch included) on this loaded machine; at the input pipeline's steady rate on one core "
+                f"first batch included); at the input pipeline's steady rate on one core "
                 f"(train.json's data_pipeline_samples_per_s, {pipeline_rate:,.0f} samples/s) training on one node "
                 f"would take {steady['train']:,.2f} h ({steady['train_bound_by']}-bound)."]
     return out
