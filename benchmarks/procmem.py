@@ -13,12 +13,14 @@ import time
 __all__ = ["PeakRss", "TreeMeter", "process_tree", "wait_for_actors_to_exit"]
 
 
-def _rss(pid: "int | str") -> int:
-    """Resident set size of a process in bytes (0 if it is gone), from /proc."""
+def _rss(pid: "int | str", field: str = "VmRSS") -> int:
+    """Resident set size of a process in bytes (0 if it is gone), from /proc; ``field`` 'RssAnon':
+    its anonymous (private) part only, without the shared memory it maps (Ray's object store) and
+    file pages."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -147,6 +149,7 @@ class TreeMeter(_Sampler):
         super().__init__(every_s)
         self.driver = driver
         self.peak = {"driver": 0, "workers": 0, "worker_max": 0, "ray_services": 0, "total": 0}
+        self.peak_anon = dict(self.peak)
         self.cpu: dict[int, float] = {}
         self.kind: dict[int, str] = {}
 
@@ -159,22 +162,25 @@ class TreeMeter(_Sampler):
                                   "workers" if cmd.startswith(b"ray::") or b"default_worker.py" in cmd
                                   else "ray_services")
             self.cpu[pid] = cpu
-        rss = {"driver": 0, "workers": 0, "ray_services": 0}
-        for pid, kind in self.kind.items():
-            st = _stat(pid)
-            if st is None:
-                continue
-            self.cpu[pid] = st[1]
-            r = _rss(pid)
-            rss[kind] += r
-            if kind == "workers":
-                self.peak["worker_max"] = max(self.peak["worker_max"], r)
-        for key, value in (*rss.items(), ("total", sum(rss.values()))):
-            self.peak[key] = max(self.peak[key], value)
+        for field, peak in (("VmRSS", self.peak), ("RssAnon", self.peak_anon)):
+            rss = {"driver": 0, "workers": 0, "ray_services": 0}
+            for pid, kind in self.kind.items():
+                if field == "VmRSS":
+                    st = _stat(pid)
+                    if st is None:
+                        continue
+                    self.cpu[pid] = st[1]
+                r = _rss(pid, field)
+                rss[kind] += r
+                if kind == "workers":
+                    peak["worker_max"] = max(peak["worker_max"], r)
+            for key, value in (*rss.items(), ("total", sum(rss.values()))):
+                peak[key] = max(peak[key], value)
 
-    def mb(self) -> dict[str, float]:
-        """Peak resident memory per group, MiB."""
-        return {k: round(v / 2**20, 1) for k, v in self.peak.items()}
+    def mb(self, private: bool = False) -> dict[str, float]:
+        """Peak resident memory per group, MiB; ``private``: of the anonymous memory only
+        (``_rss``'s RssAnon: a process's own heap, not the object-store pages it has mapped)."""
+        return {k: round(v / 2**20, 1) for k, v in (self.peak_anon if private else self.peak).items()}
 
     def cpu_s(self) -> dict[str, float]:
         """CPU seconds per group and in all."""

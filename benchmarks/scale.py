@@ -96,7 +96,8 @@ def metered(cmd: list[str], log: Path, attempts: int = 3) -> dict[str, Any]:
         print(f"scale: Ray did not start in time (attempt {attempt}); again", flush=True)
     if rc != 0:
         raise SystemExit(f"scale: {' '.join(cmd[:4])}... failed (exit {rc}); see {log}")
-    return {"wall_s": round(wall, 1), "cpu_s": meter.cpu_s(), "peak_rss_mb": meter.mb(), "attempts": attempt}
+    return {"wall_s": round(wall, 1), "cpu_s": meter.cpu_s(), "peak_rss_mb": meter.mb(),
+            "peak_private_mb": meter.mb(private=True), "attempts": attempt}
 
 
 def facsflow(stage: str, *args: str) -> list[str]:

@@ -40,6 +40,10 @@ def comparison(sizes: dict[str, Any]) -> dict[str, Any]:
         out[stage] = {"driver_rss": round(b["peak_rss_mb"]["driver"] / max(a["peak_rss_mb"]["driver"], 1e-9), 2),
                       "workers_rss": round(b["peak_rss_mb"]["workers"] / max(a["peak_rss_mb"]["workers"], 1e-9), 2),
                       "rows_per_cpu_s": round(rb / ra, 2) if ra and rb else None}
+        if a.get("peak_private_mb") and b.get("peak_private_mb"):   # anonymous memory (procmem)
+            for group in ("driver", "workers"):
+                out[stage][f"{group}_private"] = round(
+                    b["peak_private_mb"][group] / max(a["peak_private_mb"][group], 1e-9), 2)
     return out
 
 
@@ -158,6 +162,12 @@ def render_scale(scale: dict[str, Any], preprocess_rate: "float | None", gpu_rat
             out.append(f"| {STAGE_NAMES.get(stage, stage)} | {c['driver_rss']:.2f} | {c['workers_rss']:.2f} | "
                        f"{c['rows_per_cpu_s'] if c['rows_per_cpu_s'] is not None else '—'} | {'yes' if ok else 'no'} | "
                        f"{'yes' if flat else 'no'} |")
+        private = [f"{STAGE_NAMES.get(st, st)} {comp[st]['driver_private']:.2f} / {comp[st]['workers_private']:.2f}"
+                   for st in STAGE_ORDER if st in comp and "driver_private" in comp[st]]
+        if private:
+            out += ["", "Peak RSS counts the pages of Ray's object store a process has mapped (the blocks Ray Data "
+                    "prefetched into the driver, shared with the workers). Private (anonymous) memory alone, "
+                    "larger over smaller store, driver / Ray workers: " + "; ".join(private) + "."]
     largest = scale["sizes"][sizes[-1]]
     rates = {"preprocess": preprocess_rate, "label": _rate(largest.get("label", {})),
              "pass": _rate(largest.get("pass", {})), "evaluate": _rate(largest.get("evaluate", {}))}

@@ -122,10 +122,13 @@ def test_the_million_row_section_shows_each_stage_and_the_ratio_bar(tmp_path: Pa
            "peak_rss_mb": {"driver": 500.0, "workers": 1000.0, "worker_max": 400.0}}
     scale = {"date": "2026-12-07", "machine": {"cpus": 2, "load_average_at_start": [1.0, 2.0, 3.0]},
              "settings": {"label_subjects": 100, "train_steps": 40, "eval_subjects": 10, "val_subjects": 10},
-             "sizes": {"100000": {"label": fig, "cache": fig}, "1000000": {"label": {
+             "sizes": {"100000": {"label": fig, "cache": {
+                 **fig, "peak_private_mb": {"driver": 250.0, "workers": 1000.0, "worker_max": 300.0}}},
+                 "1000000": {"label": {
                  **fig, "rows_per_cpu_s": 30.0,
                  "peak_rss_mb": {"driver": 550.0, "workers": 950.0, "worker_max": 400.0}},
-                 "cache": {**fig, "rows_per_cpu_s": 75.0},
+                 "cache": {**fig, "rows_per_cpu_s": 75.0,
+                           "peak_private_mb": {"driver": 300.0, "workers": 900.0, "worker_max": 300.0}},
                  "train2n": {**fig, "nodes": {"worker_nodes": 2, "ran_on": 2}}}}}
     (tmp_path / "scale.json").write_text(json.dumps(scale))
     out = tmp_path / "scaling.md"
@@ -140,3 +143,5 @@ def test_the_million_row_section_shows_each_stage_and_the_ratio_bar(tmp_path: Pa
     assert "| cache | 1.00 | 1.00 | 1.5 | no | yes |" in text
     assert "| train, 2 nodes | 1,000,000 | 1,000 |" in text
     assert "the DDP workers ran on 2 of the cluster's 2 worker nodes" in text
+    # 300/250 and 900/1000, where both sizes have private memory (label has none).
+    assert "larger over smaller store, driver / Ray workers: cache 1.20 / 0.90." in text
