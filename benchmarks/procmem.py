@@ -13,18 +13,25 @@ import time
 __all__ = ["PeakRss", "TreeMeter", "process_tree", "wait_for_actors_to_exit"]
 
 
-def _rss(pid: "int | str", field: str = "VmRSS") -> int:
-    """Resident set size of a process in bytes (0 if it is gone), from /proc; ``field`` 'RssAnon':
-    its anonymous (private) part only, without the shared memory it maps (Ray's object store) and
-    file pages."""
+def _memory(pid: "int | str") -> tuple[int, int]:
+    """(resident set size, its anonymous part) of a process in bytes, (0, 0) if it is gone, from
+    one read of /proc/<pid>/status. The anonymous part (RssAnon) is the process's own memory,
+    without the shared memory it maps (Ray's object store) and file pages."""
+    found = {"VmRSS": 0, "RssAnon": 0}
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
+                key = line.split(":", 1)[0]
+                if key in found:
+                    found[key] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 0
+    return found["VmRSS"], found["RssAnon"]
+
+
+def _rss(pid: "int | str") -> int:
+    """Resident set size of a process in bytes (0 if it is gone), from /proc."""
+    return _memory(pid)[0]
 
 
 def _actor_pids(marker: bytes) -> list[str]:
@@ -162,19 +169,18 @@ class TreeMeter(_Sampler):
                                   "workers" if cmd.startswith(b"ray::") or b"default_worker.py" in cmd
                                   else "ray_services")
             self.cpu[pid] = cpu
-        for field, peak in (("VmRSS", self.peak), ("RssAnon", self.peak_anon)):
-            rss = {"driver": 0, "workers": 0, "ray_services": 0}
-            for pid, kind in self.kind.items():
-                if field == "VmRSS":
-                    st = _stat(pid)
-                    if st is None:
-                        continue
-                    self.cpu[pid] = st[1]
-                r = _rss(pid, field)
-                rss[kind] += r
+        sums = [{"driver": 0, "workers": 0, "ray_services": 0} for _ in range(2)]   # RSS, anonymous
+        for pid, kind in self.kind.items():
+            st = _stat(pid)
+            if st is None:
+                continue
+            self.cpu[pid] = st[1]
+            for sum_, peak, value in zip(sums, (self.peak, self.peak_anon), _memory(pid)):
+                sum_[kind] += value
                 if kind == "workers":
-                    peak["worker_max"] = max(peak["worker_max"], r)
-            for key, value in (*rss.items(), ("total", sum(rss.values()))):
+                    peak["worker_max"] = max(peak["worker_max"], value)
+        for sum_, peak in zip(sums, (self.peak, self.peak_anon)):
+            for key, value in (*sum_.items(), ("total", sum(sum_.values()))):
                 peak[key] = max(peak[key], value)
 
     def mb(self, private: bool = False) -> dict[str, float]:
