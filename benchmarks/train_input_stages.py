@@ -9,7 +9,8 @@ CPU microseconds per sample (process CPU time, one torch/OpenCV thread), each st
   size; ``RowDecoder`` whole (decode, resize, lists to arrays, labels).
 - crop cache, per epoch: Parquet read of the cache files; ``cached_columns`` + ``RowDecoder``
   (numpy views, no per-row work). The cache holds crops at min(model size, stored size): the
-  224 px model's worker upsizes the store's 112 px crops (inside ``model_batch``).
+  224 px model's worker grows the store's 112 px crops (inside ``model_batch``: the augmentation's
+  warp samples them at 224 px, ``upsize_batch`` without augmentation).
 - Ray Data, crop cache: the epoch through ``iter_torch_batches`` with no transform, as CPU of
   this process (collation, object-store reads) and of Ray's processes (read tasks, block and
   batch handling, object-store writes), from a streaming read and from a materialised dataset
@@ -145,7 +146,9 @@ def main(argv: "list[str] | None" = None) -> int:
         out = decoder(cached_columns(ctable.slice(0, 64), side, len(info["diff_steps"]), len(info["aus"])))
         tensors = {k: torch.from_numpy(np.array(v)) for k, v in out.items()}
         gen = torch.Generator().manual_seed(0)
-        r["model_batch_augmented"] = _per_sample_us(lambda: model_batch(tensors, spec, AugmentConfig(), gen), 64)
+        image = torch.empty((64, spec.num_channels, size, size))   # kept across batches, as training does
+        r["model_batch_augmented"] = _per_sample_us(
+            lambda: model_batch(tensors, spec, AugmentConfig(), gen, image_out=image), 64)
         r["model_batch_plain"] = _per_sample_us(lambda: model_batch(tensors, spec, None), 64)
         draw = draw_augment(64, size, AugmentConfig(), gen)
         full = tensors["crop"] if side == size else upsize_batch(tensors["crop"], size).clone()
