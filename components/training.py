@@ -225,6 +225,8 @@ def fit_stages(model: MultiStepTraining, batches_iter_factory: Callable[[str], I
                epochs_per_stage: "int | Mapping[str, int]",
                optimizer_factory: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
                on_step: "Callable[[str, int, dict[str, float]], None] | None" = None,
+               scheduler_factory: "Callable[[torch.optim.Optimizer, int], Any] | None" = None,
+               on_epoch: "Callable[[str, int, float], None] | None" = None,
                **stage_options: Any) -> dict[str, list[float]]:
     """Train a multi-step family's stages in order, each with only its networks trainable.
 
@@ -233,9 +235,13 @@ def fit_stages(model: MultiStepTraining, batches_iter_factory: Callable[[str], I
     every stage or a mapping stage → count (missing or 0 skips it). ``optimizer_factory(params)``
     makes a fresh optimiser per stage over the stage's trainable parameters (``model.stage`` is
     already set when it is called). ``on_step(stage, step, losses)`` is called after every
-    optimiser step. ``stage_options`` go to ``model.stage_loss`` (e.g. pairwise-rank's
-    ``max_pairs``). Returns stage → mean loss per epoch (NaN for an epoch without a usable
-    batch). The model ends in eval mode with every network trainable again (stage None).
+    optimiser step. ``scheduler_factory(optimizer, epochs)`` makes a step's per-epoch schedule
+    (stepped after each of its epochs, as the Ray Train loop does: ``build_scheduler``; None: a
+    constant rate). ``on_epoch(stage, epoch, mean_loss)`` is called after every epoch (it may
+    evaluate the model: the next epoch puts it back in training mode). ``stage_options`` go to
+    ``model.stage_loss`` (e.g. pairwise-rank's ``max_pairs``). Returns stage → mean loss per
+    epoch (NaN for an epoch without a usable batch). The model ends in eval mode with every
+    network trainable again (stage None).
     """
     stages = model.stages()
     if isinstance(epochs_per_stage, Mapping):
@@ -251,10 +257,11 @@ def fit_stages(model: MultiStepTraining, batches_iter_factory: Callable[[str], I
         if counts[stage] <= 0:
             continue
         model.set_stage(stage)
-        model.train()  # type: ignore[attr-defined]
         optimizer = optimizer_factory(model.trainable_parameters())
+        scheduler = scheduler_factory(optimizer, counts[stage]) if scheduler_factory is not None else None
         history[stage] = []
-        for _ in range(counts[stage]):
+        for epoch in range(counts[stage]):
+            model.train()  # type: ignore[attr-defined]
             losses = []
             for batch in batches_iter_factory(stage):
                 parts = model.stage_loss(stage, dict(batch), **stage_options)
@@ -268,6 +275,10 @@ def fit_stages(model: MultiStepTraining, batches_iter_factory: Callable[[str], I
                 if on_step is not None:
                     on_step(stage, step, {k: float(v.detach()) for k, v in parts.items()})
             history[stage].append(sum(losses) / len(losses) if losses else math.nan)
+            if scheduler is not None:
+                scheduler.step()
+            if on_epoch is not None:
+                on_epoch(stage, epoch, history[stage][-1])
     model.set_stage(None)
     model.eval()  # type: ignore[attr-defined]
     return history

@@ -19,6 +19,7 @@ hand-occluder flag from ``synth_meta/occlusions.csv``), ``sample_id``, ``subject
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -303,6 +304,11 @@ class Trained:
     """Mean training loss per epoch (pairwise-rank: per epoch of each step in turn)."""
     stage_history: "dict[str, list[float]]" = field(default_factory=dict)
     """A multi-step family's losses per step (each step's own loss: hinge, uncertainty, MAE)."""
+    val_scores: list[float] = field(default_factory=list)
+    """Validation mean F1 at thresholds tuned on the validation subjects, per epoch (a
+    multi-step family: per epoch of its last step, the one that makes the AU outputs)."""
+    selected_epoch: int = 0
+    """The epoch (1-based, of ``val_scores``) whose weights the model holds."""
 
     @property
     def samples_per_s(self) -> float:
@@ -317,17 +323,34 @@ def _every(rows: Rows, every: int) -> Rows:
 def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: int = 0,
           device: str = "cpu") -> Trained:
     """Train registered model ``name`` on the training subjects with ``components.training``
-    (multi-step families such as pairwise-rank: their steps with ``fit_stages``) on ``device``
-    (CPU unless a sweep asks for a GPU); the model is returned there, in eval mode."""
+    (multi-step families such as pairwise-rank: their steps with ``fit_stages``, each step on
+    its own cosine schedule) on ``device`` (CPU unless a sweep asks for a GPU), as the Ray Train
+    loop does: after every epoch the validation subjects score it, and the model returned holds
+    the best epoch's weights (``Recipe.select``), in eval mode, on ``device``."""
     import time
 
     from components.models import build_model
+    from components.thresholds import validation_decisions
     from components.training import (OptimConfig, build_optimizer, build_scheduler, fit_stages, to_device,
                                      train_step)
 
     from tests.learning_recipes import RECIPES
 
     rec = recipe or RECIPES[name]
+    val_rows = data.part("val")
+    val_scores: list[float] = []
+    kept: dict[str, Any] = {"score": -1.0, "state": None, "epoch": 0}
+
+    def score_epoch() -> None:
+        # The Ray Train loop's model selection (``TrainConfig.select='best'``): each epoch is
+        # ranked by its validation mean F1 at thresholds tuned on those outputs, and the run
+        # hands on the best epoch's weights, never the test subjects' say.
+        res = predict(model, val_rows, data)
+        score = validation_decisions(res["probs"], res["labels"], data.aus)["val_tuned_mean_f1"]
+        val_scores.append(score)
+        if rec.select == "last" or score > kept["score"]:
+            kept.update(score=score, state=copy.deepcopy(model.state_dict()), epoch=len(val_scores))
+
     torch.manual_seed(seed)
     model = build_model(name, data.aus, **dict(rec.kwargs))
     rows = _every(data.part("train"), rec.every)
@@ -366,7 +389,14 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
         # An ablation that removes a stage (pairwise-rank without P2 has no 'uncertainty' step)
         # trains the stages it has for the recipe's epochs and skips the removed one's.
         stage_epochs = {k: v for k, v in rec.pairwise_epochs if k in model.stages()}
-        stage_history = fit_stages(model, epoch_batches, stage_epochs, optimizer, max_pairs=rec.max_pairs)
+        last_stage = [s for s in model.stages() if stage_epochs.get(s, 0) > 0][-1]
+
+        def on_epoch(stage: str, _epoch: int, _loss: float) -> None:
+            if stage == last_stage:
+                score_epoch()
+
+        stage_history = fit_stages(model, epoch_batches, stage_epochs, optimizer, max_pairs=rec.max_pairs,
+                                   scheduler_factory=lambda o, n: build_scheduler(o, cfg, n), on_epoch=on_epoch)
         history = [v for stage in stage_history.values() for v in stage]
     else:
         opt = build_optimizer(model.parameters(), cfg)
@@ -383,9 +413,11 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
                 samples += len(b["image"])
             sched.step()
             history.append(float(np.mean(losses)))
+            score_epoch()
+    model.load_state_dict(kept["state"])
     model.eval()
     return Trained(name, model, time.perf_counter() - start, time.process_time() - cpu_start, samples, history,
-                   {k: list(v) for k, v in stage_history.items()})
+                   {k: list(v) for k, v in stage_history.items()}, val_scores, kept["epoch"])
 
 
 def predict(model: Any, rows: Rows, data: LearningSet, batch_size: int = VIDEO_BATCH_ROWS) -> dict[str, np.ndarray]:

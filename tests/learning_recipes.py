@@ -43,6 +43,10 @@ class Recipe:
     """Fields of ``LEARNING_SET`` this recipe's set changes (``recipe_set``); empty: the shared
     set. The learning test and ``benchmarks/recipe_sweep.py`` train and score the recipe on that
     set; the benchmarks that compare families side by side keep the shared one for all."""
+    select: str = "best"
+    """The epoch whose weights the trained model keeps, as ``TrainConfig.select``: 'best' by
+    validation mean F1 at tuned thresholds (a multi-step family: among its last step's epochs),
+    or 'last'."""
     ablation: bool = False
     """An ablation that takes a part out (not the appearance-only one): it must build and train;
     its held-out score is reported beside its family's, not required to beat the trivial

@@ -207,6 +207,41 @@ def test_uncertainty_off_ablation() -> None:
         model.set_stage("uncertainty")
 
 
+
+def test_fit_stages_runs_each_step_on_its_own_schedule_and_trains_after_an_evaluation() -> None:
+    """The Ray Train loop's per-step cosine schedule through ``fit_stages``: a step of 2 epochs
+    runs its first at the peak rate and its second at half of it (cos(π/2)); an ``on_epoch`` that
+    puts the model in eval mode (a validation pass) does not leave the next epoch there."""
+    from components.training import OptimConfig, build_scheduler
+
+    model = build_model("pairwise_rank_small", AUS, **TINY)
+    batch, _ = toy_videos(1, 6)
+    rates: list[tuple[str, float, bool]] = []
+    epochs: list[tuple[str, int]] = []
+
+    def batches(stage: str):
+        rates.append((stage, opt[-1].param_groups[0]["lr"], model.training))
+        return [batch]
+
+    opt: list[torch.optim.Optimizer] = []
+
+    def optimizer(params):
+        opt.append(torch.optim.SGD(params, lr=0.1))
+        return opt[-1]
+
+    def on_epoch(stage: str, epoch: int, loss: float) -> None:
+        assert np.isfinite(loss)
+        epochs.append((stage, epoch))
+        model.eval()
+
+    fit_stages(model, batches, {"rank": 2, "uncertainty": 1, "mapping": 2}, optimizer,
+               scheduler_factory=lambda o, n: build_scheduler(o, OptimConfig(schedule="cosine"), n),
+               on_epoch=on_epoch)
+    assert [(s, round(lr, 6), t) for s, lr, t in rates] == [
+        ("rank", 0.1, True), ("rank", 0.05, True), ("uncertainty", 0.1, True),
+        ("mapping", 0.1, True), ("mapping", 0.05, True)]
+    assert epochs == [("rank", 0), ("rank", 1), ("uncertainty", 0), ("mapping", 0), ("mapping", 1)]
+
 def _flat_scores(aus: tuple[int, ...], **kwargs) -> "PairwiseRankModel":
     """ŷ = 0 for every frame and AU; raw h = (2, 0, -1): σ = softplus(raw) + 1e-3."""
     model = build_model("pairwise_rank_small", aus, **TINY, **kwargs).eval()
