@@ -278,8 +278,11 @@ def subject_splits(store: str) -> dict[str, str]:
     return {s: v.get("split", "") for s, v in json.loads(storage.read_text(uri)).items() if v.get("split")}
 
 
-def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
-    """Split the store's subjects for ``cfg.fold``; test subjects never reach train or val."""
+def load_split(store: str, info: dict[str, Any], cfg: SplitConfig,
+               counts: "dict[str, np.ndarray] | None" = None) -> Split:
+    """Split the store's subjects for ``cfg.fold``; test subjects never reach train or val.
+    ``counts``: the store's ``subject_label_counts`` where the caller already has them (a scan
+    of every frames file otherwise)."""
     from components.datasets.folds import fold_hash, split_subjects
 
     groups = subject_groups(store)
@@ -288,7 +291,7 @@ def load_split(store: str, info: dict[str, Any], cfg: SplitConfig) -> Split:
     spec = fold_spec(info["dataset"], cfg)
     try:
         parts = split_subjects(spec, cfg.fold, list(groups), groups, subject_splits(store),
-                               positives={k: v[0] for k, v in subject_label_counts(store).items()})
+                               positives={k: v[0] for k, v in (counts if counts is not None else subject_label_counts(store)).items()})
     except ValueError as e:
         raise UserError(f"cannot split {store} into folds: {e}") from None
     split = Split(cfg.fold, sorted(parts["train"]), sorted(parts["val"]), sorted(parts["test"]),

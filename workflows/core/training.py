@@ -285,8 +285,8 @@ def run_training(cfg: TrainConfig, callbacks: "list[Any] | None" = None,
         log.info("run %s already finished: reusing its result (delete %s to retrain)", cfg.run_name(), run_dir)
         summary["reused"] = True
         return summary
-    split = load_split(cfg.data, info, cfg.split)
     counts = subject_label_counts(cfg.data)
+    split = load_split(cfg.data, info, cfg.split, counts)
     val_labels = validation_labels(counts, split, cfg)
     # Frames with labels of their own (label counts per AU): a small training set gets a smaller
     # batch, so that an epoch still has min_steps_per_epoch steps; train.yaml records the batch.
