@@ -337,6 +337,8 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
     from tests.learning_recipes import RECIPES
 
     rec = recipe or RECIPES[name]
+    if rec.select not in ("best", "last"):
+        raise ValueError(f"Recipe.select must be 'best' or 'last', got {rec.select!r}")
     val_rows = data.part("val")
     val_scores: list[float] = []
     kept: dict[str, Any] = {"score": -1.0, "state": None, "epoch": 0}
@@ -348,7 +350,7 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
         res = predict(model, val_rows, data)
         score = validation_decisions(res["probs"], res["labels"], data.aus)["val_tuned_mean_f1"]
         val_scores.append(score)
-        if rec.select == "last" or score > kept["score"]:
+        if rec.select == "best" and score > kept["score"]:
             kept.update(score=score, state=copy.deepcopy(model.state_dict()), epoch=len(val_scores))
 
     torch.manual_seed(seed)
@@ -414,10 +416,12 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
             sched.step()
             history.append(float(np.mean(losses)))
             score_epoch()
-    model.load_state_dict(kept["state"])
+    if rec.select == "best":
+        model.load_state_dict(kept["state"])
     model.eval()
     return Trained(name, model, time.perf_counter() - start, time.process_time() - cpu_start, samples, history,
-                   {k: list(v) for k, v in stage_history.items()}, val_scores, kept["epoch"])
+                   {k: list(v) for k, v in stage_history.items()}, val_scores,
+                   kept["epoch"] if rec.select == "best" else len(val_scores))
 
 
 def predict(model: Any, rows: Rows, data: LearningSet, batch_size: int = VIDEO_BATCH_ROWS) -> dict[str, np.ndarray]:
