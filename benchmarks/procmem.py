@@ -185,7 +185,7 @@ class TreeMeter(_Sampler):
 
     def mb(self, private: bool = False) -> dict[str, float]:
         """Peak resident memory per group, MiB; ``private``: of the anonymous memory only
-        (``_rss``'s RssAnon: a process's own heap, not the object-store pages it has mapped)."""
+        (``_memory``'s RssAnon: a process's own heap, not the object-store pages it has mapped)."""
         return {k: round(v / 2**20, 1) for k, v in (self.peak_anon if private else self.peak).items()}
 
     def cpu_s(self) -> dict[str, float]:
