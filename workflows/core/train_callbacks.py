@@ -1,6 +1,7 @@
 """Ray Train callbacks for experiment tracking (they run in the Train controller process), the
 driver's console line per epoch (``EpochLines``), and what a run says when its model predicts no
-AU (``no_au_note``, ``run_warning``): a validation F1 of 0 must never pass silently."""
+AU (``no_au_note``, ``run_warning``): a validation F1 of 0, or a model no better than predicting
+every AU, must never pass silently."""
 
 from __future__ import annotations
 
@@ -71,20 +72,37 @@ def no_au_note(m: dict[str, Any]) -> str:
 
 
 def run_warning(history: list[dict[str, Any]], pos_weight: str) -> str:
-    """The end-of-run warning ('' if none): validation F1 at 0.5 stayed 0 in every epoch, so the
-    model predicts no AU (or no AU right) at its raw threshold, with what to change."""
-    if not history or any(round(float(h["val_mean_f1"]), 3) > 0 for h in history):
+    """The end-of-run warning ('' if none). Either validation F1 at 0.5 stayed 0 in every epoch,
+    so the model predicts no AU (or no AU right) at its raw threshold; or, scored at the
+    thresholds chosen on validation, no epoch of the step that makes the AU outputs beat the
+    all-positive predictor on the same frames (``val_tuned_mean_f1`` never above
+    ``val_all_positive_f1``, to 3 decimals): the model learned nothing the AU base rates do not
+    give, typically a constant output. Each says what to change."""
+    if not history:
         return ""
     last = history[-1]
-    hint = ("train with --set pos_weight=balanced (class-balanced loss)" if pos_weight == "none"
-            else "train longer, on more subjects, or with lighter augmentation")
-    beaten = ""
-    if "val_tuned_mean_f1" in last:
-        beaten = (f"; at the thresholds chosen on validation F1 {last['val_tuned_mean_f1']:.3f} vs all-positive "
-                  f"{last['val_all_positive_f1']:.3f}")
-    return (f"validation F1 stayed 0.000 in all {len(history)} epochs — the model "
-            f"{'predicts no AU' if last.get('val_positive_rate') == 0 else 'gets no AU right'} at 0.5{beaten}: "
-            f"{hint}")
+    if all(round(float(h["val_mean_f1"]), 3) <= 0 for h in history):
+        hint = ("train with --set pos_weight=balanced (class-balanced loss)" if pos_weight == "none"
+                else "train longer, on more subjects, or with lighter augmentation")
+        beaten = ""
+        if "val_tuned_mean_f1" in last:
+            beaten = (f"; at the thresholds chosen on validation F1 {last['val_tuned_mean_f1']:.3f} vs all-positive "
+                      f"{last['val_all_positive_f1']:.3f}")
+        return (f"validation F1 stayed 0.000 in all {len(history)} epochs — the model "
+                f"{'predicts no AU' if last.get('val_positive_rate') == 0 else 'gets no AU right'} at 0.5{beaten}: "
+                f"{hint}")
+    # A multi-step family (pairwise-rank) makes its AU outputs in its last step only.
+    final = [h for h in history if h.get("stage", "train") == last.get("stage", "train")
+             and "val_tuned_mean_f1" in h and "val_all_positive_f1" in h]
+    if not final or any(round(float(h["val_tuned_mean_f1"]), 3) > round(float(h["val_all_positive_f1"]), 3)
+                        for h in final):
+        return ""
+    best = max(final, key=lambda h: float(h["val_tuned_mean_f1"]))
+    step = f" of its {last['stage']} step" if last.get("stage", "train") != "train" else ""
+    return (f"no epoch{step} beat the all-positive predictor on validation (best F1 at the validation "
+            f"thresholds {best['val_tuned_mean_f1']:.3f} vs all-positive {best['val_all_positive_f1']:.3f}, "
+            f"{len(final)} epochs): the model learned nothing the AU base rates do not give; train longer, at a "
+            f"lower learning rate, from pretrained weights or with light augmentation")
 
 
 def _clock(seconds: float) -> str:
