@@ -1,7 +1,9 @@
 """Learning: every model family and the appearance-only ablations (to-sequence without the dynamic
 module, sev-net without the text branch) train on CPU in minutes on a small synthetic set and
-beat the best trivial predictor on subjects of identities they never saw; the other ablations
-(lrp-arl-ff without LRP, with fixed fusion) must train, and their held-out score is printed.
+beat the best trivial predictor on subjects of identities they never saw, each from the start its
+paper uses (lrp-arl-ff: a face-recognition backbone, FaceNet here); the other ablations (lrp-arl-ff's
+small network from random weights, without LRP, with fixed fusion) must train, and their held-out
+score is printed.
 
 One set is built per session (``tests.learning_data``: 8 identity groups from the real photos of
 ../shared/media, subject-exclusive 3-fold split by group, fold 1 held out), and a second where a
@@ -16,7 +18,7 @@ the generator's hand-occluded frames than on clear ones.
 Budget: about 40 minutes of one CPU thread (the recipes' training CPU times in
 benchmarks/results/models.json, 2026-12-02, sum to 2,300 s; pairwise-rank took 690 s of it
 before each frame of a pair batch was scored once, 250 s after; on its own 80-frame set 785 s,
-2026-12-04).
+2026-12-04), plus lrp-arl-ff from FaceNet (~600-800 s of one thread, 2026-12-07).
 """
 
 from __future__ import annotations
