@@ -67,8 +67,8 @@ RECIPES: dict[str, Recipe] = {
     # light augmentation 0.498, and 0.439 vs 0.350 on the manifest set). With the dynamic module
     # too, chosen on folds 2 and 3 (never the test's fold 1), seeds 0 and 1, on the batched input
     # path (2026-12-07): light augmentation beat the trivial line in 4 of 4 runs (by +0.123, +0.060,
-    # +0.011, +0.022), none in 3 of 4 (-0.114, +0.007, +0.033, +0.015); 1e-3, dropout 0.3 and the
-    # class-balanced loss did worse (balanced: a constant output in 5 of 6 runs, docs/measurements.md).
+    # +0.011, +0.022), without it 3 of 4 (-0.114, +0.007, +0.033, +0.015); 1e-3, dropout 0.3 and the
+    # class-balanced loss did worse (balanced at 3e-3: a constant output in 3 of 4 runs; docs/measurements.md).
     "to_sequence_small": Recipe(epochs=12, lr=3e-3, augment=LIGHT_AUGMENT),
     "to_sequence_appearance_only": Recipe(epochs=12, lr=3e-3, augment=LIGHT_AUGMENT),
     # Without augmentation the IResNet memorises the 8 training subjects' faces (fixed fusion:
