@@ -289,9 +289,10 @@ def load_split(store: str, info: dict[str, Any], cfg: SplitConfig,
     if cfg.by == "subject":
         groups = {s: s for s in groups}
     spec = fold_spec(info["dataset"], cfg)
+    counts = subject_label_counts(store) if counts is None else counts
     try:
         parts = split_subjects(spec, cfg.fold, list(groups), groups, subject_splits(store),
-                               positives={k: v[0] for k, v in (counts if counts is not None else subject_label_counts(store)).items()})
+                               positives={k: v[0] for k, v in counts.items()})
     except ValueError as e:
         raise UserError(f"cannot split {store} into folds: {e}") from None
     split = Split(cfg.fold, sorted(parts["train"]), sorted(parts["val"]), sorted(parts["test"]),
