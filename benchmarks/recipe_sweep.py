@@ -118,9 +118,9 @@ def main(argv: "list[str] | None" = None) -> int:
         p.error(f"--model {args.model!r} has no recipe; recipes: {', '.join(RECIPES)}")
     variants = {"recipe": {}, **json.loads(args.variants)}
     for name, overrides in variants.items():
-        try:   # a misspelt field fails here, before any training
+        try:   # a misspelt field or a bad value fails here, before any training
             recipe_for(args.model, overrides)
-        except (TypeError, KeyError) as e:
+        except (TypeError, KeyError, ValueError) as e:
             fields = ", ".join(f.name for f in dataclasses.fields(RECIPES[args.model]))
             p.error(f"variant {name!r}: {e}; Recipe fields: {fields}; augment takes \"light\" or null")
     try:

@@ -337,8 +337,6 @@ def train(name: str, data: LearningSet, recipe: "Recipe | None" = None, seed: in
     from tests.learning_recipes import RECIPES
 
     rec = recipe or RECIPES[name]
-    if rec.select not in ("best", "last"):
-        raise ValueError(f"Recipe.select must be 'best' or 'last', got {rec.select!r}")
     val_rows = data.part("val")
     val_scores: list[float] = []
     kept: dict[str, Any] = {"score": -1.0, "state": None, "epoch": 0}

@@ -54,6 +54,10 @@ class Recipe:
     its held-out score is reported beside its family's, not required to beat the trivial
     predictors (asked of the families and the appearance-only ablations)."""
 
+    def __post_init__(self) -> None:
+        if self.select not in ("best", "last"):
+            raise ValueError(f"Recipe.select must be 'best' or 'last', got {self.select!r}")
+
 
 LIGHT_AUGMENT = AugmentConfig(crop_jitter=0.02, scale_jitter=0.02)
 """Flip and colour jitter with a small shift: the AUs here are displacements of a few pixels in
