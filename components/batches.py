@@ -216,7 +216,8 @@ def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig 
     flip (landmarks swap left/right; the temporal differences of flipped rows too, x negated) and
     colour jitter, drawn from ``generator``; then ``model_input_batch``. ``image`` (B,C,S,S)
     float32 replaces ``crop``; ``landmarks`` come back in the convention models read (crop pixels
-    x model size / crop size); every other entry passes as it is. ``image_out``: a float32
+    x model size / crop size) and ``landmark_diff`` in the same units (scaled by the zoom too
+    under ``augment``); every other entry passes as it is. ``image_out``: a float32
     (>= B, C, S, S) tensor on the crops' device that ``image`` is written into (its first B rows),
     for a caller that is done with one batch before it asks for the next (the training loop: a
     fresh 38 MB image tensor per 64-crop batch at 224 px cost more in page faults than the
@@ -249,13 +250,21 @@ def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig 
             images = (chunk if chunk.shape[1] == size else upsize_batch(chunk, size)).permute(0, 3, 1, 2)
         moved[lo:hi] = chunk_lms
         model_input_batch(images, chunk_lms, spec, out=image[lo:hi])
-    diffs = out.get("landmark_diff")
-    if draw is not None and isinstance(diffs, torch.Tensor) and diffs.ndim == 4 and diffs.shape[1]:
-        flip = draw.flip.to(diffs.device).view(-1, 1, 1, 1)
-        mirrored = diffs[:, :, list(LEFT_RIGHT_LANDMARK_PERMUTATION)] * torch.tensor([-1.0, 1.0], device=diffs.device)
-        out["landmark_diff"] = torch.where(flip, mirrored, diffs)
-    out["image"] = image
     scale = torch.as_tensor(batch["crop_scale"]).to(lms.device, torch.float32).view(-1, 1, 1)
+    diffs = out.get("landmark_diff")
+    if isinstance(diffs, torch.Tensor) and diffs.ndim == 4 and diffs.shape[1]:
+        # Motion in the units of the landmarks the model reads: the store's crop pixels x model
+        # size / crop size, times the zoom the warp applied (a difference of two moved points).
+        factor = scale.to(diffs.device).view(-1, 1, 1, 1)
+        if draw is not None:
+            factor = factor * draw.scale.to(diffs.device, torch.float32).view(-1, 1, 1, 1)
+        diffs = diffs.float() * factor
+        if draw is not None:
+            flip = draw.flip.to(diffs.device).view(-1, 1, 1, 1)
+            mirrored = diffs[:, :, list(LEFT_RIGHT_LANDMARK_PERMUTATION)] * torch.tensor([-1.0, 1.0], device=diffs.device)
+            diffs = torch.where(flip, mirrored, diffs)
+        out["landmark_diff"] = diffs
+    out["image"] = image
     out["landmarks"] = moved + 0.5 * (1.0 - scale)   # pixel-centre → crop pixels x scale
     return out
 

@@ -10,7 +10,8 @@ Batch keys (all tensors, first dimension B):
 - ``image``: float32 (B, C, S, S), the model input after the family's input transform
   (``components.faces.transforms.model_input``), C and S as the model declares;
 - ``landmarks``: float32 (B, 68, 2), landmarks in crop pixel coordinates;
-- ``landmark_diff``: float32 (B, len(diff_steps), 68, 2), diff_t = l_{t+s} - l_{t-s};
+- ``landmark_diff``: float32 (B, len(diff_steps), 68, 2), diff_t = l_{t+s} - l_{t-s}, in the
+  pixels of ``landmarks`` (the store's crop pixels x model size / crop size, as the landmarks);
 - ``labels``: float32 (B, n_AU) with 1, 0 or -1 (unknown);
 - ``intensity``: float32 (B, n_AU), 0-5, -1 unknown (only where the data has it);
 - ``window``: optional float32 (B, T, C, S, S) video window for families that need one;

@@ -168,14 +168,20 @@ def test_augmentation_moves_landmarks_with_the_pixels_and_flip_swaps_them() -> N
     assert LEFT_RIGHT_LANDMARK_PERMUTATION[45] == 36
 
 
-def test_model_batch_mirrors_motion_of_flipped_rows_only() -> None:
+def test_model_batch_zooms_all_motion_and_mirrors_flipped_rows_only() -> None:
     crops, lms = _faces(64, 32)
     diffs = torch.zeros(64, 1, 68, 2)
     diffs[:, 0, 48] = torch.tensor([3.0, -2.0])
     batch = {"crop": torch.from_numpy(crops), "landmarks": torch.from_numpy(lms), "crop_scale": torch.ones(64),
              "landmark_diff": diffs}
     out = model_batch(batch, InputSpec(image_size=32), AugmentConfig(), torch.Generator().manual_seed(1))
-    flipped = out["landmark_diff"][:, 0, 54, 0] == -3.0
-    assert 10 < int(flipped.sum()) < 54
-    assert torch.equal(out["landmark_diff"][~flipped], diffs[~flipped])
+    # model_batch draws first from its generator: the same seed gives its zooms and flips.
+    draw = draw_augment(64, 32, AugmentConfig(), torch.Generator().manual_seed(1))
+    flipped, zoom = draw.flip, draw.scale
+    assert 10 < int(flipped.sum()) < 54 and float(zoom.std()) > 0.01
+    moved = out["landmark_diff"][:, 0]
+    # A zoom by z moves two points' difference by z; a flip puts point 48's motion on 54, x negated.
+    torch.testing.assert_close(moved[~flipped, 48], torch.tensor([3.0, -2.0]) * zoom[~flipped, None])
+    torch.testing.assert_close(moved[flipped, 54], torch.tensor([-3.0, -2.0]) * zoom[flipped, None])
+    assert not moved[flipped, 48].any() and not moved[~flipped, 54].any()
     assert out["image"].shape == (64, 3, 32, 32)

@@ -34,6 +34,20 @@ def test_eval_batch_shapes_and_unknown_labels() -> None:
     assert out["landmarks"][0, 0, 0] == pytest.approx(_rows()["landmarks"][0][0] * 64 / 112, rel=1e-5)
 
 
+def test_motion_is_in_the_pixels_of_the_landmarks_the_model_reads() -> None:
+    # Two frames of one track in a 112 px store, the second's mouth corner 3 px right and 2 up,
+    # read by a 64 px model: the landmark difference the model gets is the difference of the
+    # landmarks it gets (64/112 of the store's pixels), not the store's pixels.
+    rows = _rows(n=2)
+    second = rows["landmarks"][1].reshape(68, 2).copy()
+    second[48] += [3.0, -2.0]
+    rows["landmarks"] = [rows["landmarks"][0], second.reshape(-1)]
+    out = BatchBuilder(InputSpec(image_size=64, diff_steps=(1,)), (1, 2), 3)(rows)
+    seen = out["landmarks"][1] - out["landmarks"][0]
+    np.testing.assert_allclose(out["landmark_diff"][1, 0], seen, atol=1e-5)
+    np.testing.assert_allclose(out["landmark_diff"][1, 0, 48], [3.0 * 64 / 112, -2.0 * 64 / 112], rtol=1e-5)
+
+
 def test_flip_mirrors_temporal_differences() -> None:
     spec = InputSpec(image_size=112, diff_steps=(1,))
     aug = AugmentConfig(crop_jitter=0.0, scale_jitter=0.0, flip=True, brightness=0.0, contrast=0.0)
