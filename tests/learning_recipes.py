@@ -73,6 +73,8 @@ RECIPES: dict[str, Recipe] = {
     # path (2026-12-07): light augmentation beat the trivial line in 4 of 4 runs (by +0.123, +0.060,
     # +0.011, +0.022), without it 3 of 4 (-0.114, +0.007, +0.033, +0.015); 1e-3, dropout 0.3 and the
     # class-balanced loss did worse (balanced at 3e-3: a constant output in 3 of 4 runs; docs/measurements.md).
+    # Nor did 20 epochs, batch 64, dropout 0.2, other fusions, affine fits or difference steps. One
+    # recipe's seeds differ as much: fold 1, seeds 0-2, 0.318 / 0.401 / 0.413 against trivial 0.352.
     "to_sequence_small": Recipe(epochs=12, lr=3e-3, augment=LIGHT_AUGMENT),
     "to_sequence_appearance_only": Recipe(epochs=12, lr=3e-3, augment=LIGHT_AUGMENT),
     # Without augmentation the IResNet memorises the 8 training subjects' faces (fixed fusion:
