@@ -255,11 +255,9 @@ def model_batch(batch: dict[str, Any], spec: InputSpec, augment: "AugmentConfig 
     if isinstance(diffs, torch.Tensor) and diffs.ndim == 4 and diffs.shape[1]:
         # Motion in the units of the landmarks the model reads: the store's crop pixels x model
         # size / crop size, times the zoom the warp applied (a difference of two moved points).
-        factor = scale.to(diffs.device).view(-1, 1, 1, 1)
+        diffs = diffs.float() * scale.to(diffs.device).view(-1, 1, 1, 1)
         if draw is not None:
-            factor = factor * draw.scale.to(diffs.device, torch.float32).view(-1, 1, 1, 1)
-        diffs = diffs.float() * factor
-        if draw is not None:
+            diffs = diffs * draw.scale.to(diffs.device, torch.float32).view(-1, 1, 1, 1)
             flip = draw.flip.to(diffs.device).view(-1, 1, 1, 1)
             mirrored = diffs[:, :, list(LEFT_RIGHT_LANDMARK_PERMUTATION)] * torch.tensor([-1.0, 1.0], device=diffs.device)
             diffs = torch.where(flip, mirrored, diffs)

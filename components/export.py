@@ -10,8 +10,8 @@ ImageNet-normalised RGB or [-1, 1] gray/Sobel planes), and ends at per-AU probab
 - inputs: ``image`` float32 (B, C, S, S) (a ``blendshape`` member: ``blendshapes`` float32 (B, 52)
   instead, MediaPipe's scores); for members that read temporal landmarks also
   ``landmarks`` float32 (B, 68, 2) in model-input pixels, ``landmark_diff`` float32
-  (B, k, 68, 2) with diff_t = l_{t+s} - l_{t-s} for the member's k steps, in the same pixels, and ``diff_valid``
-  float32 (B, k), 0 where a step was clamped at a video edge;
+  (B, k, 68, 2) with diff_t = l_{t+s} - l_{t-s} for the member's k steps, in the same pixels,
+  and ``diff_valid`` float32 (B, k), 0 where a step was clamped at a video edge;
 - outputs: ``probs`` float32 (B, n_AU) = sigmoid(logits) in the checkpoint's AU order, and
   ``intensity`` (B, n_AU, 0-5) when the member has an intensity head.
 
