@@ -1,7 +1,7 @@
 """How much AU signal the landmark differences of the learning set carry: for each AU and step s,
 the motion of the landmarks the AU catalogue says that AU moves, diff_t = l_{t+s} - l_{t-s} as the
-store holds it, less the mean motion of the nose bridge (27-30: what the to-sequence affine
-correction removes first), in outer-eye-corner distances, averaged over frames where the AU's
+store holds it, less the mean motion of to-sequence's stable landmarks for those AUs (the
+translation its affine correction removes, ``stable_landmark_set``), in outer-eye-corner distances, averaged over frames where the AU's
 label differs between t-s and t+s (an onset or offset: the motion paper 000 §2.2.2 reads) and
 over frames where it does not (detector jitter and other AUs). A ratio near 1 means the dynamic
 module of to-sequence reads mostly jitter on this set.
@@ -24,32 +24,33 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BRIDGE = [27, 28, 29, 30]
-
-
 def motion_signal(rows: dict, aus: tuple[int, ...], store_steps: tuple[int, ...]) -> list[dict]:
     """One record per (AU, step): mean motion at the AU's label changes and elsewhere, and counts."""
     from components.au import CATALOGUE
+    from components.models.to_sequence import stable_landmark_set
 
+    stable = list(stable_landmark_set(aus))
     keys = np.char.add(np.char.add(rows["subject"], "/"), rows["video"])
+    videos = []   # per video, in frame order: (stable-corrected motion (n, steps, 68), labels (n, n_AU))
+    for v in np.unique(keys):
+        idx = np.flatnonzero(keys == v)
+        idx = idx[np.argsort(rows["frame_order"][idx], kind="stable")]
+        n = len(idx)
+        diff = rows["landmark_diff"][idx].reshape(n, len(store_steps), 68, 2)
+        lms = rows["landmarks"][idx].reshape(n, 68, 2)
+        eye = np.linalg.norm(lms[:, 36] - lms[:, 45], axis=1).clip(min=1.0)
+        rel = diff - diff[:, :, stable].mean(2, keepdims=True)
+        videos.append((np.linalg.norm(rel, axis=3) / eye[:, None, None], rows["labels"][idx].astype(int)))
     out = []
     for k, s in enumerate(store_steps):
         for j, au in enumerate(aus):
             points = sorted(CATALOGUE[au].landmarks)
             change: list[float] = []
             steady: list[float] = []
-            for v in np.unique(keys):
-                idx = np.flatnonzero(keys == v)
-                idx = idx[np.argsort(rows["frame_order"][idx], kind="stable")]
-                n = len(idx)
-                diff = rows["landmark_diff"][idx].reshape(n, len(store_steps), 68, 2)[:, k]
-                lms = rows["landmarks"][idx].reshape(n, 68, 2)
-                eye = np.linalg.norm(lms[:, 36] - lms[:, 45], axis=1).clip(min=1.0)
-                rel = diff[:, points] - diff[:, BRIDGE].mean(1, keepdims=True)
-                mag = np.linalg.norm(rel, axis=2).mean(1) / eye
-                labels = rows["labels"][idx, j].astype(int)
-                for t in range(s, n - s):
-                    a, b = labels[t - s], labels[t + s]
+            for motion, labels in videos:
+                mag = motion[:, k, points].mean(1)
+                for t in range(s, len(mag) - s):
+                    a, b = labels[t - s, j], labels[t + s, j]
                     if a < 0 or b < 0:
                         continue
                     (change if a != b else steady).append(float(mag[t]))

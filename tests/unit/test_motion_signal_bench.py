@@ -18,7 +18,7 @@ _spec.loader.exec_module(ms)
 def _video(n: int = 6) -> dict:
     # One video of 6 frames, AU1 (brow landmarks 19-24) off until frame 3 and on from it. The
     # eyes 36 and 45 are 40 px apart. The store's step-1 differences: every landmark drifts 2 px
-    # right (a head shift the nose bridge removes), and at frames 2 and 3 (whose t-1, t+1 straddle
+    # right (a head shift the stable landmarks remove), and at frames 2 and 3 (whose t-1, t+1 straddle
     # the onset) the brows rise 4 px more.
     lms = np.zeros((n, 68, 2), np.float32)
     lms[:, 45, 0] = 40.0
