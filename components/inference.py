@@ -82,7 +82,8 @@ class FaceTrack:
     """float32 (n, K) AU geometry of the mesh (``components.faces.au_geometry``), likewise."""
     neutral: "np.ndarray | None" = None
     """float32 (n, 52 + K) each frame's person-specific neutral, where the caller keeps it (a live
-    session sees a face a frame at a time); None: ``member_inputs`` computes it over the track."""
+    session sees a face a frame at a time; a store's rows, ``components.store.neutral``, are one
+    batch of a longer video); None: ``member_inputs`` computes it over the track."""
     key: "tuple[str, str, str] | None" = None
     """(dataset, subject, video) of feature-store rows (``store_tracks``); None: the request's
     own key (input id, face id, input name)."""

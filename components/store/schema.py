@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-__all__ = ["SCHEMA_VERSION", "FRAMES_SCHEMA", "REJECTS_SCHEMA", "LABELS_SCHEMA", "store_metadata",
+__all__ = ["SCHEMA_VERSION", "FRAMES_SCHEMA", "REJECTS_SCHEMA", "LABELS_SCHEMA", "NEUTRAL_SCHEMA", "store_metadata",
            "read_store_metadata", "REJECT_REASONS", "LABEL_SOURCE_HUMAN", "LABEL_SOURCE_TEACHER", "TEACHER_PREFIX",
            "teacher_source"]
 
@@ -96,6 +96,23 @@ LABELS_SCHEMA = pa.schema([
   'media' adapter, takes the teacher's), the teacher's probability in [0, 1]; NaN = unknown (an AU
   the teacher does not predict, or a row the teacher had no input for, e.g. no blendshapes);
 - label_source: ``teacher_source(name, version)``, "teacher:<name>@<version>".
+"""
+
+NEUTRAL_SCHEMA = pa.schema([
+    pa.field("sample_id", pa.string(), nullable=False),
+    pa.field("neutral", pa.list_(pa.float32()), nullable=True),
+])
+"""One row per ``frames/`` row of the same stem (``<store>/neutral/<stem>.parquet``), written by
+preprocessing when the rows carry blendshapes (``components.store.neutral``).
+
+- sample_id: the ``frames/`` row;
+- neutral: float32 (52 + K), the running neutral of [blendshapes, geometry] of the row's face
+  track (dataset, subject, video, face_id) up to its frame, over every chunk of the video
+  (``components.faces.au_geometry.track_neutral``, what serving computes over a whole track);
+  null where the row has no blendshapes.
+
+A table beside the rows for the reasons ``LABELS_SCHEMA`` is one, and because a chunk's file
+cannot hold it: a chunk's neutral reads every earlier chunk of its video.
 """
 
 LABEL_SOURCE_HUMAN = "human"

@@ -16,10 +16,11 @@ __all__ = ["store_tracks", "store_answer"]
 
 def store_tracks(rows: dict[str, Any]) -> tuple[list[FaceTrack], list[np.ndarray]]:
     """Feature-store rows (columns ``image`` or ``crop``, ``landmarks``, ``dataset``/``subject``/
-    ``video``, ``frame_order``, optionally ``landmark_diff``/``diff_valid``/``blendshapes``/``geometry``) as
-    tracks, one per video key in frame order, keeping the rows' key; and each track's row indices.
-    Blendshapes ride along only where every row of the track has them (a member that reads them
-    then refuses a track without)."""
+    ``video``, ``frame_order``, optionally ``landmark_diff``/``diff_valid``/``blendshapes``/``geometry``/
+    ``neutral``) as tracks, one per video key in frame order, keeping the rows' key; and each
+    track's row indices. Blendshapes ride along only where every row of the track has them (a
+    member that reads them then refuses a track without); so does the stored running neutral
+    (without it the orchestration computes one over the rows given)."""
     from components.store.rows import decode_jpeg
 
     keys = video_keys(rows)
@@ -46,6 +47,11 @@ def store_tracks(rows: dict[str, Any]) -> tuple[list[FaceTrack], list[np.ndarray
         geo = rows.get("geometry")
         if geo is not None and all(geo[i] is not None and len(geo[i]) for i in idx):
             track.geometry = np.stack([np.asarray(geo[i], np.float32) for i in idx])
+        neu = rows.get("neutral")
+        if track.blendshapes is not None and neu is not None and all(neu[i] is not None for i in idx):
+            # The store's running neutral over the whole video (components.store.neutral): the
+            # rows at hand may be one batch or chunk of it, which would restart the neutral.
+            track.neutral = np.stack([np.asarray(neu[i], np.float32) for i in idx])
         tracks.append(track)
         where.append(idx)
     return tracks, where

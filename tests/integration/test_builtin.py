@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from tests.conftest import require_media
@@ -101,6 +102,32 @@ def test_blendshape_calibrated_trains_from_a_store_preprocessed_with_mediapipe(r
                                     face=FacePipelineConfig(detector="retinaface", landmarker="mediapipe")))
     rows = pads.dataset(str(store / "frames"), format="parquet").to_table(columns=["blendshapes"])
     assert rows.num_rows > 0 and all(len(b) == 52 for b in rows.column("blendshapes").to_pylist())
+    # Training's batches carry each face's running neutral over its whole video, as serving
+    # subtracts it (components.store.neutral), not the population's.
+    from components.faces.au_geometry import track_neutral
+    from components.store.splits import load_split, store_info
+    from components.video_key import video_index
+    from workflows.core.store_reader import split_datasets
+
+    frames = pads.dataset(str(store / "frames"), format="parquet").to_table(
+        columns=["dataset", "subject", "video", "frame_order", "blendshapes", "geometry"]).to_pydict()
+    keys = video_index(frames)
+    expected = {}
+    for key in set(keys.tolist()):
+        idx = sorted(np.flatnonzero(keys == key), key=lambda i: frames["frame_order"][i])
+        neutral = track_neutral(np.array([frames["blendshapes"][i] for i in idx], np.float32),
+                                np.array([frames["geometry"][i] for i in idx], np.float32))
+        expected.update({(key, frames["frame_order"][i]): n for i, n in zip(idx, neutral)})
+    calibrated = TrainConfig(model="blendshape_calibrated", data=str(store),
+                             split=SplitConfig(fold=1, k=3, val_fraction=0.25))
+    info = store_info(str(store))
+    split = load_split(str(store), info, calibrated.split)
+    batches = list(split_datasets(split, info, calibrated)["train"].iter_batches(batch_size=None, batch_format="numpy"))
+    got = np.concatenate([b["neutral"] for b in batches])
+    want = np.stack([expected[(k, o)] for b in batches for k, o in zip(b["video_index"].tolist(), b["frame_order"].tolist())])
+    assert len(got) > 16 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.abs(got[:, :52]).max() > 0  # a person's neutral, not the population's blendshapes (zeros)
     cfg = TrainConfig(model="blendshape_calibrated", data=str(store), out=str(tmp_path / "run"), epochs=4,
                       batch_size=16, workers=1, worker_cpus=0.5, data_cpus=0.25, early_stop_patience=0,
                       keep_best=1, split=SplitConfig(fold=1, k=3, val_fraction=0.25),

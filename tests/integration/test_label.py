@@ -112,6 +112,57 @@ def test_builtin_teacher_labels_rows_with_faces_and_counts_frames_without(store:
         assert (12 in top) if expression == "happy" else top <= {1, 2, 5, 25, 26}, (name, top)
 
 
+def test_video_rows_are_answered_with_their_faces_neutral_over_the_whole_video(store: Path) -> None:
+    """The built-in's blendshape member subtracts each face's running neutral, which serving
+    computes over the whole track. single_face.mp4's rows sit in 3 chunk files of 24 frames and
+    the teacher and evaluation answer them a chunk and 64 rows at a time, yet every row gets what
+    the built-in answers for the whole video at once: preprocessing stored each row's neutral over
+    every earlier frame of the video (``neutral/``), and both readers join it."""
+    from components.builtin import builtin_ensemble_dir
+    from components.predictor import Predictor
+    from components.store.splits import frames_files
+    from workflows.core.store_scoring import predict_store_files
+
+    frames = read_dir(store / "frames")
+    video = sorted((i for i, v in enumerate(frames["video"]) if v == "single_face.mp4"),
+                   key=lambda i: frames["frame_order"][i])
+    assert len(video) == 72 and {p.name for p in (store / "neutral").glob("**/single_face.mp4.c*.parquet")} == {
+        f"single_face.mp4.c{k:04d}.parquet" for k in range(3)}
+    rows = {k: [frames[k][i] for i in video] for k in frames}
+    predictor = Predictor.from_manifest(builtin_ensemble_dir())
+    whole = predictor.predict_store_rows(rows, [])["probs"]
+    run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
+    soft = labels_by_row(store)
+    np.testing.assert_allclose(np.stack([soft[s] for s in rows["sample_id"]]), whole, atol=1e-5)
+    pred = predict_store_files(frames_files(str(store)), builtin_ensemble_dir(), "manifest", [])
+    at = {s: i for i, s in enumerate(pred["sample_id"])}
+    np.testing.assert_allclose(pred["probs"][[at[s] for s in rows["sample_id"]]], whole, atol=1e-5)
+    # What a reader restarting at the third chunk would have answered (its neutral from its own
+    # 24 frames): another answer on this video, so the equalities above say something.
+    third = {k: v[48:] for k, v in rows.items()}
+    restarted = predictor.predict_store_rows(third, [])["probs"]
+    assert np.abs(restarted - whole[48:]).max() > 0.05
+
+
+def test_preprocess_run_again_on_a_store_without_neutral_tables_writes_only_them(media_store: Path, tmp_path: Path) -> None:
+    """A store written before the neutral tables existed: the same preprocess command, run
+    again, processes no unit and writes the tables (what docs/measurements.md tells users)."""
+    out = tmp_path / "store"
+    shutil.copytree(media_store, out, ignore=shutil.ignore_patterns(*LABEL_STATE, "neutral"))
+    before = {p: p.stat().st_mtime_ns for p in (out / "frames").glob("**/*.parquet")}
+    summary = run_preprocess(PreprocessConfig(
+        dataset="media", root=str(media_store.parent / "media"), out=str(out), actors=2, actor_cpus=1.0,
+        face=FacePipelineConfig(detector="retinaface", landmarker="mediapipe"),
+        store=StoreConfig(chunk_frames=24, chunk_overlap=12)))
+    assert summary["units"] == 0 and summary["neutral_videos"] == 4  # the video and 3 stills (the drawing: an empty table)
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    tables = {str(p.relative_to(out / "neutral")) for p in (out / "neutral").glob("**/*.parquet")}
+    assert tables == {str(p.relative_to(out / "frames")) for p in before}
+    for p in (out / "neutral").glob("**/*.parquet"):
+        assert (media_store / "neutral" / p.relative_to(out / "neutral")).read_bytes() and \
+            pads.dataset(str(p)).to_table().equals(pads.dataset(str(media_store / "neutral" / p.relative_to(out / "neutral"))).to_table())
+
+
 def test_a_second_run_labels_nothing_new(store: Path) -> None:
     first = run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
     stamps = {p: p.stat().st_mtime_ns for p in (store / "labels").glob("**/*.parquet")}

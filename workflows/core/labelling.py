@@ -54,6 +54,7 @@ import pyarrow.fs as pafs
 from components import storage
 from components.batches import VIDEO_BATCH_ROWS
 from components.configuration import save_yaml, to_dict
+from components.store.neutral import neutral_join
 from components.store.schema import SCHEMA_VERSION, teacher_source
 from workflows.core.units import (FAULT_ENV, UnitProgress, check_pool_options, die_once, marker_done, run_units,
                                   unit_pool, write_atomic_text)
@@ -177,6 +178,7 @@ class TeacherLabeller:
         import pyarrow.parquet as pq
         import ray
 
+        from components.store.neutral import stem_neutral
         from components.store.schema import LABELS_SCHEMA
         from components.teacher import teacher_soft_labels
 
@@ -189,6 +191,9 @@ class TeacherLabeller:
             with fs.open_input_file(path) as f:
                 have = set(pq.read_schema(f).names)
                 rows = pq.read_table(f, columns=[c for c in _COLUMNS if c in have]).to_pydict()
+            neutral = stem_neutral(self.data, stem, rows["sample_id"])
+            if neutral is not None:  # the face's running neutral over the whole video, not this chunk's
+                rows["neutral"] = neutral
             soft = teacher_soft_labels(self.predictor, rows, self.aus, self.diff_steps, self.batch_rows)
             n = len(rows["sample_id"])
             table = pa.Table.from_pydict(
@@ -256,6 +261,11 @@ def _check_store(cfg: LabelConfig, teacher: Teacher, info: dict[str, Any]) -> No
             f"teacher {teacher.source} reads MediaPipe blendshapes, which {cfg.data} does not hold (preprocessed "
             f"with --face.landmarker {face.get('landmarker')}): preprocess it again with --face.landmarker "
             "mediapipe (the built-in's whole face pipeline: --face.detector retinaface --face.landmarker mediapipe)")
+    if teacher.needs_blendshapes and neutral_join(cfg.data) is None:
+        log.warning("%s has no neutral/ tables (preprocessed before they existed): each face's running neutral "
+                    "restarts at every chunk and %d-row segment instead of running over its video as serving's "
+                    "does; run the same `facsflow preprocess` again first (it resumes and writes only them)",
+                    cfg.data, cfg.batch_rows)
     missing = [s for s in teacher.diff_steps if s not in info.get("diff_steps", ())]
     if missing:
         raise UserError(f"teacher {teacher.source} needs landmark differences for steps {missing}; {cfg.data} "

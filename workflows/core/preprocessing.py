@@ -37,6 +37,7 @@ from components import storage
 from components.configuration import save_yaml, to_dict
 from components.datasets.base import build_adapter, unit_origin
 from components.faces.pipeline import FacePipelineConfig
+from components.store.neutral import NEUTRAL_DIR
 from components.store.rows import StoreConfig, plan_chunks
 from components.store.schema import SCHEMA_VERSION
 from workflows.core.preprocess_actor import UnitProcessor, unit_stem, written_counts
@@ -130,6 +131,8 @@ class Plan:
     expected: dict[str, int] = field(default_factory=dict)
     """Stem of every unit (chunk) of the whole dataset → input frames it must account for (an
     empty unit: 1, its "unreadable" reject)."""
+    videos: dict[str, list[str]] = field(default_factory=dict)
+    """Each video's stem → its units' stems in chunk order (the running neutral spans them)."""
 
 
 def plan_items(cfg: PreprocessConfig) -> Plan:
@@ -142,6 +145,7 @@ def plan_items(cfg: PreprocessConfig) -> Plan:
     subjects: dict[str, dict[str, str]] = {}
     seen: dict[str, str] = {}
     expected: dict[str, int] = {}
+    videos: dict[str, list[str]] = {}
     for unit in adapter.units():
         subjects.setdefault(unit.subject, {"group": unit.group, "split": str(unit.meta.get("split", ""))})
         chunks = plan_chunks(len(unit.frames), cfg.store.chunk_frames)
@@ -159,6 +163,7 @@ def plan_items(cfg: PreprocessConfig) -> Plan:
         for chunk in chunks:
             stem = unit_stem(unit, chunk, len(chunks))
             expected[stem] = chunk.stop - chunk.start if unit.frames else 1
+            videos.setdefault(base, []).append(stem)
             if cfg.resume and marker_done(storage.join(cfg.out, "_markers", f"{stem}.json")):
                 continue
             if not written:
@@ -170,7 +175,7 @@ def plan_items(cfg: PreprocessConfig) -> Plan:
             items.append({"stem": stem, "plan": plan_uri, "chunk": chunk.index, "start": chunk.start,
                           "stop": chunk.stop, "frames": chunk.stop - chunk.start})
     storage.write_json(storage.join(cfg.out, "subjects.json"), subjects)
-    return Plan(items, tuple(adapter.aus), total, n_units, expected)
+    return Plan(items, tuple(adapter.aus), total, n_units, expected, videos)
 
 
 def _clear(cfg: PreprocessConfig, names: tuple[str, ...]) -> None:
@@ -186,7 +191,7 @@ def _remove_torn_writes(cfg: PreprocessConfig) -> None:
     if storage.is_remote(cfg.out):
         return
     fs, base = storage.resolve(cfg.out)
-    for name in ("frames", "rejects", "_markers"):
+    for name in ("frames", "rejects", "_markers", NEUTRAL_DIR):
         path = f"{base.rstrip('/')}/{name}"
         if fs.get_file_info(path).type == pafs.FileType.NotFound:
             continue
@@ -235,6 +240,37 @@ def _count_written(cfg: PreprocessConfig, plan: Plan, ran: set[str], summary: di
                          f"frames/ or rejects/ (frames accounted of expected): {', '.join(lost[:5])}")
 
 
+def _write_neutral(cfg: PreprocessConfig, plan: Plan, ran: set[str]) -> int:
+    """Rows that carry blendshapes get their face's running neutral over the whole video
+    (``components.store.neutral``), one Ray task per group of videos: every video with a unit
+    this run wrote, or without a neutral table for each of its units (a store written before
+    them, resumed). Returns the videos written; 0 where the face pipeline gives no blendshapes."""
+    if not cfg.face.gives_blendshapes:
+        return 0
+    import ray
+
+    from components.store.neutral import write_video_neutral
+
+    def stale(stem: str) -> bool:
+        return stem in ran or (storage.exists(storage.join(cfg.out, "frames", f"{stem}.parquet"))
+                               and not storage.exists(storage.join(cfg.out, NEUTRAL_DIR, f"{stem}.parquet")))
+
+    todo = [stems for stems in plan.videos.values() if any(stale(s) for s in stems)]
+    if not todo:
+        return 0
+    t0 = time.perf_counter()
+
+    def write(videos: list[list[str]]) -> int:
+        return sum(write_video_neutral(cfg.out, stems) for stems in videos)
+
+    tasks = max(1, min(len(todo), 4 * int(ray.cluster_resources().get("CPU", 1))))
+    task = ray.remote(num_cpus=min(1.0, cfg.actor_cpus))(write)
+    rows = sum(ray.get([task.remote(todo[i::tasks]) for i in range(tasks)]))
+    log.info("running neutral of %d rows of %d video(s) written to %s/ in %.1f s", rows, len(todo),
+             NEUTRAL_DIR, time.perf_counter() - t0)
+    return len(todo)
+
+
 def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     """Run preprocessing on the connected Ray cluster; return a summary.
 
@@ -242,8 +278,10 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     run's units), store_rows, store_rejects (the whole store; all four counted from the written
     files), nodes (node ids that processed units), seconds (wall, all of it), startup_seconds
     (until the first unit started: planning, actor start, model loading) and
-    processing_seconds (first unit started to last unit finished). Raises ``UnitsFailed`` when some
-    units could not be finished (the others are kept; rerun to retry them).
+    processing_seconds (first unit started to last unit finished), neutral_videos (videos whose
+    running neutral this run wrote, ``components.store.neutral``; rows with blendshapes only).
+    Raises ``UnitsFailed`` when some units could not be finished (the others are kept; rerun to
+    retry them).
     """
     from workflows.core.runtime import UserError
 
@@ -262,7 +300,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
             raise UserError(f"{cfg.out} has frames/ or rejects/ but is not a facsflow feature store: "
                             "refusing to clear it for --no-resume; choose another --out")
         log.info("--no-resume: clearing frames/, rejects/ and markers of %s", cfg.out)
-        _clear(cfg, ("frames", "rejects", "_markers", "_plan", "_fault"))
+        _clear(cfg, ("frames", "rejects", "_markers", "_plan", "_fault", NEUTRAL_DIR))
     # store.json marks a finished store: absent while a run is under way or after a crash.
     if storage.exists(storage.join(cfg.out, "store.json")):
         fs, path = storage.resolve(storage.join(cfg.out, "store.json"))
@@ -297,6 +335,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
             f"{len(failed)} of {len(items)} unit(s) did not finish (e.g. {', '.join(failed[:5])}); "
             f"their frames are not in {cfg.out}. Rerun the same command to retry only those.")
     _count_written(cfg, plan, {it["stem"] for it in items}, summary)
+    summary["neutral_videos"] = _write_neutral(cfg, plan, {it["stem"] for it in items})
     _clear(cfg, ("_plan",))
     info = {"schema_version": SCHEMA_VERSION, "dataset": cfg.dataset, "aus": list(plan.aus),
             "diff_steps": list(cfg.store.diff_steps), "image_size": cfg.face.align_size,

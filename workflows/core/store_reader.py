@@ -20,6 +20,7 @@ import numpy as np
 from components.batches import RowDecoder
 from components.models.base import InputSpec
 from components import storage
+from components.store.neutral import neutral_join
 from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
 from components.store.splits import Split, label_coverage, teacher_labelling, write_shuffled_labels
 
@@ -43,8 +44,9 @@ OPTIONAL_COLUMNS = ("blendshapes", "geometry")
 LabelJoin = dict
 """A label table joined by ``sample_id``: ``{"frames": the frames/ root URI, "labels": the root of
 the tables (``labels/<same path>.parquet`` per frames file), "source": column read there,
-"column": batch column it becomes ('soft_labels' or 'labels'), "decide": thresholds turning
-probabilities into decisions (1/0, -1 unknown) or None}``. A row its table lacks gets None."""
+"column": batch column it becomes ('soft_labels', 'labels', or 'neutral': the store's running
+neutral, ``components.store.neutral``), "decide": thresholds turning probabilities into decisions
+(1/0, -1 unknown) or None}``. A row its table lacks gets None."""
 
 
 @functools.lru_cache(maxsize=16)
@@ -253,7 +255,15 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
 
         size = crop_cache_size(spec.image_size, info.get("image_size"))
         cache = (cfg.data, ensure_crop_cache(cfg.data, info, size, cfg.data_cpus))
-    return {n: transformed_dataset(split.files[n], info, spec, cfg.data_cpus, joins=joins[n] or None, cache=cache,
+    # Members that read blendshapes subtract each face's running neutral over its whole video
+    # (components.store.neutral), as serving does; a store without the tables: the population's.
+    neutral = neutral_join(cfg.data) if spec.blendshapes or spec.geometry else None
+    if (spec.blendshapes or spec.geometry) and neutral is None:
+        log.warning("%s has no neutral/ tables (preprocessed before they existed): %s trains with the population "
+                    "neutral where serving subtracts each face's own; run the same `facsflow preprocess` again "
+                    "first (it resumes and writes only them)", cfg.data, cfg.model)
+    return {n: transformed_dataset(split.files[n], info, spec, cfg.data_cpus,
+                                   joins=(joins[n] + ([neutral] if neutral else [])) or None, cache=cache,
                                    resample=resample if n == "train" else None,
                                    teacher_thresholds=thresholds if n == "train" else None,
                                    human_labels=(LABEL_SOURCE_HUMAN in sources) if n == "train"

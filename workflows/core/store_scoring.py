@@ -5,8 +5,10 @@ The store already holds aligned faces, temporal landmark differences and each ro
 (dataset, subject, video) and frame order, so the rows enter the orchestration
 (``components.inference``) as tracks at the members: ``Predictor.predict_store_rows`` (members,
 combination); batches are cut in video order (``VIDEO_BATCH_ROWS``, the orchestration's
-segments). Smoothing, the orchestration's option, runs over whole videos once every row is
-scored (``smooth_by_video``)."""
+segments). Rows that carry blendshapes bring their face's running neutral over the whole video,
+joined from the store's ``neutral/`` tables (``components.store.neutral``), so a batch boundary
+does not restart it. Smoothing, the orchestration's option, runs over whole videos once every
+row is scored (``smooth_by_video``)."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ _COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", 
 class StoreRowsPredictor:
     """Ray Data class UDF: a Predictor built once per actor, applied to store rows."""
 
-    def __init__(self, source: str, kind: str, diff_steps: list[int]) -> None:
+    def __init__(self, source: str, kind: str, diff_steps: list[int], neutral: "dict[str, Any] | None" = None) -> None:
         from components.predictor import Predictor
         from workflows.core.runtime import torch_single_thread
 
@@ -33,8 +35,13 @@ class StoreRowsPredictor:
         self.predictor = (Predictor.from_checkpoint(source) if kind == "checkpoint"
                           else Predictor.from_manifest(source))
         self.diff_steps = diff_steps
+        self.neutral = neutral
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.neutral is not None:  # each row's running neutral over its whole video
+            from workflows.core.store_reader import _join
+
+            batch = {**batch, "neutral": _join(batch, self.neutral)}
         ans = self.predictor.predict_store_rows(batch, self.diff_steps)
         n = len(batch["sample_id"])
         labels = np.stack([np.asarray(v, np.float32) for v in batch["labels"]]) if n else np.zeros((0, 0))
@@ -64,9 +71,13 @@ def predict_store_files(files: list[str], source: str, kind: str, diff_steps: li
         return {}
     from workflows.core.store_reader import read_store_frames
 
-    ds = read_store_frames(files, _COLUMNS)
+    from components.store.neutral import files_store, neutral_join
+
+    neutral = neutral_join(files_store(files))
+    ds = read_store_frames(files, _COLUMNS, include_paths=neutral is not None)
     out = ds.map_batches(StoreRowsPredictor, batch_size=batch_size, batch_format="numpy",
-                         fn_constructor_kwargs={"source": source, "kind": kind, "diff_steps": diff_steps},
+                         fn_constructor_kwargs={"source": source, "kind": kind, "diff_steps": diff_steps,
+                                                "neutral": neutral},
                          compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, actors)),
                          num_cpus=actor_cpus)
     parts: dict[str, list[np.ndarray]] = {}
