@@ -1,8 +1,8 @@
 """Batch prediction over images and videos with Ray Data: OpenFace-style CSVs plus one Parquet.
 
-``facsflow predict [--ensemble DIR] --input PATH... --out DIR [--detector dlib|mtcnn|retinaface] [--policy tracked|all] [--reidentify]``
+``facsflow predict [--ensemble DIR] --input PATH... --out DIR [--detector dlib|mtcnn|retinaface] [--landmarker dlib|fan|mediapipe] [--policy tracked|all] [--reidentify]``
 (no ``--ensemble``: the built-in detector, ``components.builtin``; faces are detected and aligned
-as the ensemble's stores were, ``components.plan``, unless ``--detector`` says otherwise)
+as the ensemble's stores were, ``components.plan``, unless ``--detector`` / ``--landmarker`` say otherwise)
 
 Inputs are files, folders (searched recursively) or manifests (``.txt``/``.csv`` whose first
 column lists paths, relative to the manifest). One input file is one unit of work (a video is
@@ -68,6 +68,11 @@ class PredictConfig:
     detector: Literal['dlib', 'mtcnn', 'retinaface'] | None = None
     """Face detector (default: the one the ensemble's feature stores were built with, recorded in
     its manifest; the built-in's is retinaface)."""
+    landmarker: Literal['dlib', 'fan', 'mediapipe'] | None = None
+    """Landmark model (default: the one the ensemble's feature stores were built with; MediaPipe's
+    whenever a member reads blendshapes). A student of the built-in learnt from a store built with
+    MediaPipe (its teacher read the blendshapes) but reads only crops: ``dlib`` answers ~4x
+    cheaper per face (docs/models.md, distillation)."""
     policy: Literal["tracked", "largest", "all"] = "tracked"
     """Faces followed through videos (still images always report every face)."""
     reidentify: bool = False
@@ -286,7 +291,7 @@ def main(argv: "list[str] | None" = None) -> int:
     cfg: PredictConfig = stage_config(args, required=("input", "out"))
     save_config(cfg, cfg.out, "predict")
     faces: dict[str, Any] = {"policy": cfg.policy, "reidentify": cfg.reidentify,
-                             **({"detector": cfg.detector} if cfg.detector else {})}
+                             **{k: v for k, v in (("detector", cfg.detector), ("landmarker", cfg.landmarker)) if v}}
     with ray_session(args.address):
         res = run_predict(cfg.ensemble, list(cfg.input), cfg.out, cfg.actors, faces, cfg.smooth_window)
     for r in res:

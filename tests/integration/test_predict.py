@@ -140,3 +140,34 @@ def test_missing_inputs_are_named(tmp_path: Path) -> None:
         collect_inputs([str(tmp_path / "notes.txt")])
     with pytest.raises(UserError, match="input not found"):
         collect_inputs([str(tmp_path / "nowhere")])
+
+
+def test_landmarker_flag_answers_with_the_landmarker_named_over_the_ensembles(tmp_path: Path) -> None:
+    """``--landmarker`` goes over the ensemble's recorded face pipeline (a student of the
+    built-in, whose store recorded MediaPipe, is answered with dlib's this way): the model card
+    beside the CSVs names what answered, and the face is found."""
+    media = require_media("single_face.jpg")
+    import json
+
+    import ray
+
+    from workflows.core.runtime import init_ray
+    from workflows.predict import main
+
+    from components.plan import resolve_ensemble
+
+    ensemble = make_ensemble(tmp_path / "ensemble")
+    assert resolve_ensemble(str(ensemble)).faces["landmarker"] == "dlib"  # what it recorded
+    out = tmp_path / "out"
+    started = not ray.is_initialized()
+    init_ray(num_cpus=2)
+    try:
+        code = main(["--ensemble", str(ensemble), "--input", str(media / "single_face.jpg"), "--out", str(out),
+                     "--actors", "1", "--landmarker", "mediapipe"])
+    finally:
+        if started:
+            ray.shutdown()
+    assert code == 0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["faces"]["landmarker"] == "mediapipe"
+    assert pd.read_csv(out / "single_face.csv")["success"].tolist() == [1]
