@@ -24,7 +24,8 @@ from components.store.neutral import neutral_join
 from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
 from components.store.splits import Split, label_coverage, teacher_labelling, write_shuffled_labels
 
-__all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "LabelJoin", "read_store_frames", "transformed_dataset", "split_datasets"]
+__all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "LabelJoin", "joined_column", "read_store_frames", "transformed_dataset",
+           "split_datasets"]
 
 log = logging.getLogger("facsflow.train")
 
@@ -62,7 +63,7 @@ def _label_table(uri: str, source: str) -> dict[str, Any]:
     return dict(zip(table.column("sample_id").to_pylist(), table.column(source).to_pylist()))
 
 
-def _join(batch: dict[str, Any], join: LabelJoin) -> list[Any]:
+def joined_column(batch: dict[str, Any], join: LabelJoin) -> list[Any]:
     """The joined column for the batch's rows, read from the label files of their frames files."""
     frames = storage.resolve(join["frames"])[1].rstrip("/") + "/"
     out = []
@@ -99,7 +100,7 @@ def _transform(batch: Any, spec: dict[str, Any], diff_steps: list[int], aus: lis
     if not human_labels:  # label_sources without 'human': the rows' own labels are not used
         batch["labels"] = [[] for _ in batch["sample_id"]]
     for join in joins or ():
-        batch[join["column"]] = _join(batch, join)
+        batch[join["column"]] = joined_column(batch, join)
         if join["column"] == "labels":  # the shuffled control: its labels replace the rows' own
             batch["labels"] = [v if v is not None else [] for v in batch["labels"]]
             batch["intensities"] = [[] for _ in batch["sample_id"]]

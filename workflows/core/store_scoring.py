@@ -39,9 +39,9 @@ class StoreRowsPredictor:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.neutral is not None:  # each row's running neutral over its whole video
-            from workflows.core.store_reader import _join
+            from workflows.core.store_reader import joined_column
 
-            batch = {**batch, "neutral": _join(batch, self.neutral)}
+            batch = {**batch, "neutral": joined_column(batch, self.neutral)}
         ans = self.predictor.predict_store_rows(batch, self.diff_steps)
         n = len(batch["sample_id"])
         labels = np.stack([np.asarray(v, np.float32) for v in batch["labels"]]) if n else np.zeros((0, 0))
