@@ -58,8 +58,10 @@ def main(argv: "list[str] | None" = None) -> int:
         except (UnitsFailed, InputsLost) as e:
             log.error("%s", e)
             return 1
+    neutral = (f", {cfg.out}/neutral (faces' running neutral, {summary['neutral_videos']} video(s) written)"
+               if summary.get("neutral_videos") else "")
     print(f"feature store: {cfg.out}/frames ({summary['store_rows']} rows), {cfg.out}/rejects "
-          f"({summary['store_rejects']} rejects); {summary['frames_in']} input frames, "
+          f"({summary['store_rejects']} rejects){neutral}; {summary['frames_in']} input frames, "
           f"{summary['units']} unit(s) processed, {summary['seconds']} s")
     return 0
 

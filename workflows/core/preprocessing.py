@@ -240,9 +240,14 @@ def _count_written(cfg: PreprocessConfig, plan: Plan, ran: set[str], summary: di
                          f"frames/ or rejects/ (frames accounted of expected): {', '.join(lost[:5])}")
 
 
+IN_DRIVER_VIDEOS = 4
+"""At most this many videos' running neutral is written by the driver itself (a Ray task took
+~5 s for one photo, most of it a worker's start); more go to Ray tasks across the cluster."""
+
+
 def _write_neutral(cfg: PreprocessConfig, plan: Plan, ran: set[str]) -> int:
     """Rows that carry blendshapes get their face's running neutral over the whole video
-    (``components.store.neutral``), one Ray task per group of videos: every video with a unit
+    (``components.store.neutral``), Ray tasks over groups of videos: every video with a unit
     this run wrote, or without a neutral table for each of its units (a store written before
     them, resumed). Returns the videos written; 0 where the face pipeline gives no blendshapes."""
     if not cfg.face.gives_blendshapes:
@@ -263,9 +268,12 @@ def _write_neutral(cfg: PreprocessConfig, plan: Plan, ran: set[str]) -> int:
     def write(videos: list[list[str]]) -> int:
         return sum(write_video_neutral(cfg.out, stems) for stems in videos)
 
-    tasks = max(1, min(len(todo), 4 * int(ray.cluster_resources().get("CPU", 1))))
-    task = ray.remote(num_cpus=min(1.0, cfg.actor_cpus))(write)
-    rows = sum(ray.get([task.remote(todo[i::tasks]) for i in range(tasks)]))
+    if len(todo) <= IN_DRIVER_VIDEOS:  # a Ray worker's start and imports cost more than these
+        rows = write(todo)
+    else:
+        tasks = max(1, min(len(todo), 4 * int(ray.cluster_resources().get("CPU", 1))))
+        task = ray.remote(num_cpus=min(1.0, cfg.actor_cpus))(write)
+        rows = sum(ray.get([task.remote(todo[i::tasks]) for i in range(tasks)]))
     log.info("running neutral of %d rows of %d video(s) written to %s/ in %.1f s", rows, len(todo),
              NEUTRAL_DIR, time.perf_counter() - t0)
     return len(todo)
