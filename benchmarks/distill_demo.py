@@ -20,7 +20,8 @@ Steps (each a ``facsflow`` command in a subprocess; the JSON lists them):
    thresholds tuned on its validation identities against the teacher's decisions; ``ensemble
    --thresholds``: the student's folder;
 5. held out entirely: ``WolfgangLanger_Pexels.mp4`` (472 frames, a person in none of the inputs).
-   ``facsflow predict --ensemble student --detector retinaface`` answers it as a user would; then
+   ``facsflow predict --ensemble student --detector retinaface --landmarker dlib`` answers it as a
+   user would (the store was built with MediaPipe for the teacher; the student reads crops only); then
    the teacher and the student each answer it through ``Detector.predict_video`` (what
    ``predict`` runs), one torch thread: the teacher with its own face pipeline (RetinaFace every
    6th frame, MediaPipe landmarks and blendshapes on every frame), the student with RetinaFace
@@ -109,9 +110,11 @@ def side_by_side(student_dir: Path, video: Path) -> dict[str, Any]:
     from components.metrics.agreement import teacher_agreement
 
     torch.set_num_threads(1)
+    # The student reads crops only: dlib's landmarks over the MediaPipe its store was built with
+    # (for the teacher's blendshapes), as `predict --landmarker dlib` answers it.
     arms = {"teacher": Detector.pretrained(),
-            "student": Detector.from_ensemble(student_dir),  # the face pipeline its store was built with
-            "student_dlib_detector": Detector.from_ensemble(student_dir, faces={"detector": "dlib"})}
+            "student": Detector.from_ensemble(student_dir, faces={"landmarker": "dlib"}),
+            "student_dlib_detector": Detector.from_ensemble(student_dir, faces={"detector": "dlib", "landmarker": "dlib"})}
     out: dict[str, Any] = {"video": video.name}
     tables = {}
     for name, det in arms.items():
@@ -180,7 +183,7 @@ def main(argv: "list[str] | None" = None) -> int:
         test_subjects = json.loads((run / "split.json").read_text())["test"]
         facsflow(commands, work, "ensemble", "--runs", "runs", "--out", "student", "--thresholds", "report")
         facsflow(commands, work, "predict", "--ensemble", "student", "--input", str(MEDIA / HELD_OUT), "--out",
-                 "predictions", "--detector", "retinaface")
+                 "predictions", "--detector", "retinaface", "--landmarker", "dlib")
         held_out = side_by_side(work / "student", MEDIA / HELD_OUT)
     finally:
         if args.work is None:
