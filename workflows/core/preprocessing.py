@@ -256,11 +256,13 @@ def _write_neutral(cfg: PreprocessConfig, plan: Plan, ran: set[str]) -> int:
 
     from components.store.neutral import write_video_neutral
 
-    def stale(stem: str) -> bool:
-        return stem in ran or (storage.exists(storage.join(cfg.out, "frames", f"{stem}.parquet"))
-                               and not storage.exists(storage.join(cfg.out, NEUTRAL_DIR, f"{stem}.parquet")))
+    def stems(folder: str) -> set[str]:  # one listing per folder, not a stat per unit (object stores)
+        root = storage.join(cfg.out, folder).rstrip("/") + "/"
+        return {f[len(root):-len(".parquet")] for f in storage.list_files(root, ".parquet")}
 
-    todo = [stems for stems in plan.videos.values() if any(stale(s) for s in stems)]
+    frames, written = stems("frames"), stems(NEUTRAL_DIR)
+    todo = [video for video in plan.videos.values()
+            if any(s in ran or (s in frames and s not in written) for s in video)]
     if not todo:
         return 0
     t0 = time.perf_counter()
