@@ -191,7 +191,7 @@ class TeacherLabeller:
             with fs.open_input_file(path) as f:
                 have = set(pq.read_schema(f).names)
                 rows = pq.read_table(f, columns=[c for c in _COLUMNS if c in have]).to_pydict()
-            neutral = stem_neutral(self.data, stem, rows["sample_id"])
+            neutral = stem_neutral(self.data, stem, rows["sample_id"]) if self.predictor.plan.blendshapes else None
             if neutral is not None:  # the face's running neutral over the whole video, not this chunk's
                 rows["neutral"] = neutral
             soft = teacher_soft_labels(self.predictor, rows, self.aus, self.diff_steps, self.batch_rows)

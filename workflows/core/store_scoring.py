@@ -35,7 +35,8 @@ class StoreRowsPredictor:
         self.predictor = (Predictor.from_checkpoint(source) if kind == "checkpoint"
                           else Predictor.from_manifest(source))
         self.diff_steps = diff_steps
-        self.neutral = neutral
+        # Only members that read blendshapes subtract a neutral: other ensembles skip the join.
+        self.neutral = neutral if self.predictor.plan.blendshapes else None
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.neutral is not None:  # each row's running neutral over its whole video
