@@ -226,6 +226,7 @@ def test_a_killed_run_resumes_and_labels_each_row_exactly_once(store: Path, tmp_
     assert (store / "_fault" / "label" / f"{KILLED}.fired").is_file()  # the actor really was killed
     # Its labels file was written before it died, its marker was not; the run did not finish.
     assert (store / "labels" / f"{KILLED}.parquet").is_file()
+    assert list((store / "labels").rglob(".tmp-*")), "the killed labeller left no torn temp file"
     done = markers(store)
     assert KILLED not in done and 0 < len(done) < 6 and not (store / "labels.json").exists()
     kept = {s: (store / "labels" / f"{s}.parquet").stat().st_mtime_ns for s in done}
@@ -234,6 +235,7 @@ def test_a_killed_run_resumes_and_labels_each_row_exactly_once(store: Path, tmp_
     assert summary["units"] == 6 - len(done) and summary["store_rows"] == 74
     assert {s: (store / "labels" / f"{s}.parquet").stat().st_mtime_ns for s in done} == kept
     assert len(markers(store)) == 6 and (store / "labels.json").is_file()
+    assert not list(store.rglob(".tmp-*"))  # the rerun removed the torn write
     soft = labels_by_row(store)  # every row exactly once
     assert all(np.isfinite(v).all() for v in soft.values())
 

@@ -217,6 +217,7 @@ def _rows(store: str):
 
 
 def _assert_same_rows(store: str, reference: str) -> None:
+    assert not list(Path(store).rglob(".tmp-*")), f"{store} kept temp files of writes cut short"
     got, want = _rows(store), _rows(reference)
     assert got.column("sample_id").to_pylist() == want.column("sample_id").to_pylist()
     for col in ("landmarks", "landmark_diff", "labels", "image"):

@@ -90,6 +90,7 @@ def test_killed_actor_without_retries_fails_the_run_and_a_rerun_completes_it(
     assert (out / "_fault" / f"{KILLED}.fired").is_file()
     # The crash left the killed unit's files written but unmarked, and no store.json.
     assert (out / "frames" / f"{KILLED}.parquet").is_file()
+    assert list((out / "frames").rglob(".tmp-*")), "the killed actor left no torn temp file"
     done = markers(out)
     assert KILLED not in done and 0 < len(done) < 6
     assert not (out / "store.json").exists()
@@ -100,6 +101,7 @@ def test_killed_actor_without_retries_fails_the_run_and_a_rerun_completes_it(
     assert {stem: (out / "frames" / f"{stem}.parquet").stat().st_mtime_ns for stem in done} == kept
     # The killed unit (and any other unit queued on the dead actor) were redone, nothing else.
     assert KILLED in markers(out) and len(markers(out)) == 6 and (out / "store.json").is_file()
+    assert not list(out.rglob(".tmp-*"))  # the rerun removed the torn write
     frames, rejects = reference
     assert read_dir(out / "frames").equals(frames) and read_dir(out / "rejects").equals(rejects)
 
@@ -112,5 +114,8 @@ def test_killed_actor_is_restarted_and_its_unit_retried_within_the_run(
     assert (out / "_fault" / f"{KILLED}.fired").is_file()  # the actor really was killed
     assert len(markers(out)) == 6
     assert json.loads((out / "store.json").read_text())["units"] == 6
+    # The killed actor's torn temp file, written while the run went on, was removed at its end:
+    # a glob or a pyarrow dataset over frames/ reads only whole files.
+    assert not list(out.rglob(".tmp-*"))
     frames, rejects = reference
     assert read_dir(out / "frames").equals(frames) and read_dir(out / "rejects").equals(rejects)

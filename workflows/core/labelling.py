@@ -56,8 +56,8 @@ from components.batches import VIDEO_BATCH_ROWS
 from components.configuration import save_yaml, to_dict
 from components.store.neutral import neutral_join
 from components.store.schema import SCHEMA_VERSION, teacher_source
-from workflows.core.units import (FAULT_ENV, UnitProgress, check_pool_options, die_once, marker_done, run_units,
-                                  unit_pool, write_atomic_text)
+from workflows.core.units import (FAULT_ENV, UnitProgress, check_pool_options, die_once, marker_done,
+                                  remove_torn_writes, run_units, unit_pool, write_atomic_text)
 
 log = logging.getLogger("facsflow.label")
 
@@ -199,8 +199,9 @@ class TeacherLabeller:
             table = pa.Table.from_pydict(
                 {"sample_id": rows["sample_id"], "soft_labels": [r.tolist() for r in soft],
                  "label_source": [self.source] * n}, schema=LABELS_SCHEMA)
-            storage.write_table_atomic(table, storage.join(self.data, "labels", f"{stem}.parquet"), self.meta)
-            die_once(self.data, stem, self.fault_unit, _FAULT_STAGE)
+            labels_uri = storage.join(self.data, "labels", f"{stem}.parquet")
+            storage.write_table_atomic(table, labels_uri, self.meta)
+            die_once(self.data, stem, self.fault_unit, _FAULT_STAGE, torn_beside=labels_uri)
             unknown = int(np.isnan(soft).all(1).sum()) if soft.shape[1] else n
             write_atomic_text(storage.join(self.data, "_label_markers", f"{stem}.json"),
                               json.dumps({"rows": n, "unknown": unknown, "frames_bytes": int(size),
@@ -351,6 +352,13 @@ def _no_face_frames(data: str) -> int:
     return pads.dataset([storage.resolve(f)[1] for f in files], filesystem=fs, format="parquet").count_rows()
 
 
+def _remove_torn_writes(data: str) -> None:
+    """No temp file of a killed labeller stays in the store (``workflows.core.units.remove_torn_writes``)."""
+    removed = remove_torn_writes(data, ("labels", "_label_markers"))
+    if removed:
+        log.info("%s: removed %d temp file(s) that labellers killed mid-write left", data, removed)
+
+
 def run_label(cfg: LabelConfig) -> dict[str, Any]:
     """Label every unlabelled unit of ``cfg.data`` on the connected Ray cluster; return a summary.
 
@@ -381,6 +389,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         log.info("--no-resume: clearing labels/ and label markers of %s", cfg.data)
         _clear(cfg.data, ("labels", "_label_markers", "_fault/label", "labels.json"))
     _clear(cfg.data, ("labels.json",))  # marks a finished labelling: absent while one is under way
+    _remove_torn_writes(cfg.data)
     storage.write_json(run_uri, {"source": teacher.source, "aus": aus, "teacher": teacher.directory,
                                  "config": to_dict(cfg)})
     if not storage.is_remote(cfg.data):
@@ -425,6 +434,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         raise LabelsIncomplete(f"{len(failed)} of {len(items)} unit(s) were not labelled (e.g. "
                                f"{', '.join(failed[:5])}). Rerun the same command to label only those.")
+    _remove_torn_writes(cfg.data)  # an actor lost mid-write (its node gone) left its temp file
     summary.update(_count_written(cfg, units))
     summary["no_face_frames"] = _no_face_frames(cfg.data)
     summary["seconds"] = round(time.perf_counter() - t0, 2)

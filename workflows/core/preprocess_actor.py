@@ -92,9 +92,10 @@ class UnitProcessor:
             started, t0 = time.time(), time.perf_counter()
             unit = self._load_unit(str(plan))
             res = process_unit(unit, self.pipeline, self.store, Chunk(int(index), int(start), int(stop)))
-            storage.write_table_atomic(res.frames, storage.join(self.out, "frames", f"{stem}.parquet"), self.meta)
+            frames_uri = storage.join(self.out, "frames", f"{stem}.parquet")
+            storage.write_table_atomic(res.frames, frames_uri, self.meta)
             storage.write_table_atomic(res.rejects, storage.join(self.out, "rejects", f"{stem}.parquet"), self.meta)
-            die_once(self.out, str(stem), self.fault_unit)
+            die_once(self.out, str(stem), self.fault_unit, torn_beside=frames_uri)
             write_atomic_text(storage.join(self.out, "_markers", f"{stem}.json"),
                               json.dumps({"rows": res.frames.num_rows, "rejects": res.rejects.num_rows}))
             stats["stem"].append(str(stem))

@@ -41,8 +41,8 @@ from components.store.neutral import NEUTRAL_DIR
 from components.store.rows import StoreConfig, plan_chunks
 from components.store.schema import SCHEMA_VERSION
 from workflows.core.preprocess_actor import UnitProcessor, unit_stem, written_counts
-from workflows.core.units import (FAULT_ENV, UnitProgress, UnitsFailed, check_pool_options, marker_done, run_units,
-                                  unit_pool)
+from workflows.core.units import (FAULT_ENV, UnitProgress, UnitsFailed, check_pool_options, marker_done,
+                                  remove_torn_writes, run_units, unit_pool)
 
 log = logging.getLogger("facsflow.preprocess")
 
@@ -187,17 +187,10 @@ def _clear(cfg: PreprocessConfig, names: tuple[str, ...]) -> None:
 
 
 def _remove_torn_writes(cfg: PreprocessConfig) -> None:
-    """Delete temp files a killed writer left behind (readers skip them, globs might not)."""
-    if storage.is_remote(cfg.out):
-        return
-    fs, base = storage.resolve(cfg.out)
-    for name in ("frames", "rejects", "_markers", NEUTRAL_DIR):
-        path = f"{base.rstrip('/')}/{name}"
-        if fs.get_file_info(path).type == pafs.FileType.NotFound:
-            continue
-        for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
-            if info.type == pafs.FileType.File and info.base_name.startswith(".tmp-"):
-                fs.delete_file(info.path)
+    """No temp file of a killed writer stays in the store (``workflows.core.units.remove_torn_writes``)."""
+    removed = remove_torn_writes(cfg.out, ("frames", "rejects", "_markers", NEUTRAL_DIR))
+    if removed:
+        log.info("%s: removed %d temp file(s) that writers killed mid-write left", cfg.out, removed)
 
 
 def _check_same_config(cfg: PreprocessConfig, fingerprint: str) -> None:
@@ -346,6 +339,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
             f"their frames are not in {cfg.out}. Rerun the same command to retry only those.")
     _count_written(cfg, plan, {it["stem"] for it in items}, summary)
     summary["neutral_videos"] = _write_neutral(cfg, plan, {it["stem"] for it in items})
+    _remove_torn_writes(cfg)  # an actor lost mid-write (its node gone) left its temp file
     _clear(cfg, ("_plan",))
     info = {"schema_version": SCHEMA_VERSION, "dataset": cfg.dataset, "aus": list(plan.aus),
             "diff_steps": list(cfg.store.diff_steps), "image_size": cfg.face.align_size,

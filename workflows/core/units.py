@@ -25,12 +25,13 @@ from typing import Any, Callable
 from components import storage
 
 __all__ = ["FAULT_ENV", "UnitsFailed", "UnitProgress", "UnitsRun", "run_units", "unit_pool", "check_pool_options",
-           "marker_done", "write_atomic_text", "die_once"]
+           "marker_done", "write_atomic_text", "die_once", "remove_torn_writes"]
 
 FAULT_ENV = "FACSFLOW_FAULT_KILL_UNIT"
 """Fault injection for tests: the actor processing the unit with this stem SIGKILLs itself after
 writing the unit's frames and rejects (``facsflow label``: its labels) and before its marker, once
-per store and stage (the worst moment for a machine to vanish)."""
+per store and stage (the worst moment for a machine to vanish), leaving beside them the half-written
+temp file of a write it was in the middle of, as a machine that vanishes does."""
 
 
 class UnitsFailed(RuntimeError):
@@ -68,16 +69,44 @@ def marker_done(uri: str) -> bool:
     return True
 
 
-def die_once(out: str, stem: str, fault_unit: str, stage: str = "") -> None:
+def die_once(out: str, stem: str, fault_unit: str, stage: str = "", torn_beside: str = "") -> None:
     """Fault injection (``FAULT_ENV``): SIGKILL this process when ``stem`` is ``fault_unit``, once
-    per store and stage (a sentinel under ``<out>/_fault/[<stage>/]`` remembers it fired)."""
+    per store and stage (a sentinel under ``<out>/_fault/[<stage>/]`` remembers it fired), first
+    leaving a torn temp file in the folder of ``torn_beside`` (local stores)."""
     if not fault_unit or stem != fault_unit:
         return
     sentinel = storage.join(out, "_fault", *([stage] if stage else []), f"{stem}.fired")
     if storage.exists(sentinel):
         return
     storage.write_text(sentinel, "")
+    if torn_beside and not storage.is_remote(torn_beside):
+        fs, path = storage.resolve(torn_beside)
+        with fs.open_output_stream(f"{path.rsplit('/', 1)[0]}/.tmp-fault-{os.getpid()}.parquet") as f:
+            f.write(b"PAR1" + b"\0" * 64)  # a Parquet header and no footer: a write cut short
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove_torn_writes(out: str, folders: tuple[str, ...]) -> int:
+    """Delete the temp files (``.tmp-*``) that writers killed mid-write left in ``out``'s
+    ``folders``; return how many. Call it when no writer of the stage runs: before the units
+    start and after the last one finished. Readers never list them (``storage.list_files`` skips
+    dot files), but a person's ``glob("*.parquet")`` or ``pyarrow.dataset`` over the folder would
+    hit a file with no footer. Object stores have none (a PUT is atomic)."""
+    if storage.is_remote(out):
+        return 0
+    import pyarrow.fs as pafs
+
+    fs, base = storage.resolve(out)
+    removed = 0
+    for name in folders:
+        path = f"{base.rstrip('/')}/{name}"
+        if fs.get_file_info(path).type == pafs.FileType.NotFound:
+            continue
+        for info in fs.get_file_info(pafs.FileSelector(path, recursive=True)):
+            if info.type == pafs.FileType.File and info.base_name.startswith(".tmp-"):
+                fs.delete_file(info.path)
+                removed += 1
+    return removed
 
 
 class UnitProgress:
