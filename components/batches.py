@@ -91,8 +91,8 @@ class RowDecoder:
     float32 (-1 where the store has none), and the id columns sample_id, dataset, subject, video,
     frame_order as passthrough, ``blendshapes`` (B, 52) when the batch has them (required when the
     model declares them), ``geometry`` (B, K) and ``neutral`` (B, 52 + K) when the model declares
-    geometry and every row has them, video_index (``components.video_key``: CRC32 of dataset/subject/video)
-    for families that pair or window frames within a video, and subject_index (CRC32 of
+    geometry and every row has them, video_index (``components.video_key``: CRC32 of the face track's key,
+    dataset/subject/video[#face]) for families that pair or window frames within a video, and subject_index (CRC32 of
     dataset/subject) for those that group frames by person.
     """
 
@@ -195,7 +195,7 @@ class RowDecoder:
         for key in ("sample_id", "dataset", "subject", "video", "frame_order"):
             if key in batch:
                 out[key] = np.asarray(batch[key])
-        # Pairs and windows are per (dataset, subject, video); pairwise-rank's cross-fitting groups
+        # Pairs and windows are per face track (dataset, subject, video, face); pairwise-rank's cross-fitting groups
         # by person. The crop cache has both computed.
         index = batch["video_index"] if "video_index" in batch else video_index(batch)
         if index is not None:

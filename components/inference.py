@@ -84,9 +84,9 @@ class FaceTrack:
     """float32 (n, 52 + K) each frame's person-specific neutral, where the caller keeps it (a live
     session sees a face a frame at a time; a store's rows, ``components.store.neutral``, are one
     batch of a longer video); None: ``member_inputs`` computes it over the track."""
-    key: "tuple[str, str, str] | None" = None
-    """(dataset, subject, video) of feature-store rows (``store_tracks``); None: the request's
-    own key (input id, face id, input name)."""
+    key: "tuple[str, str, str, int] | None" = None
+    """(dataset, subject, video, face_id) of feature-store rows (``store_tracks``); None: the
+    request's own key (input id, face id, input name)."""
 
     def motion(self) -> np.ndarray:
         """(n, len(steps)) mean landmark displacement per step in crop pixels, 0 where invalid:
@@ -173,7 +173,7 @@ class MemberInput:
 
     batch: dict[str, np.ndarray]
     """crop, landmarks, (landmark_diff, diff_valid), (blendshapes, geometry, neutral), dataset, subject,
-    video, frame_order."""
+    video, face_id, frame_order."""
     parts: list[tuple[int, int, int]] = field(default_factory=list)
     """(track index, first row in the track, rows) for consecutive row ranges of the batch."""
 
@@ -181,13 +181,14 @@ class MemberInput:
 def _rows(track: FaceTrack, lo: int, hi: int, source: str, name: str, subject: str,
           neutral: "np.ndarray | None" = None) -> dict[str, np.ndarray]:
     n = hi - lo
-    # The video key: request/input, tracked face, input name (components.video_key), or the
-    # store rows' own.
-    dataset, subject, video = track.key or (source, subject, name)
+    # The face track's key: request/input, tracked face, input name (components.video_key), or
+    # the store rows' own (their video's, and the face's within it).
+    dataset, subject, video, face = track.key or (source, subject, name, 0)
     rows: dict[str, np.ndarray] = {
         "crop": track.crop[lo:hi], "landmarks": track.landmarks[lo:hi],
         "dataset": np.array([dataset] * n), "subject": np.array([subject] * n),
-        "video": np.array([video] * n), "frame_order": np.asarray(track.frames[lo:hi], np.int64)}
+        "video": np.array([video] * n), "face_id": np.full(n, face, np.int16),
+        "frame_order": np.asarray(track.frames[lo:hi], np.int64)}
     if track.landmark_diff is not None:
         rows["landmark_diff"], rows["diff_valid"] = track.landmark_diff[lo:hi], track.diff_valid[lo:hi]
     if track.blendshapes is not None:
@@ -340,9 +341,10 @@ def smoothed_answer(manifest: EnsembleManifest, ans: dict[str, Any], probs: np.n
 
 
 def smooth_by_video(probs: np.ndarray, batch: dict[str, Any], order: np.ndarray, window: int) -> np.ndarray:
-    """``probs`` (N, n_AU) of rows from many videos, each video (``components.video_key`` from
-    ``batch``'s dataset/subject/video columns) smoothed over its own rows in ``order`` (frame
-    order) by ``smooth_sequence``: evaluation's switch for the smoothing serving applies."""
+    """``probs`` (N, n_AU) of rows from many videos, each face track (``components.video_key``
+    from ``batch``'s dataset/subject/video and face_id columns) smoothed over its own rows in
+    ``order`` (frame order) by ``smooth_sequence``: evaluation's switch for the smoothing serving
+    applies."""
     from components.models.to_sequence import smooth_sequence
 
     keys = video_keys(batch)

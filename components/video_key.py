@@ -1,12 +1,15 @@
-"""A video's identity: the one definition every grouping of frames uses.
+"""A video's identity, and a face track's within it: the one definition every grouping of frames uses.
 
 Frames belong to the same video when they share (dataset, subject, video). The ``video`` column
 alone is not enough: in BP4D it is the task (T1..T8, the same eight names for every subject) and
-in DISFA the camera, so grouping by it mixes people. Pairwise-rank's ranking and uncertainty pairs
-(paper 004 §3.1-3.2), its window statistics G (§3.3), temporal landmark differences, smoothing and
-the samplers all group by the key defined here. Serving and prediction build rows with
-``dataset`` = the request (or input file) and ``subject`` = the tracked face, so batched requests
-from different clients never share a key either.
+in DISFA the camera, so grouping by it mixes people. A video with several people (an unlabeled
+``media`` input: a crowd photo, a talk show) holds one track per face, told apart by the stored
+rows' ``face_id``; where rows carry it, a face other than the first gets its own key, so a track
+never mixes people either. Pairwise-rank's ranking and uncertainty pairs (paper 004 §3.1-3.2), its
+window statistics G (§3.3), temporal landmark differences, the running neutral, smoothing and the
+samplers all group by the key defined here. Serving and prediction build rows with ``dataset`` =
+the request (or input file) and ``subject`` = the tracked face, so batched requests from
+different clients never share a key either.
 """
 
 from __future__ import annotations
@@ -16,23 +19,31 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["video_key", "video_keys", "video_index", "subject_index", "KEY_COLUMNS"]
+__all__ = ["video_key", "video_keys", "video_index", "subject_index", "KEY_COLUMNS", "FACE_COLUMN"]
 
 KEY_COLUMNS = ("dataset", "subject", "video")
 """The columns that together name one video."""
 
+FACE_COLUMN = "face_id"
+"""The stored rows' face track within a video (``components.store.schema``)."""
 
-def video_key(dataset: Any, subject: Any, video: Any) -> str:
-    """The string key of one video: ``dataset/subject/video``.
+
+def video_key(dataset: Any, subject: Any, video: Any, face: Any = 0) -> str:
+    """The string key of one face track of a video: ``dataset/subject/video``, and ``#<face>``
+    after it for a face other than the first (so a one-person video's key is its video's).
 
     >>> video_key("bp4d", "F001", "T1") == video_key("bp4d", "F002", "T1")
     False
+    >>> video_key("media", ".", "talk.mp4", 0), video_key("media", ".", "talk.mp4", 1)
+    ('media/./talk.mp4', 'media/./talk.mp4#1')
     """
-    return f"{dataset}/{subject}/{video}"
+    base = f"{dataset}/{subject}/{video}"
+    return f"{base}#{int(face)}" if int(face) else base
 
 
 def video_keys(batch: Mapping[str, Any]) -> "list[str] | None":
-    """Per-row keys of a columnar batch, from whichever of ``KEY_COLUMNS`` it has.
+    """Per-row keys of a columnar batch, from whichever of ``KEY_COLUMNS`` it has, and its
+    ``face_id`` where it has one (``video_key``).
 
     A batch with a ``video`` column but no ``subject`` (or ``dataset``) is keyed by what it has;
     None when it has no ``video`` column at all.
@@ -41,11 +52,12 @@ def video_keys(batch: Mapping[str, Any]) -> "list[str] | None":
         return None
     n = len(batch["video"])
     cols: list[Sequence[Any]] = [batch[c] if c in batch else [""] * n for c in KEY_COLUMNS]
-    return [video_key(d, s, v) for d, s, v in zip(*cols)]
+    faces = batch[FACE_COLUMN] if FACE_COLUMN in batch else [0] * n
+    return [video_key(d, s, v, f) for d, s, v, f in zip(*cols, faces)]
 
 
 def video_index(batch: Mapping[str, Any]) -> "np.ndarray | None":
-    """Per-row int64 ids (CRC32 of ``video_key``) that survive tensor conversion, or None."""
+    """Per-row int64 ids (CRC32 of ``video_keys``) that survive tensor conversion, or None."""
     keys = video_keys(batch)
     if keys is None:
         return None

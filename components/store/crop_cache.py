@@ -32,10 +32,10 @@ from components.video_key import subject_index, video_index
 __all__ = ["CACHE_VERSION", "crop_cache_size", "cache_key", "cache_root", "cache_file", "decode_crops", "crop_cache_table",
            "cached_columns", "READ_COLUMNS"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped when the cache's columns change (part of the key)."""
 
-READ_COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks",
+READ_COLUMNS = ["sample_id", "dataset", "subject", "video", "face_id", "frame_order", "image", "landmarks",
                 "landmark_diff", "diff_valid", "labels", "intensities"]
 """Store columns a cache file is built from."""
 
@@ -123,6 +123,7 @@ def crop_cache_table(batch: dict[str, Any], size: int, n_steps: int, n_aus: int)
     ids = [str(s) for s in batch["sample_id"]]
     crops, lms, scale = decode_crops(batch["image"], batch["landmarks"], size)
     cols: dict[str, Any] = {k: pa.array([str(v) for v in batch[k]]) for k in ID_COLUMNS}
+    cols["face_id"] = pa.array(np.asarray(batch["face_id"], np.int16))
     cols["frame_order"] = pa.array(np.asarray(batch["frame_order"], np.int32))
     cols["video_index"] = pa.array(video_index(batch))
     cols["subject_index"] = pa.array(subject_index(batch))

@@ -30,22 +30,23 @@ _COLUMNS = ("sample_id", "dataset", "subject", "video", "face_id", "frame_order"
 
 def row_neutral(rows: dict[str, Sequence[Any]]) -> list["list[float] | None"]:
     """Each row's running neutral of [blendshapes, geometry] (52 + K floats) over its face track
-    (dataset, subject, video, face_id) in frame order, from the track's rows that have
-    blendshapes (``track_neutral``); None for a row without blendshapes. The geometry part is the
-    population's where some of the track's rows lack geometry, as a serving track without it."""
+    (``components.video_key.video_keys``: dataset, subject, video, face_id) in frame order, from
+    the track's rows that have blendshapes (``track_neutral``); None for a row without
+    blendshapes. The geometry part is the population's where some of the track's rows lack
+    geometry, as a serving track without it."""
     from components.faces.au_geometry import track_neutral
+    from components.video_key import video_keys
 
     n = len(rows["sample_id"])
     out: list["list[float] | None"] = [None] * n
     bs, geo = rows.get("blendshapes"), rows.get("geometry")
     if bs is None:
         return out
-    faces = rows.get("face_id", [0] * n)
-    tracks: dict[tuple[str, str, str, int], list[int]] = {}
+    keys = video_keys(rows)
+    tracks: dict[str, list[int]] = {}
     for i in range(n):
         if bs[i] is not None and len(bs[i]) == 52:
-            key = (str(rows["dataset"][i]), str(rows["subject"][i]), str(rows["video"][i]), int(faces[i]))
-            tracks.setdefault(key, []).append(i)
+            tracks.setdefault(keys[i], []).append(i)
     order = np.asarray(rows["frame_order"], np.int64)
     for idx in tracks.values():
         idx = np.asarray(idx)[np.argsort(order[idx], kind="stable")]

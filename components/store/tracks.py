@@ -1,6 +1,7 @@
 """Feature-store rows in and out of the one orchestration (``components.inference``): evaluation,
-ensemble selection and the label teacher enter with stored rows as face tracks, one per video key
-in frame order, and get their answers back as arrays in the rows' order."""
+ensemble selection and the label teacher enter with stored rows as face tracks, one per face
+track key (``components.video_key``: its video's, and its face's where the video has several) in
+frame order, and get their answers back as arrays in the rows' order."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from components.inference import FaceTrack
-from components.video_key import video_keys
+from components.video_key import KEY_COLUMNS, video_keys
 
 __all__ = ["store_tracks", "store_answer"]
 
@@ -17,7 +18,8 @@ __all__ = ["store_tracks", "store_answer"]
 def store_tracks(rows: dict[str, Any]) -> tuple[list[FaceTrack], list[np.ndarray]]:
     """Feature-store rows (columns ``image`` or ``crop``, ``landmarks``, ``dataset``/``subject``/
     ``video``, ``frame_order``, optionally ``landmark_diff``/``diff_valid``/``blendshapes``/``geometry``/
-    ``neutral``) as tracks, one per video key in frame order, keeping the rows' key; and each
+    ``neutral``, and ``face_id`` where a video has several faces) as tracks, one per face track key
+    (``components.video_key.video_keys``) in frame order, keeping the rows' key; and each
     track's row indices. Blendshapes ride along only where every row of the track has them (a
     member that reads them then refuses a track without); so does the stored running neutral
     (without it the orchestration computes one over the rows given)."""
@@ -36,8 +38,9 @@ def store_tracks(rows: dict[str, Any]) -> tuple[list[FaceTrack], list[np.ndarray
         idx = np.asarray(idx)[np.argsort(order[idx], kind="stable")]
         crop = np.stack([np.asarray(crops[i]) if crops is not None else decode_jpeg(rows["image"][i]) for i in idx])
         lms = np.stack([np.asarray(rows["landmarks"][i], np.float32).reshape(-1) for i in idx])
+        face = int(rows["face_id"][idx[0]]) if "face_id" in rows else 0
         track = FaceTrack(face_id=t, frames=order[idx].tolist(), crop=crop, landmarks=lms, info=[],
-                          key=tuple(str(rows[c][idx[0]]) if c in rows else "" for c in ("dataset", "subject", "video")))
+                          key=(*(str(rows[c][idx[0]]) if c in rows else "" for c in KEY_COLUMNS), face))
         if "landmark_diff" in rows and rows["landmark_diff"] is not None:
             track.landmark_diff = np.stack([np.asarray(rows["landmark_diff"][i], np.float32) for i in idx])
             track.diff_valid = np.stack([np.asarray(rows["diff_valid"][i], bool) for i in idx])

@@ -23,6 +23,7 @@ def _store_rows(n: int = 6, steps: int = 3, n_aus: int = 4) -> dict:
     return {
         "sample_id": [f"d/s{i % 2}/v/{i}" for i in range(n)], "dataset": ["d"] * n,
         "subject": [f"s{i % 2}" for i in range(n)], "video": ["v"] * n, "frame_order": list(range(n)),
+        "face_id": [int(i >= 4) for i in range(n)],  # rows 4 and 5: a second face of s0's and s1's video
         "image": [encode_jpeg(c, 95) for c in crops],
         "landmarks": [rng.uniform(20, 90, 136).astype(np.float32).tolist() for _ in range(n)],
         "landmark_diff": [rng.normal(0, 2, steps * 136).astype(np.float32).tolist() for _ in range(n)],
@@ -45,6 +46,8 @@ def test_cache_rows_decode_to_the_store_rows_batch(tmp_path, size: int) -> None:
     for key, value in want.items():
         np.testing.assert_array_equal(np.asarray(got[key]), value, err_msg=key)
     assert got["crop"].shape == (6, side, side, 3) and got["landmark_diff"].shape == (6, 2, 68, 2)
+    # One track per face: the second face of a video is grouped apart from the first.
+    assert len(set(got["video_index"].tolist())) == 4 and got["video_index"][4] != got["video_index"][0]
     np.testing.assert_array_equal(got["labels"][0], [-1, -1, -1, -1])
 
 

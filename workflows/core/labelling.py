@@ -63,7 +63,7 @@ log = logging.getLogger("facsflow.label")
 
 __all__ = ["LabelConfig", "Teacher", "resolve_teacher", "run_label", "LabelsIncomplete", "FAULT_ENV"]
 
-_COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
+_COLUMNS = ["sample_id", "dataset", "subject", "video", "face_id", "frame_order", "image", "landmarks", "landmark_diff",
             "diff_valid", "blendshapes", "geometry"]
 _FAULT_STAGE = "label"
 

@@ -29,9 +29,9 @@ __all__ = ["COLUMNS", "OPTIONAL_COLUMNS", "LabelJoin", "joined_column", "read_st
 
 log = logging.getLogger("facsflow.train")
 
-# "dataset" with "subject" and "video": the full video key (components.video_key) that pairs,
-# windows and the resampling stride group by.
-COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
+# "dataset", "subject", "video" and "face_id": the face track's key (components.video_key) that
+# pairs, windows and the resampling stride group by.
+COLUMNS = ["sample_id", "dataset", "subject", "video", "face_id", "frame_order", "image", "landmarks", "landmark_diff",
            "diff_valid", "labels", "intensities", "blendshapes", "geometry"]
 CACHE_COLUMNS = ["frame_order", "video_index", "subject_index", "crop_scale", "crop", "landmarks", "landmark_diff",
                  "diff_valid", "labels", "intensities"]
@@ -182,7 +182,7 @@ def transformed_dataset(files: list[str], info: dict[str, Any], spec: InputSpec,
     store, root = cache
     # The label tables sit beside the frames files under the same relative paths as the cache's.
     fn_kwargs["joins"] = [{**j, "frames": root} for j in joins] if joins else None
-    columns = CACHE_COLUMNS + (["sample_id", "dataset", "subject", "video"] if joins or resample else [])
+    columns = CACHE_COLUMNS + (["sample_id", "dataset", "subject", "video", "face_id"] if joins or resample else [])
     cached = [cache_file(store, root, f) for f in files]
     # A read task costs a few ms of Ray's CPU whatever it reads: group small files into tasks of
     # about CACHE_TASK_BYTES (a task per 16-row file spent more on itself than on its rows).

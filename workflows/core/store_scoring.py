@@ -1,14 +1,14 @@
 """Ray Data inference over feature-store rows with the one ``Predictor`` (class UDF: models load
 once per actor). Used by evaluation and ensemble selection.
 
-The store already holds aligned faces, temporal landmark differences and each row's video key
-(dataset, subject, video) and frame order, so the rows enter the orchestration
+The store already holds aligned faces, temporal landmark differences and each row's face track
+key (dataset, subject, video, face_id: ``components.video_key``) and frame order, so the rows enter the orchestration
 (``components.inference``) as tracks at the members: ``Predictor.predict_store_rows`` (members,
 combination); batches are cut in video order (``VIDEO_BATCH_ROWS``, the orchestration's
 segments). Rows that carry blendshapes bring their face's running neutral over the whole video,
 joined from the store's ``neutral/`` tables (``components.store.neutral``), so a batch boundary
-does not restart it. Smoothing, the orchestration's option, runs over whole videos once every
-row is scored (``smooth_by_video``)."""
+does not restart it. Smoothing, the orchestration's option, runs over each whole face track
+once every row is scored (``smooth_by_video``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from components.batches import VIDEO_BATCH_ROWS
 
 __all__ = ["StoreRowsPredictor", "predict_store_files", "own_labels", "reference_labels"]
 
-_COLUMNS = ["sample_id", "dataset", "subject", "video", "frame_order", "image", "landmarks", "landmark_diff",
+_COLUMNS = ["sample_id", "dataset", "subject", "video", "face_id", "frame_order", "image", "landmarks", "landmark_diff",
             "diff_valid", "labels", "intensities", "blendshapes", "geometry"]
 
 
@@ -46,7 +46,7 @@ class StoreRowsPredictor:
         ans = self.predictor.predict_store_rows(batch, self.diff_steps)
         n = len(batch["sample_id"])
         labels = np.stack([np.asarray(v, np.float32) for v in batch["labels"]]) if n else np.zeros((0, 0))
-        out = {k: np.asarray(batch[k]) for k in ("sample_id", "dataset", "subject", "video", "frame_order")}
+        out = {k: np.asarray(batch[k]) for k in ("sample_id", "dataset", "subject", "video", "face_id", "frame_order")}
         out.update(probs=ans["probs"].astype(np.float32), labels=labels)
         for name, p in ans["member_probs"].items():
             out[f"member:{name}"] = p.astype(np.float32)
