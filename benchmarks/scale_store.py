@@ -8,7 +8,8 @@
   sample ids, and its rows are a run of the base rows (wrapping) with small perturbations (Gaussian
   noise: 0.3 px on landmarks, 0.1 px on their temporal differences, 0.01 on blendshapes and
   geometry, 0.01 on the detection score), so no two rows are equal; the crops and labels are the
-  base rows' own (re-encoding a million JPEGs would cost more CPU than the run it feeds). A task
+  base rows' own (re-encoding a million JPEGs would cost more CPU than the run it feeds); each video
+  also gets its ``neutral/`` table, as preprocessing writes it (``components.store.neutral``). A task
   holds the base store (a few MB) and one output video at a time: memory does not grow with N.
   This is a benchmark's way to a big store, not a product feature: real stores come from
   ``facsflow preprocess``.
@@ -75,6 +76,7 @@ def _write_videos(batch: dict[str, np.ndarray], base: str, out: str, rows_per_vi
 
     from components import storage
     from components.datasets.base import sample_id
+    from components.store.neutral import write_video_neutral
     from workflows.core.units import write_atomic_text
 
     table, meta = _base_rows(base)
@@ -105,6 +107,9 @@ def _write_videos(batch: dict[str, np.ndarray], base: str, out: str, rows_per_vi
             rows = rows.set_column(i, rows.schema.field(i), values.cast(rows.schema.field(i).type))
         uri = str(Path(out) / "frames" / dataset / subject / f"{video}.parquet")
         storage.write_table_atomic(rows, uri, meta)
+        # Its face's running neutral over the video, as preprocessing writes it beside the rows
+        # (the built-in teacher and blendshape members join it; components.store.neutral).
+        write_video_neutral(out, [f"{dataset}/{subject}/{video}"])
         # The unit's completion marker, as preprocessing writes it (label reads its row count).
         write_atomic_text(str(Path(out) / "_markers" / dataset / subject / f"{video}.json"),
                           json.dumps({"rows": n, "rejects": 0}))
