@@ -115,7 +115,7 @@ def test_killed_actor_is_restarted_and_its_unit_retried_within_the_run(
     assert len(markers(out)) == 6
     assert json.loads((out / "store.json").read_text())["units"] == 6
     # The killed actor's torn temp file, written while the run went on, was removed at its end:
-    # a glob or a pyarrow dataset over frames/ reads only whole files.
+    # a plain glob over frames/ finds only whole files.
     assert not list(out.rglob(".tmp-*"))
     frames, rejects = reference
     assert read_dir(out / "frames").equals(frames) and read_dir(out / "rejects").equals(rejects)

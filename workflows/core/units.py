@@ -89,9 +89,9 @@ def die_once(out: str, stem: str, fault_unit: str, stage: str = "", torn_beside:
 def remove_torn_writes(out: str, folders: tuple[str, ...]) -> int:
     """Delete the temp files (``.tmp-*``) that writers killed mid-write left in ``out``'s
     ``folders``; return how many. Call it when no writer of the stage runs: before the units
-    start and after the last one finished. Readers never list them (``storage.list_files`` skips
-    dot files), but a person's ``glob("*.parquet")`` or ``pyarrow.dataset`` over the folder would
-    hit a file with no footer. Object stores have none (a PUT is atomic)."""
+    start and after the last one finished. Readers never list them (``storage.list_files`` and
+    pyarrow's dataset discovery skip dot files), but a person's ``rglob("*.parquet")`` over the
+    folder would hit a file with no footer. Object stores have none (a PUT is atomic)."""
     if storage.is_remote(out):
         return 0
     import pyarrow.fs as pafs
