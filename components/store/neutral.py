@@ -21,7 +21,8 @@ import numpy as np
 
 from components import storage
 
-__all__ = ["NEUTRAL_DIR", "row_neutral", "write_video_neutral", "neutral_join", "files_store", "stem_neutral"]
+__all__ = ["NEUTRAL_DIR", "row_neutral", "write_video_neutral", "neutral_join", "files_store", "stem_neutral",
+           "no_tables_warning", "reads_neutral"]
 
 NEUTRAL_DIR = "neutral"
 """The store's folder of ``NEUTRAL_SCHEMA`` tables, one per ``frames/`` file (same stem)."""
@@ -125,3 +126,17 @@ def stem_neutral(store: str, stem: str, sample_ids: Sequence[str]) -> "list[list
         table = pq.read_table(f).to_pydict()
     by_id = dict(zip(table["sample_id"], table["neutral"]))
     return [by_id.get(str(s)) for s in sample_ids]
+
+
+def reads_neutral(input_spec: "dict[str, Any]") -> bool:
+    """Whether a member of this input spec (``InputSpec.to_dict``) subtracts the running neutral:
+    it reads blendshapes or the mesh geometry."""
+    return bool(input_spec.get("blendshapes") or input_spec.get("geometry"))
+
+
+def no_tables_warning(store: str, consequence: str) -> str:
+    """What train, label, evaluate and ensemble say of a store written before ``neutral/`` tables
+    existed, read by a member that subtracts the neutral: ``consequence`` (what it does instead),
+    and how to add them."""
+    return (f"{store} has no neutral/ tables (preprocessed before they existed): {consequence}; run the same "
+            "`facsflow preprocess` again first (it resumes and writes only them)")

@@ -170,6 +170,34 @@ def test_preprocess_run_again_on_a_store_without_neutral_tables_writes_only_them
         assert pq.read_table(p).equals(pq.read_table(original)), p
 
 
+def test_readers_of_a_store_without_neutral_tables_say_so_when_a_member_needs_them(
+        media_store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A store written before the neutral tables existed: the teacher, and evaluation's and
+    ensembling's scoring of a member that subtracts the neutral, warn and say how to add them; a
+    member that does not read blendshapes is scored without a word."""
+    import logging
+
+    from components.builtin import builtin_ensemble_dir
+    from components.ensemble import EnsembleManifest
+    from components.models.registry import build_model
+    from components.store.neutral import reads_neutral
+    from components.store.splits import frames_files
+    from workflows.core.store_scoring import predict_store_files
+
+    out = tmp_path / "store"
+    shutil.copytree(media_store, out, ignore=shutil.ignore_patterns(*LABEL_STATE, "neutral"))
+    caplog.set_level(logging.WARNING, logger="facsflow")
+    run_label(LabelConfig(teacher="builtin", data=str(out), log_every_s=0))
+    builtin = EnsembleManifest.load(builtin_ensemble_dir())
+    needs = any(reads_neutral(m.input_spec) for m in builtin.members)
+    predict_store_files(frames_files(str(out)), builtin_ensemble_dir(), "manifest", [], reads_neutral=needs)
+    said = [r.getMessage() for r in caplog.records if "no neutral/ tables" in r.getMessage()]
+    assert needs and len(said) == 2, said
+    assert all(str(out) in m and "run the same `facsflow preprocess` again" in m for m in said)
+    assert "restarts at every chunk" in said[0] and "builtin" in said[1] and "64-row batch" in said[1]
+    assert not reads_neutral(build_model("baseline_resnet18_112", [1, 2]).input_spec().to_dict())
+
+
 def test_a_second_run_labels_nothing_new(store: Path) -> None:
     first = run_label(LabelConfig(teacher="builtin", data=str(store), log_every_s=0))
     stamps = {p: p.stat().st_mtime_ns for p in (store / "labels").glob("**/*.parquet")}

@@ -90,6 +90,7 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
     from components.plan import recorded_faces
     from components.store.splits import _split_files, subject_sample, teacher_labelling
     from workflows.core.evaluation import find_runs
+    from components.store.neutral import reads_neutral
     from workflows.core.store_scoring import predict_store_files, reference_labels
 
     run_dirs = find_runs(runs)
@@ -105,7 +106,8 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
     for m, i in zip(members, infos):
         # Validation as the run's own: its rows' labels, or its teacher's decisions (val_labels).
         files = _split_files(i["store"], subject_sample(i["split"]["val"], max_subjects))
-        pred = predict_store_files(files, m.checkpoint, "checkpoint", i["diff_steps"], actors)
+        pred = predict_store_files(files, m.checkpoint, "checkpoint", i["diff_steps"], actors,
+                                   reads_neutral=reads_neutral(m.input_spec))
         labels = reference_labels(pred, i["store"], files, aus, i["val_labels"])
         res = evaluate_occurrence(pred["probs"], labels, aus, m.thresholds)
         m.val_f1 = [res["per_au"][f"AU{a}"]["f1"] or 0.0 for a in aus]
@@ -149,6 +151,7 @@ def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int
     ``max_subjects`` of them; 0: all)."""
     from components.metrics.occurrence import evaluate_occurrence
     from components.store.splits import _split_files, subject_sample
+    from components.store.neutral import reads_neutral
     from workflows.core.store_scoring import predict_store_files, reference_labels
 
     seen = set()
@@ -161,7 +164,8 @@ def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int
                           "kept out of every fold): ensemble not scored")
     else:
         files = _split_files(infos[0]["store"], unseen)
-        pred = predict_store_files(files, out, "manifest", infos[0]["diff_steps"], actors)
+        pred = predict_store_files(files, out, "manifest", infos[0]["diff_steps"], actors,
+                                   reads_neutral=any(reads_neutral(m.input_spec) for m in manifest.members))
         against = "teacher" if all(i["val_labels"] == "teacher" for i in infos) else "own"
         labels = reference_labels(pred, infos[0]["store"], files, manifest.aus, against)
         result["labels"] = against

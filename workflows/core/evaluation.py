@@ -111,13 +111,15 @@ def predict_split(run: dict[str, Any], info: dict[str, Any], split_name: str, cf
 
     files = _split_files(run["preprocess_store"], subject_sample(run["split"][split_name], cfg.max_subjects))
     return predict_store_files(files, run["checkpoint"], "checkpoint", list(info["diff_steps"]),
-                               cfg.actors, cfg.actor_cpus, smooth_window=smooth_window)
+                               cfg.actors, cfg.actor_cpus, smooth_window=smooth_window,
+                               reads_neutral=run.get("reads_neutral", False))
 
 
 def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> dict[str, Any]:
     """Test-set evaluation of one run (thresholds: its checkpoint's, or chosen afresh on its
     validation subjects when asked; ``smooth_window`` as ``run_evaluation``)."""
     from components.report.document import evaluate_model_outputs
+    from components.store.neutral import reads_neutral
     from components.store.splits import store_info
     from workflows.core.store_scoring import own_labels
     from workflows.core.training import read_run
@@ -126,6 +128,7 @@ def evaluate_run(run_dir: str, cfg: EvaluateConfig, smooth_window: int = 1) -> d
     train_cfg = json.loads(storage.read_text(storage.join(run_dir, "split.json")))
     run["split"] = train_cfg
     ckpt = _checkpoint_of(run)
+    run["reads_neutral"] = reads_neutral(ckpt["input_spec"])
     ckpt_store = ckpt["preprocess"]["store"]
     run["preprocess_store"] = ckpt_store
     info = store_info(ckpt_store)
@@ -225,6 +228,7 @@ def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig, smooth_window: 
     """Test a run on every frame of another dataset's store over the AUs both label."""
     from components.checkpoint import load_checkpoint
     from components.report.document import evaluate_cross_dataset
+    from components.store.neutral import reads_neutral
     from components.store.splits import frames_files, store_info
     from workflows.core.store_scoring import predict_store_files
     from workflows.core.training import read_run
@@ -233,7 +237,8 @@ def cross_dataset(run_dir: str, store: str, cfg: EvaluateConfig, smooth_window: 
     ckpt = load_checkpoint(run["checkpoint"])
     info = store_info(store)
     pred = predict_store_files(frames_files(store), run["checkpoint"], "checkpoint",
-                               list(info["diff_steps"]), cfg.actors, cfg.actor_cpus, smooth_window=smooth_window)
+                               list(info["diff_steps"]), cfg.actors, cfg.actor_cpus, smooth_window=smooth_window,
+                               reads_neutral=reads_neutral(ckpt["input_spec"]))
     ev = evaluate_cross_dataset(report_name(run["run"]), pred["probs"], pred["labels"], pred["subject"],
                                 ckpt["preprocess"]["dataset"], info["dataset"], model_aus=ckpt["aus"],
                                 label_aus=info["aus"], n_boot=cfg.bootstrap, seed=cfg.seed)

@@ -54,7 +54,7 @@ import pyarrow.fs as pafs
 from components import storage
 from components.batches import VIDEO_BATCH_ROWS
 from components.configuration import save_yaml, to_dict
-from components.store.neutral import neutral_join
+from components.store.neutral import neutral_join, no_tables_warning
 from components.store.schema import SCHEMA_VERSION, teacher_source
 from workflows.core.units import (FAULT_ENV, UnitProgress, check_pool_options, die_once, marker_done,
                                   remove_torn_writes, run_units, unit_pool, write_atomic_text)
@@ -263,10 +263,9 @@ def _check_store(cfg: LabelConfig, teacher: Teacher, info: dict[str, Any]) -> No
             f"with --face.landmarker {face.get('landmarker')}): preprocess it again with --face.landmarker "
             "mediapipe (the built-in's whole face pipeline: --face.detector retinaface --face.landmarker mediapipe)")
     if teacher.needs_blendshapes and neutral_join(cfg.data) is None:
-        log.warning("%s has no neutral/ tables (preprocessed before they existed): each face's running neutral "
-                    "restarts at every chunk and %d-row segment instead of running over its video as serving's "
-                    "does; run the same `facsflow preprocess` again first (it resumes and writes only them)",
-                    cfg.data, cfg.batch_rows)
+        log.warning(no_tables_warning(cfg.data, f"each face's running neutral restarts at every chunk and "
+                                                f"{cfg.batch_rows}-row segment instead of running over its video as "
+                                                "serving's does"))
     missing = [s for s in teacher.diff_steps if s not in info.get("diff_steps", ())]
     if missing:
         raise UserError(f"teacher {teacher.source} needs landmark differences for steps {missing}; {cfg.data} "

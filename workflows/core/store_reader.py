@@ -20,7 +20,7 @@ import numpy as np
 from components.batches import RowDecoder
 from components.models.base import InputSpec
 from components import storage
-from components.store.neutral import neutral_join
+from components.store.neutral import neutral_join, no_tables_warning
 from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
 from components.store.splits import Split, label_coverage, teacher_labelling, write_shuffled_labels
 
@@ -260,9 +260,8 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
     # (components.store.neutral), as serving does; a store without the tables: the population's.
     neutral = neutral_join(cfg.data) if spec.blendshapes or spec.geometry else None
     if (spec.blendshapes or spec.geometry) and neutral is None:
-        log.warning("%s has no neutral/ tables (preprocessed before they existed): %s trains with the population "
-                    "neutral where serving subtracts each face's own; run the same `facsflow preprocess` again "
-                    "first (it resumes and writes only them)", cfg.data, cfg.model)
+        log.warning(no_tables_warning(cfg.data, f"{cfg.model} trains with the population neutral where serving "
+                                                "subtracts each face's own"))
     return {n: transformed_dataset(split.files[n], info, spec, cfg.data_cpus,
                                    joins=(joins[n] + ([neutral] if neutral else [])) or None, cache=cache,
                                    resample=resample if n == "train" else None,

@@ -12,11 +12,14 @@ once every row is scored (``smooth_by_video``)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 
 from components.batches import VIDEO_BATCH_ROWS
+
+log = logging.getLogger("facsflow.evaluate")
 
 __all__ = ["StoreRowsPredictor", "predict_store_files", "own_labels", "reference_labels"]
 
@@ -60,11 +63,14 @@ class StoreRowsPredictor:
 
 def predict_store_files(files: list[str], source: str, kind: str, diff_steps: list[int],
                         actors: int = 1, actor_cpus: float = 1.0, batch_size: int = VIDEO_BATCH_ROWS,
-                        smooth_window: int = 1) -> dict[str, np.ndarray]:
+                        smooth_window: int = 1, reads_neutral: bool = False) -> dict[str, np.ndarray]:
     """Predict every row of the given feature-store files; arrays sorted by sample_id.
 
-    ``smooth_window`` > 1: each video's ensemble probabilities (``probs``; member columns stay
-    raw) become the centred moving mean over its frames in order (paper 002 §3), as serving's.
+    ``smooth_window`` > 1: each face track's ensemble probabilities (``probs``; member columns
+    stay raw) become the centred moving mean over its frames in order (paper 002 §3), as
+    serving's. ``reads_neutral``: some member subtracts the running neutral
+    (``components.store.neutral.reads_neutral``); the caller knows, and a store without
+    ``neutral/`` tables is then warned about here.
     """
     import ray.data
 
@@ -72,9 +78,14 @@ def predict_store_files(files: list[str], source: str, kind: str, diff_steps: li
         return {}
     from workflows.core.store_reader import read_store_frames
 
-    from components.store.neutral import files_store, neutral_join
+    from components.store.neutral import files_store, neutral_join, no_tables_warning
 
-    neutral = neutral_join(files_store(files))
+    store = files_store(files)
+    neutral = neutral_join(store)
+    if reads_neutral and neutral is None:
+        log.warning(no_tables_warning(store, f"{source} scores its rows with a running neutral that restarts at "
+                                             f"every {batch_size}-row batch, not each face's over its video as "
+                                             "serving's does"))
     ds = read_store_frames(files, _COLUMNS, include_paths=neutral is not None)
     out = ds.map_batches(StoreRowsPredictor, batch_size=batch_size, batch_format="numpy",
                          fn_constructor_kwargs={"source": source, "kind": kind, "diff_steps": diff_steps,
