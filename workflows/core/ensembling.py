@@ -89,8 +89,8 @@ def build_ensemble(runs: list[str], out: str, rule: str = "mean", thresholds_dir
     from components.metrics.occurrence import evaluate_occurrence
     from components.plan import recorded_faces
     from components.store.splits import _split_files, subject_sample, teacher_labelling
-    from workflows.core.evaluation import find_runs
     from components.store.neutral import reads_neutral
+    from workflows.core.evaluation import find_runs
     from workflows.core.store_scoring import predict_store_files, reference_labels
 
     run_dirs = find_runs(runs)
@@ -150,8 +150,8 @@ def _report_unseen(manifest: EnsembleManifest, infos: Any, out: str, actors: int
     """Ensemble vs members on test subjects that no member trained or validated on (at most
     ``max_subjects`` of them; 0: all)."""
     from components.metrics.occurrence import evaluate_occurrence
-    from components.store.splits import _split_files, subject_sample
     from components.store.neutral import reads_neutral
+    from components.store.splits import _split_files, subject_sample
     from workflows.core.store_scoring import predict_store_files, reference_labels
 
     seen = set()

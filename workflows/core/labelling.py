@@ -66,6 +66,8 @@ __all__ = ["LabelConfig", "Teacher", "resolve_teacher", "run_label", "LabelsInco
 _COLUMNS = ["sample_id", "dataset", "subject", "video", "face_id", "frame_order", "image", "landmarks", "landmark_diff",
             "diff_valid", "blendshapes", "geometry"]
 _FAULT_STAGE = "label"
+_WRITTEN = ("labels", "_label_markers")
+"""The store's folders that labelling writes files into."""
 
 
 @dataclass
@@ -351,13 +353,6 @@ def _no_face_frames(data: str) -> int:
     return pads.dataset([storage.resolve(f)[1] for f in files], filesystem=fs, format="parquet").count_rows()
 
 
-def _remove_torn_writes(data: str) -> None:
-    """No temp file of a killed labeller stays in the store (``workflows.core.units.remove_torn_writes``)."""
-    removed = remove_torn_writes(data, ("labels", "_label_markers"))
-    if removed:
-        log.info("%s: removed %d temp file(s) that labellers killed mid-write left", data, removed)
-
-
 def run_label(cfg: LabelConfig) -> dict[str, Any]:
     """Label every unlabelled unit of ``cfg.data`` on the connected Ray cluster; return a summary.
 
@@ -388,7 +383,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         log.info("--no-resume: clearing labels/ and label markers of %s", cfg.data)
         _clear(cfg.data, ("labels", "_label_markers", "_fault/label", "labels.json"))
     _clear(cfg.data, ("labels.json",))  # marks a finished labelling: absent while one is under way
-    _remove_torn_writes(cfg.data)
+    remove_torn_writes(cfg.data, _WRITTEN, log)
     storage.write_json(run_uri, {"source": teacher.source, "aus": aus, "teacher": teacher.directory,
                                  "config": to_dict(cfg)})
     if not storage.is_remote(cfg.data):
@@ -433,7 +428,7 @@ def run_label(cfg: LabelConfig) -> dict[str, Any]:
         summary["seconds"] = round(time.perf_counter() - t0, 2)
         raise LabelsIncomplete(f"{len(failed)} of {len(items)} unit(s) were not labelled (e.g. "
                                f"{', '.join(failed[:5])}). Rerun the same command to label only those.")
-    _remove_torn_writes(cfg.data)  # an actor lost mid-write (its node gone) left its temp file
+    remove_torn_writes(cfg.data, _WRITTEN, log)  # an actor lost mid-write (its node gone) left its temp file
     summary.update(_count_written(cfg, units))
     summary["no_face_frames"] = _no_face_frames(cfg.data)
     summary["seconds"] = round(time.perf_counter() - t0, 2)

@@ -46,6 +46,9 @@ from workflows.core.units import (FAULT_ENV, UnitProgress, UnitsFailed, check_po
 
 log = logging.getLogger("facsflow.preprocess")
 
+_WRITTEN = ("frames", "rejects", "_markers", NEUTRAL_DIR)
+"""The store's folders that preprocessing writes files into."""
+
 __all__ = ["PreprocessConfig", "UnitsFailed", "InputsLost", "Plan", "plan_items", "run_preprocess", "unit_stem",
            "result_fingerprint", "min_chunk_overlap", "FAULT_ENV", "UnitProgress"]
 
@@ -186,13 +189,6 @@ def _clear(cfg: PreprocessConfig, names: tuple[str, ...]) -> None:
             fs.delete_dir(path)
 
 
-def _remove_torn_writes(cfg: PreprocessConfig) -> None:
-    """No temp file of a killed writer stays in the store (``workflows.core.units.remove_torn_writes``)."""
-    removed = remove_torn_writes(cfg.out, ("frames", "rejects", "_markers", NEUTRAL_DIR))
-    if removed:
-        log.info("%s: removed %d temp file(s) that writers killed mid-write left", cfg.out, removed)
-
-
 def _check_same_config(cfg: PreprocessConfig, fingerprint: str) -> None:
     """Resuming a store made with other settings would mix two kinds of rows: refuse."""
     from workflows.core.runtime import UserError
@@ -308,7 +304,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
     if storage.exists(storage.join(cfg.out, "store.json")):
         fs, path = storage.resolve(storage.join(cfg.out, "store.json"))
         fs.delete_file(path)
-    _remove_torn_writes(cfg)
+    remove_torn_writes(cfg.out, _WRITTEN, log)
     storage.write_json(storage.join(cfg.out, "_run.json"),
                        {"result_sha256": fingerprint, "config": to_dict(cfg)})
     if not storage.is_remote(cfg.out):
@@ -339,7 +335,7 @@ def run_preprocess(cfg: PreprocessConfig) -> dict[str, Any]:
             f"their frames are not in {cfg.out}. Rerun the same command to retry only those.")
     _count_written(cfg, plan, {it["stem"] for it in items}, summary)
     summary["neutral_videos"] = _write_neutral(cfg, plan, {it["stem"] for it in items})
-    _remove_torn_writes(cfg)  # an actor lost mid-write (its node gone) left its temp file
+    remove_torn_writes(cfg.out, _WRITTEN, log)  # an actor lost mid-write (its node gone) left its temp file
     _clear(cfg, ("_plan",))
     info = {"schema_version": SCHEMA_VERSION, "dataset": cfg.dataset, "aus": list(plan.aus),
             "diff_steps": list(cfg.store.diff_steps), "image_size": cfg.face.align_size,

@@ -20,7 +20,7 @@ import numpy as np
 from components.batches import RowDecoder
 from components.models.base import InputSpec
 from components import storage
-from components.store.neutral import neutral_join, no_tables_warning
+from components.store.neutral import neutral_join, no_tables_warning, reads_neutral
 from components.store.schema import LABEL_SOURCE_HUMAN, LABEL_SOURCE_TEACHER
 from components.store.splits import Split, label_coverage, teacher_labelling, write_shuffled_labels
 
@@ -248,8 +248,10 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
     if train and val_labels == "teacher":
         joins["val"].append(_teacher_join(cfg.data, split.files["val"], list(info["aus"]),
                                           teacher_labelling(cfg.data)["thresholds"], "validation"))
+    # Members that read blendshapes or geometry: no crop cache (it holds neither), and the neutral joined.
+    mesh = reads_neutral(spec.to_dict())
     cache = None
-    if train and getattr(cfg, "crop_cache", False) and not (spec.blendshapes or spec.geometry):
+    if train and getattr(cfg, "crop_cache", False) and not mesh:
         from workflows.core.crop_cache import ensure_crop_cache
 
         from components.store.crop_cache import crop_cache_size
@@ -258,8 +260,8 @@ def split_datasets(split: Split, info: dict[str, Any], cfg: Any, train: bool = T
         cache = (cfg.data, ensure_crop_cache(cfg.data, info, size, cfg.data_cpus))
     # Members that read blendshapes subtract each face's running neutral over its whole video
     # (components.store.neutral), as serving does; a store without the tables: the population's.
-    neutral = neutral_join(cfg.data) if spec.blendshapes or spec.geometry else None
-    if (spec.blendshapes or spec.geometry) and neutral is None:
+    neutral = neutral_join(cfg.data) if mesh else None
+    if mesh and neutral is None:
         log.warning(no_tables_warning(cfg.data, f"{cfg.model} trains with the population neutral where serving "
                                                 "subtracts each face's own"))
     return {n: transformed_dataset(split.files[n], info, spec, cfg.data_cpus,

@@ -86,10 +86,10 @@ def die_once(out: str, stem: str, fault_unit: str, stage: str = "", torn_beside:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def remove_torn_writes(out: str, folders: tuple[str, ...]) -> int:
+def remove_torn_writes(out: str, folders: tuple[str, ...], logger: logging.Logger) -> int:
     """Delete the temp files (``.tmp-*``) that writers killed mid-write left in ``out``'s
-    ``folders``; return how many. Call it when no writer of the stage runs: before the units
-    start and after the last one finished. Readers never list them (``storage.list_files`` and
+    ``folders``; return how many, and say so on the stage's ``logger`` when there were any. Call
+    it when no writer of the stage runs: before the units start and after the last one finished. Readers never list them (``storage.list_files`` and
     pyarrow's dataset discovery skip dot files), but a person's ``rglob("*.parquet")`` over the
     folder would hit a file with no footer. Object stores have none (a PUT is atomic)."""
     if storage.is_remote(out):
@@ -106,6 +106,8 @@ def remove_torn_writes(out: str, folders: tuple[str, ...]) -> int:
             if info.type == pafs.FileType.File and info.base_name.startswith(".tmp-"):
                 fs.delete_file(info.path)
                 removed += 1
+    if removed:
+        logger.info("%s: removed %d temp file(s) that writers killed mid-write left", out, removed)
     return removed
 
 
